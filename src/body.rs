@@ -1,0 +1,191 @@
+//! The bodies elbe moves: a client's request body on its way to an instance, and a response on its way back.
+//!
+//! Bodies stream frame by frame in both directions (nothing is buffered whole), so a 1 GiB upload costs a few
+//! frames of memory. The response body also carries the request's bookkeeping: when it ends cleanly the backend
+//! connection goes back to the pool, and when it is dropped (finished or not) the instance's outstanding-request
+//! count and the client connection's in-flight count go down. That is the one place a request is over.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+
+use crate::client_connection::ConnectionState;
+use crate::snapshot::Target;
+
+/// A request body sent to an instance: the client's own, or none (a retry of a body-less request).
+#[derive(Debug)]
+pub enum RequestBody {
+    Incoming(Incoming),
+    Empty,
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            RequestBody::Incoming(body) => Pin::new(body).poll_frame(cx),
+            RequestBody::Empty => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            RequestBody::Incoming(body) => body.is_end_stream(),
+            RequestBody::Empty => true,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            RequestBody::Incoming(body) => body.size_hint(),
+            RequestBody::Empty => SizeHint::with_exact(0),
+        }
+    }
+}
+
+/// Counts a request as in flight on its client connection until dropped (the connection's timers read it).
+pub struct InFlight(Arc<ConnectionState>);
+
+impl InFlight {
+    pub fn begin(state: Arc<ConnectionState>) -> Self {
+        state.begin_request();
+        InFlight(state)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.end_request();
+    }
+}
+
+/// Counts a request as outstanding on its instance until dropped (the balancer reads it).
+pub struct Outstanding(Arc<Target>);
+
+impl Outstanding {
+    pub fn begin(target: Arc<Target>) -> Self {
+        target.begin_request();
+        Outstanding(target)
+    }
+}
+
+impl Drop for Outstanding {
+    fn drop(&mut self) {
+        self.0.end_request();
+    }
+}
+
+/// A backend connection that may be reused once the response body has been read to its end.
+pub struct Reusable {
+    pub sender: SendRequest<RequestBody>,
+    pub target: Arc<Target>,
+}
+
+/// The response body sent to the client.
+pub struct ResponseBody {
+    kind: Kind,
+    in_flight: Option<InFlight>,
+}
+
+enum Kind {
+    Empty,
+    Backend {
+        inner: Incoming,
+        reuse: Option<Reusable>,
+        _outstanding: Outstanding,
+    },
+}
+
+impl ResponseBody {
+    /// An empty body (ELB's own responses).
+    pub fn empty() -> Self {
+        ResponseBody {
+            kind: Kind::Empty,
+            in_flight: None,
+        }
+    }
+
+    /// An instance's response body. When it ends cleanly, `reuse` goes back to its pool; the request stays
+    /// outstanding on its instance until the body is dropped.
+    pub fn backend(inner: Incoming, reuse: Option<Reusable>, outstanding: Outstanding) -> Self {
+        let mut body = ResponseBody {
+            kind: Kind::Backend {
+                inner,
+                reuse,
+                _outstanding: outstanding,
+            },
+            in_flight: None,
+        };
+        // A body that is already complete (Content-Length: 0, 204, HEAD) may never be polled.
+        if body.is_end_stream() {
+            body.release_connection();
+        }
+        body
+    }
+
+    /// The request counts as in flight on its client connection until this body is dropped.
+    pub fn with_in_flight(mut self, in_flight: InFlight) -> Self {
+        self.in_flight = Some(in_flight);
+        self
+    }
+
+    fn release_connection(&mut self) {
+        if let Kind::Backend { reuse, .. } = &mut self.kind {
+            if let Some(Reusable { sender, target }) = reuse.take() {
+                target.pool.checkin(sender);
+            }
+        }
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let polled = match &mut this.kind {
+            Kind::Empty => return Poll::Ready(None),
+            Kind::Backend { inner, .. } => Pin::new(inner).poll_frame(cx),
+        };
+        match &polled {
+            Poll::Ready(None) => this.release_connection(),
+            Poll::Ready(Some(Ok(_))) if this.is_end_stream() => this.release_connection(),
+            // An error on the backend body: the connection is not reusable; dropping `reuse` closes it.
+            Poll::Ready(Some(Err(_))) => {
+                if let Kind::Backend { reuse, .. } = &mut this.kind {
+                    reuse.take();
+                }
+            }
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Empty => true,
+            Kind::Backend { inner, .. } => inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Empty => SizeHint::with_exact(0),
+            Kind::Backend { inner, .. } => inner.size_hint(),
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! One client connection's timers: ELB's idle timeout on the front end, and the request-head timeout (408).
+//!
+//! ELB-SPEC.md §5 and §9: a front-end connection on which no request is in flight is closed after the idle timeout;
+//! a client that starts a request head and stalls gets `408 REQUEST_TIMEOUT` and the connection is closed; a
+//! connection that never sends a byte is closed after the request-head timeout (so idle sockets cannot pile up).
+//!
+//! hyper's own `header_read_timeout` starts on every keep-alive wait (so it would close idle keep-alive connections
+//! long before ELB's 60 s idle timeout) and never answers 408, so elbe keeps these timers itself, in a wrapper
+//! around the socket: the wrapper sees every byte read, and the proxy tells it through [`ConnectionState`] when a
+//! request head has been parsed and when its response is over. A request in flight is timed by the proxy (504).
+//! Timers are lazy: a deadline is computed only when a read would block, and the timer is reset only when the
+//! deadline moves.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+
+/// ELB's 408, written byte for byte as captured (ELB-SPEC.md §9), including `Content-Length:0` without a space.
+pub const REQUEST_TIMEOUT_RESPONSE: &[u8] =
+    b"HTTP/1.1 408 REQUEST_TIMEOUT\r\nContent-Length:0\r\nConnection: Close\r\n\r\n";
+
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// What the proxy tells the connection's timers: requests parsed, and requests still in flight.
+#[derive(Debug, Default)]
+pub struct ConnectionState {
+    in_flight: AtomicUsize,
+    started: AtomicU64,
+}
+
+impl ConnectionState {
+    /// A request head was parsed and handed to the proxy.
+    pub fn begin_request(&self) {
+        self.started.fetch_add(1, Ordering::Relaxed);
+        self.in_flight.fetch_add(1, Ordering::Release);
+    }
+
+    /// A request's response is over (its body was dropped).
+    pub fn end_request(&self) {
+        self.in_flight.fetch_sub(1, Ordering::Release);
+    }
+
+    fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
+    fn started(&self) -> u64 {
+        self.started.load(Ordering::Relaxed)
+    }
+}
+
+/// The two client-side timeouts.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientTimeouts {
+    /// The whole request head must arrive within this (and a new connection must send its first byte within it).
+    pub request_header: Duration,
+    /// A connection with no request in flight is closed after this (ELB's idle timeout).
+    pub idle: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Connected, nothing received yet.
+    Fresh,
+    /// A request head is arriving; `started` is the request count when it began.
+    Head { started: u64 },
+    /// At least one request is in flight.
+    Busy,
+    /// Keep-alive, waiting for the next request.
+    Idle,
+}
+
+/// A client socket with ELB's front-end timers.
+pub struct ClientIo<IO> {
+    inner: IO,
+    state: Arc<ConnectionState>,
+    timeouts: ClientTimeouts,
+    phase: Phase,
+    /// HTTP/2 (prior knowledge): requests are streams, so only the idle timer applies.
+    h2: bool,
+    deadline: Instant,
+    timer: Pin<Box<Sleep>>,
+    bytes_read: u64,
+    bytes_written: u64,
+}
+
+impl<IO> ClientIo<IO> {
+    pub fn new(inner: IO, state: Arc<ConnectionState>, timeouts: ClientTimeouts) -> Self {
+        let deadline = Instant::now() + timeouts.request_header;
+        ClientIo {
+            inner,
+            state,
+            timeouts,
+            phase: Phase::Fresh,
+            h2: false,
+            deadline,
+            timer: Box::pin(tokio::time::sleep_until(deadline)),
+            bytes_read: 0,
+            bytes_written: 0,
+        }
+    }
+
+    /// Bytes received from and sent to the client so far.
+    pub fn bytes(&self) -> (u64, u64) {
+        (self.bytes_read, self.bytes_written)
+    }
+
+    pub fn get_ref(&self) -> &IO {
+        &self.inner
+    }
+
+    /// Bytes arrived: a new request head may have started.
+    fn on_bytes(&mut self, bytes: &[u8]) {
+        self.bytes_read += bytes.len() as u64;
+        match self.phase {
+            Phase::Fresh => {
+                let n = bytes.len().min(H2_PREFACE.len());
+                self.h2 = bytes[..n] == H2_PREFACE[..n];
+                self.start_head();
+            }
+            Phase::Idle if !self.h2 && self.state.in_flight() == 0 => self.start_head(),
+            _ => {}
+        }
+    }
+
+    fn start_head(&mut self) {
+        if self.h2 {
+            self.phase = Phase::Busy;
+            return;
+        }
+        self.phase = Phase::Head {
+            started: self.state.started(),
+        };
+        self.deadline = Instant::now() + self.timeouts.request_header;
+    }
+
+    /// Brings the phase up to date with what the proxy reported, moving the deadline when the phase changes.
+    fn refresh_phase(&mut self, now: Instant) {
+        let in_flight = self.state.in_flight();
+        match self.phase {
+            Phase::Head { started } if self.state.started() != started => {
+                self.phase = Phase::Busy;
+            }
+            Phase::Fresh | Phase::Head { .. } if self.h2 => self.phase = Phase::Busy,
+            _ => {}
+        }
+        match (self.phase, in_flight) {
+            (Phase::Busy, 0) => {
+                self.phase = Phase::Idle;
+                self.deadline = now + self.timeouts.idle;
+            }
+            (Phase::Idle, n) if n > 0 => self.phase = Phase::Busy,
+            _ => {}
+        }
+        if self.phase == Phase::Busy {
+            // Not timed here (the proxy times requests); look again later in case the last response ended while
+            // nothing polled this socket (HTTP/2 streams finish on other tasks).
+            if self.deadline <= now {
+                self.deadline = now + self.timeouts.idle;
+            }
+        }
+    }
+
+    /// Called when a read would block: fires the timer if the deadline has passed.
+    fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Poll<io::Error>
+    where
+        IO: AsyncWrite + Unpin,
+    {
+        loop {
+            let now = Instant::now();
+            self.refresh_phase(now);
+            if now >= self.deadline && self.phase != Phase::Busy {
+                return Poll::Ready(self.expire(cx));
+            }
+            if self.timer.deadline() != self.deadline {
+                self.timer.as_mut().reset(self.deadline);
+            }
+            match self.timer.as_mut().poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(()) => continue,
+            }
+        }
+    }
+
+    fn expire(&mut self, cx: &mut Context<'_>) -> io::Error
+    where
+        IO: AsyncWrite + Unpin,
+    {
+        match self.phase {
+            Phase::Head { .. } => {
+                // Best effort: the socket is about to be closed, a short write loses nothing that matters.
+                let _ = Pin::new(&mut self.inner).poll_write(cx, REQUEST_TIMEOUT_RESPONSE);
+                let _ = Pin::new(&mut self.inner).poll_flush(cx);
+                io::Error::new(io::ErrorKind::TimedOut, "request head timeout (408)")
+            }
+            Phase::Fresh => io::Error::new(io::ErrorKind::TimedOut, "no request on new connection"),
+            _ => io::Error::new(io::ErrorKind::TimedOut, "idle timeout"),
+        }
+    }
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for ClientIo<IO> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                let fresh = &buf.filled()[before..];
+                if !fresh.is_empty() {
+                    this.on_bytes(fresh);
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
+            Poll::Pending => match this.poll_deadline(cx) {
+                Poll::Ready(err) => Poll::Ready(Err(err)),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for ClientIo<IO> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = &polled {
+            this.bytes_written += *n as u64;
+        }
+        polled
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = &polled {
+            this.bytes_written += *n as u64;
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}

@@ -1,0 +1,440 @@
+//! The control plane: the mutable state of every load balancer, and the snapshots it publishes.
+//!
+//! It owns the configuration, the registered instances, their health and resolved addresses. Whenever one of them
+//! changes it rebuilds the [`NodeSnapshot`] of every node listener and swaps it in (DESIGN.md "The shape"). The
+//! state sits behind a `std::sync::Mutex`: it is taken by configuration, registration and health events, never by
+//! the request path (which only `load()`s snapshots), and never held across an `.await`.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use arc_swap::ArcSwap;
+use serde::Serialize;
+
+use crate::config::{self, InstanceAddress, Limits, Protocol};
+use crate::pool::Pool;
+use crate::snapshot::{NodeSnapshot, SharedNodeSnapshot, Target};
+
+/// DescribeInstanceHealth's view of one instance (ELB-SPEC.md §2.2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InstanceHealth {
+    pub state: &'static str,
+    pub reason_code: &'static str,
+    pub description: &'static str,
+}
+
+impl InstanceHealth {
+    pub const IN_SERVICE: InstanceHealth = InstanceHealth {
+        state: "InService",
+        reason_code: "N/A",
+        description: "N/A",
+    };
+    pub const ZONE_NOT_ENABLED: InstanceHealth = InstanceHealth {
+        state: "OutOfService",
+        reason_code: "ELB",
+        description: "Instance is in the EC2 Availability Zone for which LoadBalancer is not configured to route traffic to.",
+    };
+
+    pub fn in_service(&self) -> bool {
+        self.state == "InService"
+    }
+}
+
+/// One registered instance.
+#[derive(Debug, Clone)]
+struct InstanceState {
+    id: Arc<str>,
+    zone: Arc<str>,
+    address: InstanceAddress,
+    /// Addresses of a `host:port` instance, as last resolved.
+    resolved: Vec<IpAddr>,
+    health: InstanceHealth,
+}
+
+/// One listener of one node, and the snapshot it routes by.
+#[derive(Debug)]
+pub struct NodeListener {
+    pub load_balancer: Arc<str>,
+    pub zone: Arc<str>,
+    pub node: IpAddr,
+    pub listener: config::Listener,
+    pub routes: SharedNodeSnapshot,
+    /// The address actually bound (port 0 resolved), once bound.
+    pub bound: Option<SocketAddr>,
+}
+
+struct LoadBalancerState {
+    config: config::LoadBalancer,
+    instances: Vec<InstanceState>,
+}
+
+struct State {
+    limits: Limits,
+    dns: Option<config::Dns>,
+    load_balancers: Vec<LoadBalancerState>,
+    listeners: Vec<NodeListener>,
+    /// Live targets by (load balancer, instance id, address), carried from one snapshot to the next.
+    targets: HashMap<(Arc<str>, Arc<str>, SocketAddr), Arc<Target>>,
+    generation: u64,
+    last_reload_error: Option<String>,
+}
+
+/// The control plane.
+pub struct Control {
+    state: Mutex<State>,
+}
+
+/// An error from the control plane's own API (registration and the like).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ControlError {
+    #[error("There is no ACTIVE Load Balancer named '{0}'")]
+    LoadBalancerNotFound(String),
+}
+
+impl Control {
+    /// Builds the state for a validated configuration; `resolved` holds the addresses of `host:port` instances.
+    pub fn new(config: &config::Config, resolved: &HashMap<String, Vec<IpAddr>>) -> Self {
+        let load_balancers = config
+            .load_balancers
+            .iter()
+            .map(|lb| LoadBalancerState {
+                config: lb.clone(),
+                instances: lb
+                    .instances
+                    .iter()
+                    .map(|instance| instance_state(lb, instance, resolved))
+                    .collect(),
+            })
+            .collect::<Vec<_>>();
+        let listeners = config
+            .load_balancers
+            .iter()
+            .flat_map(|lb| {
+                lb.availability_zones.iter().flat_map(move |zone| {
+                    lb.listeners.iter().map(move |listener| NodeListener {
+                        load_balancer: lb.name.as_str().into(),
+                        zone: zone.name.as_str().into(),
+                        node: zone.node,
+                        listener: listener.clone(),
+                        routes: Arc::new(ArcSwap::from_pointee(NodeSnapshot::default())),
+                        bound: None,
+                    })
+                })
+            })
+            .collect();
+        let control = Control {
+            state: Mutex::new(State {
+                limits: config.limits.clone(),
+                dns: config.dns.clone(),
+                load_balancers,
+                listeners,
+                targets: HashMap::new(),
+                generation: 1,
+                last_reload_error: None,
+            }),
+        };
+        control.publish(&mut control.lock());
+        control
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves the state as consistent as the last publish; keep serving.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Runs `f` over every node listener (to bind them, or to read their snapshots).
+    pub fn with_listeners<R>(&self, f: impl FnOnce(&mut [NodeListener]) -> R) -> R {
+        f(&mut self.lock().listeners)
+    }
+
+    /// Rebuilds and swaps in every node listener's snapshot.
+    fn publish(&self, state: &mut State) {
+        let mut live = HashMap::new();
+        for index in 0..state.listeners.len() {
+            let listener = &state.listeners[index];
+            let Some(lb) = state
+                .load_balancers
+                .iter()
+                .find(|lb| *lb.config.name == *listener.load_balancer)
+            else {
+                continue;
+            };
+            let candidates = candidates(lb, listener, &state.limits, &state.targets, &mut live);
+            listener.routes.store(Arc::new(NodeSnapshot {
+                candidates,
+                idle_timeout: lb.config.idle_timeout,
+            }));
+        }
+        // Targets no snapshot uses any more are dropped here (their idle pooled connections close with them).
+        state.targets = live;
+    }
+
+    /// Registers an instance at run time (or replaces the registration with the same id).
+    pub fn register(&self, load_balancer: &str, instance: config::Instance, resolved: Vec<IpAddr>) -> Result<(), ControlError> {
+        let mut state = self.lock();
+        let lb = find_lb(&mut state, load_balancer)?;
+        let new = instance_state(&lb.config, &instance, &HashMap::from([(instance.id.clone(), resolved)]));
+        lb.instances.retain(|existing| existing.id != new.id);
+        lb.instances.push(new);
+        self.publish(&mut state);
+        Ok(())
+    }
+
+    /// Deregisters an instance; returns whether it was registered.
+    pub fn deregister(&self, load_balancer: &str, instance_id: &str) -> Result<bool, ControlError> {
+        let mut state = self.lock();
+        let lb = find_lb(&mut state, load_balancer)?;
+        let before = lb.instances.len();
+        lb.instances.retain(|existing| &*existing.id != instance_id);
+        let removed = lb.instances.len() != before;
+        self.publish(&mut state);
+        Ok(removed)
+    }
+
+    /// Requests dispatched to each instance so far, by instance id (summed over its addresses and listeners).
+    pub fn request_counts(&self, load_balancer: &str) -> HashMap<String, u64> {
+        let state = self.lock();
+        let mut counts = HashMap::new();
+        for ((lb, id, _), target) in &state.targets {
+            if **lb == *load_balancer {
+                *counts.entry(id.to_string()).or_insert(0) += target.requests();
+            }
+        }
+        counts
+    }
+
+    /// Whether every load balancer has an instance in service that this process's nodes may use.
+    pub fn healthz(&self) -> Result<(), String> {
+        let state = self.lock();
+        for lb in &state.load_balancers {
+            if !lb.instances.iter().any(|i| i.health.in_service()) {
+                return Err(format!("load balancer {} has no InService instance", lb.config.name));
+            }
+        }
+        if let Some(listener) = state.listeners.iter().find(|l| l.bound.is_none()) {
+            return Err(format!(
+                "listener {}:{} of {} is not accepting",
+                listener.node, listener.listener.load_balancer_port, listener.load_balancer
+            ));
+        }
+        Ok(())
+    }
+
+    /// The `/status` document (DESIGN.md).
+    pub fn status(&self, dns_address: Option<SocketAddr>) -> Status {
+        let state = self.lock();
+        let domain = state.dns.as_ref().map(|d| d.domain.as_str()).unwrap_or("elb.localhost");
+        let load_balancers = state
+            .load_balancers
+            .iter()
+            .map(|lb| LoadBalancerStatus {
+                name: lb.config.name.clone(),
+                dns_name: dns_name(&lb.config.name, &lb.config.region, domain),
+                nodes: lb
+                    .config
+                    .availability_zones
+                    .iter()
+                    .map(|zone| NodeStatus {
+                        zone: zone.name.clone(),
+                        listeners: state
+                            .listeners
+                            .iter()
+                            .filter(|l| *l.load_balancer == *lb.config.name && *l.zone == *zone.name)
+                            .map(|l| ListenerStatus {
+                                protocol: l.listener.protocol.to_string(),
+                                address: l.bound.map(|a| a.to_string()),
+                            })
+                            .collect(),
+                    })
+                    .collect(),
+                instances: lb
+                    .instances
+                    .iter()
+                    .map(|i| InstanceStatus {
+                        instance_id: i.id.to_string(),
+                        zone: i.zone.to_string(),
+                        address: describe_address(&i.address, lb.config.listeners.first().map(|l| l.instance_port)),
+                        state: i.health.state,
+                        reason_code: i.health.reason_code,
+                        description: i.health.description,
+                    })
+                    .collect(),
+            })
+            .collect();
+        Status {
+            load_balancers,
+            dns: dns_address.map(|address| DnsStatus {
+                address: address.to_string(),
+            }),
+            config: ConfigStatus {
+                generation: state.generation,
+                last_reload_error: state.last_reload_error.clone(),
+            },
+        }
+    }
+}
+
+fn find_lb<'a>(state: &'a mut State, name: &str) -> Result<&'a mut LoadBalancerState, ControlError> {
+    state
+        .load_balancers
+        .iter_mut()
+        .find(|lb| lb.config.name == name)
+        .ok_or_else(|| ControlError::LoadBalancerNotFound(name.to_string()))
+}
+
+fn instance_state(
+    lb: &config::LoadBalancer,
+    instance: &config::Instance,
+    resolved: &HashMap<String, Vec<IpAddr>>,
+) -> InstanceState {
+    let zone_enabled = lb.availability_zones.iter().any(|z| z.name == instance.zone);
+    InstanceState {
+        id: instance.id.as_str().into(),
+        zone: instance.zone.as_str().into(),
+        address: instance.address.clone(),
+        resolved: resolved.get(&instance.id).cloned().unwrap_or_default(),
+        health: if zone_enabled {
+            InstanceHealth::IN_SERVICE
+        } else {
+            InstanceHealth::ZONE_NOT_ENABLED
+        },
+    }
+}
+
+/// The addresses one listener reaches an instance on.
+fn target_addresses(instance: &InstanceState, instance_port: u16) -> Vec<SocketAddr> {
+    match &instance.address {
+        InstanceAddress::Ip(ip) => vec![SocketAddr::new(*ip, instance_port)],
+        InstanceAddress::Socket(addr) => vec![*addr],
+        InstanceAddress::Host { port, .. } => instance.resolved.iter().map(|ip| SocketAddr::new(*ip, *port)).collect(),
+    }
+}
+
+/// ELB-SPEC.md §3: own zone's in-service instances; all enabled zones' with cross-zone on, or when the own zone
+/// has none (the 2012 behaviour).
+fn candidates(
+    lb: &LoadBalancerState,
+    listener: &NodeListener,
+    limits: &Limits,
+    existing: &HashMap<(Arc<str>, Arc<str>, SocketAddr), Arc<Target>>,
+    live: &mut HashMap<(Arc<str>, Arc<str>, SocketAddr), Arc<Target>>,
+) -> Vec<Arc<Target>> {
+    let routable: Vec<&InstanceState> = lb.instances.iter().filter(|i| i.health.in_service()).collect();
+    let own: Vec<&InstanceState> = routable.iter().copied().filter(|i| i.zone == listener.zone).collect();
+    let chosen = if lb.config.cross_zone_load_balancing || own.is_empty() {
+        routable
+    } else {
+        own
+    };
+    let mut targets = Vec::new();
+    for instance in chosen {
+        for addr in target_addresses(instance, listener.listener.instance_port) {
+            let key = (listener.load_balancer.clone(), instance.id.clone(), addr);
+            let target = live
+                .get(&key)
+                .or_else(|| existing.get(&key))
+                .cloned()
+                .unwrap_or_else(|| {
+                    let pool = Pool::new(
+                        addr,
+                        limits.backend_idle_connections,
+                        lb.config.idle_timeout,
+                        limits.backend_connect_timeout,
+                    );
+                    Arc::new(Target::new(instance.id.clone(), instance.zone.clone(), addr, pool))
+                });
+            live.insert(key, target.clone());
+            targets.push(target);
+        }
+    }
+    targets
+}
+
+fn describe_address(address: &InstanceAddress, instance_port: Option<u16>) -> String {
+    match address {
+        InstanceAddress::Ip(ip) => SocketAddr::new(*ip, instance_port.unwrap_or(80)).to_string(),
+        InstanceAddress::Socket(addr) => addr.to_string(),
+        InstanceAddress::Host { host, port } => format!("{host}:{port}"),
+    }
+}
+
+/// The load balancer's DNS name: `<name>-<10 digits>.<region>.<domain>`, the digits derived from name and region
+/// (FNV-1a) so the name is stable across restarts (ELB-SPEC.md §4).
+pub fn dns_name(name: &str, region: &str, domain: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in name.bytes().chain([b'.']).chain(region.bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    let digits = 1_000_000_000 + hash % 9_000_000_000;
+    format!("{name}-{digits}.{region}.{domain}")
+}
+
+/// Listener protocols the node serves today.
+pub fn is_served(protocol: Protocol) -> bool {
+    protocol.is_http()
+}
+
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub load_balancers: Vec<LoadBalancerStatus>,
+    pub dns: Option<DnsStatus>,
+    pub config: ConfigStatus,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LoadBalancerStatus {
+    pub name: String,
+    pub dns_name: String,
+    pub nodes: Vec<NodeStatus>,
+    pub instances: Vec<InstanceStatus>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct NodeStatus {
+    pub zone: String,
+    pub listeners: Vec<ListenerStatus>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ListenerStatus {
+    pub protocol: String,
+    pub address: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct InstanceStatus {
+    pub instance_id: String,
+    pub zone: String,
+    pub address: String,
+    pub state: &'static str,
+    pub reason_code: &'static str,
+    pub description: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DnsStatus {
+    pub address: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ConfigStatus {
+    pub generation: u64,
+    pub last_reload_error: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dns_name_is_stable_and_well_formed() {
+        let a = dns_name("web", "local-1", "elb.localhost");
+        assert_eq!(a, dns_name("web", "local-1", "elb.localhost"));
+        let digits = a.strip_prefix("web-").unwrap().split('.').next().unwrap();
+        assert_eq!(digits.len(), 10);
+        assert!(a.ends_with(".local-1.elb.localhost"));
+        assert_ne!(a, dns_name("web2", "local-1", "elb.localhost"));
+    }
+}

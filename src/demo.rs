@@ -1,0 +1,118 @@
+//! The demonstration `cargo run --release` starts: two zones, a node on its own loopback address in each, two
+//! in-process instances per zone that answer with who they are and the X-Forwarded-* headers they received.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+
+/// The two zones and their node addresses.
+pub const ZONES: [(&str, &str); 2] = [("zone-a", "127.0.0.11"), ("zone-b", "127.0.0.12")];
+/// The demo's listener port on each node.
+pub const PORT: u16 = 8080;
+
+/// Starts one demo instance on `address` (port 0 for any) and returns the bound address.
+pub async fn start_instance(address: SocketAddr, instance_id: &'static str, zone: &'static str) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind(address).await?;
+    let bound = listener.local_addr()?;
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let service = service_fn(move |request: Request<Incoming>| async move {
+                    Ok::<_, Infallible>(describe(instance_id, zone, &request))
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Ok(bound)
+}
+
+fn describe(instance_id: &str, zone: &str, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let header = |name: &str| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-")
+            .to_string()
+    };
+    let body = format!(
+        "instance: {instance_id}\nzone: {zone}\nrequest: {} {}\nx-forwarded-for: {}\nx-forwarded-proto: {}\nx-forwarded-port: {}\n",
+        request.method(),
+        request.uri(),
+        header("x-forwarded-for"),
+        header("x-forwarded-proto"),
+        header("x-forwarded-port"),
+    );
+    Response::new(Full::new(Bytes::from(body)))
+}
+
+/// The demo's configuration, with the instances' bound addresses filled in.
+pub fn config_text(instances: &[(&str, &str, SocketAddr)]) -> String {
+    let mut text = String::from(
+        r#"[admin]
+listen = "127.0.0.1:9900"
+
+[[load_balancer]]
+name = "demo"
+region = "local-1"
+cross_zone_load_balancing = false
+idle_timeout = "60s"
+"#,
+    );
+    for (zone, node) in ZONES {
+        text.push_str(&format!("\n[[load_balancer.availability_zone]]\nname = \"{zone}\"\nnode = \"{node}\"\n"));
+    }
+    text.push_str(&format!(
+        "\n[[load_balancer.listener]]\nprotocol = \"HTTP\"\nload_balancer_port = {PORT}\ninstance_protocol = \"HTTP\"\ninstance_port = 80\n"
+    ));
+    for (id, zone, address) in instances {
+        text.push_str(&format!(
+            "\n[[load_balancer.instance]]\nid = \"{id}\"\nzone = \"{zone}\"\naddress = \"{address}\"\n"
+        ));
+    }
+    text
+}
+
+/// Starts the demo instances and returns the configuration text that points at them.
+pub async fn start_instances() -> std::io::Result<String> {
+    let plan: [(&'static str, &'static str, &str); 4] = [
+        ("i-a1", "zone-a", "127.0.0.21:0"),
+        ("i-a2", "zone-a", "127.0.0.22:0"),
+        ("i-b1", "zone-b", "127.0.0.23:0"),
+        ("i-b2", "zone-b", "127.0.0.24:0"),
+    ];
+    let mut instances = Vec::new();
+    for (id, zone, address) in plan {
+        let address: SocketAddr = address.parse().map_err(std::io::Error::other)?;
+        instances.push((id, zone, start_instance(address, id, zone).await?));
+    }
+    Ok(config_text(&instances))
+}
+
+/// What the demo prints once it is up.
+pub fn banner() -> String {
+    let (_, a) = ZONES[0];
+    let (_, b) = ZONES[1];
+    format!(
+        "elbe demo is up: load balancer \"demo\", two zones, two instances each, cross-zone load balancing off.\n\
+         \n  curl http://{a}:{PORT}/          # node in zone-a: answered by i-a1 or i-a2\n  \
+         curl http://{b}:{PORT}/          # node in zone-b: answered by i-b1 or i-b2\n  \
+         curl -H 'X-Forwarded-For: 203.0.113.7' http://{a}:{PORT}/   # elbe appends the address it saw\n  \
+         curl --http2-prior-knowledge http://{a}:{PORT}/              # HTTP/2 (h2c); instances still get HTTP/1.1\n  \
+         curl http://127.0.0.1:9900/status      # DescribeInstanceHealth, as JSON\n  \
+         curl http://127.0.0.1:9900/metrics     # ELB's CloudWatch metrics\n\nCtrl-C stops it.\n"
+    )
+}

@@ -1,0 +1,37 @@
+//! elbe: a Layer-7 load balancer that behaves like AWS Elastic Load Balancing "Classic".
+//!
+//! # Layout
+//!
+//! Read in the order a request flows:
+//!
+//! - [`config`]: the TOML file, parsed (raw serde model) and validated (domain types with ELB's defaults).
+//! - [`server`]: starts the control plane, the nodes and the admin listener; shutdown and reload.
+//! - [`control`]: owns the mutable state (registrations, health) and publishes immutable [`snapshot`]s.
+//! - [`node`]: one zone's node: the accept loops of its listeners.
+//! - [`client_connection`]: a client socket's idle timeout and request-head timeout (408).
+//! - [`proxy`]: the request path, as tower layers: tracking, checks, X-Forwarded-* ([`headers`]), forwarding.
+//! - [`balancer`]: least outstanding requests (power of two choices) and round robin.
+//! - [`pool`]: lock-free pools of idle keep-alive connections to instances.
+//! - [`body`]: request and response bodies, streamed, with the per-request bookkeeping.
+//! - [`error`]: ELB's own responses (400, 408, 502, 503, 504) and the proxy's error type.
+//! - [`metrics`]: ELB's CloudWatch metrics as Prometheus series.
+//! - [`admin`]: `/status`, `/healthz`, `/metrics`.
+//! - [`demo`]: the embedded demonstration that `cargo run` starts.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod balancer;
+pub mod body;
+pub mod client_connection;
+pub mod config;
+pub mod control;
+pub mod demo;
+pub mod error;
+pub mod headers;
+pub mod metrics;
+pub mod node;
+pub mod pool;
+pub mod proxy;
+pub mod server;
+pub mod shutdown;
+pub mod snapshot;

@@ -1,0 +1,111 @@
+//! The `elbe` command: the demo (no arguments), `run --config FILE`, `check --config FILE`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "elbe", version, about = "A load balancer that behaves like AWS ELB Classic")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve a configuration file.
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate a configuration file and say exactly what is wrong.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// The embedded demonstration (the default).
+    Demo,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "elbe=info".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    if let Some(Command::Check { config }) = &cli.command {
+        return match elbe::config::load(config) {
+            Ok(parsed) => {
+                println!(
+                    "{}: ok ({} load balancer(s))",
+                    config.display(),
+                    parsed.load_balancers.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("{error}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    // The runtime uses every core unless TOKIO_WORKER_THREADS says otherwise (tokio reads it).
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("elbe: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(command: Option<Command>) -> anyhow::Result<()> {
+    let (config, demo) = match command {
+        Some(Command::Run { config }) => (elbe::config::load(&config)?, false),
+        _ => {
+            let text = elbe::demo::start_instances()
+                .await
+                .context("starting the demo instances on 127.0.0.21-24")?;
+            let config = elbe::config::parse(&text, std::path::Path::new("<demo>"))?;
+            (config, true)
+        }
+    };
+    let server = elbe::server::start(config).await?;
+    if demo {
+        println!("{}", elbe::demo::banner());
+    }
+    server.run_until(stop_signal()).await;
+    Ok(())
+}
+
+/// SIGTERM or Ctrl-C.
+async fn stop_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

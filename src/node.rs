@@ -1,0 +1,122 @@
+//! A node: the thing in one availability zone that accepts client connections (ELB-SPEC.md §3).
+//!
+//! Each enabled zone's node binds every listener on the zone's own address. An accept loop takes connections up
+//! to `max_connections` (beyond that they wait in the kernel's backlog), wraps each socket in ELB's front-end
+//! timers ([`crate::client_connection`]) and serves it with hyper's automatic HTTP/1.1 / HTTP/2 (prior knowledge)
+//! server, the request path being [`crate::proxy::stack`].
+
+use std::sync::Arc;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::client_connection::{ClientIo, ClientTimeouts, ConnectionState};
+use crate::config::Limits;
+use crate::proxy::{self, ListenerContext};
+use crate::shutdown::{Shutdown, Tracker};
+
+/// What every connection of the process shares: the HTTP server settings, the connection limit and the tracker.
+pub struct Connections {
+    http: auto::Builder<TokioExecutor>,
+    limit: Arc<Semaphore>,
+    tracker: Tracker,
+    request_header_timeout: std::time::Duration,
+}
+
+impl Connections {
+    pub fn new(limits: &Limits, tracker: Tracker) -> Self {
+        let mut http = auto::Builder::new(TokioExecutor::new());
+        http.http1()
+            .keep_alive(true)
+            .max_buf_size(limits.max_request_header_bytes.max(8192))
+            .max_headers(limits.max_headers);
+        http.http2().max_concurrent_streams(128);
+        Connections {
+            http,
+            // The semaphore is taken once per connection on the accept path, never per request.
+            limit: Arc::new(Semaphore::new(limits.max_connections)),
+            tracker,
+            request_header_timeout: limits.request_header_timeout,
+        }
+    }
+
+    /// Connections open now, across all listeners.
+    pub fn live(&self) -> usize {
+        self.tracker.live()
+    }
+}
+
+/// Accepts connections on one listener of one node until shutdown.
+pub async fn serve_listener(
+    listener: TcpListener,
+    context: Arc<ListenerContext>,
+    connections: Arc<Connections>,
+    mut shutdown: Shutdown,
+) {
+    loop {
+        let permit = tokio::select! {
+            permit = connections.limit.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return,
+            },
+            _ = shutdown.triggered() => return,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // EMFILE and friends: back off briefly instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.triggered() => return,
+        };
+        let _ = stream.set_nodelay(true);
+        let guard = connections.tracker.guard();
+        let context = context.clone();
+        let connections = connections.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            serve_connection(stream, peer, context, &connections, shutdown).await;
+            drop(permit);
+            drop(guard);
+        });
+    }
+}
+
+async fn serve_connection<IO>(
+    io: IO,
+    peer: std::net::SocketAddr,
+    context: Arc<ListenerContext>,
+    connections: &Connections,
+    mut shutdown: Shutdown,
+) where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let state = Arc::new(ConnectionState::default());
+    let timeouts = ClientTimeouts {
+        request_header: connections.request_header_timeout,
+        idle: context.routes.load().idle_timeout,
+    };
+    let io = ClientIo::new(io, state.clone(), timeouts);
+    let service = TowerToHyperService::new(proxy::stack(context, peer, Some(state)));
+    let connection = connections
+        .http
+        .serve_connection(TokioIo::new(io), service);
+    tokio::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        _ = shutdown.triggered() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(error) = result {
+        tracing::debug!(%peer, %error, "client connection ended with an error");
+    }
+}

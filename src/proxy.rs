@@ -1,0 +1,478 @@
+//! The request path: one HTTP request from a client, through elbe's layers, to an instance and back.
+//!
+//! The layers, outermost first, each a small tower `Service` that can be tested alone with `oneshot`:
+//!
+//! 1. [`TrackLayer`]: the request counts as in flight on its connection (the connection's idle and 408 timers
+//!    read that) and is counted in the node's metrics when its response is known.
+//! 2. [`CheckLayer`]: requests elbe must refuse (ambiguous framing, CONNECT, long methods and URIs) get ELB's
+//!    400/405/414 and never reach an instance (ELB-SPEC.md §1.1).
+//! 3. [`ForwardedLayer`]: the request is rewritten for the instance: hop-by-hop headers removed, X-Forwarded-*
+//!    set (ELB-SPEC.md §1.2), `Host` supplied for HTTP/1.0 and HTTP/2, `Expect` dropped (elbe answered it).
+//! 4. [`Forward`]: pick an instance (least outstanding requests), take a pooled connection, send, and turn every
+//!    failure into ELB's response (503, 502, 504), retrying once on a fresh connection when a pooled one was
+//!    closed under us and the request is safe to resend.
+//!
+//! Nothing here takes a lock: the routing snapshot is an `ArcSwap` load, counters are atomics, the pool is a
+//! lock-free queue.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use http::header::{HeaderValue, COOKIE, EXPECT, HOST};
+use http::uri::{PathAndQuery, Uri};
+use http::{Method, Request, Response, Version};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+use tower::{Layer, Service};
+
+use crate::balancer;
+use crate::body::{InFlight, Outstanding, RequestBody, ResponseBody, Reusable};
+use crate::client_connection::ConnectionState;
+use crate::error::{ElbResponse, ProxyError};
+use crate::headers::{self, ForwardedProto};
+use crate::metrics::ZoneMetrics;
+use crate::snapshot::{SharedNodeSnapshot, Target};
+
+/// Everything a listener's requests share, built once when the listener starts.
+pub struct ListenerContext {
+    /// What this node may route to (swapped by the control plane).
+    pub routes: SharedNodeSnapshot,
+    /// `X-Forwarded-Proto`: `http` or `https`.
+    pub proto: ForwardedProto,
+    /// `X-Forwarded-Port`: the listener's port.
+    pub port: HeaderValue,
+    /// `Host` for HTTP/1.0 requests without one: the node's address (ELB-SPEC.md §1.1).
+    pub node_host: HeaderValue,
+    pub max_uri_bytes: usize,
+    pub metrics: ZoneMetrics,
+}
+
+/// Marks a response elbe made itself, so it is counted as `HTTPCode_ELB_*`, not `HTTPCode_Backend_*`.
+#[derive(Debug, Clone, Copy)]
+pub struct ElbGenerated;
+
+fn elb_response(kind: ElbResponse) -> Response<ResponseBody> {
+    let mut response = kind.into_response();
+    response.extensions_mut().insert(ElbGenerated);
+    response
+}
+
+/// The whole stack for one client connection.
+pub fn stack(
+    context: Arc<ListenerContext>,
+    peer: SocketAddr,
+    connection: Option<Arc<ConnectionState>>,
+) -> Track<Check<Forwarded<Forward>>> {
+    let forward = Forward {
+        context: context.clone(),
+    };
+    let forwarded = ForwardedLayer {
+        context: context.clone(),
+        peer: peer.ip(),
+    }
+    .layer(forward);
+    let check = CheckLayer {
+        max_uri_bytes: context.max_uri_bytes,
+    }
+    .layer(forwarded);
+    TrackLayer { context, connection }.layer(check)
+}
+
+/// A response now (elbe's own) or later (the inner service's).
+pub enum Respond<F> {
+    Now(Option<Response<ResponseBody>>),
+    Later(F),
+}
+
+impl<F> Future for Respond<F>
+where
+    F: Future<Output = Result<Response<ResponseBody>, Infallible>> + Unpin,
+{
+    type Output = Result<Response<ResponseBody>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            Respond::Now(response) => match response.take() {
+                Some(response) => Poll::Ready(Ok(response)),
+                None => Poll::Pending,
+            },
+            Respond::Later(future) => Pin::new(future).poll(cx),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// 1. Track
+
+/// Counts the request as in flight on its connection and in the node's metrics.
+#[derive(Clone)]
+pub struct TrackLayer {
+    context: Arc<ListenerContext>,
+    connection: Option<Arc<ConnectionState>>,
+}
+
+impl<S> Layer<S> for TrackLayer {
+    type Service = Track<S>;
+    fn layer(&self, inner: S) -> Track<S> {
+        Track {
+            inner,
+            context: self.context.clone(),
+            connection: self.connection.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Track<S> {
+    inner: S,
+    context: Arc<ListenerContext>,
+    connection: Option<Arc<ConnectionState>>,
+}
+
+impl<S> Service<Request<Incoming>> for Track<S>
+where
+    S: Service<Request<Incoming>, Response = Response<ResponseBody>, Error = Infallible>,
+    S::Future: Unpin,
+{
+    type Response = Response<ResponseBody>;
+    type Error = Infallible;
+    type Future = TrackFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Incoming>) -> Self::Future {
+        let in_flight = self.connection.clone().map(InFlight::begin);
+        self.context.metrics.requests.inc();
+        TrackFuture {
+            inner: self.inner.call(request),
+            in_flight,
+            context: self.context.clone(),
+        }
+    }
+}
+
+pub struct TrackFuture<F> {
+    inner: F,
+    in_flight: Option<InFlight>,
+    context: Arc<ListenerContext>,
+}
+
+impl<F> Future for TrackFuture<F>
+where
+    F: Future<Output = Result<Response<ResponseBody>, Infallible>> + Unpin,
+{
+    type Output = Result<Response<ResponseBody>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let Poll::Ready(Ok(response)) = Pin::new(&mut this.inner).poll(cx) else {
+            return Poll::Pending;
+        };
+        let status = response.status().as_u16();
+        let metrics = &this.context.metrics;
+        if response.extensions().get::<ElbGenerated>().is_some() {
+            metrics.elb_status(status);
+        } else {
+            metrics.backend_status(status);
+        }
+        let response = match this.in_flight.take() {
+            Some(in_flight) => response.map(|body| body.with_in_flight(in_flight)),
+            None => response,
+        };
+        Poll::Ready(Ok(response))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// 2. Check
+
+/// Refuses requests that must not reach an instance, with ELB's status.
+#[derive(Clone)]
+pub struct CheckLayer {
+    pub max_uri_bytes: usize,
+}
+
+impl<S> Layer<S> for CheckLayer {
+    type Service = Check<S>;
+    fn layer(&self, inner: S) -> Check<S> {
+        Check {
+            inner,
+            max_uri_bytes: self.max_uri_bytes,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Check<S> {
+    inner: S,
+    max_uri_bytes: usize,
+}
+
+impl<S> Service<Request<Incoming>> for Check<S>
+where
+    S: Service<Request<Incoming>, Response = Response<ResponseBody>, Error = Infallible>,
+    S::Future: Unpin,
+{
+    type Response = Response<ResponseBody>;
+    type Error = Infallible;
+    type Future = Respond<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Incoming>) -> Self::Future {
+        let checked = headers::check_request(
+            request.method(),
+            request.uri(),
+            request.version(),
+            request.headers(),
+            self.max_uri_bytes,
+        );
+        match checked {
+            Ok(()) => Respond::Later(self.inner.call(request)),
+            Err(rejection) => {
+                tracing::debug!(%rejection, "request refused");
+                let kind = match rejection {
+                    headers::Rejection::BadRequest(_) => ElbResponse::BadRequest,
+                    headers::Rejection::MethodNotAllowed => ElbResponse::MethodNotAllowed,
+                    headers::Rejection::UriTooLong => ElbResponse::UriTooLong,
+                };
+                Respond::Now(Some(elb_response(kind)))
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// 3. Forwarded
+
+/// Rewrites the request for the instance (X-Forwarded-*, hop-by-hop headers, Host, Expect, origin-form target).
+#[derive(Clone)]
+pub struct ForwardedLayer {
+    context: Arc<ListenerContext>,
+    peer: IpAddr,
+}
+
+impl<S> Layer<S> for ForwardedLayer {
+    type Service = Forwarded<S>;
+    fn layer(&self, inner: S) -> Forwarded<S> {
+        Forwarded {
+            inner,
+            context: self.context.clone(),
+            peer: self.peer,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Forwarded<S> {
+    inner: S,
+    context: Arc<ListenerContext>,
+    peer: IpAddr,
+}
+
+impl<S> Service<Request<Incoming>> for Forwarded<S>
+where
+    S: Service<Request<Incoming>, Response = Response<ResponseBody>, Error = Infallible>,
+{
+    type Response = Response<ResponseBody>;
+    type Error = Infallible;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<Incoming>) -> Self::Future {
+        rewrite_for_instance(&mut request, self.peer, &self.context);
+        self.inner.call(request)
+    }
+}
+
+/// Turns a client's request into the HTTP/1.1 request an instance gets.
+pub fn rewrite_for_instance<B>(request: &mut Request<B>, peer: IpAddr, context: &ListenerContext) {
+    let version = request.version();
+    let authority = request.uri().authority().cloned();
+    let headers = request.headers_mut();
+    headers::strip_hop_by_hop(headers);
+    headers.remove(EXPECT);
+    if !headers.contains_key(HOST) {
+        match authority {
+            // HTTP/2's :authority, or an absolute-form HTTP/1.1 target, becomes Host.
+            Some(authority) => {
+                if let Ok(value) = HeaderValue::from_str(authority.as_str()) {
+                    headers.insert(HOST, value);
+                }
+            }
+            None if version == Version::HTTP_10 || version == Version::HTTP_09 => {
+                headers.insert(HOST, context.node_host.clone());
+            }
+            None => {}
+        }
+    }
+    if version == Version::HTTP_2 {
+        join_cookies(headers);
+    }
+    headers::set_forwarded(headers, peer, &context.proto, &context.port);
+    // Instances get origin-form targets over HTTP/1.1, whatever the client spoke (ELB-SPEC.md §1.1).
+    if request.uri().scheme().is_some() || request.uri().authority().is_some() {
+        let path = request
+            .uri()
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        *request.uri_mut() = Uri::from(path);
+    }
+    *request.version_mut() = Version::HTTP_11;
+}
+
+/// HTTP/2 may split `Cookie` into several fields; HTTP/1.1 wants one, joined with "; " (RFC 9113 §8.2.3).
+fn join_cookies(headers: &mut http::HeaderMap) {
+    let mut cookies = headers.get_all(COOKIE).iter();
+    let (Some(first), Some(_)) = (cookies.next(), cookies.next()) else {
+        return;
+    };
+    let mut joined = first.as_bytes().to_vec();
+    for value in headers.get_all(COOKIE).iter().skip(1) {
+        joined.extend_from_slice(b"; ");
+        joined.extend_from_slice(value.as_bytes());
+    }
+    if let Ok(value) = HeaderValue::from_bytes(&joined) {
+        headers.insert(COOKIE, value);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// 4. Forward
+
+/// Sends the request to an instance and returns its response, or ELB's.
+#[derive(Clone)]
+pub struct Forward {
+    context: Arc<ListenerContext>,
+}
+
+impl Service<Request<Incoming>> for Forward {
+    type Response = Response<ResponseBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<ResponseBody>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<Incoming>) -> Self::Future {
+        let context = self.context.clone();
+        Box::pin(async move { Ok(forward(&context, request).await) })
+    }
+}
+
+/// A copy of a body-less idempotent request, kept so it can be sent again if a pooled connection dies under it.
+struct Replay {
+    method: Method,
+    uri: Uri,
+    headers: http::HeaderMap,
+}
+
+impl Replay {
+    fn of<B: http_body::Body>(request: &Request<B>) -> Option<Self> {
+        let safe = matches!(
+            *request.method(),
+            Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+        );
+        (safe && request.body().is_end_stream()).then(|| Replay {
+            method: request.method().clone(),
+            uri: request.uri().clone(),
+            headers: request.headers().clone(),
+        })
+    }
+
+    fn into_request(self) -> Request<RequestBody> {
+        let mut request = Request::new(RequestBody::Empty);
+        *request.method_mut() = self.method;
+        *request.uri_mut() = self.uri;
+        *request.headers_mut() = self.headers;
+        request
+    }
+}
+
+async fn forward(context: &ListenerContext, request: Request<Incoming>) -> Response<ResponseBody> {
+    let (target, idle_timeout) = {
+        let routes = context.routes.load();
+        match balancer::pick_least_outstanding(&routes.candidates) {
+            Some(target) => (target.clone(), routes.idle_timeout),
+            None => return elb_response(ElbResponse::NoInstance),
+        }
+    };
+    let outstanding = Outstanding::begin(target.clone());
+    let replay = Replay::of(&request);
+    let request = request.map(RequestBody::Incoming);
+    let sent_at = Instant::now();
+    let result = tokio::time::timeout(idle_timeout, send(&target, request, replay)).await;
+    match result {
+        Ok(Ok((response, sender))) => {
+            context.metrics.latency.observe(sent_at.elapsed().as_secs_f64());
+            let (mut parts, body) = response.into_parts();
+            headers::strip_hop_by_hop(&mut parts.headers);
+            let reuse = Some(Reusable { sender, target });
+            Response::from_parts(parts, ResponseBody::backend(body, reuse, outstanding))
+        }
+        Ok(Err(error)) => {
+            if error.is_backend_connection_error() {
+                context.metrics.backend_connection_errors.inc();
+            }
+            tracing::debug!(instance = %target.instance_id, %error, "request failed");
+            elb_response(error.elb_response())
+        }
+        Err(_) => {
+            tracing::debug!(instance = %target.instance_id, "instance did not answer within the idle timeout");
+            elb_response(ElbResponse::GatewayTimeout)
+        }
+    }
+}
+
+/// Sends on a pooled connection if one is alive, else on a new one. A request that a dead pooled connection gave
+/// back unsent goes on the next connection; one lost after sending is replayed once on a fresh connection when
+/// `replay` allows it (DESIGN.md: the keep-alive race behind many ELB 504s).
+async fn send(
+    target: &Target,
+    mut request: Request<RequestBody>,
+    mut replay: Option<Replay>,
+) -> Result<(Response<Incoming>, SendRequest<RequestBody>), ProxyError> {
+    while let Some(mut sender) = target.pool.checkout() {
+        if sender.ready().await.is_err() {
+            continue;
+        }
+        match sender.try_send_request(request).await {
+            Ok(response) => return Ok((response, sender)),
+            Err(mut failed) => match failed.take_message() {
+                Some(unsent) => request = unsent,
+                None => {
+                    let error = failed.into_error();
+                    match replay.take() {
+                        Some(copy) if !error.is_parse() && !error.is_parse_status() => {
+                            tracing::debug!(%error, "pooled connection lost a request; replaying it once");
+                            request = copy.into_request();
+                            break;
+                        }
+                        _ => return Err(ProxyError::from_send(error)),
+                    }
+                }
+            },
+        }
+    }
+    let mut sender = target.pool.connect().await?;
+    sender.ready().await.map_err(ProxyError::from_send)?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(ProxyError::from_send)?;
+    Ok((response, sender))
+}

@@ -1,0 +1,257 @@
+//! Starting and stopping elbe: the control plane, every node's listeners, and the admin listener.
+//!
+//! [`start`] binds everything (port 0 means any free port; the bound addresses are read back and reported) and
+//! returns a [`Server`] handle; [`Server::shutdown`] stops accepting, lets in-flight requests finish within the drain
+//! deadline, then stops. `elbe run`, the demo and the integration tests all go through these two functions.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderValue;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::admin::{self, Admin};
+use crate::config::{Config, InstanceAddress, Protocol};
+use crate::control::{self, Control};
+use crate::headers::ForwardedProto;
+use crate::metrics::Metrics;
+use crate::node::{self, Connections};
+use crate::proxy::ListenerContext;
+use crate::shutdown::{self, Tracker, Trigger};
+
+/// Why elbe could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {address} ({what}): {source}")]
+    Bind {
+        address: SocketAddr,
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("instance {instance}: cannot resolve {host}: {source}")]
+    Resolve {
+        instance: String,
+        host: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("load balancer {load_balancer}: {protocol} listeners are not supported yet")]
+    Unsupported { load_balancer: String, protocol: Protocol },
+}
+
+/// One bound listener of one node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoundListener {
+    pub load_balancer: String,
+    pub zone: String,
+    pub protocol: Protocol,
+    pub address: SocketAddr,
+}
+
+/// A running elbe.
+pub struct Server {
+    control: Arc<Control>,
+    metrics: Arc<Metrics>,
+    connections: Arc<Connections>,
+    admin_address: SocketAddr,
+    listeners: Vec<BoundListener>,
+    trigger: Trigger,
+    tracker: Tracker,
+    tasks: Vec<JoinHandle<()>>,
+    shutdown_grace: Duration,
+}
+
+/// Resolves `host:port` instances once at start (DNS discovery re-resolves them later).
+async fn resolve_instances(config: &Config) -> Result<HashMap<String, Vec<IpAddr>>, StartError> {
+    let mut resolved = HashMap::new();
+    for lb in &config.load_balancers {
+        for instance in &lb.instances {
+            if let InstanceAddress::Host { host, port } = &instance.address {
+                let addrs = tokio::net::lookup_host((host.as_str(), *port))
+                    .await
+                    .map_err(|source| StartError::Resolve {
+                        instance: instance.id.clone(),
+                        host: host.clone(),
+                        source,
+                    })?;
+                resolved.insert(instance.id.clone(), addrs.map(|a| a.ip()).collect());
+            }
+        }
+    }
+    Ok(resolved)
+}
+
+async fn bind(address: SocketAddr, what: impl Into<String>) -> Result<TcpListener, StartError> {
+    TcpListener::bind(address).await.map_err(|source| StartError::Bind {
+        address,
+        what: what.into(),
+        source,
+    })
+}
+
+/// Starts elbe for a validated configuration.
+pub async fn start(config: Config) -> Result<Server, StartError> {
+    let resolved = resolve_instances(&config).await?;
+    let control = Arc::new(Control::new(&config, &resolved));
+    let metrics = Arc::new(Metrics::new());
+    let tracker = Tracker::default();
+    let connections = Arc::new(Connections::new(&config.limits, tracker.clone()));
+    let (trigger, shutdown) = shutdown::channel();
+    let mut tasks = Vec::new();
+    let mut listeners = Vec::new();
+
+    // Bind every listener first, so a bind failure leaves nothing half-started.
+    let plans = control.with_listeners(|nodes| {
+        nodes
+            .iter()
+            .map(|n| {
+                (
+                    n.load_balancer.to_string(),
+                    n.zone.to_string(),
+                    n.node,
+                    n.listener.clone(),
+                    n.routes.clone(),
+                )
+            })
+            .collect::<Vec<_>>()
+    });
+    let mut bound = Vec::new();
+    for (load_balancer, zone, node, listener, routes) in plans {
+        if !control::is_served(listener.protocol) || listener.protocol == Protocol::Https {
+            return Err(StartError::Unsupported {
+                load_balancer,
+                protocol: listener.protocol,
+            });
+        }
+        let what = format!("{load_balancer} {zone} {} listener", listener.protocol);
+        let socket = bind(SocketAddr::new(node, listener.load_balancer_port), what).await?;
+        let address = socket.local_addr().map_err(|source| StartError::Bind {
+            address: SocketAddr::new(node, listener.load_balancer_port),
+            what: "listener".into(),
+            source,
+        })?;
+        bound.push((load_balancer, zone, node, listener, routes, socket, address));
+    }
+    let admin_socket = bind(config.admin.listen, "admin").await?;
+    let admin_address = admin_socket.local_addr().map_err(|source| StartError::Bind {
+        address: config.admin.listen,
+        what: "admin".into(),
+        source,
+    })?;
+
+    for (index, (load_balancer, zone, node, listener, routes, socket, address)) in bound.into_iter().enumerate() {
+        let context = Arc::new(ListenerContext {
+            routes,
+            proto: if listener.protocol == Protocol::Https {
+                ForwardedProto::https()
+            } else {
+                ForwardedProto::http()
+            },
+            port: HeaderValue::from(address.port()),
+            node_host: HeaderValue::from_str(&node.to_string()).unwrap_or(HeaderValue::from_static("localhost")),
+            max_uri_bytes: config.limits.max_uri_bytes,
+            metrics: metrics.zone(&load_balancer, &zone),
+        });
+        control.with_listeners(|nodes| {
+            if let Some(n) = nodes.get_mut(index) {
+                n.bound = Some(address);
+            }
+        });
+        tracing::info!(%load_balancer, %zone, protocol = %listener.protocol, %address, "node listening");
+        listeners.push(BoundListener {
+            load_balancer,
+            zone,
+            protocol: listener.protocol,
+            address,
+        });
+        tasks.push(tokio::spawn(node::serve_listener(
+            socket,
+            context,
+            connections.clone(),
+            shutdown.clone(),
+        )));
+    }
+
+    let admin = Arc::new(Admin {
+        control: control.clone(),
+        metrics: metrics.clone(),
+        dns_address: None,
+    });
+    tracing::info!(address = %admin_address, "admin listening (/status, /healthz, /metrics)");
+    tasks.push(tokio::spawn(admin::serve(admin_socket, admin, shutdown.clone())));
+
+    Ok(Server {
+        control,
+        metrics,
+        connections,
+        admin_address,
+        listeners,
+        trigger,
+        tracker,
+        tasks,
+        shutdown_grace: config.limits.shutdown_grace,
+    })
+}
+
+impl Server {
+    pub fn admin_address(&self) -> SocketAddr {
+        self.admin_address
+    }
+
+    /// Every bound node listener, in configuration order.
+    pub fn listeners(&self) -> &[BoundListener] {
+        &self.listeners
+    }
+
+    /// The bound address of a load balancer's listener in a zone.
+    pub fn listener(&self, load_balancer: &str, zone: &str) -> Option<SocketAddr> {
+        self.listeners
+            .iter()
+            .find(|l| l.load_balancer == load_balancer && l.zone == zone)
+            .map(|l| l.address)
+    }
+
+    pub fn control(&self) -> &Arc<Control> {
+        &self.control
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Client connections open now.
+    pub fn live_connections(&self) -> usize {
+        self.connections.live()
+    }
+
+    /// Stops accepting, lets in-flight requests finish within the shutdown grace, then stops every task.
+    /// Returns whether every connection finished in time.
+    pub async fn shutdown(self) -> bool {
+        self.trigger.trigger();
+        let drained = tokio::time::timeout(self.shutdown_grace, self.tracker.wait_idle())
+            .await
+            .is_ok();
+        if !drained {
+            tracing::warn!(
+                live = self.tracker.live(),
+                "shutdown grace ran out; closing remaining connections"
+            );
+        }
+        for task in &self.tasks {
+            task.abort();
+        }
+        drained
+    }
+
+    /// Runs until `signal` completes, then shuts down gracefully.
+    pub async fn run_until(self, signal: impl Future<Output = ()>) -> bool {
+        signal.await;
+        tracing::info!("shutting down: no new connections; finishing in-flight requests");
+        self.shutdown().await
+    }
+}
