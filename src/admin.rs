@@ -63,7 +63,9 @@ fn text(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Respo
     let mut response = Response::new(Full::new(body.into()));
     *response.status_mut() = status;
     if let Ok(value) = content_type.parse() {
-        response.headers_mut().insert(http::header::CONTENT_TYPE, value);
+        response
+            .headers_mut()
+            .insert(http::header::CONTENT_TYPE, value);
     }
     response
 }
@@ -86,7 +88,11 @@ async fn handle(admin: &Admin, request: Request<Incoming>) -> Response<Full<Byte
         }
         (&Method::GET, ["healthz"]) => match admin.control.healthz() {
             Ok(()) => text(StatusCode::OK, "text/plain", "ok\n"),
-            Err(reason) => text(StatusCode::SERVICE_UNAVAILABLE, "text/plain", format!("{reason}\n")),
+            Err(reason) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                format!("{reason}\n"),
+            ),
         },
         (&Method::GET, ["metrics"]) => text(
             StatusCode::OK,
@@ -107,7 +113,10 @@ async fn handle(admin: &Admin, request: Request<Incoming>) -> Response<Full<Byte
                 Err(error) => json_error(StatusCode::NOT_FOUND, error),
             }
         }
-        _ => json_error(StatusCode::NOT_FOUND, format!("no such endpoint: {} {path}", request.method())),
+        _ => json_error(
+            StatusCode::NOT_FOUND,
+            format!("no such endpoint: {} {path}", request.method()),
+        ),
     }
 }
 
@@ -119,24 +128,45 @@ struct Registration {
     address: String,
 }
 
-async fn register(admin: &Admin, load_balancer: &str, request: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn register(
+    admin: &Admin,
+    load_balancer: &str,
+    request: Request<Incoming>,
+) -> Response<Full<Bytes>> {
     let body = match Limited::new(request.into_body(), 64 * 1024).collect().await {
         Ok(body) => body.to_bytes(),
-        Err(error) => return json_error(StatusCode::BAD_REQUEST, format!("cannot read body: {error}")),
+        Err(error) => {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                format!("cannot read body: {error}"),
+            )
+        }
     };
     let registration: Registration = match serde_json::from_slice(&body) {
         Ok(registration) => registration,
-        Err(error) => return json_error(StatusCode::BAD_REQUEST, format!("invalid registration: {error}")),
+        Err(error) => {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                format!("invalid registration: {error}"),
+            )
+        }
     };
     let address: InstanceAddress = match registration.address.parse() {
         Ok(address) => address,
         Err(error) => return json_error(StatusCode::BAD_REQUEST, format!("address: {error}")),
     };
     let resolved = match &address {
-        InstanceAddress::Host { host, port } => match tokio::net::lookup_host((host.as_str(), *port)).await {
-            Ok(addrs) => addrs.map(|a| a.ip()).collect(),
-            Err(error) => return json_error(StatusCode::BAD_REQUEST, format!("cannot resolve {host}: {error}")),
-        },
+        InstanceAddress::Host { host, port } => {
+            match tokio::net::lookup_host((host.as_str(), *port)).await {
+                Ok(addrs) => addrs.map(|a| a.ip()).collect(),
+                Err(error) => {
+                    return json_error(
+                        StatusCode::BAD_REQUEST,
+                        format!("cannot resolve {host}: {error}"),
+                    )
+                }
+            }
+        }
         _ => Vec::new(),
     };
     let instance = config::Instance {

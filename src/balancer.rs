@@ -62,7 +62,10 @@ pub fn pick_least_outstanding(candidates: &[Arc<Target>]) -> Option<&Arc<Target>
 }
 
 /// Round robin for TCP/SSL listeners: `cursor` is the listener's own counter.
-pub fn pick_round_robin<'a>(candidates: &'a [Arc<Target>], cursor: &AtomicUsize) -> Option<&'a Arc<Target>> {
+pub fn pick_round_robin<'a>(
+    candidates: &'a [Arc<Target>],
+    cursor: &AtomicUsize,
+) -> Option<&'a Arc<Target>> {
     if candidates.is_empty() {
         return None;
     }
@@ -81,7 +84,12 @@ mod tests {
             .map(|i| {
                 let addr = format!("127.0.0.1:{}", 1000 + i).parse().unwrap();
                 let pool = Pool::new(addr, 1, Duration::from_secs(60), Duration::from_secs(1));
-                Arc::new(Target::new(format!("i-{i}").into(), "zone-a".into(), addr, pool))
+                Arc::new(Target::new(
+                    format!("i-{i}").into(),
+                    "zone-a".into(),
+                    addr,
+                    pool,
+                ))
             })
             .collect()
     }
@@ -108,7 +116,10 @@ mod tests {
             let picked = pick_least_outstanding(&t).unwrap();
             counts[t.iter().position(|x| Arc::ptr_eq(x, picked)).unwrap()] += 1;
         }
-        assert!(counts.iter().all(|&c| (1600..2400).contains(&c)), "{counts:?}");
+        assert!(
+            counts.iter().all(|&c| (1600..2400).contains(&c)),
+            "{counts:?}"
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -33,7 +33,12 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 pub struct ConnectionState {
     in_flight: AtomicUsize,
     started: AtomicU64,
+    framing: AtomicU8,
 }
+
+const SAW_CONTENT_LENGTH: u8 = 1;
+const SAW_TWO_CONTENT_LENGTHS: u8 = 2;
+const SAW_TRANSFER_ENCODING: u8 = 4;
 
 impl ConnectionState {
     /// A request head was parsed and handed to the proxy.
@@ -45,6 +50,20 @@ impl ConnectionState {
     /// A request's response is over (its body was dropped).
     pub fn end_request(&self) {
         self.in_flight.fetch_sub(1, Ordering::Release);
+    }
+
+    /// Whether the last request head carried framing that hyper would silently repair but ELB refuses (400):
+    /// both Content-Length and Transfer-Encoding (hyper drops the length), or Content-Length twice (hyper keeps
+    /// one when they agree). Request smuggling hides in exactly these repairs, so elbe refuses them instead.
+    pub fn ambiguous_framing(&self) -> Option<&'static str> {
+        let seen = self.framing.load(Ordering::Acquire);
+        if seen & SAW_CONTENT_LENGTH != 0 && seen & SAW_TRANSFER_ENCODING != 0 {
+            Some("both Content-Length and Transfer-Encoding")
+        } else if seen & SAW_TWO_CONTENT_LENGTHS != 0 {
+            Some("more than one Content-Length")
+        } else {
+            None
+        }
     }
 
     fn in_flight(&self) -> usize {
@@ -77,6 +96,77 @@ enum Phase {
     Idle,
 }
 
+/// Reads the header names of one HTTP/1.x request head as its bytes arrive, line by line, to note the framing
+/// headers hyper would otherwise repair out of sight. Stops at the blank line that ends the head.
+#[derive(Debug, Default)]
+struct HeadScan {
+    active: bool,
+    /// The start of the current line, lower-cased, when it began in an earlier read.
+    carry: [u8; 20],
+    carry_len: usize,
+    /// The current line began in an earlier read and is longer than `carry` holds: skip to its end.
+    skipping: bool,
+    seen: u8,
+}
+
+impl HeadScan {
+    fn start(&mut self) {
+        *self = HeadScan {
+            active: true,
+            ..HeadScan::default()
+        };
+    }
+
+    /// Scans `bytes`; returns true when the head ended inside them.
+    fn scan(&mut self, mut bytes: &[u8]) -> bool {
+        while self.active && !bytes.is_empty() {
+            let (line, complete) = match bytes.iter().position(|&b| b == b'\n') {
+                Some(end) => (&bytes[..end], true),
+                None => (bytes, false),
+            };
+            bytes = if complete {
+                &bytes[line.len() + 1..]
+            } else {
+                &[]
+            };
+            if !self.skipping {
+                let room = self.carry.len() - self.carry_len;
+                let take = line.len().min(room);
+                for (slot, byte) in self.carry[self.carry_len..].iter_mut().zip(&line[..take]) {
+                    *slot = byte.to_ascii_lowercase();
+                }
+                self.carry_len += take;
+                self.skipping = !complete && take == room;
+            }
+            if complete {
+                self.end_line();
+            }
+        }
+        !self.active
+    }
+
+    fn end_line(&mut self) {
+        let line = &self.carry[..self.carry_len];
+        if line.is_empty() || line == b"\r" {
+            // The blank line, unless it is the one before the request line (tolerated by RFC 9112 §2.2).
+            if self.seen & 0x80 != 0 {
+                self.active = false;
+            }
+        } else if self.seen & 0x80 == 0 {
+            self.seen |= 0x80; // the request line
+        } else if line.starts_with(b"content-length:") || line.starts_with(b"content-length ") {
+            if self.seen & SAW_CONTENT_LENGTH != 0 {
+                self.seen |= SAW_TWO_CONTENT_LENGTHS;
+            }
+            self.seen |= SAW_CONTENT_LENGTH;
+        } else if line.starts_with(b"transfer-encoding") {
+            self.seen |= SAW_TRANSFER_ENCODING;
+        }
+        self.carry_len = 0;
+        self.skipping = false;
+    }
+}
+
 /// A client socket with ELB's front-end timers.
 pub struct ClientIo<IO> {
     inner: IO,
@@ -89,6 +179,7 @@ pub struct ClientIo<IO> {
     timer: Pin<Box<Sleep>>,
     bytes_read: u64,
     bytes_written: u64,
+    scan: HeadScan,
 }
 
 impl<IO> ClientIo<IO> {
@@ -104,6 +195,7 @@ impl<IO> ClientIo<IO> {
             timer: Box::pin(tokio::time::sleep_until(deadline)),
             bytes_read: 0,
             bytes_written: 0,
+            scan: HeadScan::default(),
         }
     }
 
@@ -128,6 +220,11 @@ impl<IO> ClientIo<IO> {
             Phase::Idle if !self.h2 && self.state.in_flight() == 0 => self.start_head(),
             _ => {}
         }
+        if self.scan.active && self.scan.scan(bytes) {
+            self.state
+                .framing
+                .store(self.scan.seen & 0x7f, Ordering::Release);
+        }
     }
 
     fn start_head(&mut self) {
@@ -138,6 +235,8 @@ impl<IO> ClientIo<IO> {
         self.phase = Phase::Head {
             started: self.state.started(),
         };
+        self.scan.start();
+        self.state.framing.store(0, Ordering::Release);
         self.deadline = Instant::now() + self.timeouts.request_header;
     }
 
@@ -207,7 +306,11 @@ impl<IO> ClientIo<IO> {
 }
 
 impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for ClientIo<IO> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
@@ -228,7 +331,11 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for ClientIo<IO> {
 }
 
 impl<IO: AsyncWrite + Unpin> AsyncWrite for ClientIo<IO> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = &polled {

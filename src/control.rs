@@ -140,7 +140,9 @@ impl Control {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves the state as consistent as the last publish; keep serving.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Runs `f` over every node listener (to bind them, or to read their snapshots).
@@ -171,10 +173,19 @@ impl Control {
     }
 
     /// Registers an instance at run time (or replaces the registration with the same id).
-    pub fn register(&self, load_balancer: &str, instance: config::Instance, resolved: Vec<IpAddr>) -> Result<(), ControlError> {
+    pub fn register(
+        &self,
+        load_balancer: &str,
+        instance: config::Instance,
+        resolved: Vec<IpAddr>,
+    ) -> Result<(), ControlError> {
         let mut state = self.lock();
         let lb = find_lb(&mut state, load_balancer)?;
-        let new = instance_state(&lb.config, &instance, &HashMap::from([(instance.id.clone(), resolved)]));
+        let new = instance_state(
+            &lb.config,
+            &instance,
+            &HashMap::from([(instance.id.clone(), resolved)]),
+        );
         lb.instances.retain(|existing| existing.id != new.id);
         lb.instances.push(new);
         self.publish(&mut state);
@@ -190,6 +201,51 @@ impl Control {
         let removed = lb.instances.len() != before;
         self.publish(&mut state);
         Ok(removed)
+    }
+
+    /// A reload failed: the old configuration keeps serving, `/status` shows why.
+    pub fn reload_failed(&self, error: String) {
+        self.lock().last_reload_error = Some(error);
+    }
+
+    /// Applies what a reload may change while serving: each existing load balancer's instances and attributes
+    /// (idle timeout, cross-zone). Listeners and zones are bound sockets: changing them needs a restart, and the
+    /// returned list says which load balancers had such changes (they keep their old listeners).
+    pub fn reload(
+        &self,
+        config: &config::Config,
+        resolved: &HashMap<String, Vec<IpAddr>>,
+    ) -> Vec<String> {
+        let mut state = self.lock();
+        let mut needs_restart = Vec::new();
+        for new in &config.load_balancers {
+            let Some(lb) = state
+                .load_balancers
+                .iter_mut()
+                .find(|lb| lb.config.name == new.name)
+            else {
+                needs_restart.push(new.name.clone());
+                continue;
+            };
+            if lb.config.listeners != new.listeners
+                || lb.config.availability_zones != new.availability_zones
+            {
+                needs_restart.push(new.name.clone());
+            }
+            let mut updated = new.clone();
+            updated.listeners = lb.config.listeners.clone();
+            updated.availability_zones = lb.config.availability_zones.clone();
+            lb.instances = new
+                .instances
+                .iter()
+                .map(|instance| instance_state(&updated, instance, resolved))
+                .collect();
+            lb.config = updated;
+        }
+        state.generation += 1;
+        state.last_reload_error = None;
+        self.publish(&mut state);
+        needs_restart
     }
 
     /// Requests dispatched to each instance so far, by instance id (summed over its addresses and listeners).
@@ -209,7 +265,10 @@ impl Control {
         let state = self.lock();
         for lb in &state.load_balancers {
             if !lb.instances.iter().any(|i| i.health.in_service()) {
-                return Err(format!("load balancer {} has no InService instance", lb.config.name));
+                return Err(format!(
+                    "load balancer {} has no InService instance",
+                    lb.config.name
+                ));
             }
         }
         if let Some(listener) = state.listeners.iter().find(|l| l.bound.is_none()) {
@@ -224,7 +283,11 @@ impl Control {
     /// The `/status` document (DESIGN.md).
     pub fn status(&self, dns_address: Option<SocketAddr>) -> Status {
         let state = self.lock();
-        let domain = state.dns.as_ref().map(|d| d.domain.as_str()).unwrap_or("elb.localhost");
+        let domain = state
+            .dns
+            .as_ref()
+            .map(|d| d.domain.as_str())
+            .unwrap_or("elb.localhost");
         let load_balancers = state
             .load_balancers
             .iter()
@@ -240,7 +303,9 @@ impl Control {
                         listeners: state
                             .listeners
                             .iter()
-                            .filter(|l| *l.load_balancer == *lb.config.name && *l.zone == *zone.name)
+                            .filter(|l| {
+                                *l.load_balancer == *lb.config.name && *l.zone == *zone.name
+                            })
                             .map(|l| ListenerStatus {
                                 protocol: l.listener.protocol.to_string(),
                                 address: l.bound.map(|a| a.to_string()),
@@ -254,7 +319,10 @@ impl Control {
                     .map(|i| InstanceStatus {
                         instance_id: i.id.to_string(),
                         zone: i.zone.to_string(),
-                        address: describe_address(&i.address, lb.config.listeners.first().map(|l| l.instance_port)),
+                        address: describe_address(
+                            &i.address,
+                            lb.config.listeners.first().map(|l| l.instance_port),
+                        ),
                         state: i.health.state,
                         reason_code: i.health.reason_code,
                         description: i.health.description,
@@ -275,7 +343,10 @@ impl Control {
     }
 }
 
-fn find_lb<'a>(state: &'a mut State, name: &str) -> Result<&'a mut LoadBalancerState, ControlError> {
+fn find_lb<'a>(
+    state: &'a mut State,
+    name: &str,
+) -> Result<&'a mut LoadBalancerState, ControlError> {
     state
         .load_balancers
         .iter_mut()
@@ -288,7 +359,10 @@ fn instance_state(
     instance: &config::Instance,
     resolved: &HashMap<String, Vec<IpAddr>>,
 ) -> InstanceState {
-    let zone_enabled = lb.availability_zones.iter().any(|z| z.name == instance.zone);
+    let zone_enabled = lb
+        .availability_zones
+        .iter()
+        .any(|z| z.name == instance.zone);
     InstanceState {
         id: instance.id.as_str().into(),
         zone: instance.zone.as_str().into(),
@@ -307,7 +381,11 @@ fn target_addresses(instance: &InstanceState, instance_port: u16) -> Vec<SocketA
     match &instance.address {
         InstanceAddress::Ip(ip) => vec![SocketAddr::new(*ip, instance_port)],
         InstanceAddress::Socket(addr) => vec![*addr],
-        InstanceAddress::Host { port, .. } => instance.resolved.iter().map(|ip| SocketAddr::new(*ip, *port)).collect(),
+        InstanceAddress::Host { port, .. } => instance
+            .resolved
+            .iter()
+            .map(|ip| SocketAddr::new(*ip, *port))
+            .collect(),
     }
 }
 
@@ -320,8 +398,16 @@ fn candidates(
     existing: &HashMap<(Arc<str>, Arc<str>, SocketAddr), Arc<Target>>,
     live: &mut HashMap<(Arc<str>, Arc<str>, SocketAddr), Arc<Target>>,
 ) -> Vec<Arc<Target>> {
-    let routable: Vec<&InstanceState> = lb.instances.iter().filter(|i| i.health.in_service()).collect();
-    let own: Vec<&InstanceState> = routable.iter().copied().filter(|i| i.zone == listener.zone).collect();
+    let routable: Vec<&InstanceState> = lb
+        .instances
+        .iter()
+        .filter(|i| i.health.in_service())
+        .collect();
+    let own: Vec<&InstanceState> = routable
+        .iter()
+        .copied()
+        .filter(|i| i.zone == listener.zone)
+        .collect();
     let chosen = if lb.config.cross_zone_load_balancing || own.is_empty() {
         routable
     } else {
@@ -342,7 +428,12 @@ fn candidates(
                         lb.config.idle_timeout,
                         limits.backend_connect_timeout,
                     );
-                    Arc::new(Target::new(instance.id.clone(), instance.zone.clone(), addr, pool))
+                    Arc::new(Target::new(
+                        instance.id.clone(),
+                        instance.zone.clone(),
+                        addr,
+                        pool,
+                    ))
                 });
             live.insert(key, target.clone());
             targets.push(target);

@@ -18,7 +18,11 @@ pub const ZONES: [(&str, &str); 2] = [("zone-a", "127.0.0.11"), ("zone-b", "127.
 pub const PORT: u16 = 8080;
 
 /// Starts one demo instance on `address` (port 0 for any) and returns the bound address.
-pub async fn start_instance(address: SocketAddr, instance_id: &'static str, zone: &'static str) -> std::io::Result<SocketAddr> {
+pub async fn start_instance(
+    address: SocketAddr,
+    instance_id: &'static str,
+    zone: &'static str,
+) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(address).await?;
     let bound = listener.local_addr()?;
     tokio::spawn(async move {
@@ -73,7 +77,9 @@ idle_timeout = "60s"
 "#,
     );
     for (zone, node) in ZONES {
-        text.push_str(&format!("\n[[load_balancer.availability_zone]]\nname = \"{zone}\"\nnode = \"{node}\"\n"));
+        text.push_str(&format!(
+            "\n[[load_balancer.availability_zone]]\nname = \"{zone}\"\nnode = \"{node}\"\n"
+        ));
     }
     text.push_str(&format!(
         "\n[[load_balancer.listener]]\nprotocol = \"HTTP\"\nload_balancer_port = {PORT}\ninstance_protocol = \"HTTP\"\ninstance_port = 80\n"

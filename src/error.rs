@@ -64,7 +64,11 @@ impl ElbResponse {
         response
             .headers_mut()
             .insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
-        let connection = if self.closes_connection() { "close" } else { "keep-alive" };
+        let connection = if self.closes_connection() {
+            "close"
+        } else {
+            "keep-alive"
+        };
         response
             .headers_mut()
             .insert(CONNECTION, HeaderValue::from_static(connection));
@@ -114,16 +118,19 @@ impl ProxyError {
 
     /// Whether the failure was the instance's (it counts as a backend connection error) rather than elbe's.
     pub fn is_backend_connection_error(&self) -> bool {
-        matches!(self, ProxyError::Connect { .. } | ProxyError::ConnectTimeout { .. })
+        matches!(
+            self,
+            ProxyError::Connect { .. } | ProxyError::ConnectTimeout { .. }
+        )
     }
 
     /// ELB's response to the client for this failure (ELB-SPEC.md §9). A refused connection is ELB's 503: the
     /// instance cannot take the request, exactly as when none is healthy.
     pub fn elb_response(&self) -> ElbResponse {
         match self {
-            ProxyError::NoInstance | ProxyError::Connect { .. } | ProxyError::ConnectTimeout { .. } => {
-                ElbResponse::NoInstance
-            }
+            ProxyError::NoInstance
+            | ProxyError::Connect { .. }
+            | ProxyError::ConnectTimeout { .. } => ElbResponse::NoInstance,
             ProxyError::Timeout | ProxyError::Closed(_) => ElbResponse::GatewayTimeout,
             ProxyError::BadResponse(_) => ElbResponse::BadGateway,
         }

@@ -35,3 +35,4 @@ pub mod proxy;
 pub mod server;
 pub mod shutdown;
 pub mod snapshot;
+pub mod tls;

@@ -7,7 +7,11 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "elbe", version, about = "A load balancer that behaves like AWS ELB Classic")]
+#[command(
+    name = "elbe",
+    version,
+    about = "A load balancer that behaves like AWS ELB Classic"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -32,7 +36,8 @@ enum Command {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "elbe=info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "elbe=info".into()),
         )
         .init();
     let cli = Cli::parse();
@@ -53,7 +58,10 @@ fn main() -> ExitCode {
         };
     }
     // The runtime uses every core unless TOKIO_WORKER_THREADS says otherwise (tokio reads it).
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("cannot start the runtime: {error}");
@@ -70,8 +78,13 @@ fn main() -> ExitCode {
 }
 
 async fn serve(command: Option<Command>) -> anyhow::Result<()> {
+    let mut path = None;
     let (config, demo) = match command {
-        Some(Command::Run { config }) => (elbe::config::load(&config)?, false),
+        Some(Command::Run { config }) => {
+            let loaded = elbe::config::load(&config)?;
+            path = Some(config);
+            (loaded, false)
+        }
         _ => {
             let text = elbe::demo::start_instances()
                 .await
@@ -84,8 +97,38 @@ async fn serve(command: Option<Command>) -> anyhow::Result<()> {
     if demo {
         println!("{}", elbe::demo::banner());
     }
-    server.run_until(stop_signal()).await;
+    let stop = stop_signal();
+    tokio::pin!(stop);
+    let mut hangup = hangup_signal();
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            Some(()) = hangup.recv() => match &path {
+                Some(path) => {
+                    let _ = server.reload_from(path).await;
+                }
+                None => tracing::info!("SIGHUP: the demo has no configuration file to reload"),
+            },
+        }
+    }
+    server.run_until(std::future::ready(())).await;
     Ok(())
+}
+
+/// SIGHUP, as a stream of reload requests.
+fn hangup_signal() -> tokio::sync::mpsc::Receiver<()> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    #[cfg(unix)]
+    if let Ok(mut signal) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        tokio::spawn(async move {
+            while signal.recv().await.is_some() {
+                if tx.send(()).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    rx
 }
 
 /// SIGTERM or Ctrl-C.

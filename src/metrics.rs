@@ -4,7 +4,10 @@
 //! request path only increments atomics: no label hashing, no allocation, no lock. Names follow Prometheus
 //! conventions; each help text names the CloudWatch metric it stands for.
 
-use prometheus::{Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
+    TextEncoder,
+};
 
 const LABELS: &[&str] = &["load_balancer", "availability_zone"];
 
@@ -34,7 +37,10 @@ pub struct ZoneMetrics {
 impl ZoneMetrics {
     /// Counts a response an instance sent.
     pub fn backend_status(&self, status: u16) {
-        if let Some(counter) = (status / 100).checked_sub(2).and_then(|i| self.backend.get(i as usize)) {
+        if let Some(counter) = (status / 100)
+            .checked_sub(2)
+            .and_then(|i| self.backend.get(i as usize))
+        {
             counter.inc();
         }
     }
@@ -50,7 +56,8 @@ impl ZoneMetrics {
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let vec = IntCounterVec::new(Opts::new(name, help), labels).expect("metric definitions are static and valid");
+    let vec = IntCounterVec::new(Opts::new(name, help), labels)
+        .expect("metric definitions are static and valid");
     registry
         .register(Box::new(vec.clone()))
         .expect("each metric is registered once");
@@ -124,7 +131,10 @@ impl Metrics {
     /// Binds (and so creates, at zero) every series of one node's zone.
     pub fn zone(&self, load_balancer: &str, zone: &str) -> ZoneMetrics {
         let labels = [load_balancer, zone];
-        let code = |c: &str| self.backend_codes.with_label_values(&[load_balancer, zone, c]);
+        let code = |c: &str| {
+            self.backend_codes
+                .with_label_values(&[load_balancer, zone, c])
+        };
         ZoneMetrics {
             requests: self.requests.with_label_values(&labels),
             elb_4xx: self.elb_4xx.with_label_values(&labels),

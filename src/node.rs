@@ -17,6 +17,7 @@ use crate::client_connection::{ClientIo, ClientTimeouts, ConnectionState};
 use crate::config::Limits;
 use crate::proxy::{self, ListenerContext};
 use crate::shutdown::{Shutdown, Tracker};
+use crate::tls::TlsAcceptor;
 
 /// What every connection of the process shares: the HTTP server settings, the connection limit and the tracker.
 pub struct Connections {
@@ -24,6 +25,7 @@ pub struct Connections {
     limit: Arc<Semaphore>,
     tracker: Tracker,
     request_header_timeout: std::time::Duration,
+    tls_handshake_timeout: std::time::Duration,
 }
 
 impl Connections {
@@ -40,6 +42,7 @@ impl Connections {
             limit: Arc::new(Semaphore::new(limits.max_connections)),
             tracker,
             request_header_timeout: limits.request_header_timeout,
+            tls_handshake_timeout: limits.tls_handshake_timeout,
         }
     }
 
@@ -49,10 +52,13 @@ impl Connections {
     }
 }
 
-/// Accepts connections on one listener of one node until shutdown.
+/// Accepts connections on one listener of one node until shutdown. With `tls`, each connection's handshake runs
+/// on its own task (bounded by `tls_handshake_timeout`), so slow or half-open handshakes never hold up the accept
+/// loop or other clients.
 pub async fn serve_listener(
     listener: TcpListener,
     context: Arc<ListenerContext>,
+    tls: Option<Arc<TlsAcceptor>>,
     connections: Arc<Connections>,
     mut shutdown: Shutdown,
 ) {
@@ -81,8 +87,17 @@ pub async fn serve_listener(
         let context = context.clone();
         let connections = connections.clone();
         let shutdown = shutdown.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            serve_connection(stream, peer, context, &connections, shutdown).await;
+            match tls {
+                None => serve_connection(stream, peer, context, &connections, shutdown).await,
+                Some(tls) => match tls.accept(stream, connections.tls_handshake_timeout).await {
+                    Ok(stream) => {
+                        serve_connection(stream, peer, context, &connections, shutdown).await
+                    }
+                    Err(error) => tracing::debug!(%peer, %error, "TLS handshake failed"),
+                },
+            }
             drop(permit);
             drop(guard);
         });
@@ -105,9 +120,7 @@ async fn serve_connection<IO>(
     };
     let io = ClientIo::new(io, state.clone(), timeouts);
     let service = TowerToHyperService::new(proxy::stack(context, peer, Some(state)));
-    let connection = connections
-        .http
-        .serve_connection(TokioIo::new(io), service);
+    let connection = connections.http.serve_connection(TokioIo::new(io), service);
     tokio::pin!(connection);
     let result = tokio::select! {
         result = connection.as_mut() => result,

@@ -43,7 +43,12 @@ impl std::fmt::Debug for Pool {
 
 impl Pool {
     /// `capacity` idle connections at most are kept (more are closed when returned).
-    pub fn new(addr: SocketAddr, capacity: usize, idle_timeout: Duration, connect_timeout: Duration) -> Self {
+    pub fn new(
+        addr: SocketAddr,
+        capacity: usize,
+        idle_timeout: Duration,
+        connect_timeout: Duration,
+    ) -> Self {
         Pool {
             addr,
             idle: ArrayQueue::new(capacity.max(1)),
@@ -83,11 +88,12 @@ impl Pool {
     /// Opens a new connection to the instance, bounded by the connect timeout.
     pub async fn connect(&self) -> Result<SendRequest<RequestBody>, ProxyError> {
         let addr = self.addr;
-        let stream = match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(source)) => return Err(ProxyError::Connect { addr, source }),
-            Err(_) => return Err(ProxyError::ConnectTimeout { addr }),
-        };
+        let stream =
+            match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(source)) => return Err(ProxyError::Connect { addr, source }),
+                Err(_) => return Err(ProxyError::ConnectTimeout { addr }),
+            };
         let _ = stream.set_nodelay(true);
         let (sender, connection) = http1::Builder::new()
             .handshake(TokioIo::new(stream))

@@ -78,9 +78,14 @@ pub fn stack(
     .layer(forward);
     let check = CheckLayer {
         max_uri_bytes: context.max_uri_bytes,
+        connection: connection.clone(),
     }
     .layer(forwarded);
-    TrackLayer { context, connection }.layer(check)
+    TrackLayer {
+        context,
+        connection,
+    }
+    .layer(check)
 }
 
 /// A response now (elbe's own) or later (the inner service's).
@@ -197,6 +202,8 @@ where
 #[derive(Clone)]
 pub struct CheckLayer {
     pub max_uri_bytes: usize,
+    /// What the connection saw of the raw request head (framing headers hyper repairs silently).
+    pub connection: Option<Arc<ConnectionState>>,
 }
 
 impl<S> Layer<S> for CheckLayer {
@@ -205,6 +212,7 @@ impl<S> Layer<S> for CheckLayer {
         Check {
             inner,
             max_uri_bytes: self.max_uri_bytes,
+            connection: self.connection.clone(),
         }
     }
 }
@@ -213,6 +221,7 @@ impl<S> Layer<S> for CheckLayer {
 pub struct Check<S> {
     inner: S,
     max_uri_bytes: usize,
+    connection: Option<Arc<ConnectionState>>,
 }
 
 impl<S> Service<Request<Incoming>> for Check<S>
@@ -229,13 +238,22 @@ where
     }
 
     fn call(&mut self, request: Request<Incoming>) -> Self::Future {
-        let checked = headers::check_request(
-            request.method(),
-            request.uri(),
-            request.version(),
-            request.headers(),
-            self.max_uri_bytes,
-        );
+        let raw_framing = match (&self.connection, request.version()) {
+            (Some(connection), Version::HTTP_10 | Version::HTTP_11) => {
+                connection.ambiguous_framing()
+            }
+            _ => None,
+        };
+        let checked = match raw_framing {
+            Some(reason) => Err(headers::Rejection::BadRequest(reason)),
+            None => headers::check_request(
+                request.method(),
+                request.uri(),
+                request.version(),
+                request.headers(),
+                self.max_uri_bytes,
+            ),
+        };
         match checked {
             Ok(()) => Respond::Later(self.inner.call(request)),
             Err(rejection) => {
@@ -385,7 +403,12 @@ impl Replay {
     fn of<B: http_body::Body>(request: &Request<B>) -> Option<Self> {
         let safe = matches!(
             *request.method(),
-            Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+            Method::GET
+                | Method::HEAD
+                | Method::OPTIONS
+                | Method::TRACE
+                | Method::PUT
+                | Method::DELETE
         );
         (safe && request.body().is_end_stream()).then(|| Replay {
             method: request.method().clone(),
@@ -418,7 +441,10 @@ async fn forward(context: &ListenerContext, request: Request<Incoming>) -> Respo
     let result = tokio::time::timeout(idle_timeout, send(&target, request, replay)).await;
     match result {
         Ok(Ok((response, sender))) => {
-            context.metrics.latency.observe(sent_at.elapsed().as_secs_f64());
+            context
+                .metrics
+                .latency
+                .observe(sent_at.elapsed().as_secs_f64());
             let (mut parts, body) = response.into_parts();
             headers::strip_hop_by_hop(&mut parts.headers);
             let reuse = Some(Reusable { sender, target });

@@ -22,6 +22,7 @@ use crate::metrics::Metrics;
 use crate::node::{self, Connections};
 use crate::proxy::ListenerContext;
 use crate::shutdown::{self, Tracker, Trigger};
+use crate::tls::TlsAcceptor;
 
 /// Why elbe could not start.
 #[derive(Debug, thiserror::Error)]
@@ -41,7 +42,17 @@ pub enum StartError {
         source: std::io::Error,
     },
     #[error("load balancer {load_balancer}: {protocol} listeners are not supported yet")]
-    Unsupported { load_balancer: String, protocol: Protocol },
+    Unsupported {
+        load_balancer: String,
+        protocol: Protocol,
+    },
+    #[error("load balancer {load_balancer}, listener on port {port}: {source}")]
+    Tls {
+        load_balancer: String,
+        port: u16,
+        #[source]
+        source: crate::tls::TlsError,
+    },
 }
 
 /// One bound listener of one node.
@@ -53,8 +64,16 @@ pub struct BoundListener {
     pub address: SocketAddr,
 }
 
+/// The TLS acceptor of one configured HTTPS listener (reloaded in place on SIGHUP).
+struct TlsListener {
+    load_balancer: String,
+    port: u16,
+    acceptor: Arc<TlsAcceptor>,
+}
+
 /// A running elbe.
 pub struct Server {
+    acceptors: Vec<TlsListener>,
     control: Arc<Control>,
     metrics: Arc<Metrics>,
     connections: Arc<Connections>,
@@ -87,11 +106,13 @@ async fn resolve_instances(config: &Config) -> Result<HashMap<String, Vec<IpAddr
 }
 
 async fn bind(address: SocketAddr, what: impl Into<String>) -> Result<TcpListener, StartError> {
-    TcpListener::bind(address).await.map_err(|source| StartError::Bind {
-        address,
-        what: what.into(),
-        source,
-    })
+    TcpListener::bind(address)
+        .await
+        .map_err(|source| StartError::Bind {
+            address,
+            what: what.into(),
+            source,
+        })
 }
 
 /// Starts elbe for a validated configuration.
@@ -122,7 +143,7 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
     });
     let mut bound = Vec::new();
     for (load_balancer, zone, node, listener, routes) in plans {
-        if !control::is_served(listener.protocol) || listener.protocol == Protocol::Https {
+        if !control::is_served(listener.protocol) {
             return Err(StartError::Unsupported {
                 load_balancer,
                 protocol: listener.protocol,
@@ -138,13 +159,40 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         bound.push((load_balancer, zone, node, listener, routes, socket, address));
     }
     let admin_socket = bind(config.admin.listen, "admin").await?;
-    let admin_address = admin_socket.local_addr().map_err(|source| StartError::Bind {
-        address: config.admin.listen,
-        what: "admin".into(),
-        source,
-    })?;
+    let admin_address = admin_socket
+        .local_addr()
+        .map_err(|source| StartError::Bind {
+            address: config.admin.listen,
+            what: "admin".into(),
+            source,
+        })?;
 
-    for (index, (load_balancer, zone, node, listener, routes, socket, address)) in bound.into_iter().enumerate() {
+    // One TLS acceptor per configured listener, shared by its nodes (one session cache and ticket key).
+    let mut acceptors: Vec<TlsListener> = Vec::new();
+    for lb in &config.load_balancers {
+        for listener in lb.listeners.iter().filter(|l| l.protocol.is_secure()) {
+            let acceptor = TlsAcceptor::new(&listener.certificates, listener.ssl_policy.as_deref())
+                .map_err(|source| StartError::Tls {
+                    load_balancer: lb.name.clone(),
+                    port: listener.load_balancer_port,
+                    source,
+                })?;
+            acceptors.push(TlsListener {
+                load_balancer: lb.name.clone(),
+                port: listener.load_balancer_port,
+                acceptor: Arc::new(acceptor),
+            });
+        }
+    }
+
+    for (index, (load_balancer, zone, node, listener, routes, socket, address)) in
+        bound.into_iter().enumerate()
+    {
+        let tls = acceptors
+            .iter()
+            .find(|t| t.load_balancer == load_balancer && t.port == listener.load_balancer_port)
+            .filter(|_| listener.protocol.is_secure())
+            .map(|t| t.acceptor.clone());
         let context = Arc::new(ListenerContext {
             routes,
             proto: if listener.protocol == Protocol::Https {
@@ -153,7 +201,8 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
                 ForwardedProto::http()
             },
             port: HeaderValue::from(address.port()),
-            node_host: HeaderValue::from_str(&node.to_string()).unwrap_or(HeaderValue::from_static("localhost")),
+            node_host: HeaderValue::from_str(&node.to_string())
+                .unwrap_or(HeaderValue::from_static("localhost")),
             max_uri_bytes: config.limits.max_uri_bytes,
             metrics: metrics.zone(&load_balancer, &zone),
         });
@@ -172,6 +221,7 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         tasks.push(tokio::spawn(node::serve_listener(
             socket,
             context,
+            tls,
             connections.clone(),
             shutdown.clone(),
         )));
@@ -183,9 +233,14 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         dns_address: None,
     });
     tracing::info!(address = %admin_address, "admin listening (/status, /healthz, /metrics)");
-    tasks.push(tokio::spawn(admin::serve(admin_socket, admin, shutdown.clone())));
+    tasks.push(tokio::spawn(admin::serve(
+        admin_socket,
+        admin,
+        shutdown.clone(),
+    )));
 
     Ok(Server {
+        acceptors,
         control,
         metrics,
         connections,
@@ -246,6 +301,65 @@ impl Server {
             task.abort();
         }
         drained
+    }
+
+    /// Reloads the configuration file (SIGHUP): certificates, instances and attributes change in place without
+    /// dropping a connection. A file that does not parse or validate, or a certificate that does not load, is
+    /// refused: the old configuration keeps serving and `/status` reports the error.
+    pub async fn reload_from(&self, path: &std::path::Path) -> Result<(), String> {
+        let result = match crate::config::load(path) {
+            Ok(config) => self.reload(&config).await,
+            Err(error) => Err(error.to_string()),
+        };
+        if let Err(error) = &result {
+            tracing::error!(%error, "reload refused; the previous configuration keeps serving");
+            self.control.reload_failed(error.clone());
+        }
+        result
+    }
+
+    async fn reload(&self, config: &Config) -> Result<(), String> {
+        // Load every certificate first: all or nothing.
+        let mut staged = Vec::new();
+        for tls in &self.acceptors {
+            let listener = config
+                .load_balancers
+                .iter()
+                .find(|lb| lb.name == tls.load_balancer)
+                .and_then(|lb| {
+                    lb.listeners
+                        .iter()
+                        .find(|l| l.load_balancer_port == tls.port)
+                });
+            if let Some(listener) = listener {
+                let fresh =
+                    TlsAcceptor::new(&listener.certificates, listener.ssl_policy.as_deref())
+                        .map_err(|e| {
+                            format!(
+                                "load balancer {}, listener on port {}: {e}",
+                                tls.load_balancer, tls.port
+                            )
+                        })?;
+                staged.push((
+                    tls,
+                    listener.certificates.clone(),
+                    listener.ssl_policy.clone(),
+                    fresh,
+                ));
+            }
+        }
+        let resolved = resolve_instances(config).await.map_err(|e| e.to_string())?;
+        for (tls, certificates, policy, _) in staged {
+            tls.acceptor
+                .reload(&certificates, policy.as_deref())
+                .map_err(|e| e.to_string())?;
+        }
+        let needs_restart = self.control.reload(config, &resolved);
+        for name in needs_restart {
+            tracing::warn!(load_balancer = %name, "listener or zone changes (or a new load balancer) take effect at restart");
+        }
+        tracing::info!("configuration reloaded");
+        Ok(())
     }
 
     /// Runs until `signal` completes, then shuts down gracefully.

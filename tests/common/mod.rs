@@ -1,0 +1,380 @@
+//! The integration-test harness: elbe on port 0 with real in-process backends, and real clients.
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// How a backend behaves.
+#[derive(Clone, Copy, Debug)]
+pub enum Behaviour {
+    /// 200 with a JSON description of the request it received (method, uri, version, headers, body length).
+    Echo,
+    /// Like Echo, after a delay.
+    Slow(Duration),
+    /// Accepts and reads the request, never answers.
+    Hang,
+    /// Accepts and closes at once (a reset or refused exchange).
+    Reset,
+    /// Answers bytes that are not HTTP.
+    Garbage,
+    /// Answers with this status and an empty body.
+    Status(u16),
+}
+
+/// A backend instance on 127.0.0.1 with a request counter.
+pub struct Backend {
+    pub address: SocketAddr,
+    pub requests: Arc<AtomicUsize>,
+    pub connections: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Backend {
+    pub async fn start(behaviour: Behaviour) -> Backend {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::serve(listener, behaviour)
+    }
+
+    pub fn serve(listener: TcpListener, behaviour: Behaviour) -> Backend {
+        let address = listener.local_addr().unwrap();
+        let requests = Arc::new(AtomicUsize::new(0));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let (r, c) = (requests.clone(), connections.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                c.fetch_add(1, Ordering::SeqCst);
+                let r = r.clone();
+                tokio::spawn(serve_one(stream, behaviour, r));
+            }
+        });
+        Backend {
+            address,
+            requests,
+            connections,
+            task,
+        }
+    }
+
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
+
+async fn serve_one(mut stream: TcpStream, behaviour: Behaviour, requests: Arc<AtomicUsize>) {
+    match behaviour {
+        Behaviour::Reset => {
+            requests.fetch_add(1, Ordering::SeqCst);
+            let _ = stream.set_linger(Some(Duration::ZERO));
+            drop(stream);
+        }
+        Behaviour::Garbage => {
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf).await;
+            requests.fetch_add(1, Ordering::SeqCst);
+            let _ = stream.write_all(b"this is not HTTP at all\r\n\r\n").await;
+            let _ = stream.shutdown().await;
+        }
+        Behaviour::Hang => {
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf).await;
+            requests.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        }
+        _ => {
+            let service = service_fn(move |request: Request<Incoming>| {
+                let requests = requests.clone();
+                async move {
+                    requests.fetch_add(1, Ordering::SeqCst);
+                    Ok::<_, Infallible>(answer(behaviour, request).await)
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        }
+    }
+}
+
+async fn answer(behaviour: Behaviour, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    if let Behaviour::Slow(delay) = behaviour {
+        tokio::time::sleep(delay).await;
+    }
+    if let Behaviour::Status(code) = behaviour {
+        let mut response = Response::new(Full::new(Bytes::new()));
+        *response.status_mut() = StatusCode::from_u16(code).unwrap();
+        return response;
+    }
+    let (parts, body) = request.into_parts();
+    let mut length = 0u64;
+    let mut body = body;
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(frame) => length += frame.data_ref().map(|d| d.len() as u64).unwrap_or(0),
+            Err(_) => break,
+        }
+    }
+    let headers: Vec<(String, String)> = parts
+        .headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                String::from_utf8_lossy(v.as_bytes()).to_string(),
+            )
+        })
+        .collect();
+    let description = serde_json::json!({
+        "method": parts.method.to_string(),
+        "uri": parts.uri.to_string(),
+        "version": format!("{:?}", parts.version),
+        "headers": headers,
+        "body_length": length,
+    });
+    Response::new(Full::new(Bytes::from(description.to_string())))
+}
+
+/// An instance entry for the generated configuration.
+pub struct InstanceSpec {
+    pub id: String,
+    pub zone: String,
+    pub address: SocketAddr,
+}
+
+pub fn instance(id: &str, zone: &str, backend: &Backend) -> InstanceSpec {
+    InstanceSpec {
+        id: id.into(),
+        zone: zone.into(),
+        address: backend.address,
+    }
+}
+
+/// Builds a configuration: one load balancer "web", zones on 127.0.0.1 port 0, an HTTP listener.
+pub struct ConfigBuilder {
+    pub zones: Vec<(String, String)>,
+    pub instances: Vec<InstanceSpec>,
+    pub lb_extra: String,
+    pub limits: String,
+}
+
+impl ConfigBuilder {
+    pub fn new() -> Self {
+        ConfigBuilder {
+            zones: vec![("zone-a".into(), "127.0.0.1".into())],
+            instances: Vec::new(),
+            lb_extra: String::new(),
+            limits: String::new(),
+        }
+    }
+
+    pub fn zones(mut self, zones: &[(&str, &str)]) -> Self {
+        self.zones = zones
+            .iter()
+            .map(|(z, n)| (z.to_string(), n.to_string()))
+            .collect();
+        self
+    }
+
+    pub fn instance(mut self, spec: InstanceSpec) -> Self {
+        self.instances.push(spec);
+        self
+    }
+
+    /// Extra `key = value` lines for the `[[load_balancer]]` table.
+    pub fn lb(mut self, line: &str) -> Self {
+        self.lb_extra.push_str(line);
+        self.lb_extra.push('\n');
+        self
+    }
+
+    /// Extra `key = value` lines for the `[limits]` table.
+    pub fn limit(mut self, line: &str) -> Self {
+        self.limits.push_str(line);
+        self.limits.push('\n');
+        self
+    }
+
+    pub fn toml(&self) -> String {
+        let mut text = format!(
+            "[admin]\nlisten = \"127.0.0.1:0\"\n\n[limits]\nshutdown_grace = \"5s\"\n{}\n[[load_balancer]]\nname = \"web\"\n{}\n",
+            self.limits, self.lb_extra
+        );
+        for (zone, node) in &self.zones {
+            text.push_str(&format!(
+                "[[load_balancer.availability_zone]]\nname = \"{zone}\"\nnode = \"{node}\"\n\n"
+            ));
+        }
+        text.push_str("[[load_balancer.listener]]\nprotocol = \"HTTP\"\nload_balancer_port = 0\ninstance_protocol = \"HTTP\"\ninstance_port = 80\n\n");
+        for i in &self.instances {
+            text.push_str(&format!(
+                "[[load_balancer.instance]]\nid = \"{}\"\nzone = \"{}\"\naddress = \"{}\"\n\n",
+                i.id, i.zone, i.address
+            ));
+        }
+        text
+    }
+
+    pub async fn start(self) -> Elbe {
+        let text = self.toml();
+        let config = elbe::config::parse(&text, std::path::Path::new("test.toml"))
+            .unwrap_or_else(|e| panic!("test config invalid: {e}\n{text}"));
+        let server = elbe::server::start(config).await.expect("elbe starts");
+        Elbe {
+            server: Some(server),
+        }
+    }
+}
+
+/// A running elbe.
+pub struct Elbe {
+    pub server: Option<elbe::server::Server>,
+}
+
+impl Elbe {
+    pub fn server(&self) -> &elbe::server::Server {
+        self.server.as_ref().unwrap()
+    }
+
+    /// The node listener of zone `zone`.
+    pub fn node(&self, zone: &str) -> SocketAddr {
+        self.server()
+            .listener("web", zone)
+            .expect("zone has a listener")
+    }
+
+    pub fn url(&self, zone: &str, path: &str) -> String {
+        format!("http://{}{}", self.node(zone), path)
+    }
+
+    pub fn admin(&self) -> SocketAddr {
+        self.server().admin_address()
+    }
+
+    pub async fn shutdown(mut self) -> bool {
+        self.server.take().unwrap().shutdown().await
+    }
+}
+
+/// A response read by [`get`] and friends.
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+
+    /// A header the backend received (from an Echo backend's JSON), all values joined by "\n".
+    pub fn backend_header(&self, name: &str) -> Option<String> {
+        let json = self.json();
+        let values: Vec<String> = json["headers"]
+            .as_array()?
+            .iter()
+            .filter(|pair| pair[0].as_str() == Some(name))
+            .map(|pair| pair[1].as_str().unwrap_or_default().to_string())
+            .collect();
+        (!values.is_empty()).then(|| values.join("\n"))
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection with hyper's client.
+pub async fn request(address: SocketAddr, request: Request<Full<Bytes>>) -> Reply {
+    let stream = TcpStream::connect(address).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let response = sender.send_request(request).await.expect("response");
+    let (parts, body) = response.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    }
+}
+
+pub async fn get(address: SocketAddr, path: &str) -> Reply {
+    let request = Request::get(path)
+        .header("host", "example.test")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    self::request(address, request).await
+}
+
+/// Sends raw bytes and reads until the server closes (or `wait` passes); returns what came back.
+pub async fn raw(address: SocketAddr, bytes: &[u8], wait: Duration) -> String {
+    let mut stream = TcpStream::connect(address).await.unwrap();
+    stream.write_all(bytes).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(wait, stream.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).to_string()
+}
+
+/// Sends raw bytes and reads one response: its head, then `Content-Length` bytes of body (or until close).
+pub async fn raw_response(address: SocketAddr, bytes: &[u8], wait: Duration) -> String {
+    let mut stream = TcpStream::connect(address).await.unwrap();
+    stream.write_all(bytes).await.unwrap();
+    read_response(&mut stream, wait).await
+}
+
+/// Reads one response from `stream` (head, then Content-Length bytes), or what came before close or `wait`.
+pub async fn read_response(stream: &mut TcpStream, wait: Duration) -> String {
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(wait, async {
+        let mut buf = [0u8; 8192];
+        loop {
+            if let Some(end) = out.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&out[..end]).to_ascii_lowercase();
+                let length = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse::<usize>().ok());
+                if let Some(length) = length {
+                    if out.len() >= end + 4 + length {
+                        return;
+                    }
+                }
+            }
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    String::from_utf8_lossy(&out).to_string()
+}
+
+/// GET on the admin listener.
+pub async fn admin_get(elbe: &Elbe, path: &str) -> Reply {
+    get(elbe.admin(), path).await
+}
