@@ -139,9 +139,9 @@ pub struct Track<S> {
     connection: Option<Arc<ConnectionState>>,
 }
 
-impl<S> Service<Request<Incoming>> for Track<S>
+impl<S, B> Service<Request<B>> for Track<S>
 where
-    S: Service<Request<Incoming>, Response = Response<ResponseBody>, Error = Infallible>,
+    S: Service<Request<B>, Response = Response<ResponseBody>, Error = Infallible>,
     S::Future: Unpin,
 {
     type Response = Response<ResponseBody>;
@@ -152,7 +152,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<Incoming>) -> Self::Future {
+    fn call(&mut self, request: Request<B>) -> Self::Future {
         let in_flight = self.connection.clone().map(InFlight::begin);
         self.context.metrics.requests.inc();
         TrackFuture {
@@ -224,9 +224,9 @@ pub struct Check<S> {
     connection: Option<Arc<ConnectionState>>,
 }
 
-impl<S> Service<Request<Incoming>> for Check<S>
+impl<S, B> Service<Request<B>> for Check<S>
 where
-    S: Service<Request<Incoming>, Response = Response<ResponseBody>, Error = Infallible>,
+    S: Service<Request<B>, Response = Response<ResponseBody>, Error = Infallible>,
     S::Future: Unpin,
 {
     type Response = Response<ResponseBody>;
@@ -237,7 +237,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<Incoming>) -> Self::Future {
+    fn call(&mut self, request: Request<B>) -> Self::Future {
         let raw_framing = match (&self.connection, request.version()) {
             (Some(connection), Version::HTTP_10 | Version::HTTP_11) => {
                 connection.ambiguous_framing()
@@ -297,9 +297,9 @@ pub struct Forwarded<S> {
     peer: IpAddr,
 }
 
-impl<S> Service<Request<Incoming>> for Forwarded<S>
+impl<S, B> Service<Request<B>> for Forwarded<S>
 where
-    S: Service<Request<Incoming>, Response = Response<ResponseBody>, Error = Infallible>,
+    S: Service<Request<B>, Response = Response<ResponseBody>, Error = Infallible>,
 {
     type Response = Response<ResponseBody>;
     type Error = Infallible;
@@ -309,7 +309,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: Request<Incoming>) -> Self::Future {
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
         rewrite_for_instance(&mut request, self.peer, &self.context);
         self.inner.call(request)
     }

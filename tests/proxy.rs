@@ -131,3 +131,233 @@ async fn stalled_request_head_gets_408_and_close() {
     );
     assert_eq!(backend.requests(), 0);
 }
+
+#[tokio::test]
+async fn http10_without_host_gets_the_node_address() {
+    let backend = Backend::start(Behaviour::Echo).await;
+    let elbe = ConfigBuilder::new().instance(instance("i-1", "zone-a", &backend)).start().await;
+    let out = raw(elbe.node("zone-a"), b"GET /old HTTP/1.0\r\n\r\n", Duration::from_secs(2)).await;
+    assert!(out.starts_with("HTTP/1.0 200"), "{out}");
+    let body = &out[out.find("\r\n\r\n").unwrap() + 4..];
+    let json: serde_json::Value = serde_json::from_str(body).unwrap();
+    let host = json["headers"].as_array().unwrap().iter().find(|p| p[0] == "host").unwrap()[1].clone();
+    assert_eq!(host, "127.0.0.1");
+    assert_eq!(json["version"], "HTTP/1.1", "instances always get HTTP/1.1");
+}
+
+#[tokio::test]
+async fn hop_by_hop_headers_are_removed_and_expect_is_answered_by_elbe() {
+    let backend = Backend::start(Behaviour::Echo).await;
+    let elbe = ConfigBuilder::new().instance(instance("i-1", "zone-a", &backend)).start().await;
+    let mut stream = tokio::net::TcpStream::connect(elbe.node("zone-a")).await.unwrap();
+    use tokio::io::AsyncWriteExt;
+    stream
+        .write_all(
+            b"POST /up HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, X-Secret\r\nX-Secret: 1\r\nKeep-Alive: timeout=5\r\n\
+              Proxy-Connection: keep-alive\r\nTE: trailers\r\nUpgrade: h2c\r\nExpect: 100-continue\r\nContent-Length: 5\r\nX-Kept: yes\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let interim = read_response(&mut stream, Duration::from_secs(2)).await;
+    assert!(interim.starts_with("HTTP/1.1 100 Continue\r\n"), "{interim}");
+    stream.write_all(b"hello").await.unwrap();
+    let out = read_response(&mut stream, Duration::from_secs(2)).await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    let body = &out[out.find("\r\n\r\n").unwrap() + 4..];
+    let json: serde_json::Value = serde_json::from_str(body).unwrap();
+    let names: Vec<String> =
+        json["headers"].as_array().unwrap().iter().map(|p| p[0].as_str().unwrap().to_string()).collect();
+    for gone in ["connection", "x-secret", "keep-alive", "proxy-connection", "te", "upgrade", "expect"] {
+        assert!(!names.contains(&gone.to_string()), "{gone} reached the instance: {names:?}");
+    }
+    assert!(names.contains(&"x-kept".to_string()));
+    assert_eq!(json["body_length"], 5);
+}
+
+#[tokio::test]
+async fn each_ambiguous_request_is_refused_before_the_instance() {
+    let backend = Backend::start(Behaviour::Echo).await;
+    let elbe = ConfigBuilder::new().instance(instance("i-1", "zone-a", &backend)).start().await;
+    let cases: &[(&[u8], &str)] = &[
+        (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n", "400"),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc", "400"),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", "400"),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +3\r\n\r\nabc", "400"),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", "400"),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", "400"),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n", "400"),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nX-Bad: a\x01b\r\n\r\n", "400"),
+        (b"GET http://other.example/ HTTP/1.1\r\nHost: x\r\n\r\n", "400"),
+        (b"CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n\r\n", "400"),
+    ];
+    for (request, status) in cases {
+        let out = raw(elbe.node("zone-a"), request, Duration::from_secs(2)).await;
+        let shown = String::from_utf8_lossy(request);
+        assert!(out.starts_with(&format!("HTTP/1.1 {status}")), "{shown:?} -> {out}");
+        assert!(out.to_ascii_lowercase().contains("connection: close"), "{shown:?} must close: {out}");
+    }
+    let long_method = format!("{} / HTTP/1.1\r\nHost: x\r\n\r\n", "A".repeat(128));
+    let out = raw_response(elbe.node("zone-a"), long_method.as_bytes(), Duration::from_secs(2)).await;
+    assert!(out.starts_with("HTTP/1.1 405"), "{out}");
+    assert_eq!(backend.requests(), 0, "no refused request may reach the instance");
+}
+
+#[tokio::test]
+async fn limits_answer_414_and_431() {
+    let backend = Backend::start(Behaviour::Echo).await;
+    let elbe = ConfigBuilder::new()
+        .limit("max_uri_bytes = 100")
+        .limit("max_headers = 10")
+        .limit("max_request_header_bytes = 8192")
+        .instance(instance("i-1", "zone-a", &backend))
+        .start()
+        .await;
+    let long_uri = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(200));
+    let out = raw_response(elbe.node("zone-a"), long_uri.as_bytes(), Duration::from_secs(2)).await;
+    assert!(out.starts_with("HTTP/1.1 414"), "{out}");
+    let many: String = (0..20).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let out = raw(elbe.node("zone-a"), format!("GET / HTTP/1.1\r\nHost: x\r\n{many}\r\n").as_bytes(), Duration::from_secs(2)).await;
+    assert!(out.starts_with("HTTP/1.1 431"), "{out}");
+    let big = format!("GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "b".repeat(10_000));
+    let out = raw(elbe.node("zone-a"), big.as_bytes(), Duration::from_secs(2)).await;
+    assert!(out.starts_with("HTTP/1.1 431"), "{out}");
+    assert_eq!(backend.requests(), 0);
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order() {
+    let backend = Backend::start(Behaviour::Echo).await;
+    let elbe = ConfigBuilder::new().instance(instance("i-1", "zone-a", &backend)).start().await;
+    let out = raw(
+        elbe.node("zone-a"),
+        b"GET /one HTTP/1.1\r\nHost: x\r\n\r\nGET /two HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(3),
+    )
+    .await;
+    let one = out.find("\"uri\":\"/one\"").expect("first answered");
+    let two = out.find("\"uri\":\"/two\"").expect("second answered");
+    assert!(one < two);
+    assert_eq!(out.matches("HTTP/1.1 200").count(), 2);
+}
+
+#[tokio::test]
+async fn backend_closing_pooled_connections_costs_no_request() {
+    // An instance that closes every connection right after answering, without saying so (the keep-alive race
+    // behind ELB's 504s): elbe must notice or replay, and the client never sees an error.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let served = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = served.clone();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let mut head = Vec::new();
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    let elbe = ConfigBuilder::new()
+        .instance(InstanceSpec { id: "i-1".into(), zone: "zone-a".into(), address })
+        .start()
+        .await;
+    for i in 0..30 {
+        let reply = get(elbe.node("zone-a"), "/").await;
+        assert_eq!(reply.status, 200, "request {i}");
+        assert_eq!(&reply.body[..], b"ok");
+    }
+    assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 30);
+}
+
+#[tokio::test]
+async fn keep_alive_connections_are_reused_to_the_instance() {
+    let backend = Backend::start(Behaviour::Echo).await;
+    let elbe = ConfigBuilder::new().instance(instance("i-1", "zone-a", &backend)).start().await;
+    for _ in 0..20 {
+        assert_eq!(get(elbe.node("zone-a"), "/").await.status, 200);
+    }
+    assert_eq!(backend.requests(), 20);
+    assert!(backend.connections.load(std::sync::atomic::Ordering::SeqCst) <= 2, "connections must be pooled");
+}
+
+#[tokio::test]
+async fn refused_connection_is_elb_503_and_counted() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    drop(listener);
+    let elbe = ConfigBuilder::new()
+        .instance(InstanceSpec { id: "i-1".into(), zone: "zone-a".into(), address })
+        .start()
+        .await;
+    let reply = get(elbe.node("zone-a"), "/").await;
+    assert_eq!(reply.status, 503);
+    assert!(reply.body.is_empty());
+    let metrics = admin_get(&elbe, "/metrics").await;
+    let text = String::from_utf8_lossy(&metrics.body).to_string();
+    assert!(
+        text.lines().any(|l| l.starts_with("elbe_backend_connection_errors_total{") && l.ends_with(" 1")),
+        "{text}"
+    );
+    assert!(
+        text.lines().any(|l| l.starts_with("elbe_httpcode_elb_5xx_total{") && l.ends_with(" 1")),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn http2_prior_knowledge_reaches_the_instance_as_http11() {
+    let backend = Backend::start(Behaviour::Echo).await;
+    let elbe = ConfigBuilder::new().instance(instance("i-1", "zone-a", &backend)).start().await;
+    let stream = tokio::net::TcpStream::connect(elbe.node("zone-a")).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let request = http::Request::get(format!("http://app.example:{}/h2?x=1", elbe.node("zone-a").port()))
+        .header("cookie", "a=1")
+        .header("cookie", "b=2")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.version(), http::Version::HTTP_2);
+    use http_body_util::BodyExt;
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(json["version"], "HTTP/1.1");
+    assert_eq!(json["uri"], "/h2?x=1");
+    let headers = json["headers"].as_array().unwrap();
+    let get = |name: &str| headers.iter().find(|p| p[0] == name).map(|p| p[1].as_str().unwrap().to_string());
+    assert_eq!(get("host").unwrap(), format!("app.example:{}", elbe.node("zone-a").port()));
+    assert_eq!(get("cookie").unwrap(), "a=1; b=2");
+    assert_eq!(get("x-forwarded-for").unwrap(), "127.0.0.1");
+}
+
+#[tokio::test]
+async fn curl_sees_forwarded_headers() {
+    let backend = Backend::start(Behaviour::Echo).await;
+    let elbe = ConfigBuilder::new().instance(instance("i-1", "zone-a", &backend)).start().await;
+    let output = tokio::process::Command::new("curl")
+        .args(["-sS", "-H", "X-Forwarded-For: 203.0.113.7", "-H", "X-Forwarded-Proto: ftp"])
+        .arg(elbe.url("zone-a", "/curl"))
+        .output()
+        .await
+        .expect("curl is installed");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let headers = json["headers"].as_array().unwrap();
+    let get = |name: &str| headers.iter().find(|p| p[0] == name).map(|p| p[1].as_str().unwrap().to_string());
+    assert_eq!(get("x-forwarded-for").unwrap(), "203.0.113.7, 127.0.0.1");
+    assert_eq!(get("x-forwarded-proto").unwrap(), "http");
+}

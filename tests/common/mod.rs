@@ -169,12 +169,16 @@ pub fn instance(id: &str, zone: &str, backend: &Backend) -> InstanceSpec {
     }
 }
 
+const HTTP_LISTENER: &str =
+    "[[load_balancer.listener]]\nprotocol = \"HTTP\"\nload_balancer_port = 0\ninstance_protocol = \"HTTP\"\ninstance_port = 80\n";
+
 /// Builds a configuration: one load balancer "web", zones on 127.0.0.1 port 0, an HTTP listener.
 pub struct ConfigBuilder {
     pub zones: Vec<(String, String)>,
     pub instances: Vec<InstanceSpec>,
     pub lb_extra: String,
     pub limits: String,
+    pub listeners: Vec<String>,
 }
 
 impl ConfigBuilder {
@@ -184,7 +188,23 @@ impl ConfigBuilder {
             instances: Vec::new(),
             lb_extra: String::new(),
             limits: String::new(),
+            listeners: vec![HTTP_LISTENER.to_string()],
         }
+    }
+
+    /// Adds an HTTPS listener (port 0) with the development certificates: localhost first (the default),
+    /// then *.example.test; `policy` is an optional ssl_policy name.
+    pub fn https(mut self, policy: Option<&str>) -> Self {
+        let certs = concat!(env!("CARGO_MANIFEST_DIR"), "/certs");
+        let mut listener = format!(
+            "[[load_balancer.listener]]\nprotocol = \"HTTPS\"\nload_balancer_port = 0\ninstance_protocol = \"HTTP\"\ninstance_port = 80\n\
+             certificates = [{{ cert = \"{certs}/localhost.crt\", key = \"{certs}/localhost.key\" }}, {{ cert = \"{certs}/example.crt\", key = \"{certs}/example.key\" }}]\n"
+        );
+        if let Some(policy) = policy {
+            listener.push_str(&format!("ssl_policy = \"{policy}\"\n"));
+        }
+        self.listeners.push(listener);
+        self
     }
 
     pub fn zones(mut self, zones: &[(&str, &str)]) -> Self {
@@ -224,7 +244,10 @@ impl ConfigBuilder {
                 "[[load_balancer.availability_zone]]\nname = \"{zone}\"\nnode = \"{node}\"\n\n"
             ));
         }
-        text.push_str("[[load_balancer.listener]]\nprotocol = \"HTTP\"\nload_balancer_port = 0\ninstance_protocol = \"HTTP\"\ninstance_port = 80\n\n");
+        for listener in &self.listeners {
+            text.push_str(listener);
+            text.push('\n');
+        }
         for i in &self.instances {
             text.push_str(&format!(
                 "[[load_balancer.instance]]\nid = \"{}\"\nzone = \"{}\"\naddress = \"{}\"\n\n",
@@ -260,6 +283,16 @@ impl Elbe {
         self.server()
             .listener("web", zone)
             .expect("zone has a listener")
+    }
+
+    /// The node listener of `zone` for `protocol` (HTTP or HTTPS).
+    pub fn node_for(&self, zone: &str, protocol: elbe::config::Protocol) -> SocketAddr {
+        self.server()
+            .listeners()
+            .iter()
+            .find(|l| l.zone == zone && l.protocol == protocol)
+            .map(|l| l.address)
+            .expect("zone has such a listener")
     }
 
     pub fn url(&self, zone: &str, path: &str) -> String {
