@@ -36,7 +36,7 @@ pub fn random_below(n: usize) -> usize {
         x ^= x >> 27;
         cell.set(x);
         let r = x.wrapping_mul(0x2545_F491_4F6C_DD1D);
-        ((r >> 32) * n as u64 >> 32) as usize
+        (((r >> 32) * n as u64) >> 32) as usize
     })
 }
 

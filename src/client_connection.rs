@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use atomic_waker::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
@@ -34,6 +35,9 @@ pub struct ConnectionState {
     in_flight: AtomicUsize,
     started: AtomicU64,
     framing: AtomicU8,
+    /// The connection task, woken when the last in-flight response ends so the idle timer starts even if hyper
+    /// has no reason to poll the socket again.
+    waker: AtomicWaker,
 }
 
 const SAW_CONTENT_LENGTH: u8 = 1;
@@ -49,7 +53,9 @@ impl ConnectionState {
 
     /// A request's response is over (its body was dropped).
     pub fn end_request(&self) {
-        self.in_flight.fetch_sub(1, Ordering::Release);
+        if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.waker.wake();
+        }
     }
 
     /// Whether the last request head carried framing that hyper would silently repair but ELB refuses (400):
@@ -241,7 +247,7 @@ impl<IO> ClientIo<IO> {
     }
 
     /// Brings the phase up to date with what the proxy reported, moving the deadline when the phase changes.
-    fn refresh_phase(&mut self, now: Instant) {
+    fn refresh_phase(&mut self, now: Instant, cx: &mut Context<'_>) {
         let in_flight = self.state.in_flight();
         match self.phase {
             Phase::Head { started } if self.state.started() != started => {
@@ -259,6 +265,7 @@ impl<IO> ClientIo<IO> {
             _ => {}
         }
         if self.phase == Phase::Busy {
+            self.state.waker.register(cx.waker());
             // Not timed here (the proxy times requests); look again later in case the last response ended while
             // nothing polled this socket (HTTP/2 streams finish on other tasks).
             if self.deadline <= now {
@@ -274,7 +281,7 @@ impl<IO> ClientIo<IO> {
     {
         loop {
             let now = Instant::now();
-            self.refresh_phase(now);
+            self.refresh_phase(now, cx);
             if now >= self.deadline && self.phase != Phase::Busy {
                 return Poll::Ready(self.expire(cx));
             }

@@ -4,6 +4,7 @@
 //! changes it rebuilds the [`NodeSnapshot`] of every node listener and swaps it in (DESIGN.md "The shape"). The
 //! state sits behind a `std::sync::Mutex`: it is taken by configuration, registration and health events, never by
 //! the request path (which only `load()`s snapshots), and never held across an `.await`.
+#![allow(clippy::disallowed_types)] // the control plane's one lock; see above.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -41,6 +42,9 @@ impl InstanceHealth {
     }
 }
 
+/// A live target's identity: (load balancer, instance id, address).
+type TargetKey = (Arc<str>, Arc<str>, SocketAddr);
+
 /// One registered instance.
 #[derive(Debug, Clone)]
 struct InstanceState {
@@ -75,7 +79,7 @@ struct State {
     load_balancers: Vec<LoadBalancerState>,
     listeners: Vec<NodeListener>,
     /// Live targets by (load balancer, instance id, address), carried from one snapshot to the next.
-    targets: HashMap<(Arc<str>, Arc<str>, SocketAddr), Arc<Target>>,
+    targets: HashMap<TargetKey, Arc<Target>>,
     generation: u64,
     last_reload_error: Option<String>,
 }
@@ -395,8 +399,8 @@ fn candidates(
     lb: &LoadBalancerState,
     listener: &NodeListener,
     limits: &Limits,
-    existing: &HashMap<(Arc<str>, Arc<str>, SocketAddr), Arc<Target>>,
-    live: &mut HashMap<(Arc<str>, Arc<str>, SocketAddr), Arc<Target>>,
+    existing: &HashMap<TargetKey, Arc<Target>>,
+    live: &mut HashMap<TargetKey, Arc<Target>>,
 ) -> Vec<Arc<Target>> {
     let routable: Vec<&InstanceState> = lb
         .instances

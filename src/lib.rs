@@ -18,6 +18,7 @@
 //! - [`admin`]: `/status`, `/healthz`, `/metrics`.
 //! - [`demo`]: the embedded demonstration that `cargo run` starts.
 #![forbid(unsafe_code)]
+#![deny(clippy::await_holding_lock, clippy::disallowed_types)]
 
 pub mod admin;
 pub mod balancer;

@@ -12,7 +12,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -31,6 +31,42 @@ pub enum Behaviour {
     Garbage,
     /// Answers with this status and an empty body.
     Status(u16),
+    /// Streams a body of this many bytes, generated as it is sent.
+    Download(u64),
+}
+
+/// A body of `total` bytes in 64 KiB frames, generated as it is read (nothing buffered whole).
+pub struct Generated {
+    left: u64,
+    chunk: Bytes,
+}
+
+impl Generated {
+    pub fn new(total: u64) -> Self {
+        Generated {
+            left: total,
+            chunk: Bytes::from(vec![b'x'; 64 * 1024]),
+        }
+    }
+}
+
+impl http_body::Body for Generated {
+    type Data = Bytes;
+    type Error = Infallible;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        if self.left == 0 {
+            return std::task::Poll::Ready(None);
+        }
+        let n = self.left.min(self.chunk.len() as u64) as usize;
+        self.left -= n as u64;
+        std::task::Poll::Ready(Some(Ok(http_body::Frame::data(self.chunk.slice(..n)))))
+    }
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.left)
+    }
 }
 
 /// A backend instance on 127.0.0.1 with a request counter.
@@ -85,6 +121,8 @@ async fn serve_one(mut stream: TcpStream, behaviour: Behaviour, requests: Arc<At
     match behaviour {
         Behaviour::Reset => {
             requests.fetch_add(1, Ordering::SeqCst);
+            // SO_LINGER 0 turns the close into a reset; zero linger never blocks.
+            #[allow(deprecated)]
             let _ = stream.set_linger(Some(Duration::ZERO));
             drop(stream);
         }
@@ -116,14 +154,19 @@ async fn serve_one(mut stream: TcpStream, behaviour: Behaviour, requests: Arc<At
     }
 }
 
-async fn answer(behaviour: Behaviour, request: Request<Incoming>) -> Response<Full<Bytes>> {
+type AnyBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+async fn answer(behaviour: Behaviour, request: Request<Incoming>) -> Response<AnyBody> {
     if let Behaviour::Slow(delay) = behaviour {
         tokio::time::sleep(delay).await;
     }
     if let Behaviour::Status(code) = behaviour {
-        let mut response = Response::new(Full::new(Bytes::new()));
+        let mut response = Response::new(Full::new(Bytes::new()).boxed());
         *response.status_mut() = StatusCode::from_u16(code).unwrap();
         return response;
+    }
+    if let Behaviour::Download(total) = behaviour {
+        return Response::new(Generated::new(total).boxed());
     }
     let (parts, body) = request.into_parts();
     let mut length = 0u64;
@@ -151,7 +194,7 @@ async fn answer(behaviour: Behaviour, request: Request<Incoming>) -> Response<Fu
         "headers": headers,
         "body_length": length,
     });
-    Response::new(Full::new(Bytes::from(description.to_string())))
+    Response::new(Full::new(Bytes::from(description.to_string())).boxed())
 }
 
 /// An instance entry for the generated configuration.
