@@ -502,3 +502,118 @@ async fn send(
         .map_err(ProxyError::from_send)?;
     Ok((response, sender))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metrics;
+    use arc_swap::ArcSwap;
+    use std::time::Duration;
+    use tower::ServiceExt;
+
+    fn context(metrics: &Metrics) -> Arc<ListenerContext> {
+        Arc::new(ListenerContext {
+            routes: Arc::new(ArcSwap::from_pointee(crate::snapshot::NodeSnapshot {
+                candidates: Vec::new(),
+                idle_timeout: Duration::from_secs(60),
+            })),
+            proto: ForwardedProto::https(),
+            port: HeaderValue::from_static("443"),
+            node_host: HeaderValue::from_static("127.0.0.11"),
+            max_uri_bytes: 64,
+            metrics: metrics.zone("web", "zone-a"),
+        })
+    }
+
+    /// An instance stand-in that answers 200 with the request's headers copied into the response.
+    fn mirror() -> impl Service<
+        Request<()>,
+        Response = Response<ResponseBody>,
+        Error = Infallible,
+        Future = std::future::Ready<Result<Response<ResponseBody>, Infallible>>,
+    > + Clone {
+        tower::service_fn(|request: Request<()>| {
+            let mut response = Response::new(ResponseBody::empty());
+            *response.headers_mut() = request.headers().clone();
+            if let Ok(uri) = HeaderValue::from_str(&request.uri().to_string()) {
+                response.headers_mut().insert("x-seen-uri", uri);
+            }
+            std::future::ready(Ok(response))
+        })
+    }
+
+    #[tokio::test]
+    async fn check_refuses_connect_and_long_uris_without_calling_the_instance() {
+        let check = CheckLayer {
+            max_uri_bytes: 64,
+            connection: None,
+        }
+        .layer(tower::service_fn(|_: Request<()>| -> std::future::Ready<Result<Response<ResponseBody>, Infallible>> {
+            panic!("a refused request reached the instance")
+        }));
+        let connect = Request::connect("example.test:443").body(()).unwrap();
+        let response = check.clone().oneshot(connect).await.unwrap();
+        assert_eq!(response.status(), 400);
+        assert_eq!(response.headers()["connection"], "close");
+        let long = Request::get(format!("/{}", "a".repeat(100))).body(()).unwrap();
+        assert_eq!(check.oneshot(long).await.unwrap().status(), 414);
+    }
+
+    #[tokio::test]
+    async fn forwarded_sets_elb_headers_and_origin_form() {
+        let metrics = Metrics::new();
+        let layer = ForwardedLayer {
+            context: context(&metrics),
+            peer: "198.51.100.22".parse().unwrap(),
+        };
+        let request = Request::get("http://app.example/a?b=c")
+            .version(Version::HTTP_2)
+            .header("x-forwarded-for", "10.0.0.1")
+            .header("x-forwarded-proto", "http")
+            .header("expect", "100-continue")
+            .body(())
+            .unwrap();
+        let response = layer.layer(mirror()).oneshot(request).await.unwrap();
+        let headers = response.headers();
+        assert_eq!(headers["x-forwarded-for"], "10.0.0.1, 198.51.100.22");
+        assert_eq!(headers["x-forwarded-proto"], "https");
+        assert_eq!(headers["x-forwarded-port"], "443");
+        assert_eq!(headers["host"], "app.example");
+        assert_eq!(headers["x-seen-uri"], "/a?b=c");
+        assert!(!headers.contains_key("expect"));
+    }
+
+    #[tokio::test]
+    async fn track_counts_elb_and_backend_responses_apart() {
+        let metrics = Metrics::new();
+        let context = context(&metrics);
+        let track = TrackLayer {
+            context: context.clone(),
+            connection: None,
+        };
+        let ok = track.layer(mirror()).oneshot(Request::new(())).await.unwrap();
+        assert_eq!(ok.status(), 200);
+        let elb = track
+            .layer(tower::service_fn(|_: Request<()>| {
+                std::future::ready(Ok::<_, Infallible>(elb_response(ElbResponse::NoInstance)))
+            }))
+            .oneshot(Request::new(()))
+            .await
+            .unwrap();
+        assert_eq!(elb.status(), 503);
+        assert_eq!(context.metrics.requests.get(), 2);
+        assert_eq!(context.metrics.backend[0].get(), 1);
+        assert_eq!(context.metrics.elb_5xx.get(), 1);
+        assert_eq!(context.metrics.backend[3].get(), 0);
+    }
+
+    #[test]
+    fn http10_without_host_gets_the_node_address() {
+        let metrics = Metrics::new();
+        let context = context(&metrics);
+        let mut request = Request::get("/").version(Version::HTTP_10).body(()).unwrap();
+        rewrite_for_instance(&mut request, "203.0.113.7".parse().unwrap(), &context);
+        assert_eq!(request.headers()["host"], "127.0.0.11");
+        assert_eq!(request.version(), Version::HTTP_11);
+    }
+}

@@ -391,7 +391,6 @@ async fn openssl_is_refused_tls11_and_gets_the_policy_with_tls12() {
         return;
     };
     let out = text(&tls11);
-    println!("openssl -tls1_1:\n{out}");
     assert!(
         !tls11.status.success(),
         "TLS 1.1 handshake succeeded:\n{out}"
@@ -602,17 +601,31 @@ fn https_listener(dir: &TempDir, names: &[&str]) -> String {
     )
 }
 
-/// The configuration file: the builder's HTTP listener, then an HTTPS listener with `names`.
-fn write_config(dir: &TempDir, backend: &Backend, names: &[&str]) -> PathBuf {
+/// The configuration file: an HTTPS listener with `names`, after the builder's HTTP listener when `with_http`.
+fn write_config(dir: &TempDir, backend: &Backend, names: &[&str], with_http: bool) -> PathBuf {
     let mut builder = ConfigBuilder::new().instance(instance("i-1", "zone-a", backend));
+    if !with_http {
+        builder.listeners.clear();
+    }
     builder.listeners.push(https_listener(dir, names));
     let path = dir.path("elbe.toml");
     std::fs::write(&path, builder.toml()).unwrap();
     path
 }
 
+/// The layout the harness builds: an HTTP listener and an HTTPS listener, both on port 0.
 #[tokio::test]
 async fn reload_swaps_certificates_keeps_connections_and_refuses_a_broken_file() {
+    reload_scenario(true).await;
+}
+
+/// The same with the HTTPS listener alone.
+#[tokio::test]
+async fn reload_of_a_lone_https_listener() {
+    reload_scenario(false).await;
+}
+
+async fn reload_scenario(with_http: bool) {
     let backend = Backend::start(Behaviour::Echo).await;
     let dir = TempDir::new();
     for name in ["localhost", "example"] {
@@ -621,7 +634,7 @@ async fn reload_swaps_certificates_keeps_connections_and_refuses_a_broken_file()
             std::fs::copy(cert_path(&file), dir.path(&file)).unwrap();
         }
     }
-    let path = write_config(&dir, &backend, &["localhost"]);
+    let path = write_config(&dir, &backend, &["localhost"], with_http);
     let config = elbe::config::load(&path).expect("config loads");
     let elbe = Elbe {
         server: Some(elbe::server::start(config).await.expect("elbe starts")),
@@ -636,7 +649,7 @@ async fn reload_swaps_certificates_keeps_connections_and_refuses_a_broken_file()
     assert_eq!(send(&mut open, get_request("/before")).await.status, 200);
 
     // The example certificate becomes the first (default) one.
-    write_config(&dir, &backend, &["example", "localhost"]);
+    write_config(&dir, &backend, &["example", "localhost"], with_http);
     let reloaded = elbe.server().reload_from(&path).await;
     assert_eq!(reloaded, Ok(()), "reload with valid certificates");
     let status = admin_get(&elbe, "/status").await.json();
