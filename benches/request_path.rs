@@ -19,7 +19,12 @@ fn context(instances: usize) -> ListenerContext {
         .map(|i| {
             let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 21)), 8000 + i as u16);
             let pool = Pool::new(addr, 16, Duration::from_secs(60), Duration::from_secs(5));
-            Arc::new(Target::new(format!("i-{i}").into(), "zone-a".into(), addr, pool))
+            Arc::new(Target::new(
+                format!("i-{i}").into(),
+                "zone-a".into(),
+                addr,
+                pool,
+            ))
         })
         .collect();
     let metrics = Metrics::new();
@@ -40,7 +45,10 @@ fn context(instances: usize) -> ListenerContext {
 fn request() -> Request<()> {
     Request::get("/index.html?page=2")
         .header("host", "www.example.org")
-        .header("user-agent", "Mozilla/5.0 (X11; Linux x86_64) Gecko/20100101 Firefox/120.0")
+        .header(
+            "user-agent",
+            "Mozilla/5.0 (X11; Linux x86_64) Gecko/20100101 Firefox/120.0",
+        )
         .header("accept", "text/html,application/xhtml+xml")
         .header("accept-language", "en-US,en;q=0.5")
         .header("accept-encoding", "gzip, deflate, br")

@@ -42,7 +42,29 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     if let Some(Command::Check { config }) = &cli.command {
-        return match elbe::config::load(config) {
+        let checked = elbe::config::load(config)
+            .map_err(|e| e.to_string())
+            .and_then(|parsed| {
+                // Certificates and policies too: a file that parses but whose certificate does not load is not ok.
+                for lb in &parsed.load_balancers {
+                    for listener in lb.listeners.iter().filter(|l| l.protocol.is_secure()) {
+                        elbe::tls::TlsAcceptor::new(
+                            &listener.certificates,
+                            listener.ssl_policy.as_deref(),
+                        )
+                        .map_err(|e| {
+                            format!(
+                                "{}: load balancer {}, listener on port {}: {e}",
+                                config.display(),
+                                lb.name,
+                                listener.load_balancer_port
+                            )
+                        })?;
+                    }
+                }
+                Ok(parsed)
+            });
+        return match checked {
             Ok(parsed) => {
                 println!(
                     "{}: ok ({} load balancer(s))",

@@ -548,14 +548,18 @@ mod tests {
             max_uri_bytes: 64,
             connection: None,
         }
-        .layer(tower::service_fn(|_: Request<()>| -> std::future::Ready<Result<Response<ResponseBody>, Infallible>> {
-            panic!("a refused request reached the instance")
-        }));
+        .layer(tower::service_fn(
+            |_: Request<()>| -> std::future::Ready<Result<Response<ResponseBody>, Infallible>> {
+                panic!("a refused request reached the instance")
+            },
+        ));
         let connect = Request::connect("example.test:443").body(()).unwrap();
         let response = check.clone().oneshot(connect).await.unwrap();
         assert_eq!(response.status(), 400);
         assert_eq!(response.headers()["connection"], "close");
-        let long = Request::get(format!("/{}", "a".repeat(100))).body(()).unwrap();
+        let long = Request::get(format!("/{}", "a".repeat(100)))
+            .body(())
+            .unwrap();
         assert_eq!(check.oneshot(long).await.unwrap().status(), 414);
     }
 
@@ -591,7 +595,11 @@ mod tests {
             context: context.clone(),
             connection: None,
         };
-        let ok = track.layer(mirror()).oneshot(Request::new(())).await.unwrap();
+        let ok = track
+            .layer(mirror())
+            .oneshot(Request::new(()))
+            .await
+            .unwrap();
         assert_eq!(ok.status(), 200);
         let elb = track
             .layer(tower::service_fn(|_: Request<()>| {
@@ -611,7 +619,10 @@ mod tests {
     fn http10_without_host_gets_the_node_address() {
         let metrics = Metrics::new();
         let context = context(&metrics);
-        let mut request = Request::get("/").version(Version::HTTP_10).body(()).unwrap();
+        let mut request = Request::get("/")
+            .version(Version::HTTP_10)
+            .body(())
+            .unwrap();
         rewrite_for_instance(&mut request, "203.0.113.7".parse().unwrap(), &context);
         assert_eq!(request.headers()["host"], "127.0.0.11");
         assert_eq!(request.version(), Version::HTTP_11);

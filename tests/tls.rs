@@ -242,7 +242,7 @@ impl Drop for TempDir {
 #[tokio::test]
 async fn https_listener_forwards_with_x_forwarded_headers() {
     let backend = Backend::start(Behaviour::Echo).await;
-    let (_elbe, address) = https_elbe(ConfigBuilder::new(), &backend).await;
+    let (elbe, address) = https_elbe(ConfigBuilder::new(), &backend).await;
     let mut sender = http1(connect(address, &default_client(), "localhost").await).await;
 
     let reply = send(&mut sender, get_request("/plain?q=1")).await;
@@ -286,11 +286,11 @@ async fn https_listener_forwards_with_x_forwarded_headers() {
     );
 
     // The HTTP listener of the same load balancer still says http and its own port.
-    let http = elbe_http_reply(&_elbe).await;
+    let http = elbe_http_reply(&elbe).await;
     assert_eq!(http.backend_header("x-forwarded-proto").unwrap(), "http");
     assert_eq!(
         http.backend_header("x-forwarded-port").unwrap(),
-        _elbe.node_for("zone-a", Protocol::Http).port().to_string()
+        elbe.node_for("zone-a", Protocol::Http).port().to_string()
     );
 }
 
