@@ -63,6 +63,8 @@ pub struct NodeListener {
     pub zone: Arc<str>,
     pub node: IpAddr,
     pub listener: config::Listener,
+    /// The listener's position in its load balancer's configuration (ports may repeat when they are 0).
+    pub listener_index: usize,
     pub routes: SharedNodeSnapshot,
     /// The address actually bound (port 0 resolved), once bound.
     pub bound: Option<SocketAddr>,
@@ -116,14 +118,18 @@ impl Control {
             .iter()
             .flat_map(|lb| {
                 lb.availability_zones.iter().flat_map(move |zone| {
-                    lb.listeners.iter().map(move |listener| NodeListener {
-                        load_balancer: lb.name.as_str().into(),
-                        zone: zone.name.as_str().into(),
-                        node: zone.node,
-                        listener: listener.clone(),
-                        routes: Arc::new(ArcSwap::from_pointee(NodeSnapshot::default())),
-                        bound: None,
-                    })
+                    lb.listeners
+                        .iter()
+                        .enumerate()
+                        .map(move |(listener_index, listener)| NodeListener {
+                            load_balancer: lb.name.as_str().into(),
+                            zone: zone.name.as_str().into(),
+                            node: zone.node,
+                            listener: listener.clone(),
+                            listener_index,
+                            routes: Arc::new(ArcSwap::from_pointee(NodeSnapshot::default())),
+                            bound: None,
+                        })
                 })
             })
             .collect();

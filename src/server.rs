@@ -67,6 +67,8 @@ pub struct BoundListener {
 /// The TLS acceptor of one configured HTTPS listener (reloaded in place on SIGHUP).
 struct TlsListener {
     load_balancer: String,
+    /// The listener's position in its load balancer's configuration.
+    index: usize,
     port: u16,
     acceptor: Arc<TlsAcceptor>,
 }
@@ -136,13 +138,14 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
                     n.zone.to_string(),
                     n.node,
                     n.listener.clone(),
+                    n.listener_index,
                     n.routes.clone(),
                 )
             })
             .collect::<Vec<_>>()
     });
     let mut bound = Vec::new();
-    for (load_balancer, zone, node, listener, routes) in plans {
+    for (load_balancer, zone, node, listener, listener_index, routes) in plans {
         if !control::is_served(listener.protocol) {
             return Err(StartError::Unsupported {
                 load_balancer,
@@ -156,7 +159,16 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
             what: "listener".into(),
             source,
         })?;
-        bound.push((load_balancer, zone, node, listener, routes, socket, address));
+        bound.push((
+            load_balancer,
+            zone,
+            node,
+            listener,
+            listener_index,
+            routes,
+            socket,
+            address,
+        ));
     }
     let admin_socket = bind(config.admin.listen, "admin").await?;
     let admin_address = admin_socket
@@ -170,7 +182,12 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
     // One TLS acceptor per configured listener, shared by its nodes (one session cache and ticket key).
     let mut acceptors: Vec<TlsListener> = Vec::new();
     for lb in &config.load_balancers {
-        for listener in lb.listeners.iter().filter(|l| l.protocol.is_secure()) {
+        for (index, listener) in lb
+            .listeners
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.protocol.is_secure())
+        {
             let acceptor = TlsAcceptor::new(&listener.certificates, listener.ssl_policy.as_deref())
                 .map_err(|source| StartError::Tls {
                     load_balancer: lb.name.clone(),
@@ -179,19 +196,19 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
                 })?;
             acceptors.push(TlsListener {
                 load_balancer: lb.name.clone(),
+                index,
                 port: listener.load_balancer_port,
                 acceptor: Arc::new(acceptor),
             });
         }
     }
 
-    for (index, (load_balancer, zone, node, listener, routes, socket, address)) in
+    for (index, (load_balancer, zone, node, listener, listener_index, routes, socket, address)) in
         bound.into_iter().enumerate()
     {
         let tls = acceptors
             .iter()
-            .find(|t| t.load_balancer == load_balancer && t.port == listener.load_balancer_port)
-            .filter(|_| listener.protocol.is_secure())
+            .find(|t| t.load_balancer == load_balancer && t.index == listener_index)
             .map(|t| t.acceptor.clone());
         let context = Arc::new(ListenerContext {
             routes,
@@ -322,15 +339,13 @@ impl Server {
         // Load every certificate first: all or nothing.
         let mut staged = Vec::new();
         for tls in &self.acceptors {
+            // The same listener: same position, still secure, same port (anything else needs a restart).
             let listener = config
                 .load_balancers
                 .iter()
                 .find(|lb| lb.name == tls.load_balancer)
-                .and_then(|lb| {
-                    lb.listeners
-                        .iter()
-                        .find(|l| l.load_balancer_port == tls.port)
-                });
+                .and_then(|lb| lb.listeners.get(tls.index))
+                .filter(|l| l.protocol.is_secure() && l.load_balancer_port == tls.port);
             if let Some(listener) = listener {
                 let fresh =
                     TlsAcceptor::new(&listener.certificates, listener.ssl_policy.as_deref())
@@ -340,19 +355,12 @@ impl Server {
                                 tls.load_balancer, tls.port
                             )
                         })?;
-                staged.push((
-                    tls,
-                    listener.certificates.clone(),
-                    listener.ssl_policy.clone(),
-                    fresh,
-                ));
+                staged.push((tls, fresh));
             }
         }
         let resolved = resolve_instances(config).await.map_err(|e| e.to_string())?;
-        for (tls, certificates, policy, _) in staged {
-            tls.acceptor
-                .reload(&certificates, policy.as_deref())
-                .map_err(|e| e.to_string())?;
+        for (tls, fresh) in staged {
+            tls.acceptor.replace_with(fresh);
         }
         let needs_restart = self.control.reload(config, &resolved);
         for name in needs_restart {

@@ -541,6 +541,12 @@ impl TlsAcceptor {
         Ok(())
     }
 
+    /// Takes over the configuration of `loaded` (built and checked beforehand), so a reload of several
+    /// listeners can load everything first and then swap all of them, without reading any file twice.
+    pub fn replace_with(&self, loaded: TlsAcceptor) {
+        self.config.store(loaded.config.load_full());
+    }
+
     /// Runs the server handshake on `io`, giving up after `timeout` (the connection is then dropped, which closes
     /// it). The configuration is loaded once, here; the returned stream takes no lock.
     pub async fn accept<IO>(
