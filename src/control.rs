@@ -8,39 +8,18 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::ArcSwap;
 use serde::Serialize;
 
 use crate::config::{self, InstanceAddress, Limits, Protocol};
+use crate::health::{Checker, HealthEvent};
 use crate::pool::Pool;
 use crate::snapshot::{NodeSnapshot, SharedNodeSnapshot, Target};
 
-/// DescribeInstanceHealth's view of one instance (ELB-SPEC.md §2.2).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct InstanceHealth {
-    pub state: &'static str,
-    pub reason_code: &'static str,
-    pub description: &'static str,
-}
-
-impl InstanceHealth {
-    pub const IN_SERVICE: InstanceHealth = InstanceHealth {
-        state: "InService",
-        reason_code: "N/A",
-        description: "N/A",
-    };
-    pub const ZONE_NOT_ENABLED: InstanceHealth = InstanceHealth {
-        state: "OutOfService",
-        reason_code: "ELB",
-        description: "Instance is in the EC2 Availability Zone for which LoadBalancer is not configured to route traffic to.",
-    };
-
-    pub fn in_service(&self) -> bool {
-        self.state == "InService"
-    }
-}
+pub use crate::health::InstanceHealth;
 
 /// A live target's identity: (load balancer, instance id, address).
 type TargetKey = (Arc<str>, Arc<str>, SocketAddr);
@@ -84,11 +63,15 @@ struct State {
     targets: HashMap<TargetKey, Arc<Target>>,
     generation: u64,
     last_reload_error: Option<String>,
+    /// One health checker per load balancer (DESIGN.md: all nodes of the process share its results).
+    checkers: HashMap<String, Checker>,
 }
 
 /// The control plane.
 pub struct Control {
     state: Mutex<State>,
+    /// Health-check connection failures, counted as BackendConnectionErrors.
+    pub health_connection_errors: Arc<AtomicU64>,
 }
 
 /// An error from the control plane's own API (registration and the like).
@@ -142,7 +125,9 @@ impl Control {
                 targets: HashMap::new(),
                 generation: 1,
                 last_reload_error: None,
+                checkers: HashMap::new(),
             }),
+            health_connection_errors: Arc::new(AtomicU64::new(0)),
         };
         control.publish(&mut control.lock());
         control
@@ -197,7 +182,10 @@ impl Control {
             &HashMap::from([(instance.id.clone(), resolved)]),
         );
         lb.instances.retain(|existing| existing.id != new.id);
+        let probe = probe_address(&lb.config, &new);
+        let id = new.id.clone();
         lb.instances.push(new);
+        Self::sync_checker(&mut state, load_balancer, &id, probe);
         self.publish(&mut state);
         Ok(())
     }
@@ -209,8 +197,83 @@ impl Control {
         let before = lb.instances.len();
         lb.instances.retain(|existing| &*existing.id != instance_id);
         let removed = lb.instances.len() != before;
+        Self::sync_checker(&mut state, load_balancer, instance_id, None);
         self.publish(&mut state);
         Ok(removed)
+    }
+
+    /// Starts one health checker per load balancer; their results come back through [`Control::apply_health`].
+    /// Needs a tokio runtime.
+    pub fn start_health_checks(self: &Arc<Self>) {
+        let mut state = self.lock();
+        let State {
+            load_balancers,
+            checkers,
+            ..
+        } = &mut *state;
+        for lb in load_balancers.iter() {
+            if checkers.contains_key(&lb.config.name) {
+                continue;
+            }
+            let (events, mut results) = tokio::sync::mpsc::unbounded_channel();
+            let probes = lb
+                .instances
+                .iter()
+                .filter_map(|i| probe_address(&lb.config, i).map(|a| (i.id.clone(), a)))
+                .collect();
+            let checker = Checker::start(
+                lb.config.health_check.clone(),
+                probes,
+                events,
+                self.health_connection_errors.clone(),
+            );
+            let control = Arc::downgrade(self);
+            let name = lb.config.name.clone();
+            tokio::spawn(async move {
+                while let Some(event) = results.recv().await {
+                    let Some(control) = control.upgrade() else {
+                        return;
+                    };
+                    control.apply_health(&name, event);
+                }
+            });
+            checkers.insert(lb.config.name.clone(), checker);
+        }
+    }
+
+    /// A health checker reported a state change.
+    pub fn apply_health(&self, load_balancer: &str, event: HealthEvent) {
+        let mut state = self.lock();
+        let Ok(lb) = find_lb(&mut state, load_balancer) else {
+            return;
+        };
+        let config = lb.config.clone();
+        let Some(instance) = lb.instances.iter_mut().find(|i| i.id == event.instance_id) else {
+            return; // deregistered meanwhile
+        };
+        if probe_address(&config, instance) != Some(event.addr) {
+            return; // re-registered at another address meanwhile
+        }
+        if instance.health == InstanceHealth::ZONE_NOT_ENABLED {
+            return;
+        }
+        tracing::info!(%load_balancer, instance = %event.instance_id, state = event.health.state, reason = event.health.description, "instance health changed");
+        instance.health = event.health;
+        self.publish(&mut state);
+    }
+
+    fn sync_checker(
+        state: &mut State,
+        load_balancer: &str,
+        instance_id: &str,
+        probe: Option<SocketAddr>,
+    ) {
+        if let Some(checker) = state.checkers.get(load_balancer) {
+            match probe {
+                Some(addr) => checker.add(instance_id.into(), addr),
+                None => checker.remove(instance_id),
+            }
+        }
     }
 
     /// A reload failed: the old configuration keeps serving, `/status` shows why.
@@ -222,15 +285,20 @@ impl Control {
     /// (idle timeout, cross-zone). Listeners and zones are bound sockets: changing them needs a restart, and the
     /// returned list says which load balancers had such changes (they keep their old listeners).
     pub fn reload(
-        &self,
+        self: &Arc<Self>,
         config: &config::Config,
         resolved: &HashMap<String, Vec<IpAddr>>,
     ) -> Vec<String> {
         let mut state = self.lock();
         let mut needs_restart = Vec::new();
+        let mut restart_checks = false;
+        let State {
+            load_balancers,
+            checkers,
+            ..
+        } = &mut *state;
         for new in &config.load_balancers {
-            let Some(lb) = state
-                .load_balancers
+            let Some(lb) = load_balancers
                 .iter_mut()
                 .find(|lb| lb.config.name == new.name)
             else {
@@ -245,16 +313,50 @@ impl Control {
             let mut updated = new.clone();
             updated.listeners = lb.config.listeners.clone();
             updated.availability_zones = lb.config.availability_zones.clone();
-            lb.instances = new
-                .instances
-                .iter()
-                .map(|instance| instance_state(&updated, instance, resolved))
-                .collect();
+            let old = std::mem::take(&mut lb.instances);
+            let mut changed = Vec::new();
+            for instance in &new.instances {
+                let mut fresh = instance_state(&updated, instance, resolved);
+                let kept = old.iter().find(|o| {
+                    o.id == fresh.id && o.address == fresh.address && o.resolved == fresh.resolved
+                });
+                match kept {
+                    // An unchanged instance keeps its health (no new "registration in progress").
+                    Some(kept) if fresh.health != InstanceHealth::ZONE_NOT_ENABLED => {
+                        fresh.health = kept.health.clone()
+                    }
+                    Some(_) => {}
+                    None => changed.push(fresh.id.clone()),
+                }
+                lb.instances.push(fresh);
+            }
+            if lb.config.health_check != updated.health_check {
+                // New thresholds or target: start the checks afresh.
+                checkers.remove(&new.name);
+                restart_checks = true;
+            } else if let Some(checker) = checkers.get(&new.name) {
+                for gone in old
+                    .iter()
+                    .filter(|o| !lb.instances.iter().any(|i| i.id == o.id))
+                {
+                    checker.remove(&gone.id);
+                }
+                for instance in lb.instances.iter().filter(|i| changed.contains(&i.id)) {
+                    match probe_address(&updated, instance) {
+                        Some(addr) => checker.add(instance.id.clone(), addr),
+                        None => checker.remove(&instance.id),
+                    }
+                }
+            }
             lb.config = updated;
         }
         state.generation += 1;
         state.last_reload_error = None;
         self.publish(&mut state);
+        drop(state);
+        if restart_checks {
+            self.start_health_checks();
+        }
         needs_restart
     }
 
@@ -378,11 +480,26 @@ fn instance_state(
         zone: instance.zone.as_str().into(),
         address: instance.address.clone(),
         resolved: resolved.get(&instance.id).cloned().unwrap_or_default(),
+        // ELB-SPEC.md §2.1: a new instance is out of service until its first passing check.
         health: if zone_enabled {
-            InstanceHealth::IN_SERVICE
+            InstanceHealth::REGISTRATION_IN_PROGRESS
         } else {
             InstanceHealth::ZONE_NOT_ENABLED
         },
+    }
+}
+
+/// Where an instance is health-checked (DESIGN.md): the target's port on the instance's IP, or the instance's own
+/// port when it was given as `ip:port` or `host:port` (the first resolved address).
+fn probe_address(lb: &config::LoadBalancer, instance: &InstanceState) -> Option<SocketAddr> {
+    let target_port = lb.health_check.target.port();
+    match &instance.address {
+        InstanceAddress::Ip(ip) => Some(SocketAddr::new(*ip, target_port)),
+        InstanceAddress::Socket(addr) => Some(*addr),
+        InstanceAddress::Host { port, .. } => instance
+            .resolved
+            .first()
+            .map(|ip| SocketAddr::new(*ip, *port)),
     }
 }
 

@@ -29,6 +29,7 @@ pub mod control;
 pub mod demo;
 pub mod error;
 pub mod headers;
+pub mod health;
 pub mod metrics;
 pub mod node;
 pub mod pool;

@@ -121,6 +121,7 @@ async fn bind(address: SocketAddr, what: impl Into<String>) -> Result<TcpListene
 pub async fn start(config: Config) -> Result<Server, StartError> {
     let resolved = resolve_instances(&config).await?;
     let control = Arc::new(Control::new(&config, &resolved));
+    control.start_health_checks();
     let metrics = Arc::new(Metrics::new());
     let tracker = Tracker::default();
     let connections = Arc::new(Connections::new(&config.limits, tracker.clone()));

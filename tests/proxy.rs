@@ -383,17 +383,18 @@ async fn keep_alive_connections_are_reused_to_the_instance() {
 
 #[tokio::test]
 async fn refused_connection_is_elb_503_and_counted() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    drop(listener);
-    let elbe = ConfigBuilder::new()
-        .instance(InstanceSpec {
-            id: "i-1".into(),
-            zone: "zone-a".into(),
-            address,
-        })
-        .start()
-        .await;
+    // The instance passes its first check, then dies; checks are slow (60 s) so it is still InService when the
+    // request comes: the connection is refused, the client gets ELB's 503, BackendConnectionErrors counts it.
+    let backend = Backend::start(Behaviour::Echo).await;
+    let mut builder = ConfigBuilder::new().instance(instance("i-1", "zone-a", &backend));
+    builder.health_check =
+        "[load_balancer.health_check]\ntarget = \"TCP:80\"\ninterval = \"60s\"\ntimeout = \"1s\"\n"
+            .into();
+    let elbe = builder.start().await;
+    let status = elbe.server().control().status(None);
+    assert_eq!(status.load_balancers[0].instances[0].state, "InService");
+    drop(backend);
+    tokio::task::yield_now().await;
     let reply = get(elbe.node("zone-a"), "/").await;
     assert_eq!(reply.status, 503);
     assert!(reply.body.is_empty());
@@ -409,6 +410,33 @@ async fn refused_connection_is_elb_503_and_counted() {
             .any(|l| l.starts_with("elbe_httpcode_elb_5xx_total{") && l.ends_with(" 1")),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn an_instance_that_never_passes_a_check_gets_no_traffic() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    drop(listener);
+    let elbe = ConfigBuilder::new()
+        .instance(InstanceSpec {
+            id: "i-1".into(),
+            zone: "zone-a".into(),
+            address,
+        })
+        .start()
+        .await;
+    let status = elbe.server().control().status(None);
+    let instance = &status.load_balancers[0].instances[0];
+    assert_eq!(
+        (instance.state, instance.reason_code, instance.description),
+        (
+            "OutOfService",
+            "Instance",
+            "Instance has failed at least the UnhealthyThreshold number of health checks consecutively."
+        )
+    );
+    let reply = get(elbe.node("zone-a"), "/").await;
+    assert_eq!(reply.status, 503);
 }
 
 #[tokio::test]

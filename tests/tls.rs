@@ -639,6 +639,7 @@ async fn reload_scenario(with_http: bool) {
     let elbe = Elbe {
         server: Some(elbe::server::start(config).await.expect("elbe starts")),
     };
+    elbe.wait_for_first_checks().await;
     let address = elbe.node_for("zone-a", Protocol::Https);
     let client = default_client();
     let no_sni = without_sni(&client);

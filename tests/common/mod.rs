@@ -99,9 +99,7 @@ impl Backend {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                c.fetch_add(1, Ordering::SeqCst);
-                let r = r.clone();
-                tokio::spawn(serve_one(stream, behaviour, r));
+                tokio::spawn(serve_one(stream, behaviour, r.clone(), c.clone()));
             }
         });
         Backend {
@@ -117,7 +115,14 @@ impl Backend {
     }
 }
 
-async fn serve_one(mut stream: TcpStream, behaviour: Behaviour, requests: Arc<AtomicUsize>) {
+/// Serves one connection. `connections` counts connections that carried a request (TCP health checks, which
+/// connect and close, do not count).
+async fn serve_one(
+    mut stream: TcpStream,
+    behaviour: Behaviour,
+    requests: Arc<AtomicUsize>,
+    connections: Arc<AtomicUsize>,
+) {
     match behaviour {
         Behaviour::Reset => {
             requests.fetch_add(1, Ordering::SeqCst);
@@ -140,7 +145,11 @@ async fn serve_one(mut stream: TcpStream, behaviour: Behaviour, requests: Arc<At
             tokio::time::sleep(Duration::from_secs(3600)).await;
         }
         _ => {
+            let first = Arc::new(std::sync::atomic::AtomicBool::new(true));
             let service = service_fn(move |request: Request<Incoming>| {
+                if first.swap(false, Ordering::SeqCst) {
+                    connections.fetch_add(1, Ordering::SeqCst);
+                }
                 let requests = requests.clone();
                 async move {
                     requests.fetch_add(1, Ordering::SeqCst);
@@ -212,6 +221,10 @@ pub fn instance(id: &str, zone: &str, backend: &Backend) -> InstanceSpec {
     }
 }
 
+/// TCP checks every 100 ms (instances are given as ip:port, so their own port is probed).
+const FAST_HEALTH_CHECK: &str =
+    "[load_balancer.health_check]\ntarget = \"TCP:80\"\ninterval = \"100ms\"\ntimeout = \"80ms\"\nhealthy_threshold = 2\nunhealthy_threshold = 2\n";
+
 const HTTP_LISTENER: &str =
     "[[load_balancer.listener]]\nprotocol = \"HTTP\"\nload_balancer_port = 0\ninstance_protocol = \"HTTP\"\ninstance_port = 80\n";
 
@@ -222,6 +235,8 @@ pub struct ConfigBuilder {
     pub lb_extra: String,
     pub limits: String,
     pub listeners: Vec<String>,
+    /// The `[load_balancer.health_check]` table: fast by default so tests never wait long.
+    pub health_check: String,
 }
 
 impl ConfigBuilder {
@@ -232,6 +247,7 @@ impl ConfigBuilder {
             lb_extra: String::new(),
             limits: String::new(),
             listeners: vec![HTTP_LISTENER.to_string()],
+            health_check: FAST_HEALTH_CHECK.to_string(),
         }
     }
 
@@ -282,6 +298,8 @@ impl ConfigBuilder {
             "[admin]\nlisten = \"127.0.0.1:0\"\n\n[limits]\nshutdown_grace = \"5s\"\n{}\n[[load_balancer]]\nname = \"web\"\n{}\n",
             self.limits, self.lb_extra
         );
+        text.push_str(&self.health_check);
+        text.push('\n');
         for (zone, node) in &self.zones {
             text.push_str(&format!(
                 "[[load_balancer.availability_zone]]\nname = \"{zone}\"\nnode = \"{node}\"\n\n"
@@ -305,9 +323,11 @@ impl ConfigBuilder {
         let config = elbe::config::parse(&text, std::path::Path::new("test.toml"))
             .unwrap_or_else(|e| panic!("test config invalid: {e}\n{text}"));
         let server = elbe::server::start(config).await.expect("elbe starts");
-        Elbe {
+        let elbe = Elbe {
             server: Some(server),
-        }
+        };
+        elbe.wait_for_first_checks().await;
+        elbe
     }
 }
 
@@ -317,6 +337,24 @@ pub struct Elbe {
 }
 
 impl Elbe {
+    /// Waits (at most 3 s) until every instance has had its first health verdict, so tests start from ELB's
+    /// steady state: reachable instances InService, unreachable ones OutOfService.
+    pub async fn wait_for_first_checks(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        while tokio::time::Instant::now() < deadline {
+            let status = self.server().control().status(None);
+            let pending = status
+                .load_balancers
+                .iter()
+                .flat_map(|lb| &lb.instances)
+                .any(|i| i.description == "Instance registration is still in progress.");
+            if !pending {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub fn server(&self) -> &elbe::server::Server {
         self.server.as_ref().unwrap()
     }
