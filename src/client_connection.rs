@@ -247,7 +247,7 @@ impl<IO> ClientIo<IO> {
     }
 
     /// Brings the phase up to date with what the proxy reported, moving the deadline when the phase changes.
-    fn refresh_phase(&mut self, now: Instant, cx: &mut Context<'_>) {
+    fn refresh_phase(&mut self, cx: &mut Context<'_>) {
         let in_flight = self.state.in_flight();
         match self.phase {
             Phase::Head { started } if self.state.started() != started => {
@@ -259,38 +259,49 @@ impl<IO> ClientIo<IO> {
         match (self.phase, in_flight) {
             (Phase::Busy, 0) => {
                 self.phase = Phase::Idle;
-                self.deadline = now + self.timeouts.idle;
+                self.deadline = Instant::now() + self.timeouts.idle;
             }
             (Phase::Idle, n) if n > 0 => self.phase = Phase::Busy,
             _ => {}
         }
         if self.phase == Phase::Busy {
+            // Not timed here (the proxy times requests); the last response ending wakes this task.
             self.state.waker.register(cx.waker());
-            // Not timed here (the proxy times requests); look again later in case the last response ended while
-            // nothing polled this socket (HTTP/2 streams finish on other tasks).
-            if self.deadline <= now {
-                self.deadline = now + self.timeouts.idle;
-            }
         }
     }
 
     /// Called when a read would block: fires the timer if the deadline has passed.
+    ///
+    /// The timer is lazy: it is moved earlier when a deadline comes sooner than it (a request head starting),
+    /// never later; when it fires before the phase's deadline it is re-armed. So a keep-alive connection resets
+    /// it about once per header timeout instead of twice per request, and the clock is read only when a phase
+    /// begins.
     fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Poll<io::Error>
     where
         IO: AsyncWrite + Unpin,
     {
+        self.refresh_phase(cx);
         loop {
-            let now = Instant::now();
-            self.refresh_phase(now, cx);
-            if now >= self.deadline && self.phase != Phase::Busy {
-                return Poll::Ready(self.expire(cx));
-            }
-            if self.timer.deadline() != self.deadline {
+            if self.phase != Phase::Busy && self.deadline < self.timer.deadline() {
                 self.timer.as_mut().reset(self.deadline);
             }
             match self.timer.as_mut().poll(cx) {
                 Poll::Pending => return Poll::Pending,
-                Poll::Ready(()) => continue,
+                Poll::Ready(()) => {
+                    let fired_at = self.timer.deadline();
+                    self.refresh_phase(cx);
+                    if self.phase != Phase::Busy && self.deadline <= fired_at {
+                        return Poll::Ready(self.expire(cx));
+                    }
+                    // Early for a deadline that moved later, or a request in flight (look again later in case
+                    // the last response ended while nothing polled this socket: HTTP/2 streams end on other tasks).
+                    let next = if self.phase == Phase::Busy {
+                        fired_at + self.timeouts.idle
+                    } else {
+                        self.deadline
+                    };
+                    self.timer.as_mut().reset(next);
+                }
             }
         }
     }
