@@ -38,6 +38,7 @@ fn context(instances: usize) -> ListenerContext {
         node_host: HeaderValue::from_static("127.0.0.11"),
         max_uri_bytes: 16384,
         metrics: metrics.zone("web", "zone-a"),
+        passive: None,
     }
 }
 

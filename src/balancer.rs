@@ -61,6 +61,36 @@ pub fn pick_least_outstanding(candidates: &[Arc<Target>]) -> Option<&Arc<Target>
     }
 }
 
+/// Least outstanding requests among every candidate but `excluded` (a retry after `excluded` failed).
+pub fn pick_least_outstanding_except<'a>(
+    candidates: &'a [Arc<Target>],
+    excluded: &Arc<Target>,
+) -> Option<&'a Arc<Target>> {
+    let skip = candidates.iter().position(|t| Arc::ptr_eq(t, excluded));
+    let Some(skip) = skip else {
+        return pick_least_outstanding(candidates);
+    };
+    let others = candidates.len() - 1;
+    let index = |i: usize| if i >= skip { i + 1 } else { i };
+    match others {
+        0 => None,
+        1 => candidates.get(index(0)),
+        n => {
+            let a = random_below(n);
+            let mut b = random_below(n - 1);
+            if b >= a {
+                b += 1;
+            }
+            let (first, second) = (&candidates[index(a)], &candidates[index(b)]);
+            if second.outstanding() < first.outstanding() {
+                Some(second)
+            } else {
+                Some(first)
+            }
+        }
+    }
+}
+
 /// Round robin for TCP/SSL listeners: `cursor` is the listener's own counter.
 pub fn pick_round_robin<'a>(
     candidates: &'a [Arc<Target>],
@@ -144,6 +174,22 @@ mod tests {
         for _ in 0..1000 {
             assert!(!Arc::ptr_eq(pick_least_outstanding(&t).unwrap(), &t[4]));
         }
+    }
+
+    #[test]
+    fn except_never_picks_the_excluded_instance() {
+        let t = targets(3);
+        for _ in 0..300 {
+            assert!(!Arc::ptr_eq(
+                pick_least_outstanding_except(&t, &t[1]).unwrap(),
+                &t[1]
+            ));
+        }
+        assert!(pick_least_outstanding_except(&t[..1], &t[0]).is_none());
+        assert!(Arc::ptr_eq(
+            pick_least_outstanding_except(&t[..2], &t[0]).unwrap(),
+            &t[1]
+        ));
     }
 
     #[test]

@@ -15,7 +15,7 @@ use arc_swap::ArcSwap;
 use serde::Serialize;
 
 use crate::config::{self, InstanceAddress, Limits, Protocol};
-use crate::health::{Checker, HealthEvent};
+use crate::health::{Checker, HealthEvent, PassiveFailure};
 use crate::pool::Pool;
 use crate::snapshot::{NodeSnapshot, SharedNodeSnapshot, Target};
 
@@ -259,6 +259,43 @@ impl Control {
         }
         tracing::info!(%load_balancer, instance = %event.instance_id, state = event.health.state, reason = event.health.description, "instance health changed");
         instance.health = event.health;
+        self.publish(&mut state);
+    }
+
+    /// A connection to an instance failed during real traffic (passive health checks): the instance leaves
+    /// rotation at once and its active checks start afresh, so its next passing check brings it back.
+    pub fn apply_passive_failure(&self, failure: PassiveFailure) {
+        let mut state = self.lock();
+        let State {
+            load_balancers,
+            checkers,
+            ..
+        } = &mut *state;
+        let Some(lb) = load_balancers
+            .iter_mut()
+            .find(|lb| *lb.config.name == *failure.load_balancer)
+        else {
+            return;
+        };
+        let config = &lb.config;
+        let Some(instance) = lb
+            .instances
+            .iter_mut()
+            .find(|i| i.id == failure.instance_id)
+        else {
+            return;
+        };
+        if !instance.health.in_service() {
+            return;
+        }
+        tracing::warn!(load_balancer = %failure.load_balancer, instance = %failure.instance_id, addr = %failure.addr,
+            "instance failed during traffic; out of rotation until it passes a health check");
+        instance.health = InstanceHealth::FAILED_UNHEALTHY_THRESHOLD;
+        if let (Some(checker), Some(addr)) =
+            (checkers.get(&config.name), probe_address(config, instance))
+        {
+            checker.add(instance.id.clone(), addr);
+        }
         self.publish(&mut state);
     }
 

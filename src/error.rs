@@ -124,6 +124,16 @@ impl ProxyError {
         )
     }
 
+    /// Whether the instance itself failed (refused, timed out connecting, reset or closed under a request): what
+    /// passive health checks take an instance out of rotation for. An unparseable response is not counted: the
+    /// instance is up, its application is wrong.
+    pub fn is_instance_failure(&self) -> bool {
+        matches!(
+            self,
+            ProxyError::Connect { .. } | ProxyError::ConnectTimeout { .. } | ProxyError::Closed(_)
+        )
+    }
+
     /// ELB's response to the client for this failure (ELB-SPEC.md §9). A refused connection is ELB's 503: the
     /// instance cannot take the request, exactly as when none is healthy.
     pub fn elb_response(&self) -> ElbResponse {

@@ -35,6 +35,7 @@ use crate::body::{InFlight, Outstanding, RequestBody, ResponseBody, Reusable};
 use crate::client_connection::ConnectionState;
 use crate::error::{ElbResponse, ProxyError};
 use crate::headers::{self, ForwardedProto};
+use crate::health::PassiveReporter;
 use crate::metrics::ZoneMetrics;
 use crate::snapshot::{SharedNodeSnapshot, Target};
 
@@ -50,6 +51,8 @@ pub struct ListenerContext {
     pub node_host: HeaderValue,
     pub max_uri_bytes: usize,
     pub metrics: ZoneMetrics,
+    /// Where connection failures are reported, when passive health checks are on (elbe's extension).
+    pub passive: Option<PassiveReporter>,
 }
 
 /// Marks a response elbe made itself, so it is counted as `HTTPCode_ELB_*`, not `HTTPCode_Backend_*`.
@@ -427,39 +430,80 @@ impl Replay {
 }
 
 async fn forward(context: &ListenerContext, request: Request<Incoming>) -> Response<ResponseBody> {
-    let (target, idle_timeout) = {
+    let (mut target, idle_timeout) = {
         let routes = context.routes.load();
         match balancer::pick_least_outstanding(&routes.candidates) {
             Some(target) => (target.clone(), routes.idle_timeout),
             None => return elb_response(ElbResponse::NoInstance),
         }
     };
-    let outstanding = Outstanding::begin(target.clone());
-    let replay = Replay::of(&request);
-    let request = request.map(RequestBody::Incoming);
+    let mut replay = Replay::of(&request);
+    let mut request = request.map(RequestBody::Incoming);
     let sent_at = Instant::now();
-    let result = tokio::time::timeout(idle_timeout, send(&target, request, replay)).await;
-    match result {
-        Ok(Ok((response, sender))) => {
-            context
-                .metrics
-                .latency
-                .observe(sent_at.elapsed().as_secs_f64());
-            let (mut parts, body) = response.into_parts();
-            headers::strip_hop_by_hop(&mut parts.headers);
-            let reuse = Some(Reusable { sender, target });
-            Response::from_parts(parts, ResponseBody::backend(body, reuse, outstanding))
-        }
-        Ok(Err(error)) => {
-            if error.is_backend_connection_error() {
-                context.metrics.backend_connection_errors.inc();
+    // One idle timeout for the whole exchange, a retry on another instance included.
+    let deadline = tokio::time::Instant::from_std(sent_at) + idle_timeout;
+    let mut retried = false;
+    loop {
+        let outstanding = Outstanding::begin(target.clone());
+        let result = tokio::time::timeout_at(deadline, send(&target, request, replay.take())).await;
+        let failed = match result {
+            Ok(Ok((response, sender))) => {
+                context
+                    .metrics
+                    .latency
+                    .observe(sent_at.elapsed().as_secs_f64());
+                let (mut parts, body) = response.into_parts();
+                headers::strip_hop_by_hop(&mut parts.headers);
+                let reuse = Some(Reusable { sender, target });
+                return Response::from_parts(
+                    parts,
+                    ResponseBody::backend(body, reuse, outstanding),
+                );
             }
-            tracing::debug!(instance = %target.instance_id, %error, "request failed");
-            elb_response(error.elb_response())
+            Ok(Err(failed)) => failed,
+            Err(_) => {
+                tracing::debug!(instance = %target.instance_id, "instance did not answer within the idle timeout");
+                return elb_response(ElbResponse::GatewayTimeout);
+            }
+        };
+        drop(outstanding);
+        tracing::debug!(instance = %target.instance_id, error = %failed.error, "request failed");
+        if failed.error.is_backend_connection_error() {
+            context.metrics.backend_connection_errors.inc();
         }
-        Err(_) => {
-            tracing::debug!(instance = %target.instance_id, "instance did not answer within the idle timeout");
-            elb_response(ElbResponse::GatewayTimeout)
+        let Some(passive) = &context.passive else {
+            return elb_response(failed.error.elb_response());
+        };
+        if failed.error.is_instance_failure() {
+            passive.report(&target);
+        }
+        // A request that never left elbe goes once to another instance (passive health checks only).
+        let other = {
+            let routes = context.routes.load();
+            balancer::pick_least_outstanding_except(&routes.candidates, &target).cloned()
+        };
+        match (retried, failed.unsent, other) {
+            (false, Some(unsent), Some(other)) => {
+                retried = true;
+                request = unsent;
+                target = other;
+            }
+            _ => return elb_response(failed.error.elb_response()),
+        }
+    }
+}
+
+/// A dispatch that failed, with the request given back when none of it left elbe.
+struct Failed {
+    error: ProxyError,
+    unsent: Option<Request<RequestBody>>,
+}
+
+impl From<ProxyError> for Failed {
+    fn from(error: ProxyError) -> Self {
+        Failed {
+            error,
+            unsent: None,
         }
     }
 }
@@ -471,7 +515,7 @@ async fn send(
     target: &Target,
     mut request: Request<RequestBody>,
     mut replay: Option<Replay>,
-) -> Result<(Response<Incoming>, SendRequest<RequestBody>), ProxyError> {
+) -> Result<(Response<Incoming>, SendRequest<RequestBody>), Failed> {
     while let Some(mut sender) = target.pool.checkout() {
         if sender.ready().await.is_err() {
             continue;
@@ -488,18 +532,29 @@ async fn send(
                             request = copy.into_request();
                             break;
                         }
-                        _ => return Err(ProxyError::from_send(error)),
+                        _ => return Err(ProxyError::from_send(error).into()),
                     }
                 }
             },
         }
     }
-    let mut sender = target.pool.connect().await?;
-    sender.ready().await.map_err(ProxyError::from_send)?;
+    let mut sender = match target.pool.connect().await {
+        Ok(sender) => sender,
+        Err(error) => {
+            return Err(Failed {
+                error,
+                unsent: Some(request),
+            })
+        }
+    };
+    sender
+        .ready()
+        .await
+        .map_err(|e| Failed::from(ProxyError::from_send(e)))?;
     let response = sender
         .send_request(request)
         .await
-        .map_err(ProxyError::from_send)?;
+        .map_err(|e| Failed::from(ProxyError::from_send(e)))?;
     Ok((response, sender))
 }
 
@@ -522,6 +577,7 @@ mod tests {
             node_host: HeaderValue::from_static("127.0.0.11"),
             max_uri_bytes: 64,
             metrics: metrics.zone("web", "zone-a"),
+            passive: None,
         })
     }
 

@@ -18,6 +18,7 @@ use crate::admin::{self, Admin};
 use crate::config::{Config, InstanceAddress, Protocol};
 use crate::control::{self, Control};
 use crate::headers::ForwardedProto;
+use crate::health::PassiveReporter;
 use crate::metrics::Metrics;
 use crate::node::{self, Connections};
 use crate::proxy::ListenerContext;
@@ -122,6 +123,18 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
     let resolved = resolve_instances(&config).await?;
     let control = Arc::new(Control::new(&config, &resolved));
     control.start_health_checks();
+    let (passive_events, mut passive_failures) = tokio::sync::mpsc::unbounded_channel();
+    {
+        let control = Arc::downgrade(&control);
+        tokio::spawn(async move {
+            while let Some(failure) = passive_failures.recv().await {
+                let Some(control) = control.upgrade() else {
+                    return;
+                };
+                control.apply_passive_failure(failure);
+            }
+        });
+    }
     let metrics = Arc::new(Metrics::new());
     let tracker = Tracker::default();
     let connections = Arc::new(Connections::new(&config.limits, tracker.clone()));
@@ -223,6 +236,14 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
                 .unwrap_or(HeaderValue::from_static("localhost")),
             max_uri_bytes: config.limits.max_uri_bytes,
             metrics: metrics.zone(&load_balancer, &zone),
+            passive: config
+                .load_balancers
+                .iter()
+                .find(|lb| lb.name == load_balancer && lb.passive_health_checks)
+                .map(|_| PassiveReporter {
+                    load_balancer: load_balancer.as_str().into(),
+                    events: passive_events.clone(),
+                }),
         });
         control.with_listeners(|nodes| {
             if let Some(n) = nodes.get_mut(index) {

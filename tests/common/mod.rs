@@ -492,3 +492,61 @@ pub async fn read_response(stream: &mut TcpStream, wait: Duration) -> String {
 pub async fn admin_get(elbe: &Elbe, path: &str) -> Reply {
     get(elbe.admin(), path).await
 }
+
+/// Runs a test body with an overall deadline, so no test can hang.
+pub async fn bounded<F: std::future::Future>(limit: Duration, body: F) -> F::Output {
+    tokio::time::timeout(limit, body)
+        .await
+        .expect("the test finished within its time limit")
+}
+
+/// One instance's (state, reason code, description) in load balancer "web", from the control plane; `None` when it
+/// is not registered.
+pub fn instance_health(elbe: &Elbe, id: &str) -> Option<(String, String, String)> {
+    elbe.server()
+        .control()
+        .status(None)
+        .load_balancers
+        .iter()
+        .filter(|lb| lb.name == "web")
+        .flat_map(|lb| &lb.instances)
+        .find(|i| i.instance_id == id)
+        .map(|i| {
+            (
+                i.state.to_string(),
+                i.reason_code.to_string(),
+                i.description.to_string(),
+            )
+        })
+}
+
+/// Polls (every 10 ms, at most 5 s) until instance `id` of "web" reports `state` with `description`; panics with the
+/// last state seen otherwise.
+pub async fn wait_for_health(elbe: &Elbe, id: &str, state: &str, description: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let now = instance_health(elbe, id);
+        if let Some((s, _, d)) = &now {
+            if s == state && d == description {
+                return;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{id} did not become {state} ({description}) within 5 s; last seen {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A request with a JSON (or any) body to the admin listener: `method` `path` with `body`.
+pub async fn admin_send(elbe: &Elbe, method: http::Method, path: &str, body: &str) -> Reply {
+    let request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "admin")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap();
+    self::request(elbe.admin(), request).await
+}
