@@ -81,6 +81,10 @@ idle_timeout = "60s"
             "\n[[load_balancer.availability_zone]]\nname = \"{zone}\"\nnode = \"{node}\"\n"
         ));
     }
+    // ELB's HTTP check (the demo instances answer 200 on every path), faster than ELB's 30 s so changes show.
+    text.push_str(
+        "\n[load_balancer.health_check]\ntarget = \"HTTP:80/health\"\ninterval = \"5s\"\ntimeout = \"2s\"\nhealthy_threshold = 2\nunhealthy_threshold = 2\n",
+    );
     text.push_str(&format!(
         "\n[[load_balancer.listener]]\nprotocol = \"HTTP\"\nload_balancer_port = {PORT}\ninstance_protocol = \"HTTP\"\ninstance_port = 80\n"
     ));
@@ -108,6 +112,23 @@ pub async fn start_instances() -> std::io::Result<String> {
     Ok(config_text(&instances))
 }
 
+/// Waits (at most 3 s) until the instances have passed their first health check, so the first curl succeeds.
+pub async fn wait_until_in_service(server: &crate::server::Server) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
+    while tokio::time::Instant::now() < deadline {
+        let status = server.control().status(None);
+        if status
+            .load_balancers
+            .iter()
+            .flat_map(|lb| &lb.instances)
+            .all(|i| i.state == "InService")
+        {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// What the demo prints once it is up.
 pub fn banner() -> String {
     let (_, a) = ZONES[0];
@@ -121,4 +142,21 @@ pub fn banner() -> String {
          curl http://127.0.0.1:9900/status      # DescribeInstanceHealth, as JSON\n  \
          curl http://127.0.0.1:9900/metrics     # ELB's CloudWatch metrics\n\nCtrl-C stops it.\n"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_configuration_is_valid() {
+        let address: SocketAddr = "127.0.0.21:4000".parse().unwrap();
+        let text = config_text(&[("i-a1", "zone-a", address)]);
+        let config = crate::config::parse(&text, std::path::Path::new("<demo>"))
+            .expect("demo config parses");
+        let lb = &config.load_balancers[0];
+        assert_eq!(lb.availability_zones.len(), 2);
+        assert_eq!(lb.listeners[0].load_balancer_port, PORT);
+        assert_eq!(lb.health_check.target.to_string(), "HTTP:80/health");
+    }
 }

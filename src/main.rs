@@ -117,6 +117,7 @@ async fn serve(command: Option<Command>) -> anyhow::Result<()> {
     };
     let server = elbe::server::start(config).await?;
     if demo {
+        elbe::demo::wait_until_in_service(&server).await;
         println!("{}", elbe::demo::banner());
     }
     let stop = stop_signal();

@@ -14,7 +14,8 @@ async fn two_instances_one_dies(passive: bool) -> (Elbe, Backend, Vec<http::Stat
         builder = builder.lb("passive_health_checks = false");
     }
     builder.health_check =
-        "[load_balancer.health_check]\ntarget = \"TCP:80\"\ninterval = \"60s\"\ntimeout = \"1s\"\n".into();
+        "[load_balancer.health_check]\ntarget = \"TCP:80\"\ninterval = \"60s\"\ntimeout = \"1s\"\n"
+            .into();
     let elbe = builder.start().await;
     drop(doomed);
     tokio::task::yield_now().await;
@@ -38,7 +39,10 @@ fn state_of(elbe: &Elbe, id: &str) -> (&'static str, &'static str) {
 #[tokio::test]
 async fn passive_checks_retry_elsewhere_and_take_a_dead_instance_out_at_once() {
     let (elbe, alive, statuses) = two_instances_one_dies(true).await;
-    assert!(statuses.iter().all(|s| *s == 200), "no request may fail: {statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 200),
+        "no request may fail: {statuses:?}"
+    );
     assert_eq!(alive.requests(), 20);
     assert_eq!(
         state_of(&elbe, "i-doomed"),
@@ -54,9 +58,16 @@ async fn passive_checks_retry_elsewhere_and_take_a_dead_instance_out_at_once() {
 async fn strict_elb_mode_keeps_routing_to_the_dead_instance_until_active_checks_notice() {
     let (elbe, alive, statuses) = two_instances_one_dies(false).await;
     let failed = statuses.iter().filter(|s| s.as_u16() == 503).count();
-    assert!(failed > 0, "ELB answers 503 for requests sent to the dead instance: {statuses:?}");
+    assert!(
+        failed > 0,
+        "ELB answers 503 for requests sent to the dead instance: {statuses:?}"
+    );
     assert_eq!(failed + alive.requests(), 20);
-    assert_eq!(state_of(&elbe, "i-doomed").0, "InService", "only active checks change state in strict mode");
+    assert_eq!(
+        state_of(&elbe, "i-doomed").0,
+        "InService",
+        "only active checks change state in strict mode"
+    );
 }
 
 #[tokio::test]
@@ -75,7 +86,10 @@ async fn a_passively_removed_instance_returns_after_its_next_passing_check() {
     let revived = Backend::serve(listener, Behaviour::Echo);
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
     while state_of(&elbe, "i-1").0 != "InService" {
-        assert!(tokio::time::Instant::now() < deadline, "instance never came back");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "instance never came back"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert_eq!(get(elbe.node("zone-a"), "/").await.status, 200);

@@ -111,7 +111,8 @@ async fn a_zone_without_healthy_instance_falls_back_to_another_zone_and_returns(
         send_ok(node_a, 20).await;
         let landed_on_a = revived.requests() + old_a.load(Ordering::SeqCst) - 10;
         assert_eq!(
-            landed_on_a, 20,
+            landed_on_a,
+            20,
             "zone-a's node returned to zone-a (revived instance got {}, zone-b {})",
             revived.requests(),
             b.requests()
@@ -208,7 +209,11 @@ async fn unequal_zones_with_cross_zone_off_split_per_node() {
             .start()
             .await;
         send_ok(elbe.node("zone-a"), 200).await;
-        assert_eq!(a.requests(), 200, "zone-a's node sends all to its one instance");
+        assert_eq!(
+            a.requests(),
+            200,
+            "zone-a's node sends all to its one instance"
+        );
         assert!(bs.iter().all(|b| b.requests() == 0));
 
         send_ok(elbe.node("zone-b"), 200).await;
