@@ -16,6 +16,10 @@ use tokio::net::TcpListener;
 pub const ZONES: [(&str, &str); 2] = [("zone-a", "127.0.0.11"), ("zone-b", "127.0.0.12")];
 /// The demo's listener port on each node.
 pub const PORT: u16 = 8080;
+/// The demo's HTTPS listener port on each node (development certificates from `certs/`).
+pub const TLS_PORT: u16 = 8443;
+/// The development certificates (for development and tests only), where `cargo run` finds them.
+const CERTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/certs");
 
 /// Starts one demo instance on `address` (port 0 for any) and returns the bound address.
 pub async fn start_instance(
@@ -88,6 +92,10 @@ idle_timeout = "60s"
     text.push_str(&format!(
         "\n[[load_balancer.listener]]\nprotocol = \"HTTP\"\nload_balancer_port = {PORT}\ninstance_protocol = \"HTTP\"\ninstance_port = 80\n"
     ));
+    text.push_str(&format!(
+        "\n[[load_balancer.listener]]\nprotocol = \"HTTPS\"\nload_balancer_port = {TLS_PORT}\ninstance_protocol = \"HTTP\"\ninstance_port = 80\n\
+         certificates = [{{ cert = \"{CERTS}/localhost.crt\", key = \"{CERTS}/localhost.key\" }}, {{ cert = \"{CERTS}/example.crt\", key = \"{CERTS}/example.key\" }}]\n"
+    ));
     for (id, zone, address) in instances {
         text.push_str(&format!(
             "\n[[load_balancer.instance]]\nid = \"{id}\"\nzone = \"{zone}\"\naddress = \"{address}\"\n"
@@ -139,6 +147,7 @@ pub fn banner() -> String {
          curl http://{b}:{PORT}/          # node in zone-b: answered by i-b1 or i-b2\n  \
          curl -H 'X-Forwarded-For: 203.0.113.7' http://{a}:{PORT}/   # elbe appends the address it saw\n  \
          curl --http2-prior-knowledge http://{a}:{PORT}/              # HTTP/2 (h2c); instances still get HTTP/1.1\n  \
+         curl --cacert {CERTS}/dev-ca.crt --resolve localhost:{TLS_PORT}:{a} https://localhost:{TLS_PORT}/   # HTTPS (h2 by ALPN)\n  \
          curl http://127.0.0.1:9900/status      # DescribeInstanceHealth, as JSON\n  \
          curl http://127.0.0.1:9900/metrics     # ELB's CloudWatch metrics\n\nCtrl-C stops it.\n"
     )
@@ -157,6 +166,10 @@ mod tests {
         let lb = &config.load_balancers[0];
         assert_eq!(lb.availability_zones.len(), 2);
         assert_eq!(lb.listeners[0].load_balancer_port, PORT);
+        assert_eq!(lb.listeners[1].load_balancer_port, TLS_PORT);
+        for certificate in &lb.listeners[1].certificates {
+            assert!(certificate.cert.exists(), "{}", certificate.cert.display());
+        }
         assert_eq!(lb.health_check.target.to_string(), "HTTP:80/health");
     }
 }
