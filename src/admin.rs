@@ -77,7 +77,12 @@ fn json_error(status: StatusCode, message: impl std::fmt::Display) -> Response<F
 
 async fn handle(admin: &Admin, request: Request<Incoming>) -> Response<Full<Bytes>> {
     let path = request.uri().path().to_string();
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let decoded: Vec<String> = path
+        .trim_matches('/')
+        .split('/')
+        .map(percent_decode)
+        .collect();
+    let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
     match (request.method(), segments.as_slice()) {
         (&Method::GET, ["status"]) => {
             let status = admin.control.status(admin.dns_address);
@@ -120,6 +125,31 @@ async fn handle(admin: &Admin, request: Request<Incoming>) -> Response<Full<Byte
     }
 }
 
+/// Decodes `%XX` escapes in one path segment (so an instance id with `/` or a space can be named in a URL).
+fn percent_decode(segment: &str) -> String {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(high), Some(low)) => {
+                out.push((high * 16 + low) as u8);
+                i += 3;
+            }
+            (byte, _, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Registration {
@@ -151,6 +181,14 @@ async fn register(
             )
         }
     };
+    for (field, value) in [
+        ("instance_id", &registration.instance_id),
+        ("zone", &registration.zone),
+    ] {
+        if let Err(reason) = config::check_label(value) {
+            return json_error(StatusCode::BAD_REQUEST, format!("{field}: {reason}"));
+        }
+    }
     let address: InstanceAddress = match registration.address.parse() {
         Ok(address) => address,
         Err(error) => return json_error(StatusCode::BAD_REQUEST, format!("address: {error}")),
@@ -177,5 +215,19 @@ async fn register(
     match admin.control.register(load_balancer, instance, resolved) {
         Ok(()) => text(StatusCode::OK, "application/json", "{}"),
         Err(error) => json_error(StatusCode::NOT_FOUND, error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent_decode;
+
+    #[test]
+    fn path_segments_are_percent_decoded() {
+        assert_eq!(percent_decode("a%2Fb"), "a/b");
+        assert_eq!(percent_decode("a%20b"), "a b");
+        assert_eq!(percent_decode("i-1"), "i-1");
+        assert_eq!(percent_decode("bad%zz"), "bad%zz");
+        assert_eq!(percent_decode("end%2"), "end%2");
     }
 }

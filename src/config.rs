@@ -1171,7 +1171,8 @@ fn check_load_balancer_name(name: &str) -> Result<(), String> {
 }
 
 /// Zone names and instance ids appear in logs, metric labels and the API: non-empty, no spaces or control bytes.
-fn check_label(text: &str) -> Result<(), String> {
+/// A zone name or instance id: not empty, no spaces or control characters (also used by the admin API).
+pub fn check_label(text: &str) -> Result<(), String> {
     if text.is_empty() {
         return Err("must not be empty".to_owned());
     }

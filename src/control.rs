@@ -176,11 +176,25 @@ impl Control {
     ) -> Result<(), ControlError> {
         let mut state = self.lock();
         let lb = find_lb(&mut state, load_balancer)?;
-        let new = instance_state(
+        let mut new = instance_state(
             &lb.config,
             &instance,
             &HashMap::from([(instance.id.clone(), resolved)]),
         );
+        let unchanged = lb.instances.iter().find(|i| {
+            i.id == new.id
+                && i.zone == new.zone
+                && i.address == new.address
+                && i.resolved == new.resolved
+        });
+        if let Some(existing) = unchanged {
+            // Registering a registered instance again changes nothing (as RegisterInstancesWithLoadBalancer):
+            // it keeps its health and its checks.
+            new.health = existing.health.clone();
+            lb.instances.retain(|existing| existing.id != new.id);
+            lb.instances.push(new);
+            return Ok(());
+        }
         lb.instances.retain(|existing| existing.id != new.id);
         let probe = probe_address(&lb.config, &new);
         let id = new.id.clone();

@@ -440,3 +440,61 @@ async fn bad_registration_bodies_are_400_with_a_json_error() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn registering_a_registered_instance_again_keeps_it_in_service() {
+    let backend = Backend::start(Behaviour::Echo).await;
+    let elbe = ConfigBuilder::new()
+        .instance(instance("i-1", "zone-a", &backend))
+        .start()
+        .await;
+    assert_eq!(instance_health(&elbe, "i-1").unwrap().0, "InService");
+    let body = format!(
+        r#"{{"instance_id":"i-1","zone":"zone-a","address":"{}"}}"#,
+        backend.address
+    );
+    let reply = admin_send(
+        &elbe,
+        http::Method::POST,
+        "/load_balancers/web/instances",
+        &body,
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(instance_health(&elbe, "i-1").unwrap().0, "InService");
+    assert_eq!(get(elbe.node("zone-a"), "/").await.status, 200);
+}
+
+#[tokio::test]
+async fn ids_are_validated_and_can_be_named_percent_encoded() {
+    let backend = Backend::start(Behaviour::Echo).await;
+    let elbe = ConfigBuilder::new()
+        .instance(instance("team/i-1", "zone-a", &backend))
+        .start()
+        .await;
+    let bad = format!(
+        r#"{{"instance_id":"a b","zone":"zone-a","address":"{}"}}"#,
+        backend.address
+    );
+    let reply = admin_send(
+        &elbe,
+        http::Method::POST,
+        "/load_balancers/web/instances",
+        &bad,
+    )
+    .await;
+    assert_eq!(reply.status, 400);
+    assert!(reply.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("instance_id"));
+    let reply = admin_send(
+        &elbe,
+        http::Method::DELETE,
+        "/load_balancers/web/instances/team%2Fi-1",
+        "",
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    assert!(instance_health(&elbe, "team/i-1").is_none());
+}
