@@ -7,11 +7,7 @@ use common::*;
 
 #[tokio::test]
 async fn forwards_and_appends_x_forwarded_for() {
-    let backend = Backend::start(Behaviour::Echo).await;
-    let elbe = ConfigBuilder::new()
-        .instance(instance("i-1", "zone-a", &backend))
-        .start()
-        .await;
+    let (backend, elbe) = one_echo_instance().await;
     let request = http::Request::get("/path?q=1")
         .header("host", "app.example")
         .header("x-forwarded-for", "10.1.1.1, 192.0.2.9")
@@ -96,11 +92,7 @@ async fn garbage_from_instance_is_elb_502() {
 
 #[tokio::test]
 async fn ambiguous_framing_is_400_and_never_reaches_the_instance() {
-    let backend = Backend::start(Behaviour::Echo).await;
-    let elbe = ConfigBuilder::new()
-        .instance(instance("i-1", "zone-a", &backend))
-        .start()
-        .await;
+    let (backend, elbe) = one_echo_instance().await;
     let out = raw(
         elbe.node("zone-a"),
         b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
@@ -134,11 +126,7 @@ async fn stalled_request_head_gets_408_and_close() {
 
 #[tokio::test]
 async fn http10_without_host_gets_the_node_address() {
-    let backend = Backend::start(Behaviour::Echo).await;
-    let elbe = ConfigBuilder::new()
-        .instance(instance("i-1", "zone-a", &backend))
-        .start()
-        .await;
+    let (backend, elbe) = one_echo_instance().await;
     let out = raw(
         elbe.node("zone-a"),
         b"GET /old HTTP/1.0\r\n\r\n",
@@ -146,8 +134,7 @@ async fn http10_without_host_gets_the_node_address() {
     )
     .await;
     assert!(out.starts_with("HTTP/1.0 200"), "{out}");
-    let body = &out[out.find("\r\n\r\n").unwrap() + 4..];
-    let json: serde_json::Value = serde_json::from_str(body).unwrap();
+    let json = raw_json(&out);
     let host = json["headers"]
         .as_array()
         .unwrap()
@@ -161,11 +148,7 @@ async fn http10_without_host_gets_the_node_address() {
 
 #[tokio::test]
 async fn hop_by_hop_headers_are_removed_and_expect_is_answered_by_elbe() {
-    let backend = Backend::start(Behaviour::Echo).await;
-    let elbe = ConfigBuilder::new()
-        .instance(instance("i-1", "zone-a", &backend))
-        .start()
-        .await;
+    let (backend, elbe) = one_echo_instance().await;
     let mut stream = tokio::net::TcpStream::connect(elbe.node("zone-a"))
         .await
         .unwrap();
@@ -185,8 +168,7 @@ async fn hop_by_hop_headers_are_removed_and_expect_is_answered_by_elbe() {
     stream.write_all(b"hello").await.unwrap();
     let out = read_response(&mut stream, Duration::from_secs(2)).await;
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
-    let body = &out[out.find("\r\n\r\n").unwrap() + 4..];
-    let json: serde_json::Value = serde_json::from_str(body).unwrap();
+    let json = raw_json(&out);
     let names: Vec<String> = json["headers"]
         .as_array()
         .unwrap()
@@ -213,11 +195,7 @@ async fn hop_by_hop_headers_are_removed_and_expect_is_answered_by_elbe() {
 
 #[tokio::test]
 async fn each_ambiguous_request_is_refused_before_the_instance() {
-    let backend = Backend::start(Behaviour::Echo).await;
-    let elbe = ConfigBuilder::new()
-        .instance(instance("i-1", "zone-a", &backend))
-        .start()
-        .await;
+    let (backend, elbe) = one_echo_instance().await;
     let cases: &[(&[u8], &str)] = &[
         (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n", "400"),
         (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc", "400"),
@@ -294,11 +272,7 @@ async fn limits_answer_414_and_431() {
 
 #[tokio::test]
 async fn pipelined_requests_are_answered_in_order() {
-    let backend = Backend::start(Behaviour::Echo).await;
-    let elbe = ConfigBuilder::new()
-        .instance(instance("i-1", "zone-a", &backend))
-        .start()
-        .await;
+    let (backend, elbe) = one_echo_instance().await;
     let out = raw(
         elbe.node("zone-a"),
         b"GET /one HTTP/1.1\r\nHost: x\r\n\r\nGET /two HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
@@ -363,11 +337,7 @@ async fn backend_closing_pooled_connections_costs_no_request() {
 
 #[tokio::test]
 async fn keep_alive_connections_are_reused_to_the_instance() {
-    let backend = Backend::start(Behaviour::Echo).await;
-    let elbe = ConfigBuilder::new()
-        .instance(instance("i-1", "zone-a", &backend))
-        .start()
-        .await;
+    let (backend, elbe) = one_echo_instance().await;
     for _ in 0..20 {
         assert_eq!(get(elbe.node("zone-a"), "/").await.status, 200);
     }
@@ -441,11 +411,7 @@ async fn an_instance_that_never_passes_a_check_gets_no_traffic() {
 
 #[tokio::test]
 async fn http2_prior_knowledge_reaches_the_instance_as_http11() {
-    let backend = Backend::start(Behaviour::Echo).await;
-    let elbe = ConfigBuilder::new()
-        .instance(instance("i-1", "zone-a", &backend))
-        .start()
-        .await;
+    let (backend, elbe) = one_echo_instance().await;
     let stream = tokio::net::TcpStream::connect(elbe.node("zone-a"))
         .await
         .unwrap();
@@ -488,11 +454,7 @@ async fn http2_prior_knowledge_reaches_the_instance_as_http11() {
 
 #[tokio::test]
 async fn curl_sees_forwarded_headers() {
-    let backend = Backend::start(Behaviour::Echo).await;
-    let elbe = ConfigBuilder::new()
-        .instance(instance("i-1", "zone-a", &backend))
-        .start()
-        .await;
+    let (backend, elbe) = one_echo_instance().await;
     let output = tokio::process::Command::new("curl")
         .args([
             "-sS",

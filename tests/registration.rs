@@ -443,11 +443,7 @@ async fn bad_registration_bodies_are_400_with_a_json_error() {
 
 #[tokio::test]
 async fn registering_a_registered_instance_again_keeps_it_in_service() {
-    let backend = Backend::start(Behaviour::Echo).await;
-    let elbe = ConfigBuilder::new()
-        .instance(instance("i-1", "zone-a", &backend))
-        .start()
-        .await;
+    let (backend, elbe) = one_echo_instance().await;
     assert_eq!(instance_health(&elbe, "i-1").unwrap().0, "InService");
     let body = format!(
         r#"{{"instance_id":"i-1","zone":"zone-a","address":"{}"}}"#,

@@ -550,3 +550,20 @@ pub async fn admin_send(elbe: &Elbe, method: http::Method, path: &str, body: &st
         .unwrap();
     self::request(elbe.admin(), request).await
 }
+
+/// The most common setup: elbe with one zone and one Echo instance "i-1", already InService.
+pub async fn one_echo_instance() -> (Backend, Elbe) {
+    let backend = Backend::start(Behaviour::Echo).await;
+    let elbe = ConfigBuilder::new()
+        .instance(instance("i-1", "zone-a", &backend))
+        .start()
+        .await;
+    (backend, elbe)
+}
+
+/// The JSON body an Echo instance answered, from a raw HTTP/1.x response.
+pub fn raw_json(response: &str) -> serde_json::Value {
+    let start = response.find("\r\n\r\n").expect("a complete head") + 4;
+    serde_json::from_str(&response[start..])
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {response}"))
+}
