@@ -126,7 +126,7 @@ async fn stalled_request_head_gets_408_and_close() {
 
 #[tokio::test]
 async fn http10_without_host_gets_the_node_address() {
-    let (backend, elbe) = one_echo_instance().await;
+    let (_backend, elbe) = one_echo_instance().await;
     let out = raw(
         elbe.node("zone-a"),
         b"GET /old HTTP/1.0\r\n\r\n",
@@ -148,7 +148,7 @@ async fn http10_without_host_gets_the_node_address() {
 
 #[tokio::test]
 async fn hop_by_hop_headers_are_removed_and_expect_is_answered_by_elbe() {
-    let (backend, elbe) = one_echo_instance().await;
+    let (_backend, elbe) = one_echo_instance().await;
     let mut stream = tokio::net::TcpStream::connect(elbe.node("zone-a"))
         .await
         .unwrap();
@@ -272,7 +272,7 @@ async fn limits_answer_414_and_431() {
 
 #[tokio::test]
 async fn pipelined_requests_are_answered_in_order() {
-    let (backend, elbe) = one_echo_instance().await;
+    let (_backend, elbe) = one_echo_instance().await;
     let out = raw(
         elbe.node("zone-a"),
         b"GET /one HTTP/1.1\r\nHost: x\r\n\r\nGET /two HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
@@ -411,7 +411,7 @@ async fn an_instance_that_never_passes_a_check_gets_no_traffic() {
 
 #[tokio::test]
 async fn http2_prior_knowledge_reaches_the_instance_as_http11() {
-    let (backend, elbe) = one_echo_instance().await;
+    let (_backend, elbe) = one_echo_instance().await;
     let stream = tokio::net::TcpStream::connect(elbe.node("zone-a"))
         .await
         .unwrap();
@@ -454,7 +454,7 @@ async fn http2_prior_knowledge_reaches_the_instance_as_http11() {
 
 #[tokio::test]
 async fn curl_sees_forwarded_headers() {
-    let (backend, elbe) = one_echo_instance().await;
+    let (_backend, elbe) = one_echo_instance().await;
     let output = tokio::process::Command::new("curl")
         .args([
             "-sS",
