@@ -37,7 +37,7 @@ fn context(instances: usize) -> ListenerContext {
         port: HeaderValue::from_static("80"),
         node_host: HeaderValue::from_static("127.0.0.11"),
         max_uri_bytes: 16384,
-        metrics: metrics.zone("web", "zone-a"),
+        metrics: Arc::new(metrics.zone("web", "zone-a")),
         passive: None,
     }
 }

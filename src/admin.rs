@@ -99,11 +99,14 @@ async fn handle(admin: &Admin, request: Request<Incoming>) -> Response<Full<Byte
                 format!("{reason}\n"),
             ),
         },
-        (&Method::GET, ["metrics"]) => text(
-            StatusCode::OK,
-            "text/plain; version=0.0.4",
-            admin.metrics.encode(),
-        ),
+        (&Method::GET, ["metrics"]) => {
+            admin.control.refresh_pool_gauges();
+            text(
+                StatusCode::OK,
+                "text/plain; version=0.0.4",
+                admin.metrics.encode(),
+            )
+        }
         (&Method::POST, ["load_balancers", name, "instances"]) => {
             let name = name.to_string();
             register(admin, &name, request).await

@@ -23,6 +23,8 @@ use atomic_waker::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
+use crate::metrics::ZoneMetrics;
+
 /// ELB's 408, written byte for byte as captured (ELB-SPEC.md §9), including `Content-Length:0` without a space.
 pub const REQUEST_TIMEOUT_RESPONSE: &[u8] =
     b"HTTP/1.1 408 REQUEST_TIMEOUT\r\nContent-Length:0\r\nConnection: Close\r\n\r\n";
@@ -186,6 +188,7 @@ pub struct ClientIo<IO> {
     bytes_read: u64,
     bytes_written: u64,
     scan: HeadScan,
+    metrics: Option<Arc<ZoneMetrics>>,
 }
 
 impl<IO> ClientIo<IO> {
@@ -202,6 +205,20 @@ impl<IO> ClientIo<IO> {
             bytes_read: 0,
             bytes_written: 0,
             scan: HeadScan::default(),
+            metrics: None,
+        }
+    }
+
+    /// Counts bytes and elbe's 408s in the node's metrics.
+    pub fn with_metrics(mut self, metrics: Arc<ZoneMetrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    fn count_written(&mut self, n: usize) {
+        self.bytes_written += n as u64;
+        if let Some(metrics) = &self.metrics {
+            metrics.sent_bytes.inc_by(n as u64);
         }
     }
 
@@ -217,6 +234,9 @@ impl<IO> ClientIo<IO> {
     /// Bytes arrived: a new request head may have started.
     fn on_bytes(&mut self, bytes: &[u8]) {
         self.bytes_read += bytes.len() as u64;
+        if let Some(metrics) = &self.metrics {
+            metrics.received_bytes.inc_by(bytes.len() as u64);
+        }
         match self.phase {
             Phase::Fresh => {
                 let n = bytes.len().min(H2_PREFACE.len());
@@ -313,6 +333,9 @@ impl<IO> ClientIo<IO> {
         match self.phase {
             Phase::Head { .. } => {
                 // Best effort: the socket is about to be closed, a short write loses nothing that matters.
+                if let Some(metrics) = &self.metrics {
+                    metrics.elb_4xx.inc();
+                }
                 let _ = Pin::new(&mut self.inner).poll_write(cx, REQUEST_TIMEOUT_RESPONSE);
                 let _ = Pin::new(&mut self.inner).poll_flush(cx);
                 io::Error::new(io::ErrorKind::TimedOut, "request head timeout (408)")
@@ -357,7 +380,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for ClientIo<IO> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = &polled {
-            this.bytes_written += *n as u64;
+            this.count_written(*n);
         }
         polled
     }
@@ -370,7 +393,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for ClientIo<IO> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
         if let Poll::Ready(Ok(n)) = &polled {
-            this.bytes_written += *n as u64;
+            this.count_written(*n);
         }
         polled
     }

@@ -8,7 +8,6 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::ArcSwap;
@@ -16,6 +15,7 @@ use serde::Serialize;
 
 use crate::config::{self, InstanceAddress, Limits, Protocol};
 use crate::health::{Checker, HealthEvent, PassiveFailure};
+use crate::metrics::Metrics;
 use crate::pool::Pool;
 use crate::snapshot::{NodeSnapshot, SharedNodeSnapshot, Target};
 
@@ -63,15 +63,31 @@ struct State {
     targets: HashMap<TargetKey, Arc<Target>>,
     generation: u64,
     last_reload_error: Option<String>,
-    /// One health checker per load balancer (DESIGN.md: all nodes of the process share its results).
-    checkers: HashMap<String, Checker>,
+    /// Health checkers by load balancer (DESIGN.md: all nodes of the process share their results).
+    checkers: HashMap<String, ZoneCheckers>,
 }
 
 /// The control plane.
 pub struct Control {
     state: Mutex<State>,
-    /// Health-check connection failures, counted as BackendConnectionErrors.
-    pub health_connection_errors: Arc<AtomicU64>,
+    metrics: Arc<Metrics>,
+}
+
+/// One load balancer's health checkers, one per enabled zone, so each zone's probe connection failures count in
+/// that zone's BackendConnectionErrors. Instances in a zone that is not enabled are not checked.
+#[derive(Default)]
+struct ZoneCheckers(HashMap<String, Checker>);
+
+impl ZoneCheckers {
+    /// Checks `instance_id` in `zone` at `probe` (or stops checking it with `None`), wherever it was before.
+    fn place(&self, instance_id: &Arc<str>, zone: &str, probe: Option<SocketAddr>) {
+        for (checker_zone, checker) in &self.0 {
+            match probe {
+                Some(addr) if checker_zone == zone => checker.add(instance_id.clone(), addr),
+                _ => checker.remove(instance_id),
+            }
+        }
+    }
 }
 
 /// An error from the control plane's own API (registration and the like).
@@ -83,7 +99,11 @@ pub enum ControlError {
 
 impl Control {
     /// Builds the state for a validated configuration; `resolved` holds the addresses of `host:port` instances.
-    pub fn new(config: &config::Config, resolved: &HashMap<String, Vec<IpAddr>>) -> Self {
+    pub fn new(
+        config: &config::Config,
+        resolved: &HashMap<String, Vec<IpAddr>>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let load_balancers = config
             .load_balancers
             .iter()
@@ -127,7 +147,7 @@ impl Control {
                 last_reload_error: None,
                 checkers: HashMap::new(),
             }),
-            health_connection_errors: Arc::new(AtomicU64::new(0)),
+            metrics,
         };
         control.publish(&mut control.lock());
         control
@@ -165,6 +185,16 @@ impl Control {
         }
         // Targets no snapshot uses any more are dropped here (their idle pooled connections close with them).
         state.targets = live;
+        // HealthyHostCount / UnHealthyHostCount per zone, counted by the instances' own zones.
+        for lb in &state.load_balancers {
+            for zone in &lb.config.availability_zones {
+                let here = lb.instances.iter().filter(|i| *i.zone == *zone.name);
+                let healthy = here.clone().filter(|i| i.health.in_service()).count();
+                let series = self.metrics.zone(&lb.config.name, &zone.name);
+                series.healthy_hosts.set(healthy as i64);
+                series.unhealthy_hosts.set((here.count() - healthy) as i64);
+            }
+        }
     }
 
     /// Registers an instance at run time (or replaces the registration with the same id).
@@ -197,9 +227,9 @@ impl Control {
         }
         lb.instances.retain(|existing| existing.id != new.id);
         let probe = probe_address(&lb.config, &new);
-        let id = new.id.clone();
+        let (id, zone) = (new.id.clone(), new.zone.clone());
         lb.instances.push(new);
-        Self::sync_checker(&mut state, load_balancer, &id, probe);
+        Self::sync_checker(&mut state, load_balancer, &id, &zone, probe);
         self.publish(&mut state);
         Ok(())
     }
@@ -211,13 +241,13 @@ impl Control {
         let before = lb.instances.len();
         lb.instances.retain(|existing| &*existing.id != instance_id);
         let removed = lb.instances.len() != before;
-        Self::sync_checker(&mut state, load_balancer, instance_id, None);
+        Self::sync_checker(&mut state, load_balancer, &instance_id.into(), "", None);
         self.publish(&mut state);
         Ok(removed)
     }
 
-    /// Starts one health checker per load balancer; their results come back through [`Control::apply_health`].
-    /// Needs a tokio runtime.
+    /// Starts the health checkers of every load balancer that has none (one per enabled zone); their results
+    /// come back through [`Control::apply_health`]. Needs a tokio runtime.
     pub fn start_health_checks(self: &Arc<Self>) {
         let mut state = self.lock();
         let State {
@@ -230,17 +260,26 @@ impl Control {
                 continue;
             }
             let (events, mut results) = tokio::sync::mpsc::unbounded_channel();
-            let probes = lb
-                .instances
-                .iter()
-                .filter_map(|i| probe_address(&lb.config, i).map(|a| (i.id.clone(), a)))
-                .collect();
-            let checker = Checker::start(
-                lb.config.health_check.clone(),
-                probes,
-                events,
-                self.health_connection_errors.clone(),
-            );
+            let mut zones = ZoneCheckers::default();
+            for zone in &lb.config.availability_zones {
+                let probes = lb
+                    .instances
+                    .iter()
+                    .filter(|i| *i.zone == *zone.name)
+                    .filter_map(|i| probe_address(&lb.config, i).map(|a| (i.id.clone(), a)))
+                    .collect();
+                let errors = self
+                    .metrics
+                    .zone(&lb.config.name, &zone.name)
+                    .backend_connection_errors;
+                let checker = Checker::start(
+                    lb.config.health_check.clone(),
+                    probes,
+                    events.clone(),
+                    errors,
+                );
+                zones.0.insert(zone.name.clone(), checker);
+            }
             let control = Arc::downgrade(self);
             let name = lb.config.name.clone();
             tokio::spawn(async move {
@@ -251,7 +290,7 @@ impl Control {
                     control.apply_health(&name, event);
                 }
             });
-            checkers.insert(lb.config.name.clone(), checker);
+            checkers.insert(lb.config.name.clone(), zones);
         }
     }
 
@@ -305,10 +344,10 @@ impl Control {
         tracing::warn!(load_balancer = %failure.load_balancer, instance = %failure.instance_id, addr = %failure.addr,
             "instance failed during traffic; out of rotation until it passes a health check");
         instance.health = InstanceHealth::FAILED_UNHEALTHY_THRESHOLD;
-        if let (Some(checker), Some(addr)) =
+        if let (Some(zones), Some(addr)) =
             (checkers.get(&config.name), probe_address(config, instance))
         {
-            checker.add(instance.id.clone(), addr);
+            zones.place(&instance.id, &instance.zone, Some(addr));
         }
         self.publish(&mut state);
     }
@@ -316,14 +355,12 @@ impl Control {
     fn sync_checker(
         state: &mut State,
         load_balancer: &str,
-        instance_id: &str,
+        instance_id: &Arc<str>,
+        zone: &str,
         probe: Option<SocketAddr>,
     ) {
-        if let Some(checker) = state.checkers.get(load_balancer) {
-            match probe {
-                Some(addr) => checker.add(instance_id.into(), addr),
-                None => checker.remove(instance_id),
-            }
+        if let Some(zones) = state.checkers.get(load_balancer) {
+            zones.place(instance_id, zone, probe);
         }
     }
 
@@ -385,18 +422,19 @@ impl Control {
                 // New thresholds or target: start the checks afresh.
                 checkers.remove(&new.name);
                 restart_checks = true;
-            } else if let Some(checker) = checkers.get(&new.name) {
+            } else if let Some(zones) = checkers.get(&new.name) {
                 for gone in old
                     .iter()
                     .filter(|o| !lb.instances.iter().any(|i| i.id == o.id))
                 {
-                    checker.remove(&gone.id);
+                    zones.place(&gone.id, &gone.zone, None);
                 }
                 for instance in lb.instances.iter().filter(|i| changed.contains(&i.id)) {
-                    match probe_address(&updated, instance) {
-                        Some(addr) => checker.add(instance.id.clone(), addr),
-                        None => checker.remove(&instance.id),
-                    }
+                    zones.place(
+                        &instance.id,
+                        &instance.zone,
+                        probe_address(&updated, instance),
+                    );
                 }
             }
             lb.config = updated;
@@ -409,6 +447,29 @@ impl Control {
             self.start_health_checks();
         }
         needs_restart
+    }
+
+    /// Sets the pool gauges (idle connections, outstanding requests per zone) from the live targets: read at
+    /// scrape time so the request path never touches a gauge for them.
+    pub fn refresh_pool_gauges(&self) {
+        let state = self.lock();
+        let mut totals: HashMap<(&str, &str), (usize, usize)> = HashMap::new();
+        for ((lb, _, _), target) in &state.targets {
+            let entry = totals.entry((lb, &target.zone)).or_default();
+            entry.0 += target.pool.idle_len();
+            entry.1 += target.outstanding();
+        }
+        for lb in &state.load_balancers {
+            for zone in &lb.config.availability_zones {
+                let (idle, active) = totals
+                    .get(&(lb.config.name.as_str(), zone.name.as_str()))
+                    .copied()
+                    .unwrap_or_default();
+                let series = self.metrics.zone(&lb.config.name, &zone.name);
+                series.backend_idle_connections.set(idle as i64);
+                series.backend_active_requests.set(active as i64);
+            }
+        }
     }
 
     /// Requests dispatched to each instance so far, by instance id (summed over its addresses and listeners).

@@ -19,10 +19,10 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use prometheus::IntCounter;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -506,7 +506,7 @@ pub struct HealthEvent {
 struct Shared {
     check: HealthCheck,
     events: UnboundedSender<HealthEvent>,
-    connection_errors: Arc<AtomicU64>,
+    connection_errors: IntCounter,
 }
 
 enum Command {
@@ -533,12 +533,13 @@ pub struct Checker {
 impl Checker {
     /// Starts checking each `(instance_id, addr)`; must be called inside a tokio runtime. Each instance starts
     /// REGISTRATION_IN_PROGRESS (not sent); every later change is sent on `events`. Every probe failure that is a
-    /// connection error increments `connection_errors`.
+    /// connection error increments `connection_errors` (CloudWatch counts health-check connection failures in
+    /// BackendConnectionErrors).
     pub fn start(
         check: HealthCheck,
         instances: Vec<(Arc<str>, SocketAddr)>,
         events: UnboundedSender<HealthEvent>,
-        connection_errors: Arc<AtomicU64>,
+        connection_errors: IntCounter,
     ) -> Checker {
         let (commands, receiver) = mpsc::unbounded_channel();
         let spread = check.interval.min(FIRST_CHECK_SPREAD);
@@ -637,7 +638,7 @@ async fn check_instance(
         let outcome = Box::pin(probe(&check.target, addr, check.timeout)).await;
         if let Err(failure) = &outcome {
             if failure.is_connection_error() {
-                shared.connection_errors.fetch_add(1, Ordering::Relaxed);
+                shared.connection_errors.inc();
             }
             tracing::debug!(instance = %instance_id, %addr, target = %check.target, %failure, "health check failed");
         }
@@ -658,7 +659,7 @@ async fn check_instance(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicU16, AtomicUsize};
+    use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
     use tokio::net::TcpListener;
     use tokio::sync::oneshot;
 
@@ -1029,7 +1030,7 @@ mod tests {
         let status = Arc::new(AtomicU16::new(200));
         let (addr, requests) = http_server("127.0.0.1", status.clone()).await;
         let (tx, mut events) = mpsc::unbounded_channel();
-        let errors = Arc::new(AtomicU64::new(0));
+        let errors = IntCounter::new("errors", "test").unwrap();
         let id: Arc<str> = "i-0000001".into();
         let checker = Checker::start(
             fast_check(http(addr.port())),
@@ -1070,7 +1071,7 @@ mod tests {
         );
         let passed_checks = requests.load(Ordering::Relaxed) - before;
         assert!((3..=4).contains(&passed_checks), "{passed_checks} checks");
-        assert_eq!(errors.load(Ordering::Relaxed), 0);
+        assert_eq!(errors.get(), 0);
 
         checker.remove(&id);
         time::sleep(Duration::from_millis(100)).await; // lets a check in flight finish
@@ -1089,7 +1090,7 @@ mod tests {
         let (up, _) = http_server("127.0.0.1", Arc::new(AtomicU16::new(200))).await;
         let down = closed_port().await;
         let (tx, mut events) = mpsc::unbounded_channel();
-        let errors = Arc::new(AtomicU64::new(0));
+        let errors = IntCounter::new("errors", "test").unwrap();
         let checker = Checker::start(fast_check(http(0)), Vec::new(), tx, errors.clone());
         checker.add("i-up".into(), up);
         checker.add("i-down".into(), down);
@@ -1100,7 +1101,7 @@ mod tests {
         }
         assert_eq!(seen["i-up"], InstanceHealth::IN_SERVICE);
         assert_eq!(seen["i-down"], InstanceHealth::FAILED_UNHEALTHY_THRESHOLD);
-        assert!(errors.load(Ordering::Relaxed) >= 2);
+        assert!(errors.get() >= 2);
 
         // Dropping the checker stops every check: the event channel closes once all tasks are gone.
         drop(checker);
@@ -1185,7 +1186,7 @@ mod tests {
             unhealthy_threshold: 2,
         };
         let (tx, mut events) = mpsc::unbounded_channel();
-        let errors = Arc::new(AtomicU64::new(0));
+        let errors = IntCounter::new("errors", "test").unwrap();
         let rss_before = rss_kib();
         let checker = {
             let _guard = checkers.enter();
@@ -1229,7 +1230,7 @@ mod tests {
             "{checks} checks in {SECONDS} s ({:.0}/s), connection errors {}. CPU per 1,000 checks: process {}; \
              checker threads {}; server threads {}. RSS +{} KiB for {INSTANCES} instances",
             checks as f64 / SECONDS as f64,
-            errors.load(Ordering::Relaxed),
+            errors.get(),
             per_1000(process0, process1),
             per_1000(checker0, checker1),
             per_1000(server0, server1),

@@ -1,12 +1,27 @@
-//! ELB's CloudWatch metrics (ELB-SPEC.md §10), kept as Prometheus metrics.
+//! ELB's CloudWatch metrics (ELB-SPEC.md §10) as Prometheus metrics, plus the process's own.
 //!
 //! Every series is bound to its labels (`load_balancer`, `availability_zone`) once, when a node starts, so the
 //! request path only increments atomics: no label hashing, no allocation, no lock. Names follow Prometheus
-//! conventions; each help text names the CloudWatch metric it stands for.
+//! conventions (`_total` counters, `_seconds` histograms, gauges without `_count`); each help text names the
+//! CloudWatch metric it stands for. Per-zone series exist from start-up, at zero.
+//!
+//! | Prometheus | CloudWatch |
+//! |---|---|
+//! | `elbe_requests_total` | RequestCount |
+//! | `elbe_latency_seconds` (histogram) | Latency |
+//! | `elbe_healthy_hosts` | HealthyHostCount |
+//! | `elbe_unhealthy_hosts` | UnHealthyHostCount |
+//! | `elbe_httpcode_elb_4xx_total`, `elbe_httpcode_elb_5xx_total` | HTTPCode_ELB_4XX, HTTPCode_ELB_5XX |
+//! | `elbe_httpcode_backend_total{code="2XX".."5XX"}` | HTTPCode_Backend_2XX .. _5XX |
+//! | `elbe_backend_connection_errors_total` | BackendConnectionErrors (proxying and health checks) |
+//! | `elbe_client_connections`, `elbe_received_bytes_total`, `elbe_sent_bytes_total` | (none: elbe's own) |
+//! | `elbe_tls_handshakes_total`, `elbe_tls_handshake_failures_total` | (none) |
+//! | `elbe_backend_idle_connections`, `elbe_backend_active_requests` | (none: pool occupancy) |
+//! | `elbe_config_reloads_total{result}` | (none) |
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 const LABELS: &[&str] = &["load_balancer", "availability_zone"];
@@ -15,23 +30,42 @@ const LABELS: &[&str] = &["load_balancer", "availability_zone"];
 pub struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
+    latency: HistogramVec,
+    healthy_hosts: IntGaugeVec,
+    unhealthy_hosts: IntGaugeVec,
     elb_4xx: IntCounterVec,
     elb_5xx: IntCounterVec,
     backend_codes: IntCounterVec,
     backend_connection_errors: IntCounterVec,
-    latency: HistogramVec,
+    client_connections: IntGaugeVec,
+    received_bytes: IntCounterVec,
+    sent_bytes: IntCounterVec,
+    tls_handshakes: IntCounterVec,
+    tls_handshake_failures: IntCounterVec,
+    backend_idle_connections: IntGaugeVec,
+    backend_active_requests: IntGaugeVec,
+    reloads: IntCounterVec,
 }
 
-/// One node's pre-bound series.
+/// One node's (load balancer and zone) pre-bound series.
 #[derive(Clone)]
 pub struct ZoneMetrics {
     pub requests: IntCounter,
+    pub latency: Histogram,
+    pub healthy_hosts: IntGauge,
+    pub unhealthy_hosts: IntGauge,
     pub elb_4xx: IntCounter,
     pub elb_5xx: IntCounter,
     /// Backend 2XX, 3XX, 4XX, 5XX, by `status / 100 - 2`.
     pub backend: [IntCounter; 4],
     pub backend_connection_errors: IntCounter,
-    pub latency: Histogram,
+    pub client_connections: IntGauge,
+    pub received_bytes: IntCounter,
+    pub sent_bytes: IntCounter,
+    pub tls_handshakes: IntCounter,
+    pub tls_handshake_failures: IntCounter,
+    pub backend_idle_connections: IntGauge,
+    pub backend_active_requests: IntGauge,
 }
 
 impl ZoneMetrics {
@@ -55,54 +89,36 @@ impl ZoneMetrics {
     }
 }
 
-fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let vec = IntCounterVec::new(Opts::new(name, help), labels)
-        .expect("metric definitions are static and valid");
-    registry
-        .register(Box::new(vec.clone()))
-        .expect("each metric is registered once");
-    vec
-}
-
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
     }
 }
 
+/// Registers a collector; the definitions are static, so failing here is a programming error caught by tests.
+fn register<C: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    collector: C,
+) -> C {
+    registry
+        .register(Box::new(collector.clone()))
+        .expect("each metric is defined once with a valid name");
+    collector
+}
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let vec = IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition");
+    register(registry, vec)
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGaugeVec {
+    let vec = IntGaugeVec::new(Opts::new(name, help), LABELS).expect("static metric definition");
+    register(registry, vec)
+}
+
 impl Metrics {
     pub fn new() -> Self {
-        let registry = Registry::new();
-        let requests = counter(
-            &registry,
-            "elbe_requests_total",
-            "Requests received by the node (CloudWatch RequestCount).",
-            LABELS,
-        );
-        let elb_4xx = counter(
-            &registry,
-            "elbe_httpcode_elb_4xx_total",
-            "4xx responses generated by the load balancer itself (CloudWatch HTTPCode_ELB_4XX).",
-            LABELS,
-        );
-        let elb_5xx = counter(
-            &registry,
-            "elbe_httpcode_elb_5xx_total",
-            "5xx responses generated by the load balancer itself (CloudWatch HTTPCode_ELB_5XX).",
-            LABELS,
-        );
-        let backend_codes = counter(
-            &registry,
-            "elbe_httpcode_backend_total",
-            "Responses from instances by status class 2XX..5XX (CloudWatch HTTPCode_Backend_2XX.._5XX).",
-            &["load_balancer", "availability_zone", "code"],
-        );
-        let backend_connection_errors = counter(
-            &registry,
-            "elbe_backend_connection_errors_total",
-            "Failed connections from the load balancer to instances (CloudWatch BackendConnectionErrors).",
-            LABELS,
-        );
+        let r = Registry::new();
         let latency = HistogramVec::new(
             HistogramOpts::new(
                 "elbe_latency_seconds",
@@ -113,18 +129,72 @@ impl Metrics {
             ]),
             LABELS,
         )
-        .expect("metric definitions are static and valid");
-        registry
-            .register(Box::new(latency.clone()))
-            .expect("each metric is registered once");
+        .expect("static metric definition");
         Metrics {
-            registry,
-            requests,
-            elb_4xx,
-            elb_5xx,
-            backend_codes,
-            backend_connection_errors,
-            latency,
+            requests: counter(&r, "elbe_requests_total", "Requests received by the node (CloudWatch RequestCount).", LABELS),
+            latency: register(&r, latency),
+            healthy_hosts: gauge(&r, "elbe_healthy_hosts", "InService instances in the zone (CloudWatch HealthyHostCount)."),
+            unhealthy_hosts: gauge(
+                &r,
+                "elbe_unhealthy_hosts",
+                "Registered instances in the zone that are not InService (CloudWatch UnHealthyHostCount).",
+            ),
+            elb_4xx: counter(
+                &r,
+                "elbe_httpcode_elb_4xx_total",
+                "4xx responses generated by the load balancer itself (CloudWatch HTTPCode_ELB_4XX).",
+                LABELS,
+            ),
+            elb_5xx: counter(
+                &r,
+                "elbe_httpcode_elb_5xx_total",
+                "5xx responses generated by the load balancer itself (CloudWatch HTTPCode_ELB_5XX).",
+                LABELS,
+            ),
+            backend_codes: counter(
+                &r,
+                "elbe_httpcode_backend_total",
+                "Responses from instances by status class 2XX..5XX (CloudWatch HTTPCode_Backend_2XX.._5XX).",
+                &["load_balancer", "availability_zone", "code"],
+            ),
+            backend_connection_errors: counter(
+                &r,
+                "elbe_backend_connection_errors_total",
+                "Failed connections to instances, by proxying and by health checks (CloudWatch BackendConnectionErrors).",
+                LABELS,
+            ),
+            client_connections: gauge(&r, "elbe_client_connections", "Client connections open on the node."),
+            received_bytes: counter(
+                &r,
+                "elbe_received_bytes_total",
+                "Bytes received from clients (after TLS), heads included.",
+                LABELS,
+            ),
+            sent_bytes: counter(&r, "elbe_sent_bytes_total", "Bytes sent to clients (before TLS), heads included.", LABELS),
+            tls_handshakes: counter(&r, "elbe_tls_handshakes_total", "TLS handshakes completed on HTTPS listeners.", LABELS),
+            tls_handshake_failures: counter(
+                &r,
+                "elbe_tls_handshake_failures_total",
+                "TLS handshakes that failed or timed out on HTTPS listeners.",
+                LABELS,
+            ),
+            backend_idle_connections: gauge(
+                &r,
+                "elbe_backend_idle_connections",
+                "Idle keep-alive connections pooled to the zone's instances (read at scrape time).",
+            ),
+            backend_active_requests: gauge(
+                &r,
+                "elbe_backend_active_requests",
+                "Requests outstanding on the zone's instances (read at scrape time).",
+            ),
+            reloads: counter(
+                &r,
+                "elbe_config_reloads_total",
+                "Configuration reloads (SIGHUP) by result: ok or error.",
+                &["result"],
+            ),
+            registry: r,
         }
     }
 
@@ -137,12 +207,28 @@ impl Metrics {
         };
         ZoneMetrics {
             requests: self.requests.with_label_values(&labels),
+            latency: self.latency.with_label_values(&labels),
+            healthy_hosts: self.healthy_hosts.with_label_values(&labels),
+            unhealthy_hosts: self.unhealthy_hosts.with_label_values(&labels),
             elb_4xx: self.elb_4xx.with_label_values(&labels),
             elb_5xx: self.elb_5xx.with_label_values(&labels),
             backend: [code("2XX"), code("3XX"), code("4XX"), code("5XX")],
             backend_connection_errors: self.backend_connection_errors.with_label_values(&labels),
-            latency: self.latency.with_label_values(&labels),
+            client_connections: self.client_connections.with_label_values(&labels),
+            received_bytes: self.received_bytes.with_label_values(&labels),
+            sent_bytes: self.sent_bytes.with_label_values(&labels),
+            tls_handshakes: self.tls_handshakes.with_label_values(&labels),
+            tls_handshake_failures: self.tls_handshake_failures.with_label_values(&labels),
+            backend_idle_connections: self.backend_idle_connections.with_label_values(&labels),
+            backend_active_requests: self.backend_active_requests.with_label_values(&labels),
         }
+    }
+
+    /// Counts a configuration reload.
+    pub fn reloaded(&self, ok: bool) {
+        self.reloads
+            .with_label_values(&[if ok { "ok" } else { "error" }])
+            .inc();
     }
 
     /// The Prometheus text exposition of every metric.
@@ -153,5 +239,32 @@ impl Metrics {
             return String::new();
         }
         String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_zone_series_exists_from_the_start_at_zero() {
+        let metrics = Metrics::new();
+        let zone = metrics.zone("web", "zone-a");
+        zone.backend_status(204);
+        zone.backend_status(503);
+        zone.backend_status(101);
+        zone.elb_status(408);
+        let text = metrics.encode();
+        for line in [
+            "elbe_requests_total{availability_zone=\"zone-a\",load_balancer=\"web\"} 0",
+            "elbe_healthy_hosts{availability_zone=\"zone-a\",load_balancer=\"web\"} 0",
+            "elbe_httpcode_backend_total{availability_zone=\"zone-a\",code=\"2XX\",load_balancer=\"web\"} 1",
+            "elbe_httpcode_backend_total{availability_zone=\"zone-a\",code=\"5XX\",load_balancer=\"web\"} 1",
+            "elbe_httpcode_backend_total{availability_zone=\"zone-a\",code=\"3XX\",load_balancer=\"web\"} 0",
+            "elbe_httpcode_elb_4xx_total{availability_zone=\"zone-a\",load_balancer=\"web\"} 1",
+            "elbe_tls_handshakes_total{availability_zone=\"zone-a\",load_balancer=\"web\"} 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
+        }
     }
 }

@@ -93,9 +93,13 @@ pub async fn serve_listener(
                 None => serve_connection(stream, peer, context, &connections, shutdown).await,
                 Some(tls) => match tls.accept(stream, connections.tls_handshake_timeout).await {
                     Ok(stream) => {
+                        context.metrics.tls_handshakes.inc();
                         serve_connection(stream, peer, context, &connections, shutdown).await
                     }
-                    Err(error) => tracing::debug!(%peer, %error, "TLS handshake failed"),
+                    Err(error) => {
+                        context.metrics.tls_handshake_failures.inc();
+                        tracing::debug!(%peer, %error, "TLS handshake failed");
+                    }
                 },
             }
             drop(permit);
@@ -113,12 +117,14 @@ async fn serve_connection<IO>(
 ) where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let metrics = context.metrics.clone();
+    metrics.client_connections.inc();
     let state = Arc::new(ConnectionState::default());
     let timeouts = ClientTimeouts {
         request_header: connections.request_header_timeout,
         idle: context.routes.load().idle_timeout,
     };
-    let io = ClientIo::new(io, state.clone(), timeouts);
+    let io = ClientIo::new(io, state.clone(), timeouts).with_metrics(metrics.clone());
     let service = TowerToHyperService::new(proxy::stack(context, peer, Some(state)));
     let connection = connections.http.serve_connection(TokioIo::new(io), service);
     tokio::pin!(connection);
@@ -129,7 +135,14 @@ async fn serve_connection<IO>(
             connection.await
         }
     };
+    metrics.client_connections.dec();
     if let Err(error) = result {
+        // hyper answered a malformed head itself (400, 414, 431): that is a response elbe made.
+        if let Some(error) = error.downcast_ref::<hyper::Error>() {
+            if error.is_parse() || error.is_parse_too_large() {
+                metrics.elb_4xx.inc();
+            }
+        }
         tracing::debug!(%peer, %error, "client connection ended with an error");
     }
 }

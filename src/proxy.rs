@@ -50,7 +50,7 @@ pub struct ListenerContext {
     /// `Host` for HTTP/1.0 requests without one: the node's address (ELB-SPEC.md §1.1).
     pub node_host: HeaderValue,
     pub max_uri_bytes: usize,
-    pub metrics: ZoneMetrics,
+    pub metrics: Arc<ZoneMetrics>,
     /// Where connection failures are reported, when passive health checks are on (elbe's extension).
     pub passive: Option<PassiveReporter>,
 }
@@ -576,7 +576,7 @@ mod tests {
             port: HeaderValue::from_static("443"),
             node_host: HeaderValue::from_static("127.0.0.11"),
             max_uri_bytes: 64,
-            metrics: metrics.zone("web", "zone-a"),
+            metrics: Arc::new(metrics.zone("web", "zone-a")),
             passive: None,
         })
     }

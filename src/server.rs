@@ -121,7 +121,8 @@ async fn bind(address: SocketAddr, what: impl Into<String>) -> Result<TcpListene
 /// Starts elbe for a validated configuration.
 pub async fn start(config: Config) -> Result<Server, StartError> {
     let resolved = resolve_instances(&config).await?;
-    let control = Arc::new(Control::new(&config, &resolved));
+    let metrics = Arc::new(Metrics::new());
+    let control = Arc::new(Control::new(&config, &resolved, metrics.clone()));
     control.start_health_checks();
     let (passive_events, mut passive_failures) = tokio::sync::mpsc::unbounded_channel();
     {
@@ -135,7 +136,6 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
             }
         });
     }
-    let metrics = Arc::new(Metrics::new());
     let tracker = Tracker::default();
     let connections = Arc::new(Connections::new(&config.limits, tracker.clone()));
     let (trigger, shutdown) = shutdown::channel();
@@ -235,7 +235,7 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
             node_host: HeaderValue::from_str(&node.to_string())
                 .unwrap_or(HeaderValue::from_static("localhost")),
             max_uri_bytes: config.limits.max_uri_bytes,
-            metrics: metrics.zone(&load_balancer, &zone),
+            metrics: Arc::new(metrics.zone(&load_balancer, &zone)),
             passive: config
                 .load_balancers
                 .iter()
@@ -350,6 +350,7 @@ impl Server {
             Ok(config) => self.reload(&config).await,
             Err(error) => Err(error.to_string()),
         };
+        self.metrics.reloaded(result.is_ok());
         if let Err(error) = &result {
             tracing::error!(%error, "reload refused; the previous configuration keeps serving");
             self.control.reload_failed(error.clone());
