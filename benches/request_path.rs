@@ -39,6 +39,7 @@ fn context(instances: usize) -> ListenerContext {
         max_uri_bytes: 16384,
         metrics: Arc::new(metrics.zone("web", "zone-a")),
         passive: None,
+        access_log: None,
     }
 }
 

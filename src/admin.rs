@@ -31,6 +31,8 @@ pub struct Admin {
     pub control: Arc<Control>,
     pub metrics: Arc<Metrics>,
     pub dns_address: Option<SocketAddr>,
+    /// The access logs, whose dropped-line counts are exported at scrape time.
+    pub access_logs: Vec<crate::access_log::AccessLog>,
 }
 
 /// Serves the admin endpoints until shutdown.
@@ -101,6 +103,8 @@ async fn handle(admin: &Admin, request: Request<Incoming>) -> Response<Full<Byte
         },
         (&Method::GET, ["metrics"]) => {
             admin.control.refresh_pool_gauges();
+            let dropped = admin.access_logs.iter().map(|log| log.dropped()).sum();
+            admin.metrics.sync_access_log_dropped(dropped);
             text(
                 StatusCode::OK,
                 "text/plain; version=0.0.4",

@@ -14,6 +14,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 
+use crate::access_log::PendingEntry;
 use crate::client_connection::ConnectionState;
 use crate::snapshot::Target;
 
@@ -95,6 +96,10 @@ pub struct Reusable {
 pub struct ResponseBody {
     kind: Kind,
     in_flight: Option<InFlight>,
+    /// The request's access-log entry, written when this body is dropped (the request is over).
+    log: Option<Box<PendingEntry>>,
+    /// Body bytes handed to the client so far (the access log's `sent_bytes`).
+    sent: u64,
 }
 
 enum Kind {
@@ -112,6 +117,8 @@ impl ResponseBody {
         ResponseBody {
             kind: Kind::Empty,
             in_flight: None,
+            log: None,
+            sent: 0,
         }
     }
 
@@ -125,12 +132,20 @@ impl ResponseBody {
                 _outstanding: outstanding,
             },
             in_flight: None,
+            log: None,
+            sent: 0,
         };
         // A body that is already complete (Content-Length: 0, 204, HEAD) may never be polled.
         if body.is_end_stream() {
             body.release_connection();
         }
         body
+    }
+
+    /// Logs the request's access-log entry when this body is dropped.
+    pub fn with_log(mut self, entry: Box<PendingEntry>) -> Self {
+        self.log = Some(entry);
+        self
     }
 
     /// The request counts as in flight on its client connection until this body is dropped.
@@ -161,6 +176,9 @@ impl Body for ResponseBody {
             Kind::Empty => return Poll::Ready(None),
             Kind::Backend { inner, .. } => Pin::new(inner).poll_frame(cx),
         };
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            this.sent += frame.data_ref().map_or(0, |d| d.len() as u64);
+        }
         match &polled {
             Poll::Ready(None) => this.release_connection(),
             Poll::Ready(Some(Ok(_))) if this.is_end_stream() => this.release_connection(),
@@ -186,6 +204,14 @@ impl Body for ResponseBody {
         match &self.kind {
             Kind::Empty => SizeHint::with_exact(0),
             Kind::Backend { inner, .. } => inner.size_hint(),
+        }
+    }
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        if let Some(entry) = self.log.take() {
+            entry.finish(self.sent);
         }
     }
 }

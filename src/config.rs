@@ -153,6 +153,8 @@ pub struct LoadBalancer {
     pub idle_timeout: Duration,
     pub connection_draining: ConnectionDraining,
     pub passive_health_checks: bool,
+    /// ELB's `AccessLog` attribute: where each request's line goes (ELB-SPEC §11), `None` when disabled.
+    pub access_log: Option<AccessLogDestination>,
     /// At least one; names unique. Each zone's node binds every listener on its own address.
     pub availability_zones: Vec<AvailabilityZone>,
     /// At least one.
@@ -160,6 +162,14 @@ pub struct LoadBalancer {
     pub health_check: HealthCheck,
     /// May be empty (instances can be registered at run time); ids unique within the load balancer.
     pub instances: Vec<Instance>,
+}
+
+/// Where access-log lines go: `path = "-"` is standard output; other paths are files, relative to the
+/// configuration file's folder, reopened on SIGHUP (logrotate).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLogDestination {
+    Stdout,
+    File(PathBuf),
 }
 
 /// ELB's `ConnectionDraining` attribute (ELB-SPEC §5).
@@ -589,6 +599,7 @@ mod raw {
         pub idle_timeout: Option<DurationValue>,
         pub connection_draining: Option<ConnectionDraining>,
         pub passive_health_checks: Option<bool>,
+        pub access_log: Option<AccessLog>,
         #[serde(default)]
         pub availability_zone: Vec<AvailabilityZone>,
         #[serde(default)]
@@ -596,6 +607,13 @@ mod raw {
         pub health_check: Option<HealthCheck>,
         #[serde(default)]
         pub instance: Vec<Instance>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct AccessLog {
+        pub enabled: Option<bool>,
+        pub path: Option<String>,
     }
 
     #[derive(Debug, Deserialize)]
@@ -838,6 +856,33 @@ impl Cx<'_> {
                 format!("region {region:?} must be one DNS label (letters, digits and '-', at most 63 characters)"),
             ));
         }
+        let access_log = match raw.access_log {
+            None
+            | Some(raw::AccessLog {
+                enabled: Some(false),
+                ..
+            }) => None,
+            Some(raw::AccessLog { path: None, .. }) => {
+                return Err(self.err(
+                    format!("{key}.access_log.path"),
+                    "an enabled access log needs a path: a file, or \"-\" for standard output",
+                ))
+            }
+            Some(raw::AccessLog {
+                path: Some(path), ..
+            }) if path == "-" => Some(AccessLogDestination::Stdout),
+            Some(raw::AccessLog {
+                path: Some(path), ..
+            }) if path.trim().is_empty() => {
+                return Err(self.err(
+                    format!("{key}.access_log.path"),
+                    "the path must not be empty",
+                ))
+            }
+            Some(raw::AccessLog {
+                path: Some(path), ..
+            }) => Some(AccessLogDestination::File(self.base.join(path))),
+        };
         let draining = raw.connection_draining;
         let connection_draining = ConnectionDraining {
             enabled: draining
@@ -958,6 +1003,7 @@ impl Cx<'_> {
                 .unwrap_or(defaults::CROSS_ZONE_LOAD_BALANCING),
             idle_timeout: raw.idle_timeout.map_or(defaults::IDLE_TIMEOUT, |v| v.0),
             connection_draining,
+            access_log,
             passive_health_checks: raw
                 .passive_health_checks
                 .unwrap_or(defaults::PASSIVE_HEALTH_CHECKS),
@@ -1374,6 +1420,7 @@ instance_port = 8000
                 timeout: Duration::from_secs(300),
             },
             passive_health_checks: true,
+            access_log: None,
             availability_zones: vec![
                 AvailabilityZone {
                     name: "zone-a".into(),

@@ -20,6 +20,7 @@
 #![forbid(unsafe_code)]
 #![deny(clippy::await_holding_lock, clippy::disallowed_types)]
 
+pub mod access_log;
 pub mod admin;
 pub mod balancer;
 pub mod body;

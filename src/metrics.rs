@@ -18,6 +18,7 @@
 //! | `elbe_tls_handshakes_total`, `elbe_tls_handshake_failures_total` | (none) |
 //! | `elbe_backend_idle_connections`, `elbe_backend_active_requests` | (none: pool occupancy) |
 //! | `elbe_config_reloads_total{result}` | (none) |
+//! | `elbe_access_log_dropped_total` | (none) |
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
@@ -45,6 +46,7 @@ pub struct Metrics {
     backend_idle_connections: IntGaugeVec,
     backend_active_requests: IntGaugeVec,
     reloads: IntCounterVec,
+    access_log_dropped: IntCounter,
 }
 
 /// One node's (load balancer and zone) pre-bound series.
@@ -194,6 +196,14 @@ impl Metrics {
                 "Configuration reloads (SIGHUP) by result: ok or error.",
                 &["result"],
             ),
+            access_log_dropped: register(
+                &r,
+                IntCounter::new(
+                    "elbe_access_log_dropped_total",
+                    "Access-log lines dropped because the writer fell behind or could not write.",
+                )
+                .expect("static metric definition"),
+            ),
             registry: r,
         }
     }
@@ -229,6 +239,14 @@ impl Metrics {
         self.reloads
             .with_label_values(&[if ok { "ok" } else { "error" }])
             .inc();
+    }
+
+    /// Brings the dropped-lines counter up to `total` (the access logs' own count, read at scrape time).
+    pub fn sync_access_log_dropped(&self, total: u64) {
+        let seen = self.access_log_dropped.get();
+        if total > seen {
+            self.access_log_dropped.inc_by(total - seen);
+        }
     }
 
     /// The Prometheus text exposition of every metric.

@@ -15,7 +15,7 @@ use tokio::sync::Semaphore;
 
 use crate::client_connection::{ClientIo, ClientTimeouts, ConnectionState};
 use crate::config::Limits;
-use crate::proxy::{self, ListenerContext};
+use crate::proxy::{self, ClientFacts, ListenerContext};
 use crate::shutdown::{Shutdown, Tracker};
 use crate::tls::TlsAcceptor;
 
@@ -90,11 +90,13 @@ pub async fn serve_listener(
         let tls = tls.clone();
         tokio::spawn(async move {
             match tls {
-                None => serve_connection(stream, peer, context, &connections, shutdown).await,
+                None => serve_connection(stream, peer, None, context, &connections, shutdown).await,
                 Some(tls) => match tls.accept(stream, connections.tls_handshake_timeout).await {
                     Ok(stream) => {
                         context.metrics.tls_handshakes.inc();
-                        serve_connection(stream, peer, context, &connections, shutdown).await
+                        let info = crate::tls::handshake_info(stream.get_ref().1);
+                        let tls = Some((info.cipher, info.protocol));
+                        serve_connection(stream, peer, tls, context, &connections, shutdown).await
                     }
                     Err(error) => {
                         context.metrics.tls_handshake_failures.inc();
@@ -111,6 +113,7 @@ pub async fn serve_listener(
 async fn serve_connection<IO>(
     io: IO,
     peer: std::net::SocketAddr,
+    tls: Option<(&'static str, &'static str)>,
     context: Arc<ListenerContext>,
     connections: &Connections,
     mut shutdown: Shutdown,
@@ -125,7 +128,11 @@ async fn serve_connection<IO>(
         idle: context.routes.load().idle_timeout,
     };
     let io = ClientIo::new(io, state.clone(), timeouts).with_metrics(metrics.clone());
-    let service = TowerToHyperService::new(proxy::stack(context, peer, Some(state)));
+    let service = TowerToHyperService::new(proxy::stack(
+        context,
+        ClientFacts { peer, tls },
+        Some(state),
+    ));
     let connection = connections.http.serve_connection(TokioIo::new(io), service);
     tokio::pin!(connection);
     let result = tokio::select! {

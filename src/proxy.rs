@@ -30,6 +30,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use tower::{Layer, Service};
 
+use crate::access_log::{AccessLog, Dispatched, PendingEntry};
 use crate::balancer;
 use crate::body::{InFlight, Outstanding, RequestBody, ResponseBody, Reusable};
 use crate::client_connection::ConnectionState;
@@ -53,6 +54,25 @@ pub struct ListenerContext {
     pub metrics: Arc<ZoneMetrics>,
     /// Where connection failures are reported, when passive health checks are on (elbe's extension).
     pub passive: Option<PassiveReporter>,
+    /// The load balancer's access log, when enabled.
+    pub access_log: Option<ListenerLog>,
+}
+
+/// A listener's access log and the facts every line of it shares.
+pub struct ListenerLog {
+    pub log: AccessLog,
+    pub load_balancer: Arc<str>,
+    /// `http` or `https`.
+    pub scheme: &'static str,
+    pub port: u16,
+}
+
+/// What the access log needs to know about one client connection.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientFacts {
+    pub peer: SocketAddr,
+    /// (cipher, protocol) negotiated on an HTTPS listener.
+    pub tls: Option<(&'static str, &'static str)>,
 }
 
 /// Marks a response elbe made itself, so it is counted as `HTTPCode_ELB_*`, not `HTTPCode_Backend_*`.
@@ -68,9 +88,10 @@ fn elb_response(kind: ElbResponse) -> Response<ResponseBody> {
 /// The whole stack for one client connection.
 pub fn stack(
     context: Arc<ListenerContext>,
-    peer: SocketAddr,
+    client: ClientFacts,
     connection: Option<Arc<ConnectionState>>,
 ) -> Track<Check<Forwarded<Forward>>> {
+    let peer = client.peer;
     let forward = Forward {
         context: context.clone(),
     };
@@ -87,13 +108,15 @@ pub fn stack(
     TrackLayer {
         context,
         connection,
+        client,
     }
     .layer(check)
 }
 
 /// A response now (elbe's own) or later (the inner service's).
 pub enum Respond<F> {
-    Now(Option<Response<ResponseBody>>),
+    /// Boxed: refusals are rare, and the future of every request should stay small.
+    Now(Option<Box<Response<ResponseBody>>>),
     Later(F),
 }
 
@@ -106,7 +129,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.get_mut() {
             Respond::Now(response) => match response.take() {
-                Some(response) => Poll::Ready(Ok(response)),
+                Some(response) => Poll::Ready(Ok(*response)),
                 None => Poll::Pending,
             },
             Respond::Later(future) => Pin::new(future).poll(cx),
@@ -122,6 +145,7 @@ where
 pub struct TrackLayer {
     context: Arc<ListenerContext>,
     connection: Option<Arc<ConnectionState>>,
+    client: ClientFacts,
 }
 
 impl<S> Layer<S> for TrackLayer {
@@ -131,6 +155,7 @@ impl<S> Layer<S> for TrackLayer {
             inner,
             context: self.context.clone(),
             connection: self.connection.clone(),
+            client: self.client,
         }
     }
 }
@@ -140,6 +165,7 @@ pub struct Track<S> {
     inner: S,
     context: Arc<ListenerContext>,
     connection: Option<Arc<ConnectionState>>,
+    client: ClientFacts,
 }
 
 impl<S, B> Service<Request<B>> for Track<S>
@@ -158,10 +184,25 @@ where
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let in_flight = self.connection.clone().map(InFlight::begin);
         self.context.metrics.requests.inc();
+        let log = self.context.access_log.as_ref().map(|l| {
+            Box::new(PendingEntry::begin(
+                &l.log,
+                &l.load_balancer,
+                self.client.peer,
+                l.scheme,
+                l.port,
+                self.client.tls,
+                request.method(),
+                request.uri(),
+                request.version(),
+                request.headers(),
+            ))
+        });
         TrackFuture {
             inner: self.inner.call(request),
             in_flight,
             context: self.context.clone(),
+            log,
         }
     }
 }
@@ -170,6 +211,7 @@ pub struct TrackFuture<F> {
     inner: F,
     in_flight: Option<InFlight>,
     context: Arc<ListenerContext>,
+    log: Option<Box<PendingEntry>>,
 }
 
 impl<F> Future for TrackFuture<F>
@@ -185,11 +227,23 @@ where
         };
         let status = response.status().as_u16();
         let metrics = &this.context.metrics;
-        if response.extensions().get::<ElbGenerated>().is_some() {
+        let elb_generated = response.extensions().get::<ElbGenerated>().is_some();
+        if elb_generated {
             metrics.elb_status(status);
         } else {
             metrics.backend_status(status);
         }
+        let response = match this.log.take() {
+            Some(mut entry) => {
+                entry.respond(
+                    status,
+                    elb_generated,
+                    response.extensions().get::<Dispatched>(),
+                );
+                response.map(|body| body.with_log(entry))
+            }
+            None => response,
+        };
         let response = match this.in_flight.take() {
             Some(in_flight) => response.map(|body| body.with_in_flight(in_flight)),
             None => response,
@@ -266,7 +320,7 @@ where
                     headers::Rejection::MethodNotAllowed => ElbResponse::MethodNotAllowed,
                     headers::Rejection::UriTooLong => ElbResponse::UriTooLong,
                 };
-                Respond::Now(Some(elb_response(kind)))
+                Respond::Now(Some(Box::new(elb_response(kind))))
             }
         }
     }
@@ -454,6 +508,13 @@ async fn forward(context: &ListenerContext, request: Request<Incoming>) -> Respo
                     .observe(sent_at.elapsed().as_secs_f64());
                 let (mut parts, body) = response.into_parts();
                 headers::strip_hop_by_hop(&mut parts.headers);
+                if context.access_log.is_some() {
+                    parts.extensions.insert(Dispatched {
+                        backend: target.addr,
+                        request_sent: sent_at,
+                        headers_received: Instant::now(),
+                    });
+                }
                 let reuse = Some(Reusable { sender, target });
                 return Response::from_parts(
                     parts,
@@ -578,6 +639,7 @@ mod tests {
             max_uri_bytes: 64,
             metrics: Arc::new(metrics.zone("web", "zone-a")),
             passive: None,
+            access_log: None,
         })
     }
 
@@ -650,6 +712,10 @@ mod tests {
         let track = TrackLayer {
             context: context.clone(),
             connection: None,
+            client: ClientFacts {
+                peer: "127.0.0.1:1".parse().unwrap(),
+                tls: None,
+            },
         };
         let ok = track
             .layer(mirror())

@@ -14,14 +14,15 @@ use http::HeaderValue;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::access_log::{AccessLog, Destination, WriterHandle};
 use crate::admin::{self, Admin};
-use crate::config::{Config, InstanceAddress, Protocol};
+use crate::config::{AccessLogDestination, Config, InstanceAddress, Protocol};
 use crate::control::{self, Control};
 use crate::headers::ForwardedProto;
 use crate::health::PassiveReporter;
 use crate::metrics::Metrics;
 use crate::node::{self, Connections};
-use crate::proxy::ListenerContext;
+use crate::proxy::{ListenerContext, ListenerLog};
 use crate::shutdown::{self, Tracker, Trigger};
 use crate::tls::TlsAcceptor;
 
@@ -46,6 +47,12 @@ pub enum StartError {
     Unsupported {
         load_balancer: String,
         protocol: Protocol,
+    },
+    #[error("load balancer {load_balancer}: access log: {source}")]
+    AccessLog {
+        load_balancer: String,
+        #[source]
+        source: std::io::Error,
     },
     #[error("load balancer {load_balancer}, listener on port {port}: {source}")]
     Tls {
@@ -74,8 +81,14 @@ struct TlsListener {
     acceptor: Arc<TlsAcceptor>,
 }
 
+/// Entries an access log may hold in memory before new ones are dropped (and counted): a slow disk never slows
+/// requests.
+const ACCESS_LOG_QUEUE: usize = 65_536;
+
 /// A running elbe.
 pub struct Server {
+    /// Each access-log writer, and its handle until shutdown flushes it.
+    access_logs: Vec<(AccessLog, Option<WriterHandle>)>,
     acceptors: Vec<TlsListener>,
     control: Arc<Control>,
     metrics: Arc<Metrics>,
@@ -193,6 +206,34 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
             source,
         })?;
 
+    // One access-log writer per destination (two load balancers logging to one file share its writer).
+    let mut access_logs: Vec<(AccessLogDestination, AccessLog, Option<WriterHandle>)> = Vec::new();
+    let mut lb_logs: HashMap<String, AccessLog> = HashMap::new();
+    for lb in &config.load_balancers {
+        let Some(destination) = &lb.access_log else {
+            continue;
+        };
+        let log = match access_logs.iter().find(|(d, _, _)| d == destination) {
+            Some((_, log, _)) => log.clone(),
+            None => {
+                let target = match destination {
+                    AccessLogDestination::Stdout => Destination::Stdout,
+                    AccessLogDestination::File(path) => Destination::File(path.clone()),
+                };
+                let (log, writer) =
+                    AccessLog::start(target, ACCESS_LOG_QUEUE).map_err(|source| {
+                        StartError::AccessLog {
+                            load_balancer: lb.name.clone(),
+                            source,
+                        }
+                    })?;
+                access_logs.push((destination.clone(), log.clone(), Some(writer)));
+                log
+            }
+        };
+        lb_logs.insert(lb.name.clone(), log);
+    }
+
     // One TLS acceptor per configured listener, shared by its nodes (one session cache and ticket key).
     let mut acceptors: Vec<TlsListener> = Vec::new();
     for lb in &config.load_balancers {
@@ -236,6 +277,16 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
                 .unwrap_or(HeaderValue::from_static("localhost")),
             max_uri_bytes: config.limits.max_uri_bytes,
             metrics: Arc::new(metrics.zone(&load_balancer, &zone)),
+            access_log: lb_logs.get(&load_balancer).map(|log| ListenerLog {
+                log: log.clone(),
+                load_balancer: load_balancer.as_str().into(),
+                scheme: if listener.protocol.is_secure() {
+                    "https"
+                } else {
+                    "http"
+                },
+                port: address.port(),
+            }),
             passive: config
                 .load_balancers
                 .iter()
@@ -270,6 +321,7 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         control: control.clone(),
         metrics: metrics.clone(),
         dns_address: None,
+        access_logs: access_logs.iter().map(|(_, log, _)| log.clone()).collect(),
     });
     tracing::info!(address = %admin_address, "admin listening (/status, /healthz, /metrics)");
     tasks.push(tokio::spawn(admin::serve(
@@ -279,6 +331,10 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
     )));
 
     Ok(Server {
+        access_logs: access_logs
+            .into_iter()
+            .map(|(_, log, writer)| (log, writer))
+            .collect(),
         acceptors,
         control,
         metrics,
@@ -339,6 +395,11 @@ impl Server {
         for task in &self.tasks {
             task.abort();
         }
+        for (_, writer) in self.access_logs {
+            if let Some(writer) = writer {
+                writer.flush_and_stop().await;
+            }
+        }
         drained
     }
 
@@ -346,6 +407,10 @@ impl Server {
     /// dropping a connection. A file that does not parse or validate, or a certificate that does not load, is
     /// refused: the old configuration keeps serving and `/status` reports the error.
     pub async fn reload_from(&self, path: &std::path::Path) -> Result<(), String> {
+        // Log files reopen whatever the new configuration says (logrotate sends SIGHUP after moving them).
+        for (log, _) in &self.access_logs {
+            log.reopen();
+        }
         let result = match crate::config::load(path) {
             Ok(config) => self.reload(&config).await,
             Err(error) => Err(error.to_string()),

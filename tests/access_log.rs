@@ -1,0 +1,217 @@
+//! The access log over real sockets: one line per request in ELB's format, field by field.
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+/// Splits an access-log line into its fields, keeping the two quoted fields whole (without their quotes).
+fn fields(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = line;
+    while !rest.is_empty() {
+        if let Some(quoted) = rest.strip_prefix('"') {
+            let mut end = 0;
+            let bytes = quoted.as_bytes();
+            while end < bytes.len()
+                && !(bytes[end] == b'"' && (end == 0 || bytes[end - 1] != b'\\'))
+            {
+                end += 1;
+            }
+            out.push(quoted[..end].to_string());
+            rest = quoted[(end + 1).min(quoted.len())..].trim_start();
+        } else {
+            let (field, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+            out.push(field.to_string());
+            rest = tail;
+        }
+    }
+    out
+}
+
+struct Logged {
+    lines: Vec<Vec<String>>,
+    /// The node's HTTP listener the traffic went to.
+    node: std::net::SocketAddr,
+}
+
+/// Runs `traffic` against an elbe whose access log goes to a temporary file, stops elbe (which flushes the log),
+/// and returns the lines.
+async fn logged<F, Fut>(builder: ConfigBuilder, traffic: F) -> Logged
+where
+    F: FnOnce(std::net::SocketAddr, Option<std::net::SocketAddr>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let dir = std::env::temp_dir().join(format!(
+        "elbe-access-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("access.log");
+    let _ = std::fs::remove_file(&path);
+    let elbe = builder
+        .lb(&format!(
+            "access_log = {{ enabled = true, path = \"{}\" }}",
+            path.display()
+        ))
+        .start()
+        .await;
+    let https = elbe
+        .server()
+        .listeners()
+        .iter()
+        .find(|l| l.protocol == elbe::config::Protocol::Https)
+        .map(|l| l.address);
+    let node = elbe.node("zone-a");
+    traffic(node, https).await;
+    assert!(elbe.shutdown().await);
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    Logged {
+        lines: text.lines().map(fields).collect(),
+        node,
+    }
+}
+
+fn assert_timestamp(field: &str) {
+    // 2014-05-13T23:39:43.945958Z
+    assert_eq!(field.len(), 27, "{field}");
+    assert!(
+        field.ends_with('Z') && field.as_bytes()[10] == b'T' && field.as_bytes()[19] == b'.',
+        "{field}"
+    );
+}
+
+fn assert_seconds(field: &str) {
+    let (whole, micros) = field
+        .split_once('.')
+        .unwrap_or_else(|| panic!("not seconds: {field}"));
+    assert!(whole.parse::<u64>().is_ok() && micros.len() == 6, "{field}");
+}
+
+#[tokio::test]
+async fn a_normal_request_is_one_line_of_fifteen_fields() {
+    let backend = Backend::start(Behaviour::Echo).await;
+    let builder = ConfigBuilder::new().instance(instance("i-1", "zone-a", &backend));
+    let log = logged(builder, |address, _| async move {
+        let request = http::Request::post("/path?q=1")
+            .header("host", "app.example:8080")
+            .header("user-agent", "curl/7.38.0")
+            .body(http_body_util::Full::new(bytes::Bytes::from_static(
+                b"hello",
+            )))
+            .unwrap();
+        assert_eq!(request_to(address, request).await.status, 200);
+    })
+    .await;
+    let node = log.node;
+    assert_eq!(log.lines.len(), 1);
+    let f = &log.lines[0];
+    assert_eq!(f.len(), 15, "{f:?}");
+    assert_timestamp(&f[0]);
+    assert_eq!(f[1], "web");
+    assert!(f[2].starts_with("127.0.0.1:"));
+    assert_eq!(f[3], backend.address.to_string());
+    for timing in &f[4..7] {
+        assert_seconds(timing);
+    }
+    assert_eq!((f[7].as_str(), f[8].as_str()), ("200", "200"));
+    assert_eq!(f[9], "5", "received bytes: the request body");
+    assert!(
+        f[10].parse::<u64>().unwrap() > 50,
+        "sent bytes: the Echo body"
+    );
+    assert_eq!(
+        f[11],
+        format!("POST http://app.example:{}/path?q=1 HTTP/1.1", node.port())
+    );
+    assert_eq!(f[12], "curl/7.38.0");
+    assert_eq!((f[13].as_str(), f[14].as_str()), ("-", "-"));
+}
+
+async fn request_to(
+    address: std::net::SocketAddr,
+    request: http::Request<http_body_util::Full<bytes::Bytes>>,
+) -> Reply {
+    common::request(address, request).await
+}
+
+#[tokio::test]
+async fn a_504_has_no_backend_and_minus_one_timings() {
+    let backend = Backend::start(Behaviour::Hang).await;
+    let builder = ConfigBuilder::new()
+        .lb("idle_timeout = \"200ms\"")
+        .instance(instance("i-1", "zone-a", &backend));
+    let log = logged(builder, |address, _| async move {
+        let out = raw_response(
+            address,
+            b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n",
+            Duration::from_secs(3),
+        )
+        .await;
+        assert!(out.starts_with("HTTP/1.1 504"), "{out}");
+    })
+    .await;
+    let f = &log.lines[0];
+    assert_eq!(f.len(), 15, "{f:?}");
+    assert_eq!(&f[3..9], ["-", "-1", "-1", "-1", "504", "0"]);
+    assert_eq!(f[10], "0");
+}
+
+#[tokio::test]
+async fn a_503_never_dispatched_is_logged_too() {
+    let log = logged(ConfigBuilder::new(), |address, _| async move {
+        assert_eq!(get(address, "/nothing").await.status, 503);
+    })
+    .await;
+    let f = &log.lines[0];
+    assert_eq!(&f[3..11], ["-", "-1", "-1", "-1", "503", "0", "0", "0"]);
+    assert!(f[11].starts_with("GET http://example.test:"), "{f:?}");
+    assert_eq!(f[12], "-", "no user agent");
+}
+
+#[tokio::test]
+async fn an_https_request_records_cipher_and_protocol() {
+    let backend = Backend::start(Behaviour::Echo).await;
+    let builder = ConfigBuilder::new()
+        .https(None)
+        .instance(instance("i-1", "zone-a", &backend));
+    let log = logged(builder, |_, https| async move {
+        let https = https.expect("an HTTPS listener");
+        let output = tokio::process::Command::new("curl")
+            .args([
+                "-sS",
+                "--http1.1",
+                "--tlsv1.2",
+                "--tls-max",
+                "1.2",
+                "--cacert",
+            ])
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/certs/dev-ca.crt"))
+            .arg("--resolve")
+            .arg(format!("localhost:{}:127.0.0.1", https.port()))
+            .arg(format!("https://localhost:{}/secure", https.port()))
+            .output()
+            .await
+            .expect("curl is installed");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    })
+    .await;
+    let f = &log.lines[0];
+    assert_eq!(f.len(), 15, "{f:?}");
+    assert!(
+        f[11].starts_with("GET https://localhost:") && f[11].ends_with("/secure HTTP/1.1"),
+        "{f:?}"
+    );
+    assert!(f[12].starts_with("curl/"));
+    assert_eq!(f[14], "TLSv1.2");
+    assert!(
+        f[13].starts_with("ECDHE-") && f[13].contains("GCM"),
+        "{f:?}"
+    );
+}
