@@ -83,6 +83,7 @@ impl Outstanding {
 impl Drop for Outstanding {
     fn drop(&mut self) {
         self.0.end_request();
+        crate::surge::instance_freed();
     }
 }
 

@@ -82,6 +82,11 @@ pub mod defaults {
     /// elbe extension: idle keep-alive connections kept per instance (ELB "pre-opens and keeps" back-end
     /// connections, ELB-SPEC §1.1); more are closed once their request finishes.
     pub const BACKEND_IDLE_CONNECTIONS: usize = 128;
+    /// elbe extension: no cap on an instance's outstanding requests by default, so the surge queue is only used
+    /// when a cap is set (ELB queued when its connections to healthy instances were all busy, ELB-SPEC §8).
+    pub const BACKEND_MAX_REQUESTS: usize = 0;
+    /// ELB's surge queue size: 1,024 requests per node (ELB-SPEC §8).
+    pub const SURGE_QUEUE_SIZE: usize = 1024;
     /// ELB's limit on a health-check target's length (ELB-SPEC §2.1).
     pub const MAX_HEALTH_TARGET_LEN: usize = 1024;
     /// ELB's limit on a load balancer name's length (ELB-SPEC §4).
@@ -126,6 +131,10 @@ pub struct Limits {
     pub shutdown_grace: Duration,
     pub backend_connect_timeout: Duration,
     pub backend_idle_connections: usize,
+    /// Requests one instance may have outstanding before new ones wait in the node's surge queue; 0 = no limit.
+    pub backend_max_requests: usize,
+    /// Requests a node's surge queue holds before it spills over (503).
+    pub surge_queue_size: usize,
 }
 
 impl Default for Limits {
@@ -140,6 +149,8 @@ impl Default for Limits {
             shutdown_grace: defaults::SHUTDOWN_GRACE,
             backend_connect_timeout: defaults::BACKEND_CONNECT_TIMEOUT,
             backend_idle_connections: defaults::BACKEND_IDLE_CONNECTIONS,
+            backend_max_requests: defaults::BACKEND_MAX_REQUESTS,
+            surge_queue_size: defaults::SURGE_QUEUE_SIZE,
         }
     }
 }
@@ -588,6 +599,8 @@ mod raw {
         pub shutdown_grace: Option<DurationValue>,
         pub backend_connect_timeout: Option<DurationValue>,
         pub backend_idle_connections: Option<usize>,
+        pub backend_max_requests: Option<usize>,
+        pub surge_queue_size: Option<usize>,
     }
 
     #[derive(Debug, Deserialize)]
@@ -820,6 +833,8 @@ impl Cx<'_> {
             backend_idle_connections: raw
                 .backend_idle_connections
                 .unwrap_or(d.backend_idle_connections),
+            backend_max_requests: raw.backend_max_requests.unwrap_or(d.backend_max_requests),
+            surge_queue_size: raw.surge_queue_size.unwrap_or(d.surge_queue_size),
         };
         let counts = [
             ("max_headers", limits.max_headers),

@@ -38,4 +38,5 @@ pub mod proxy;
 pub mod server;
 pub mod shutdown;
 pub mod snapshot;
+pub mod surge;
 pub mod tls;

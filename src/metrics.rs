@@ -14,6 +14,8 @@
 //! | `elbe_httpcode_elb_4xx_total`, `elbe_httpcode_elb_5xx_total` | HTTPCode_ELB_4XX, HTTPCode_ELB_5XX |
 //! | `elbe_httpcode_backend_total{code="2XX".."5XX"}` | HTTPCode_Backend_2XX .. _5XX |
 //! | `elbe_backend_connection_errors_total` | BackendConnectionErrors (proxying and health checks) |
+//! | `elbe_surge_queue_length` | SurgeQueueLength |
+//! | `elbe_spillover_total` | SpilloverCount |
 //! | `elbe_client_connections`, `elbe_received_bytes_total`, `elbe_sent_bytes_total` | (none: elbe's own) |
 //! | `elbe_tls_handshakes_total`, `elbe_tls_handshake_failures_total` | (none) |
 //! | `elbe_backend_idle_connections`, `elbe_backend_active_requests` | (none: pool occupancy) |
@@ -47,6 +49,8 @@ pub struct Metrics {
     backend_active_requests: IntGaugeVec,
     reloads: IntCounterVec,
     access_log_dropped: IntCounter,
+    surge_queue_length: IntGaugeVec,
+    spillover: IntCounterVec,
 }
 
 /// One node's (load balancer and zone) pre-bound series.
@@ -68,6 +72,8 @@ pub struct ZoneMetrics {
     pub tls_handshake_failures: IntCounter,
     pub backend_idle_connections: IntGauge,
     pub backend_active_requests: IntGauge,
+    pub surge_queue_length: IntGauge,
+    pub spillover: IntCounter,
 }
 
 impl ZoneMetrics {
@@ -196,6 +202,17 @@ impl Metrics {
                 "Configuration reloads (SIGHUP) by result: ok or error.",
                 &["result"],
             ),
+            surge_queue_length: gauge(
+                &r,
+                "elbe_surge_queue_length",
+                "Requests waiting in the node's surge queue for an instance below its limit (CloudWatch SurgeQueueLength).",
+            ),
+            spillover: counter(
+                &r,
+                "elbe_spillover_total",
+                "Requests refused with 503 because the surge queue was full (CloudWatch SpilloverCount).",
+                LABELS,
+            ),
             access_log_dropped: register(
                 &r,
                 IntCounter::new(
@@ -231,6 +248,8 @@ impl Metrics {
             tls_handshake_failures: self.tls_handshake_failures.with_label_values(&labels),
             backend_idle_connections: self.backend_idle_connections.with_label_values(&labels),
             backend_active_requests: self.backend_active_requests.with_label_values(&labels),
+            surge_queue_length: self.surge_queue_length.with_label_values(&labels),
+            spillover: self.spillover.with_label_values(&labels),
         }
     }
 

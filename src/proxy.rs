@@ -39,6 +39,7 @@ use crate::headers::{self, ForwardedProto};
 use crate::health::PassiveReporter;
 use crate::metrics::ZoneMetrics;
 use crate::snapshot::{SharedNodeSnapshot, Target};
+use crate::surge::SurgeQueue;
 
 /// Everything a listener's requests share, built once when the listener starts.
 pub struct ListenerContext {
@@ -56,6 +57,8 @@ pub struct ListenerContext {
     pub passive: Option<PassiveReporter>,
     /// The load balancer's access log, when enabled.
     pub access_log: Option<ListenerLog>,
+    /// The node's surge queue (used only when instances have a request limit).
+    pub surge: SurgeQueue,
 }
 
 /// A listener's access log and the facts every line of it shares.
@@ -491,6 +494,17 @@ async fn forward(context: &ListenerContext, request: Request<Incoming>) -> Respo
             None => return elb_response(ElbResponse::NoInstance),
         }
     };
+    if !context.surge.has_room(&target) {
+        let deadline = tokio::time::Instant::now() + idle_timeout;
+        match context
+            .surge
+            .wait_for_instance(&context.routes, &context.metrics, deadline)
+            .await
+        {
+            Ok(free) => target = free,
+            Err(kind) => return elb_response(kind),
+        }
+    }
     let mut replay = Replay::of(&request);
     let mut request = request.map(RequestBody::Incoming);
     let sent_at = Instant::now();
@@ -640,6 +654,7 @@ mod tests {
             metrics: Arc::new(metrics.zone("web", "zone-a")),
             passive: None,
             access_log: None,
+            surge: SurgeQueue::new(0, 1024),
         })
     }
 

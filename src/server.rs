@@ -24,6 +24,7 @@ use crate::metrics::Metrics;
 use crate::node::{self, Connections};
 use crate::proxy::{ListenerContext, ListenerLog};
 use crate::shutdown::{self, Tracker, Trigger};
+use crate::surge::SurgeQueue;
 use crate::tls::TlsAcceptor;
 
 /// Why elbe could not start.
@@ -287,6 +288,10 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
                 },
                 port: address.port(),
             }),
+            surge: SurgeQueue::new(
+                config.limits.backend_max_requests,
+                config.limits.surge_queue_size,
+            ),
             passive: config
                 .load_balancers
                 .iter()

@@ -355,8 +355,11 @@ async fn keep_alive_connections_are_reused_to_the_instance() {
 async fn refused_connection_is_elb_503_and_counted() {
     // The instance passes its first check, then dies; checks are slow (60 s) so it is still InService when the
     // request comes: the connection is refused, the client gets ELB's 503, BackendConnectionErrors counts it.
+    // Strict ELB mode: passive checks would re-check the instance at once and count that failure too.
     let backend = Backend::start(Behaviour::Echo).await;
-    let mut builder = ConfigBuilder::new().instance(instance("i-1", "zone-a", &backend));
+    let mut builder = ConfigBuilder::new()
+        .lb("passive_health_checks = false")
+        .instance(instance("i-1", "zone-a", &backend));
     builder.health_check =
         "[load_balancer.health_check]\ntarget = \"TCP:80\"\ninterval = \"60s\"\ntimeout = \"1s\"\n"
             .into();
