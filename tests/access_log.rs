@@ -215,3 +215,52 @@ async fn an_https_request_records_cipher_and_protocol() {
         "{f:?}"
     );
 }
+
+#[tokio::test]
+async fn a_reload_reopens_the_log_file_like_logrotate_expects() {
+    let backend = Backend::start(Behaviour::Echo).await;
+    let dir = std::env::temp_dir().join(format!("elbe-rotate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log_path = dir.join("access.log");
+    let config_path = dir.join("elbe.toml");
+    let builder = ConfigBuilder::new()
+        .lb(&format!(
+            "access_log = {{ enabled = true, path = \"{}\" }}",
+            log_path.display()
+        ))
+        .instance(instance("i-1", "zone-a", &backend));
+    std::fs::write(&config_path, builder.toml()).unwrap();
+    let server = elbe::server::start(elbe::config::load(&config_path).unwrap())
+        .await
+        .unwrap();
+    let elbe = Elbe {
+        server: Some(server),
+    };
+    elbe.wait_for_first_checks().await;
+
+    assert_eq!(get(elbe.node("zone-a"), "/before").await.status, 200);
+    let wait_for = |path: std::path::PathBuf, needle: &'static str| async move {
+        bounded(Duration::from_secs(5), async {
+            while !std::fs::read_to_string(&path)
+                .unwrap_or_default()
+                .contains(needle)
+            {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+    };
+    wait_for(log_path.clone(), "/before").await;
+    let rotated = dir.join("access.log.1");
+    std::fs::rename(&log_path, &rotated).unwrap();
+    elbe.server()
+        .reload_from(&config_path)
+        .await
+        .expect("the same config reloads");
+    assert_eq!(get(elbe.node("zone-a"), "/after").await.status, 200);
+    wait_for(log_path.clone(), "/after").await;
+    let old = std::fs::read_to_string(&rotated).unwrap();
+    assert!(old.contains("/before") && !old.contains("/after"), "{old}");
+    elbe.shutdown().await;
+    std::fs::remove_dir_all(&dir).ok();
+}
