@@ -47,14 +47,7 @@ fn share(count: usize, total: usize) -> f64 {
 #[tokio::test]
 async fn each_node_sends_to_its_own_zone() {
     bounded(LIMIT, async {
-        let a = Backend::start(Behaviour::Echo).await;
-        let b = Backend::start(Behaviour::Echo).await;
-        let elbe = ConfigBuilder::new()
-            .zones(TWO_ZONES)
-            .instance(instance("i-a1", "zone-a", &a))
-            .instance(instance("i-b1", "zone-b", &b))
-            .start()
-            .await;
+        let (a, b, elbe) = two_zones_one_instance_each().await;
         assert_eq!(instance_health(&elbe, "i-a1").unwrap().0, "InService");
         assert_eq!(instance_health(&elbe, "i-b1").unwrap().0, "InService");
 
@@ -77,14 +70,7 @@ async fn each_node_sends_to_its_own_zone() {
 #[tokio::test]
 async fn a_zone_without_healthy_instance_falls_back_to_another_zone_and_returns() {
     bounded(LIMIT, async {
-        let a = Backend::start(Behaviour::Echo).await;
-        let b = Backend::start(Behaviour::Echo).await;
-        let elbe = ConfigBuilder::new()
-            .zones(TWO_ZONES)
-            .instance(instance("i-a1", "zone-a", &a))
-            .instance(instance("i-b1", "zone-b", &b))
-            .start()
-            .await;
+        let (a, b, elbe) = two_zones_one_instance_each().await;
         let node_a = elbe.node("zone-a");
         send_ok(node_a, 10).await;
         assert_eq!((a.requests(), b.requests()), (10, 0));
@@ -125,14 +111,7 @@ async fn a_zone_without_healthy_instance_falls_back_to_another_zone_and_returns(
 #[tokio::test]
 async fn no_instance_in_service_anywhere_is_503_with_empty_body() {
     bounded(LIMIT, async {
-        let a = Backend::start(Behaviour::Echo).await;
-        let b = Backend::start(Behaviour::Echo).await;
-        let elbe = ConfigBuilder::new()
-            .zones(TWO_ZONES)
-            .instance(instance("i-a1", "zone-a", &a))
-            .instance(instance("i-b1", "zone-b", &b))
-            .start()
-            .await;
+        let (a, b, elbe) = two_zones_one_instance_each().await;
         send_ok(elbe.node("zone-a"), 1).await;
         drop(a);
         drop(b);
@@ -294,4 +273,17 @@ async fn an_instance_in_a_zone_that_is_not_enabled_is_out_of_service_and_gets_no
         assert_eq!(c1["description"], ZONE_NOT_ENABLED);
     })
     .await;
+}
+
+/// Zones a and b on their own node addresses, one Echo instance in each (i-a1, i-b1), all InService.
+async fn two_zones_one_instance_each() -> (Backend, Backend, Elbe) {
+    let a = Backend::start(Behaviour::Echo).await;
+    let b = Backend::start(Behaviour::Echo).await;
+    let elbe = ConfigBuilder::new()
+        .zones(TWO_ZONES)
+        .instance(instance("i-a1", "zone-a", &a))
+        .instance(instance("i-b1", "zone-b", &b))
+        .start()
+        .await;
+    (a, b, elbe)
 }
