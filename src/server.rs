@@ -88,6 +88,8 @@ const ACCESS_LOG_QUEUE: usize = 65_536;
 
 /// A running elbe.
 pub struct Server {
+    /// Where the DNS responder listens, when configured.
+    dns_address: Option<SocketAddr>,
     /// Each access-log writer, and its handle until shutdown flushes it.
     access_logs: Vec<(AccessLog, Option<WriterHandle>)>,
     acceptors: Vec<TlsListener>,
@@ -322,10 +324,49 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         )));
     }
 
+    // The DNS responder for load balancer names, when configured.
+    let mut dns_address = None;
+    if let Some(dns) = &config.dns {
+        let (udp, tcp, bound) =
+            crate::dns::bind(dns.listen)
+                .await
+                .map_err(|source| StartError::Bind {
+                    address: dns.listen,
+                    what: "DNS responder".into(),
+                    source,
+                })?;
+        let domain = dns.domain.trim_end_matches('.').to_ascii_lowercase();
+        let names = config
+            .load_balancers
+            .iter()
+            .map(|lb| {
+                let name = control::dns_name(&lb.name, &lb.region, &domain).to_ascii_lowercase();
+                tracing::info!(load_balancer = %lb.name, dns_name = %name, "load balancer DNS name");
+                (name, lb.availability_zones.iter().map(|z| z.node).collect())
+            })
+            .collect();
+        let zone = Arc::new(arc_swap::ArcSwap::from_pointee(crate::dns::Zone {
+            domain,
+            names,
+        }));
+        tracing::info!(address = %bound, "DNS responder listening (UDP and TCP)");
+        tasks.push(tokio::spawn(crate::dns::serve_udp(
+            udp,
+            zone.clone(),
+            shutdown.clone(),
+        )));
+        tasks.push(tokio::spawn(crate::dns::serve_tcp(
+            tcp,
+            zone,
+            shutdown.clone(),
+        )));
+        dns_address = Some(bound);
+    }
+
     let admin = Arc::new(Admin {
         control: control.clone(),
         metrics: metrics.clone(),
-        dns_address: None,
+        dns_address,
         access_logs: access_logs.iter().map(|(_, log, _)| log.clone()).collect(),
     });
     tracing::info!(address = %admin_address, "admin listening (/status, /healthz, /metrics)");
@@ -336,6 +377,7 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
     )));
 
     Ok(Server {
+        dns_address,
         access_logs: access_logs
             .into_iter()
             .map(|(_, log, writer)| (log, writer))
@@ -356,6 +398,11 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
 impl Server {
     pub fn admin_address(&self) -> SocketAddr {
         self.admin_address
+    }
+
+    /// The DNS responder's address (UDP and TCP), when `[dns]` is configured.
+    pub fn dns_address(&self) -> Option<SocketAddr> {
+        self.dns_address
     }
 
     /// Every bound node listener, in configuration order.

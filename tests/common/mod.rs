@@ -237,6 +237,8 @@ pub struct ConfigBuilder {
     pub listeners: Vec<String>,
     /// The `[load_balancer.health_check]` table: fast by default so tests never wait long.
     pub health_check: String,
+    /// Top-level tables written before the load balancer (e.g. `[dns]`).
+    pub top: String,
 }
 
 impl ConfigBuilder {
@@ -248,7 +250,15 @@ impl ConfigBuilder {
             limits: String::new(),
             listeners: vec![HTTP_LISTENER.to_string()],
             health_check: FAST_HEALTH_CHECK.to_string(),
+            top: String::new(),
         }
+    }
+
+    /// Adds the DNS responder on 127.0.0.1, any free port, for `elb.localhost`.
+    pub fn dns(mut self) -> Self {
+        self.top
+            .push_str("[dns]\nlisten = \"127.0.0.1:0\"\ndomain = \"elb.localhost\"\n\n");
+        self
     }
 
     /// Adds an HTTPS listener (port 0) with the development certificates: localhost first (the default),
@@ -298,6 +308,7 @@ impl ConfigBuilder {
             "[admin]\nlisten = \"127.0.0.1:0\"\n\n[limits]\nshutdown_grace = \"5s\"\n{}\n[[load_balancer]]\nname = \"web\"\n{}\n",
             self.limits, self.lb_extra
         );
+        text.insert_str(text.find("[[load_balancer]]").unwrap_or(0), &self.top);
         text.push_str(&self.health_check);
         text.push('\n');
         for (zone, node) in &self.zones {

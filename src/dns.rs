@@ -1,0 +1,258 @@
+//! The authoritative DNS responder for load balancer names (ELB-SPEC.md §4).
+//!
+//! A load balancer is a DNS name, `<name>-<digits>.<region>.<domain>`, with a 60-second TTL, whose answer holds one
+//! node address chosen at random per query (ELB's behaviour for small load balancers: this is what makes one client
+//! that resolves once stick to one zone); `all.<name>` answers every node. A records come from IPv4 nodes, AAAA from
+//! IPv6 nodes. The responder is authoritative (AA) for its domain and never recurses: unknown names inside the
+//! domain get NXDOMAIN, names outside it REFUSED. UDP and TCP (RFC 1035 §4.2.2 length prefix) on the same address.
+//!
+//! Messages are parsed and written with hickory-proto; the answers are elbe's own (no zone files).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
+use hickory_proto::rr::rdata::{A, AAAA};
+use hickory_proto::rr::{RData, Record, RecordType};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, UdpSocket};
+
+use crate::balancer::random_below;
+use crate::shutdown::Shutdown;
+
+/// ELB's TTL on load balancer names.
+pub const TTL: u32 = 60;
+
+/// What the responder answers: load balancer names (lower case, no trailing dot) to their node addresses.
+#[derive(Debug, Default, Clone)]
+pub struct Zone {
+    /// The domain the responder is authoritative for (lower case, no trailing dot).
+    pub domain: String,
+    pub names: HashMap<String, Vec<IpAddr>>,
+}
+
+/// The published zone: swapped whole when nodes change, read once per query.
+pub type SharedZone = Arc<ArcSwap<Zone>>;
+
+/// Answers one query message (the pure part: tested without sockets).
+pub fn answer(zone: &Zone, query: &Message) -> Message {
+    let mut response = Message::new(
+        query.metadata.id,
+        MessageType::Response,
+        query.metadata.op_code,
+    );
+    response.metadata.recursion_desired = query.metadata.recursion_desired;
+    response.metadata.recursion_available = false;
+    let Some(question) = query.queries.first() else {
+        response.metadata.response_code = ResponseCode::FormErr;
+        return response;
+    };
+    response.add_query(question.clone());
+    if query.metadata.op_code != OpCode::Query || query.queries.len() != 1 {
+        response.metadata.response_code = ResponseCode::NotImp;
+        return response;
+    }
+    let name = question
+        .name()
+        .to_ascii()
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
+    let inside = name == zone.domain || name.ends_with(&format!(".{}", zone.domain));
+    if !inside {
+        response.metadata.response_code = ResponseCode::Refused;
+        return response;
+    }
+    response.metadata.authoritative = true;
+    let (nodes, all) = match zone.names.get(&name) {
+        Some(nodes) => (nodes, false),
+        None => match name
+            .strip_prefix("all.")
+            .and_then(|base| zone.names.get(base))
+        {
+            Some(nodes) => (nodes, true),
+            None if name == zone.domain => {
+                return response; // the apex exists; it has no address records (NODATA)
+            }
+            None => {
+                response.metadata.response_code = ResponseCode::NXDomain;
+                return response;
+            }
+        },
+    };
+    let wanted: Vec<&IpAddr> = nodes
+        .iter()
+        .filter(|ip| match question.query_type() {
+            RecordType::A => ip.is_ipv4(),
+            RecordType::AAAA => ip.is_ipv6(),
+            RecordType::ANY => true,
+            _ => false,
+        })
+        .collect();
+    let chosen: Vec<&IpAddr> = if all || wanted.is_empty() {
+        wanted
+    } else {
+        vec![wanted[random_below(wanted.len())]]
+    };
+    for ip in chosen {
+        let rdata = match ip {
+            IpAddr::V4(v4) => RData::A(A(*v4)),
+            IpAddr::V6(v6) => RData::AAAA(AAAA(*v6)),
+        };
+        response.add_answer(Record::from_rdata(question.name().clone(), TTL, rdata));
+    }
+    response
+}
+
+fn respond(zone: &SharedZone, packet: &[u8]) -> Option<Vec<u8>> {
+    let query = Message::from_vec(packet).ok()?;
+    if query.metadata.message_type != MessageType::Query {
+        return None;
+    }
+    answer(&zone.load(), &query).to_vec().ok()
+}
+
+/// Serves UDP queries until shutdown.
+pub async fn serve_udp(socket: UdpSocket, zone: SharedZone, mut shutdown: Shutdown) {
+    let mut buffer = vec![0u8; 4096];
+    loop {
+        let (len, peer) = tokio::select! {
+            received = socket.recv_from(&mut buffer) => match received {
+                Ok(received) => received,
+                Err(error) => {
+                    tracing::debug!(%error, "DNS receive failed");
+                    continue;
+                }
+            },
+            _ = shutdown.triggered() => return,
+        };
+        if let Some(reply) = respond(&zone, &buffer[..len]) {
+            let _ = socket.send_to(&reply, peer).await;
+        }
+    }
+}
+
+/// Serves TCP queries (two-byte length prefix, several per connection) until shutdown.
+pub async fn serve_tcp(listener: TcpListener, zone: SharedZone, mut shutdown: Shutdown) {
+    loop {
+        let (mut stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(_) => continue,
+            },
+            _ = shutdown.triggered() => return,
+        };
+        let zone = zone.clone();
+        tokio::spawn(async move {
+            let idle = std::time::Duration::from_secs(10);
+            loop {
+                let Ok(Ok(len)) = tokio::time::timeout(idle, stream.read_u16()).await else {
+                    return;
+                };
+                let mut packet = vec![0u8; usize::from(len)];
+                if stream.read_exact(&mut packet).await.is_err() {
+                    return;
+                }
+                let Some(reply) = respond(&zone, &packet) else {
+                    return;
+                };
+                let Ok(reply_len) = u16::try_from(reply.len()) else {
+                    return;
+                };
+                if stream.write_u16(reply_len).await.is_err()
+                    || stream.write_all(&reply).await.is_err()
+                {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+/// Binds UDP and TCP on `address` (port 0: any free port, the same for both) and returns the bound address.
+pub async fn bind(address: SocketAddr) -> std::io::Result<(UdpSocket, TcpListener, SocketAddr)> {
+    // Port 0: take a free UDP port, then the same TCP port (retry a few times if TCP's is taken).
+    for _ in 0..16 {
+        let udp = UdpSocket::bind(address).await?;
+        let bound = udp.local_addr()?;
+        match TcpListener::bind(bound).await {
+            Ok(tcp) => return Ok((udp, tcp, bound)),
+            Err(error) if address.port() != 0 => return Err(error),
+            Err(_) => continue,
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AddrInUse,
+        "no port free for both UDP and TCP",
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::op::Query;
+    use hickory_proto::rr::Name;
+
+    fn zone() -> Zone {
+        Zone {
+            domain: "elb.localhost".into(),
+            names: HashMap::from([(
+                "web-1234567890.local-1.elb.localhost".to_string(),
+                vec![
+                    "127.0.0.11".parse().unwrap(),
+                    "127.0.0.12".parse().unwrap(),
+                    "::1".parse().unwrap(),
+                ],
+            )]),
+        }
+    }
+
+    fn ask(name: &str, kind: RecordType) -> Message {
+        let mut query = Message::query();
+        query.metadata.id = 7;
+        query.add_query(Query::query(Name::from_ascii(name).unwrap(), kind));
+        answer(&zone(), &query)
+    }
+
+    #[test]
+    fn one_random_a_record_with_ttl_60() {
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..200 {
+            let reply = ask("web-1234567890.local-1.elb.localhost.", RecordType::A);
+            assert_eq!(reply.metadata.id, 7);
+            assert!(reply.metadata.authoritative);
+            assert!(!reply.metadata.recursion_available);
+            assert_eq!(reply.answers.len(), 1);
+            assert_eq!(reply.answers[0].ttl, TTL);
+            seen.insert(reply.answers[0].data.clone());
+        }
+        assert_eq!(seen.len(), 2, "both IPv4 nodes appear over many queries");
+    }
+
+    #[test]
+    fn all_prefix_answers_every_node_and_aaaa_only_ipv6() {
+        assert_eq!(
+            ask("all.web-1234567890.local-1.elb.localhost", RecordType::A)
+                .answers
+                .len(),
+            2
+        );
+        let v6 = ask("WEB-1234567890.local-1.elb.localhost", RecordType::AAAA);
+        assert_eq!(v6.answers.len(), 1);
+        assert!(matches!(v6.answers[0].data, RData::AAAA(_)));
+    }
+
+    #[test]
+    fn unknown_names_are_nxdomain_and_foreign_names_refused() {
+        let unknown = ask("nope-1.local-1.elb.localhost", RecordType::A);
+        assert_eq!(unknown.metadata.response_code, ResponseCode::NXDomain);
+        assert!(unknown.metadata.authoritative);
+        let foreign = ask("example.com", RecordType::A);
+        assert_eq!(foreign.metadata.response_code, ResponseCode::Refused);
+        assert!(foreign.answers.is_empty());
+        let nodata = ask("web-1234567890.local-1.elb.localhost", RecordType::MX);
+        assert_eq!(nodata.metadata.response_code, ResponseCode::NoError);
+        assert!(nodata.answers.is_empty());
+    }
+}
