@@ -183,7 +183,18 @@ impl Control {
                 idle_timeout: lb.config.idle_timeout,
             }));
         }
-        // Targets no snapshot uses any more are dropped here (their idle pooled connections close with them).
+        // Targets of instances still registered are kept even while out of service, so their request counts
+        // survive a health flip; targets of deregistered instances are dropped here (their idle pooled
+        // connections close with them).
+        for (key, target) in std::mem::take(&mut state.targets) {
+            let registered = state
+                .load_balancers
+                .iter()
+                .any(|lb| *lb.config.name == *key.0 && lb.instances.iter().any(|i| i.id == key.1));
+            if registered {
+                live.entry(key).or_insert(target);
+            }
+        }
         state.targets = live;
         // HealthyHostCount / UnHealthyHostCount per zone, counted by the instances' own zones.
         for lb in &state.load_balancers {
@@ -292,6 +303,26 @@ impl Control {
             });
             checkers.insert(lb.config.name.clone(), zones);
         }
+    }
+
+    /// Sets an instance's health by hand (the test harness flips health with it); its health checks go on and
+    /// the next state change they see replaces it. Returns whether the instance is registered.
+    pub fn force_health(
+        &self,
+        load_balancer: &str,
+        instance_id: &str,
+        health: InstanceHealth,
+    ) -> bool {
+        let mut state = self.lock();
+        let Ok(lb) = find_lb(&mut state, load_balancer) else {
+            return false;
+        };
+        let Some(instance) = lb.instances.iter_mut().find(|i| &*i.id == instance_id) else {
+            return false;
+        };
+        instance.health = health;
+        self.publish(&mut state);
+        true
     }
 
     /// A health checker reported a state change.

@@ -40,4 +40,5 @@ pub mod server;
 pub mod shutdown;
 pub mod snapshot;
 pub mod surge;
+pub mod testing;
 pub mod tls;

@@ -1,0 +1,238 @@
+//! A harness for people's own tests: an emulated ELB in-process, and a client that resolves its DNS name the way
+//! real clients do (once per TTL).
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use elbe::testing::{CachingResolver, Emulator};
+//! let config = r#"
+//! [dns]
+//! listen = "127.0.0.1:0"
+//! [[load_balancer]]
+//! name = "web"
+//! [[load_balancer.availability_zone]]
+//! name = "zone-a"
+//! node = "127.0.0.11"
+//! [[load_balancer.availability_zone]]
+//! name = "zone-b"
+//! node = "127.0.0.12"
+//! [[load_balancer.listener]]
+//! protocol = "HTTP"
+//! load_balancer_port = 0
+//! instance_protocol = "HTTP"
+//! instance_port = 80
+//! "#;
+//! let elb = Emulator::start(config).await?;
+//! elb.register("web", "i-a", "zone-a", "127.0.0.21:8000")?;
+//! let mut resolver = CachingResolver::new(elb.dns_address().unwrap());
+//! let node = resolver.resolve(&elb.dns_name("web").unwrap()).await?;   // one node, cached for 60 s
+//! let address = elb.node_address("web", node).unwrap();               // connect here
+//! println!("{address} {:?}", elb.request_counts("web"));
+//! elb.stop().await;
+//! # Ok(()) }
+//! ```
+//! Non-Rust users get the same through the binary and the admin API (`/status`, instance registration).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use hickory_proto::op::{Message, Query};
+use hickory_proto::rr::{Name, RData, RecordType};
+use tokio::net::UdpSocket;
+use tokio::time::Instant;
+
+use crate::config::{self, InstanceAddress};
+use crate::control::InstanceHealth;
+use crate::server::{self, Server};
+
+/// Why the harness could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum HarnessError {
+    #[error(transparent)]
+    Config(#[from] Box<config::ConfigError>),
+    #[error(transparent)]
+    Start(#[from] Box<server::StartError>),
+    #[error("{0}")]
+    Control(String),
+    #[error("DNS: {0}")]
+    Dns(String),
+}
+
+/// An emulated ELB running in this process.
+pub struct Emulator {
+    server: Server,
+}
+
+impl Emulator {
+    /// Starts elbe from a configuration text (the same TOML as `elbe run`; ports 0 are fine).
+    pub async fn start(config_text: &str) -> Result<Self, HarnessError> {
+        let config =
+            config::parse(config_text, std::path::Path::new("<test>")).map_err(Box::new)?;
+        Ok(Emulator {
+            server: server::start(config).await.map_err(Box::new)?,
+        })
+    }
+
+    /// The running server, for everything else.
+    pub fn server(&self) -> &Server {
+        &self.server
+    }
+
+    /// The load balancer's DNS name.
+    pub fn dns_name(&self, load_balancer: &str) -> Option<String> {
+        let status = self.server.control().status(self.server.dns_address());
+        status
+            .load_balancers
+            .into_iter()
+            .find(|lb| lb.name == load_balancer)
+            .map(|lb| lb.dns_name)
+    }
+
+    /// The DNS responder's address, when `[dns]` is configured.
+    pub fn dns_address(&self) -> Option<SocketAddr> {
+        self.server.dns_address()
+    }
+
+    /// The admin listener's base URL.
+    pub fn admin_url(&self) -> String {
+        format!("http://{}", self.server.admin_address())
+    }
+
+    /// The first listener's address on the node whose IP DNS answered (what a client connects to).
+    pub fn node_address(&self, load_balancer: &str, node: IpAddr) -> Option<SocketAddr> {
+        self.server
+            .listeners()
+            .iter()
+            .find(|l| l.load_balancer == load_balancer && l.address.ip() == node)
+            .map(|l| l.address)
+    }
+
+    /// Registers an instance (it starts OutOfService until its first passing health check, as in ELB).
+    pub fn register(
+        &self,
+        load_balancer: &str,
+        id: &str,
+        zone: &str,
+        address: &str,
+    ) -> Result<(), HarnessError> {
+        let address: InstanceAddress = address
+            .parse()
+            .map_err(|e: String| HarnessError::Control(e))?;
+        let instance = config::Instance {
+            id: id.to_owned(),
+            zone: zone.to_owned(),
+            address,
+        };
+        self.server
+            .control()
+            .register(load_balancer, instance, Vec::new())
+            .map_err(|e| HarnessError::Control(e.to_string()))
+    }
+
+    /// Deregisters an instance; returns whether it was registered.
+    pub fn deregister(&self, load_balancer: &str, id: &str) -> Result<bool, HarnessError> {
+        self.server
+            .control()
+            .deregister(load_balancer, id)
+            .map_err(|e| HarnessError::Control(e.to_string()))
+    }
+
+    /// Flips an instance's health at once (until its health checks see a change of their own).
+    pub fn set_in_service(&self, load_balancer: &str, id: &str, in_service: bool) -> bool {
+        let health = if in_service {
+            InstanceHealth::IN_SERVICE
+        } else {
+            InstanceHealth::FAILED_UNHEALTHY_THRESHOLD
+        };
+        self.server
+            .control()
+            .force_health(load_balancer, id, health)
+    }
+
+    /// Requests dispatched to each instance so far, by instance id.
+    pub fn request_counts(&self, load_balancer: &str) -> HashMap<String, u64> {
+        self.server.control().request_counts(load_balancer)
+    }
+
+    /// Stops gracefully.
+    pub async fn stop(self) {
+        self.server.shutdown().await;
+    }
+}
+
+/// A client's view of DNS: asks the responder, keeps the answer for its TTL, as a browser or a JVM with a 60 s
+/// cache does. One cached resolver = one client; a fresh resolver per request = many distributed clients.
+pub struct CachingResolver {
+    server: SocketAddr,
+    cache: HashMap<String, (IpAddr, Instant)>,
+}
+
+impl CachingResolver {
+    pub fn new(server: SocketAddr) -> Self {
+        CachingResolver {
+            server,
+            cache: HashMap::new(),
+        }
+    }
+
+    /// The address for `name`: the cached one while its TTL lasts, else a new query (A record).
+    pub async fn resolve(&mut self, name: &str) -> Result<IpAddr, HarnessError> {
+        if let Some((ip, until)) = self.cache.get(name) {
+            if Instant::now() < *until {
+                return Ok(*ip);
+            }
+        }
+        let (ip, ttl) = self.query(name).await?;
+        self.cache.insert(
+            name.to_owned(),
+            (ip, Instant::now() + Duration::from_secs(u64::from(ttl))),
+        );
+        Ok(ip)
+    }
+
+    async fn query(&self, name: &str) -> Result<(IpAddr, u32), HarnessError> {
+        let dns = |e: &dyn std::fmt::Display| HarnessError::Dns(e.to_string());
+        let mut message = Message::query();
+        message.metadata.id = rand_id();
+        message.add_query(Query::query(
+            Name::from_ascii(name).map_err(|e| dns(&e))?,
+            RecordType::A,
+        ));
+        let bytes = message.to_vec().map_err(|e| dns(&e))?;
+        let bind: SocketAddr = if self.server.is_ipv4() {
+            "0.0.0.0:0"
+        } else {
+            "[::]:0"
+        }
+        .parse()
+        .map_err(|e| dns(&e))?;
+        let socket = UdpSocket::bind(bind).await.map_err(|e| dns(&e))?;
+        socket
+            .send_to(&bytes, self.server)
+            .await
+            .map_err(|e| dns(&e))?;
+        let mut buffer = vec![0u8; 4096];
+        let len = tokio::time::timeout(Duration::from_secs(2), socket.recv(&mut buffer))
+            .await
+            .map_err(|e| dns(&e))?
+            .map_err(|e| dns(&e))?;
+        let reply = Message::from_vec(&buffer[..len]).map_err(|e| dns(&e))?;
+        reply
+            .answers
+            .iter()
+            .find_map(|record| match &record.data {
+                RData::A(a) => Some((IpAddr::V4(a.0), record.ttl)),
+                _ => None,
+            })
+            .ok_or_else(|| {
+                HarnessError::Dns(format!(
+                    "no A record for {name}: {:?}",
+                    reply.metadata.response_code
+                ))
+            })
+    }
+}
+
+fn rand_id() -> u16 {
+    crate::balancer::random_below(usize::from(u16::MAX)) as u16
+}
