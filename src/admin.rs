@@ -117,7 +117,10 @@ async fn handle(admin: &Admin, request: Request<Incoming>) -> Response<Full<Byte
         }
         (&Method::DELETE, ["load_balancers", name, "instances", id]) => {
             match admin.control.deregister(name, id) {
-                Ok(true) => text(StatusCode::OK, "application/json", "{}"),
+                Ok(true) => {
+                    admin.control.watch_names();
+                    text(StatusCode::OK, "application/json", "{}")
+                }
                 Ok(false) => json_error(
                     StatusCode::NOT_FOUND,
                     format!("Instance {id} is not currently registered with the LoadBalancer."),
@@ -201,17 +204,10 @@ async fn register(
         Err(error) => return json_error(StatusCode::BAD_REQUEST, format!("address: {error}")),
     };
     let resolved = match &address {
-        InstanceAddress::Host { host, port } => {
-            match tokio::net::lookup_host((host.as_str(), *port)).await {
-                Ok(addrs) => addrs.map(|a| a.ip()).collect(),
-                Err(error) => {
-                    return json_error(
-                        StatusCode::BAD_REQUEST,
-                        format!("cannot resolve {host}: {error}"),
-                    )
-                }
-            }
-        }
+        InstanceAddress::Host { host, .. } => match admin.control.discovery().resolve(host).await {
+            Ok((ips, _)) => ips,
+            Err(error) => return json_error(StatusCode::BAD_REQUEST, error),
+        },
         _ => Vec::new(),
     };
     let instance = config::Instance {
@@ -220,7 +216,10 @@ async fn register(
         address,
     };
     match admin.control.register(load_balancer, instance, resolved) {
-        Ok(()) => text(StatusCode::OK, "application/json", "{}"),
+        Ok(()) => {
+            admin.control.watch_names();
+            text(StatusCode::OK, "application/json", "{}")
+        }
         Err(error) => json_error(StatusCode::NOT_FOUND, error),
     }
 }

@@ -100,6 +100,8 @@ pub struct Config {
     /// `None` when the file has no `[dns]` table: no responder runs, but DNS names still use
     /// [`defaults::DNS_DOMAIN`].
     pub dns: Option<Dns>,
+    /// How `host:port` instances are resolved (DNS discovery).
+    pub discovery: Discovery,
     pub limits: Limits,
     pub load_balancers: Vec<LoadBalancer>,
 }
@@ -173,6 +175,27 @@ pub struct LoadBalancer {
     pub health_check: HealthCheck,
     /// May be empty (instances can be registered at run time); ids unique within the load balancer.
     pub instances: Vec<Instance>,
+}
+
+/// DNS discovery: `host:port` instances are resolved through these name servers (none: the system's
+/// resolv.conf), and re-resolved when their answer's TTL ends, bounded by `min_ttl` and `max_ttl`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Discovery {
+    pub name_servers: Vec<SocketAddr>,
+    pub min_ttl: Duration,
+    pub max_ttl: Duration,
+}
+
+impl Default for Discovery {
+    fn default() -> Self {
+        Discovery {
+            name_servers: Vec::new(),
+            // Never re-resolve more often than every second (a TTL of 0 must not spin), never trust an answer
+            // for more than five minutes (a record changed behind a long TTL is seen within that).
+            min_ttl: Duration::from_secs(1),
+            max_ttl: Duration::from_secs(300),
+        }
+    }
 }
 
 /// Where access-log lines go: `path = "-"` is standard output; other paths are files, relative to the
@@ -569,9 +592,19 @@ mod raw {
     pub struct Config {
         pub admin: Option<Admin>,
         pub dns: Option<Dns>,
+        pub discovery: Option<Discovery>,
         pub limits: Option<Limits>,
         #[serde(default)]
         pub load_balancer: Vec<LoadBalancer>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Discovery {
+        #[serde(default)]
+        pub name_servers: Vec<String>,
+        pub min_ttl: Option<DurationValue>,
+        pub max_ttl: Option<DurationValue>,
     }
 
     #[derive(Debug, Deserialize)]
@@ -772,6 +805,7 @@ impl Cx<'_> {
             None => None,
         };
         let limits = self.limits(raw.limits.unwrap_or_default())?;
+        let discovery = self.discovery(raw.discovery)?;
         let mut load_balancers: Vec<LoadBalancer> = Vec::with_capacity(raw.load_balancer.len());
         for (i, lb) in raw.load_balancer.into_iter().enumerate() {
             let key = format!("load_balancer[{i}]");
@@ -794,11 +828,42 @@ impl Cx<'_> {
         let config = Config {
             admin,
             dns,
+            discovery,
             limits,
             load_balancers,
         };
         self.check_binds(&config)?;
         Ok(config)
+    }
+
+    fn discovery(&self, raw: Option<raw::Discovery>) -> Result<Discovery, ConfigError> {
+        let Some(raw) = raw else {
+            return Ok(Discovery::default());
+        };
+        let mut name_servers = Vec::new();
+        for (i, server) in raw.name_servers.iter().enumerate() {
+            let key = format!("discovery.name_servers[{i}]");
+            let address = match server.parse::<SocketAddr>() {
+                Ok(address) => address,
+                Err(_) => SocketAddr::new(
+                    server.parse::<IpAddr>().map_err(|_| {
+                        self.err(key, format!("{server:?} is not an IP or IP:port"))
+                    })?,
+                    53,
+                ),
+            };
+            name_servers.push(address);
+        }
+        let defaults = Discovery::default();
+        let discovery = Discovery {
+            name_servers,
+            min_ttl: raw.min_ttl.map_or(defaults.min_ttl, |v| v.0),
+            max_ttl: raw.max_ttl.map_or(defaults.max_ttl, |v| v.0),
+        };
+        if discovery.min_ttl > discovery.max_ttl {
+            return Err(self.err("discovery.min_ttl", "must not be longer than max_ttl"));
+        }
+        Ok(discovery)
     }
 
     fn dns(&self, raw: raw::Dns) -> Result<Dns, ConfigError> {

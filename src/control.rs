@@ -14,6 +14,7 @@ use arc_swap::ArcSwap;
 use serde::Serialize;
 
 use crate::config::{self, InstanceAddress, Limits, Protocol};
+use crate::discovery::Discovery;
 use crate::health::{Checker, HealthEvent, PassiveFailure};
 use crate::metrics::Metrics;
 use crate::pool::Pool;
@@ -65,12 +66,15 @@ struct State {
     last_reload_error: Option<String>,
     /// Health checkers by load balancer (DESIGN.md: all nodes of the process share their results).
     checkers: HashMap<String, ZoneCheckers>,
+    /// DNS watchers of `host:port` instances, by (load balancer, instance id, host).
+    watchers: HashMap<(String, String, String), tokio::task::AbortHandle>,
 }
 
 /// The control plane.
 pub struct Control {
     state: Mutex<State>,
     metrics: Arc<Metrics>,
+    discovery: Arc<Discovery>,
 }
 
 /// One load balancer's health checkers, one per enabled zone, so each zone's probe connection failures count in
@@ -103,6 +107,7 @@ impl Control {
         config: &config::Config,
         resolved: &HashMap<String, Vec<IpAddr>>,
         metrics: Arc<Metrics>,
+        discovery: Arc<Discovery>,
     ) -> Self {
         let load_balancers = config
             .load_balancers
@@ -146,8 +151,10 @@ impl Control {
                 generation: 1,
                 last_reload_error: None,
                 checkers: HashMap::new(),
+                watchers: HashMap::new(),
             }),
             metrics,
+            discovery,
         };
         control.publish(&mut control.lock());
         control
@@ -303,6 +310,84 @@ impl Control {
             });
             checkers.insert(lb.config.name.clone(), zones);
         }
+    }
+
+    /// The resolver for `host:port` instances.
+    pub fn discovery(&self) -> &Arc<Discovery> {
+        &self.discovery
+    }
+
+    /// New addresses for a `host:port` instance (DNS discovery): published at once; removed addresses get no new
+    /// requests, their in-flight requests finish.
+    pub fn update_resolved(&self, load_balancer: &str, instance_id: &str, resolved: Vec<IpAddr>) {
+        let mut state = self.lock();
+        let State {
+            load_balancers,
+            checkers,
+            ..
+        } = &mut *state;
+        let Some(lb) = load_balancers
+            .iter_mut()
+            .find(|lb| lb.config.name == load_balancer)
+        else {
+            return;
+        };
+        let config = &lb.config;
+        let Some(instance) = lb.instances.iter_mut().find(|i| &*i.id == instance_id) else {
+            return;
+        };
+        instance.resolved = resolved;
+        let probe = probe_address(config, instance);
+        if let Some(zones) = checkers.get(&config.name) {
+            zones.place(&instance.id, &instance.zone, probe);
+        }
+        self.publish(&mut state);
+    }
+
+    /// Starts a DNS watcher for every registered `host:port` instance that has none, and stops the watchers of
+    /// instances gone. Needs a tokio runtime.
+    pub fn watch_names(self: &Arc<Self>) {
+        let mut state = self.lock();
+        let mut wanted = Vec::new();
+        for lb in &state.load_balancers {
+            for instance in &lb.instances {
+                if let InstanceAddress::Host { host, .. } = &instance.address {
+                    let key = (
+                        lb.config.name.clone(),
+                        instance.id.to_string(),
+                        host.clone(),
+                    );
+                    wanted.push((key, instance.resolved.clone()));
+                }
+            }
+        }
+        state.watchers.retain(|key, watcher| {
+            let keep = wanted.iter().any(|(k, _)| k == key);
+            if !keep {
+                watcher.abort();
+            }
+            keep
+        });
+        for (key, resolved) in wanted {
+            if state.watchers.contains_key(&key) {
+                continue;
+            }
+            let (lb, id, host) = key.clone();
+            let first_wait = self.discovery_min_ttl();
+            let task = tokio::spawn(self.discovery.clone().watch(
+                Arc::downgrade(self),
+                lb,
+                id,
+                host,
+                resolved,
+                first_wait,
+            ));
+            state.watchers.insert(key, task.abort_handle());
+        }
+    }
+
+    fn discovery_min_ttl(&self) -> std::time::Duration {
+        self.discovery.min_ttl()
     }
 
     /// Sets an instance's health by hand (the test harness flips health with it); its health checks go on and

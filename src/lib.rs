@@ -28,6 +28,7 @@ pub mod client_connection;
 pub mod config;
 pub mod control;
 pub mod demo;
+pub mod discovery;
 pub mod dns;
 pub mod error;
 pub mod headers;

@@ -18,6 +18,7 @@ use crate::access_log::{AccessLog, Destination, WriterHandle};
 use crate::admin::{self, Admin};
 use crate::config::{AccessLogDestination, Config, InstanceAddress, Protocol};
 use crate::control::{self, Control};
+use crate::discovery::Discovery;
 use crate::headers::ForwardedProto;
 use crate::health::PassiveReporter;
 use crate::metrics::Metrics;
@@ -42,8 +43,10 @@ pub enum StartError {
         instance: String,
         host: String,
         #[source]
-        source: std::io::Error,
+        source: crate::discovery::DiscoveryError,
     },
+    #[error("DNS discovery: {0}")]
+    Discovery(#[source] crate::discovery::DiscoveryError),
     #[error("load balancer {load_balancer}: {protocol} listeners are not supported yet")]
     Unsupported {
         load_balancer: String,
@@ -104,20 +107,25 @@ pub struct Server {
     shutdown_grace: Duration,
 }
 
-/// Resolves `host:port` instances once at start (DNS discovery re-resolves them later).
-async fn resolve_instances(config: &Config) -> Result<HashMap<String, Vec<IpAddr>>, StartError> {
+/// Resolves `host:port` instances at start (their watchers re-resolve them at their TTL afterwards).
+async fn resolve_instances(
+    config: &Config,
+    discovery: &Discovery,
+) -> Result<HashMap<String, Vec<IpAddr>>, StartError> {
     let mut resolved = HashMap::new();
     for lb in &config.load_balancers {
         for instance in &lb.instances {
-            if let InstanceAddress::Host { host, port } = &instance.address {
-                let addrs = tokio::net::lookup_host((host.as_str(), *port))
-                    .await
-                    .map_err(|source| StartError::Resolve {
-                        instance: instance.id.clone(),
-                        host: host.clone(),
-                        source,
-                    })?;
-                resolved.insert(instance.id.clone(), addrs.map(|a| a.ip()).collect());
+            if let InstanceAddress::Host { host, .. } = &instance.address {
+                let (ips, _) =
+                    discovery
+                        .resolve(host)
+                        .await
+                        .map_err(|source| StartError::Resolve {
+                            instance: instance.id.clone(),
+                            host: host.clone(),
+                            source,
+                        })?;
+                resolved.insert(instance.id.clone(), ips);
             }
         }
     }
@@ -136,10 +144,12 @@ async fn bind(address: SocketAddr, what: impl Into<String>) -> Result<TcpListene
 
 /// Starts elbe for a validated configuration.
 pub async fn start(config: Config) -> Result<Server, StartError> {
-    let resolved = resolve_instances(&config).await?;
+    let discovery = Arc::new(Discovery::new(&config.discovery).map_err(StartError::Discovery)?);
+    let resolved = resolve_instances(&config, &discovery).await?;
     let metrics = Arc::new(Metrics::new());
-    let control = Arc::new(Control::new(&config, &resolved, metrics.clone()));
+    let control = Arc::new(Control::new(&config, &resolved, metrics.clone(), discovery));
     control.start_health_checks();
+    control.watch_names();
     let (passive_events, mut passive_failures) = tokio::sync::mpsc::unbounded_channel();
     {
         let control = Arc::downgrade(&control);
@@ -498,11 +508,14 @@ impl Server {
                 staged.push((tls, fresh));
             }
         }
-        let resolved = resolve_instances(config).await.map_err(|e| e.to_string())?;
+        let resolved = resolve_instances(config, self.control.discovery())
+            .await
+            .map_err(|e| e.to_string())?;
         for (tls, fresh) in staged {
             tls.acceptor.replace_with(fresh);
         }
         let needs_restart = self.control.reload(config, &resolved);
+        self.control.watch_names();
         for name in needs_restart {
             tracing::warn!(load_balancer = %name, "listener or zone changes (or a new load balancer) take effect at restart");
         }

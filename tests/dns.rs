@@ -97,3 +97,34 @@ async fn status_reports_the_dns_address_and_name() {
     assert_eq!(json["dns"]["address"], server.to_string());
     assert_eq!(json["load_balancers"][0]["dns_name"], name);
 }
+
+#[tokio::test]
+async fn hickory_resolver_reads_the_responder() {
+    // Not under .localhost: resolvers (hickory included, RFC 6761) answer those names themselves.
+    let mut builder =
+        ConfigBuilder::new().zones(&[("zone-a", "127.0.0.11"), ("zone-b", "127.0.0.12")]);
+    builder
+        .top
+        .push_str("[dns]\nlisten = \"127.0.0.1:0\"\ndomain = \"elb.test\"\n\n");
+    let elbe = builder.start().await;
+    let server = elbe.server().dns_address().unwrap();
+    let name = elbe.server().control().status(None).load_balancers[0]
+        .dns_name
+        .clone();
+    assert!(name.ends_with(".elb.test"), "{name}");
+    let discovery = elbe::discovery::Discovery::new(&elbe::config::Discovery {
+        name_servers: vec![server],
+        ..Default::default()
+    })
+    .unwrap();
+    let (ips, ttl) = discovery.resolve(&name).await.unwrap();
+    assert_eq!(ips.len(), 1, "one node per answer: {ips:?}");
+    assert!(ips[0].to_string() == "127.0.0.11" || ips[0].to_string() == "127.0.0.12");
+    assert!(ttl <= std::time::Duration::from_secs(60));
+    let (all, _) = discovery.resolve(&format!("all.{name}")).await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert!(discovery
+        .resolve("nothing-1.local-1.elb.test")
+        .await
+        .is_err());
+}
