@@ -334,6 +334,15 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         )));
     }
 
+    let domain = config
+        .dns
+        .as_ref()
+        .map_or("elb.localhost", |d| d.domain.as_str());
+    for lb in &config.load_balancers {
+        let dns_name = control::dns_name(&lb.name, &lb.region, domain);
+        tracing::info!(load_balancer = %lb.name, %dns_name, "load balancer DNS name");
+    }
+
     // The DNS responder for load balancer names, when configured.
     let mut dns_address = None;
     if let Some(dns) = &config.dns {
@@ -351,7 +360,6 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
             .iter()
             .map(|lb| {
                 let name = control::dns_name(&lb.name, &lb.region, &domain).to_ascii_lowercase();
-                tracing::info!(load_balancer = %lb.name, dns_name = %name, "load balancer DNS name");
                 (name, lb.availability_zones.iter().map(|z| z.node).collect())
             })
             .collect();
