@@ -22,7 +22,7 @@
 //! instance_port = 80
 //! "#;
 //! let elb = Emulator::start(config).await?;
-//! elb.register("web", "i-a", "zone-a", "127.0.0.21:8000")?;
+//! elb.register("web", "i-a", "zone-a", "127.0.0.21:8000").await?;
 //! let mut resolver = CachingResolver::new(elb.dns_address().unwrap());
 //! let node = resolver.resolve(&elb.dns_name("web").unwrap()).await?;   // one node, cached for 60 s
 //! let address = elb.node_address("web", node).unwrap();               // connect here
@@ -107,8 +107,9 @@ impl Emulator {
             .map(|l| l.address)
     }
 
-    /// Registers an instance (it starts OutOfService until its first passing health check, as in ELB).
-    pub fn register(
+    /// Registers an instance (it starts OutOfService until its first passing health check, as in ELB). The
+    /// address is `ip`, `ip:port` or `host:port` (resolved now, then followed at its TTL).
+    pub async fn register(
         &self,
         load_balancer: &str,
         id: &str,
@@ -118,15 +119,28 @@ impl Emulator {
         let address: InstanceAddress = address
             .parse()
             .map_err(|e: String| HarnessError::Control(e))?;
+        let control = self.server.control();
+        let resolved = match &address {
+            InstanceAddress::Host { host, .. } => {
+                control
+                    .discovery()
+                    .resolve(host)
+                    .await
+                    .map_err(|e| HarnessError::Dns(e.to_string()))?
+                    .0
+            }
+            _ => Vec::new(),
+        };
         let instance = config::Instance {
             id: id.to_owned(),
             zone: zone.to_owned(),
             address,
         };
-        self.server
-            .control()
-            .register(load_balancer, instance, Vec::new())
-            .map_err(|e| HarnessError::Control(e.to_string()))
+        control
+            .register(load_balancer, instance, resolved)
+            .map_err(|e| HarnessError::Control(e.to_string()))?;
+        control.watch_names();
+        Ok(())
     }
 
     /// Deregisters an instance; returns whether it was registered.

@@ -57,6 +57,7 @@ async fn register_flip_health_count_and_deregister() {
     let address = elb.node_address("web", node).unwrap();
 
     elb.register("web", "i-1", "zone-a", &instance.to_string())
+        .await
         .unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while elb.server().control().healthz().is_err() {
