@@ -5,17 +5,22 @@
 //! Read in the order a request flows:
 //!
 //! - [`config`]: the TOML file, parsed (raw serde model) and validated (domain types with ELB's defaults).
-//! - [`server`]: starts the control plane, the nodes and the admin listener; shutdown and reload.
-//! - [`control`]: owns the mutable state (registrations, health) and publishes immutable [`snapshot`]s.
-//! - [`node`]: one zone's node: the accept loops of its listeners.
+//! - [`server`]: starts the control plane, the nodes, the admin listener and the DNS responder; shutdown and
+//!   reload ([`shutdown`] holds the signal and the connection count they share).
+//! - [`control`]: owns the mutable state (registrations, health, resolved names) and publishes immutable
+//!   [`snapshot`]s; [`health`] runs ELB's health checks, [`discovery`] re-resolves `host:port` instances.
+//! - [`node`]: one zone's node: the accept loops of its listeners, with [`tls`] for HTTPS.
 //! - [`client_connection`]: a client socket's idle timeout and request-head timeout (408).
 //! - [`proxy`]: the request path, as tower layers: tracking, checks, X-Forwarded-* ([`headers`]), forwarding.
-//! - [`balancer`]: least outstanding requests (power of two choices) and round robin.
+//! - [`balancer`]: least outstanding requests (power of two choices) and round robin; [`surge`]: ELB's surge
+//!   queue and spillover.
 //! - [`pool`]: lock-free pools of idle keep-alive connections to instances.
 //! - [`body`]: request and response bodies, streamed, with the per-request bookkeeping.
 //! - [`error`]: ELB's own responses (400, 408, 502, 503, 504) and the proxy's error type.
-//! - [`metrics`]: ELB's CloudWatch metrics as Prometheus series.
-//! - [`admin`]: `/status`, `/healthz`, `/metrics`.
+//! - [`metrics`]: ELB's CloudWatch metrics as Prometheus series; [`access_log`]: ELB's access-log lines.
+//! - [`admin`]: `/status`, `/healthz`, `/metrics`, instance registration.
+//! - [`dns`]: the authoritative responder for load balancer names.
+//! - [`testing`]: the harness for users' own tests (an emulated ELB in-process, a DNS-caching client).
 //! - [`demo`]: the embedded demonstration that `cargo run` starts.
 #![forbid(unsafe_code)]
 #![deny(clippy::await_holding_lock, clippy::disallowed_types)]
