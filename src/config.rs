@@ -1,7 +1,7 @@
 //! The configuration file: a raw serde model of the TOML and the validated types the rest of elbe uses.
 //!
 //! The file's shape is the contract in DESIGN.md ("The configuration file"). It is read in two layers, as Sozu and
-//! linkerd do: [`raw`] mirrors the TOML exactly and rejects unknown keys (a typo must be an error, not a setting
+//! linkerd do: `raw` mirrors the TOML exactly and rejects unknown keys (a typo must be an error, not a setting
 //! silently ignored); [`parse`] then turns it into [`Config`], applying every default from [`defaults`] and checking
 //! the rules ELB's API checks (listener pairing, ELB-SPEC §1; health-check target syntax, §2.1; load balancer names,
 //! §4). Every error names the file, the key path (`load_balancer[0].listener[1].protocol`) and the reason in plain

@@ -1,7 +1,7 @@
 //! Stopping gracefully: a signal every task can watch, and a count of the connections still open.
 //!
 //! SIGTERM, Ctrl-C, a test and a reload that retires a listener all use the same path (STYLE.md habit 2):
-//! [`Shutdown::trigger`] tells every accept loop to stop and every connection to finish its in-flight requests;
+//! [`Trigger::trigger`] tells every accept loop to stop and every connection to finish its in-flight requests;
 //! [`Tracker::wait_idle`] returns once the last connection guard is dropped; the caller bounds that wait with its
 //! drain deadline and then stops the runtime.
 
