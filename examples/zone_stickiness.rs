@@ -79,14 +79,11 @@ pub async fn run(cross_zone: bool, clients: usize, requests: usize) -> anyhow::R
     let a = elbe::demo::start_instance("127.0.0.21:0".parse()?, "web1", "zone-a").await?;
     let b = elbe::demo::start_instance("127.0.0.22:0".parse()?, "web2", "zone-b").await?;
     let elb = Emulator::start(&config(cross_zone, a, b)).await?;
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
-    while elb.server().control().healthz().is_err() {
-        anyhow::ensure!(
-            tokio::time::Instant::now() < deadline,
-            "instances never came InService"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    elbe::demo::wait_until_in_service(elb.server()).await;
+    anyhow::ensure!(
+        elb.server().control().healthz().is_ok(),
+        "instances never came InService"
+    );
     let name = elb
         .dns_name("story")
         .expect("the load balancer has a DNS name");

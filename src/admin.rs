@@ -117,10 +117,7 @@ async fn handle(admin: &Admin, request: Request<Incoming>) -> Response<Full<Byte
         }
         (&Method::DELETE, ["load_balancers", name, "instances", id]) => {
             match admin.control.deregister(name, id) {
-                Ok(true) => {
-                    admin.control.watch_names();
-                    text(StatusCode::OK, "application/json", "{}")
-                }
+                Ok(true) => text(StatusCode::OK, "application/json", "{}"),
                 Ok(false) => json_error(
                     StatusCode::NOT_FOUND,
                     format!("Instance {id} is not currently registered with the LoadBalancer."),
@@ -203,22 +200,15 @@ async fn register(
         Ok(address) => address,
         Err(error) => return json_error(StatusCode::BAD_REQUEST, format!("address: {error}")),
     };
-    let resolved = match &address {
-        InstanceAddress::Host { host, .. } => match admin.control.discovery().resolve(host).await {
-            Ok((ips, _)) => ips,
-            Err(error) => return json_error(StatusCode::BAD_REQUEST, error),
-        },
-        _ => Vec::new(),
-    };
     let instance = config::Instance {
         id: registration.instance_id,
         zone: registration.zone,
         address,
     };
-    match admin.control.register(load_balancer, instance, resolved) {
-        Ok(()) => {
-            admin.control.watch_names();
-            text(StatusCode::OK, "application/json", "{}")
+    match admin.control.register(load_balancer, instance).await {
+        Ok(()) => text(StatusCode::OK, "application/json", "{}"),
+        Err(error @ crate::control::ControlError::Resolve(_)) => {
+            json_error(StatusCode::BAD_REQUEST, error)
         }
         Err(error) => json_error(StatusCode::NOT_FOUND, error),
     }

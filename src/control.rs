@@ -72,6 +72,8 @@ struct State {
 
 /// The control plane.
 pub struct Control {
+    /// The one lock of elbe, fine here: taken by configuration, registration, health and discovery events and by
+    /// the admin API, never by the request path (which reads the published snapshots), never across an `.await`.
     state: Mutex<State>,
     metrics: Arc<Metrics>,
     discovery: Arc<Discovery>,
@@ -99,6 +101,8 @@ impl ZoneCheckers {
 pub enum ControlError {
     #[error("There is no ACTIVE Load Balancer named '{0}'")]
     LoadBalancerNotFound(String),
+    #[error("{0}")]
+    Resolve(String),
 }
 
 impl Control {
@@ -160,6 +164,7 @@ impl Control {
         control
     }
 
+    /// Every use of the control plane's lock goes through here (see [`Control::state`] for why a lock is fine).
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves the state as consistent as the last publish; keep serving.
         self.state
@@ -215,8 +220,31 @@ impl Control {
         }
     }
 
-    /// Registers an instance at run time (or replaces the registration with the same id).
-    pub fn register(
+    /// Registers an instance at run time (or replaces the registration with the same id). A `host:port` address
+    /// is resolved first and then followed at its TTL (DNS discovery). The admin API and the test harness both
+    /// come through here.
+    pub async fn register(
+        self: &Arc<Self>,
+        load_balancer: &str,
+        instance: config::Instance,
+    ) -> Result<(), ControlError> {
+        let resolved = match &instance.address {
+            InstanceAddress::Host { host, .. } => {
+                self.discovery
+                    .resolve(host)
+                    .await
+                    .map_err(|e| ControlError::Resolve(e.to_string()))?
+                    .0
+            }
+            _ => Vec::new(),
+        };
+        self.register_resolved(load_balancer, instance, resolved)?;
+        self.watch_names();
+        Ok(())
+    }
+
+    /// Registers an instance whose addresses are already resolved.
+    fn register_resolved(
         &self,
         load_balancer: &str,
         instance: config::Instance,
@@ -260,6 +288,13 @@ impl Control {
         lb.instances.retain(|existing| &*existing.id != instance_id);
         let removed = lb.instances.len() != before;
         Self::sync_checker(&mut state, load_balancer, &instance_id.into(), "", None);
+        state.watchers.retain(|(lb, id, _), watcher| {
+            let gone = lb == load_balancer && id == instance_id;
+            if gone {
+                watcher.abort();
+            }
+            !gone
+        });
         self.publish(&mut state);
         Ok(removed)
     }

@@ -33,6 +33,29 @@ pub struct Zone {
     pub names: HashMap<String, Vec<IpAddr>>,
 }
 
+impl Zone {
+    /// The names of every load balancer in `config` and their nodes' addresses (the domain defaults to
+    /// `elb.localhost`, as `/status` says).
+    pub fn of(config: &crate::config::Config) -> Zone {
+        let domain = config
+            .dns
+            .as_ref()
+            .map_or("elb.localhost", |d| d.domain.as_str())
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
+        let names = config
+            .load_balancers
+            .iter()
+            .map(|lb| {
+                let name =
+                    crate::control::dns_name(&lb.name, &lb.region, &domain).to_ascii_lowercase();
+                (name, lb.availability_zones.iter().map(|z| z.node).collect())
+            })
+            .collect();
+        Zone { domain, names }
+    }
+}
+
 /// The published zone: swapped whole when nodes change, read once per query.
 pub type SharedZone = Arc<ArcSwap<Zone>>;
 

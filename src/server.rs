@@ -334,13 +334,10 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         )));
     }
 
-    let domain = config
-        .dns
-        .as_ref()
-        .map_or("elb.localhost", |d| d.domain.as_str());
-    for lb in &config.load_balancers {
-        let dns_name = control::dns_name(&lb.name, &lb.region, domain);
-        tracing::info!(load_balancer = %lb.name, %dns_name, "load balancer DNS name");
+    // Every load balancer's DNS name, in the log whether or not the responder runs (`/status` shows it too).
+    let zone = crate::dns::Zone::of(&config);
+    for (name, nodes) in &zone.names {
+        tracing::info!(dns_name = %name, ?nodes, "load balancer DNS name");
     }
 
     // The DNS responder for load balancer names, when configured.
@@ -354,19 +351,7 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
                     what: "DNS responder".into(),
                     source,
                 })?;
-        let domain = dns.domain.trim_end_matches('.').to_ascii_lowercase();
-        let names = config
-            .load_balancers
-            .iter()
-            .map(|lb| {
-                let name = control::dns_name(&lb.name, &lb.region, &domain).to_ascii_lowercase();
-                (name, lb.availability_zones.iter().map(|z| z.node).collect())
-            })
-            .collect();
-        let zone = Arc::new(arc_swap::ArcSwap::from_pointee(crate::dns::Zone {
-            domain,
-            names,
-        }));
+        let zone = Arc::new(arc_swap::ArcSwap::from_pointee(zone));
         tracing::info!(address = %bound, "DNS responder listening (UDP and TCP)");
         tasks.push(tokio::spawn(crate::dns::serve_udp(
             udp,

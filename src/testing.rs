@@ -119,28 +119,16 @@ impl Emulator {
         let address: InstanceAddress = address
             .parse()
             .map_err(|e: String| HarnessError::Control(e))?;
-        let control = self.server.control();
-        let resolved = match &address {
-            InstanceAddress::Host { host, .. } => {
-                control
-                    .discovery()
-                    .resolve(host)
-                    .await
-                    .map_err(|e| HarnessError::Dns(e.to_string()))?
-                    .0
-            }
-            _ => Vec::new(),
-        };
         let instance = config::Instance {
             id: id.to_owned(),
             zone: zone.to_owned(),
             address,
         };
-        control
-            .register(load_balancer, instance, resolved)
-            .map_err(|e| HarnessError::Control(e.to_string()))?;
-        control.watch_names();
-        Ok(())
+        self.server
+            .control()
+            .register(load_balancer, instance)
+            .await
+            .map_err(|e| HarnessError::Control(e.to_string()))
     }
 
     /// Deregisters an instance; returns whether it was registered.
