@@ -5,6 +5,17 @@ use std::time::Duration;
 
 use common::*;
 
+/// A port that is free on 127.0.0.1 for both TCP and UDP right now.
+fn free_port() -> u16 {
+    loop {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
 /// dnsmasq serving `backend.test` from a hosts file, on 127.0.0.1 and a free port; stopped on drop.
 struct Dnsmasq {
     child: tokio::process::Child,
@@ -16,31 +27,44 @@ impl Dnsmasq {
     async fn start(dir: &std::path::Path, address: &str) -> Dnsmasq {
         let hosts = dir.join("hosts");
         std::fs::write(&hosts, format!("{address} backend.test\n")).unwrap();
-        let port = std::net::UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = tokio::process::Command::new("dnsmasq")
-            .args([
-                "--keep-in-foreground",
-                "--no-resolv",
-                "--no-hosts",
-                "--conf-file=/dev/null",
-                "--pid-file=",
-            ])
-            .args([
-                "--listen-address=127.0.0.1",
-                "--bind-interfaces",
-                "--local-ttl=1",
-                "--user=root",
-            ])
-            .arg(format!("--port={port}"))
-            .arg(format!("--addn-hosts={}", hosts.display()))
-            .kill_on_drop(true)
-            .spawn()
-            .expect("dnsmasq runs (.ci/run installs dnsmasq-base)");
-        Dnsmasq { child, hosts, port }
+        // A port free for both UDP and TCP can still be taken before dnsmasq binds it: try a few ports.
+        for _ in 0..5 {
+            let port = free_port();
+            let mut child = tokio::process::Command::new("dnsmasq")
+                .args([
+                    "--keep-in-foreground",
+                    "--no-resolv",
+                    "--no-hosts",
+                    "--conf-file=/dev/null",
+                ])
+                .args([
+                    "--pid-file=",
+                    "--listen-address=127.0.0.1",
+                    "--bind-interfaces",
+                ])
+                .args(["--local-ttl=1", "--user=root"])
+                .arg(format!("--port={port}"))
+                .arg(format!("--addn-hosts={}", hosts.display()))
+                .kill_on_drop(true)
+                .spawn()
+                .expect("dnsmasq runs (.ci/run installs dnsmasq-base)");
+            // Ready once it accepts on its TCP port (a query sent before it listens would wait out the
+            // resolver's timeout).
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+            while tokio::time::Instant::now() < deadline {
+                if matches!(child.try_wait(), Ok(Some(_))) {
+                    break; // it could not bind: try another port
+                }
+                if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .is_ok()
+                {
+                    return Dnsmasq { child, hosts, port };
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        panic!("dnsmasq did not start");
     }
 
     /// Points backend.test at `address` and tells dnsmasq to re-read its hosts file.
@@ -80,16 +104,9 @@ async fn an_instance_follows_its_dns_record_without_failed_requests() {
         builder.toml()
     );
     let config = elbe::config::parse(&text, std::path::Path::new("test.toml")).unwrap();
-    // dnsmasq may take a moment to listen: retry the start (it resolves the name first).
-    let server = bounded(Duration::from_secs(10), async {
-        loop {
-            match elbe::server::start(config.clone()).await {
-                Ok(server) => break server,
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        }
-    })
-    .await;
+    let server = elbe::server::start(config)
+        .await
+        .expect("elbe starts and resolves backend.test");
     let elbe = Elbe {
         server: Some(server),
     };
