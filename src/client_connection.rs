@@ -185,8 +185,6 @@ pub struct ClientIo<IO> {
     h2: bool,
     deadline: Instant,
     timer: Pin<Box<Sleep>>,
-    bytes_read: u64,
-    bytes_written: u64,
     scan: HeadScan,
     metrics: Option<Arc<ZoneMetrics>>,
 }
@@ -202,8 +200,6 @@ impl<IO> ClientIo<IO> {
             h2: false,
             deadline,
             timer: Box::pin(tokio::time::sleep_until(deadline)),
-            bytes_read: 0,
-            bytes_written: 0,
             scan: HeadScan::default(),
             metrics: None,
         }
@@ -216,24 +212,13 @@ impl<IO> ClientIo<IO> {
     }
 
     fn count_written(&mut self, n: usize) {
-        self.bytes_written += n as u64;
         if let Some(metrics) = &self.metrics {
             metrics.sent_bytes.inc_by(n as u64);
         }
     }
 
-    /// Bytes received from and sent to the client so far.
-    pub fn bytes(&self) -> (u64, u64) {
-        (self.bytes_read, self.bytes_written)
-    }
-
-    pub fn get_ref(&self) -> &IO {
-        &self.inner
-    }
-
     /// Bytes arrived: a new request head may have started.
     fn on_bytes(&mut self, bytes: &[u8]) {
-        self.bytes_read += bytes.len() as u64;
         if let Some(metrics) = &self.metrics {
             metrics.received_bytes.inc_by(bytes.len() as u64);
         }

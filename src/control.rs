@@ -408,7 +408,7 @@ impl Control {
                 continue;
             }
             let (lb, id, host) = key.clone();
-            let first_wait = self.discovery_min_ttl();
+            let first_wait = self.discovery.min_ttl();
             let task = tokio::spawn(self.discovery.clone().watch(
                 Arc::downgrade(self),
                 lb,
@@ -419,10 +419,6 @@ impl Control {
             ));
             state.watchers.insert(key, task.abort_handle());
         }
-    }
-
-    fn discovery_min_ttl(&self) -> std::time::Duration {
-        self.discovery.min_ttl()
     }
 
     /// Sets an instance's health by hand (the test harness flips health with it); its health checks go on and
