@@ -12,9 +12,9 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
-use hyper::client::conn::http1::SendRequest;
 
 use crate::access_log::PendingEntry;
+use crate::backend_connection::Exchange;
 use crate::client_connection::ConnectionState;
 use crate::snapshot::Target;
 
@@ -80,17 +80,17 @@ impl Outstanding {
     }
 }
 
+impl Outstanding {
+    pub fn target(&self) -> &Arc<Target> {
+        &self.0
+    }
+}
+
 impl Drop for Outstanding {
     fn drop(&mut self) {
         self.0.end_request();
         crate::surge::instance_freed();
     }
-}
-
-/// A backend connection that may be reused once the response body has been read to its end.
-pub struct Reusable {
-    pub sender: SendRequest<RequestBody>,
-    pub target: Arc<Target>,
 }
 
 /// The response body sent to the client.
@@ -103,12 +103,15 @@ pub struct ResponseBody {
     sent: u64,
 }
 
+// Unboxed on purpose: the backend variant is moved only a couple of times per response, which costs less than
+// an allocation per request would.
+#[allow(clippy::large_enum_variant)]
 enum Kind {
     Empty,
     Backend {
-        inner: Incoming,
-        reuse: Option<Reusable>,
-        _outstanding: Outstanding,
+        /// The exchange with the instance; taken when the response ends (its connection goes back to the pool).
+        exchange: Option<Exchange>,
+        outstanding: Outstanding,
     },
 }
 
@@ -123,14 +126,13 @@ impl ResponseBody {
         }
     }
 
-    /// An instance's response body. When it ends cleanly, `reuse` goes back to its pool; the request stays
-    /// outstanding on its instance until the body is dropped.
-    pub fn backend(inner: Incoming, reuse: Option<Reusable>, outstanding: Outstanding) -> Self {
+    /// An instance's response body. When it ends cleanly, the connection goes back to the instance's pool; the
+    /// request stays outstanding on its instance until the body is dropped.
+    pub fn backend(exchange: Exchange, outstanding: Outstanding) -> Self {
         let mut body = ResponseBody {
             kind: Kind::Backend {
-                inner,
-                reuse,
-                _outstanding: outstanding,
+                exchange: Some(exchange),
+                outstanding,
             },
             in_flight: None,
             log: None,
@@ -155,10 +157,15 @@ impl ResponseBody {
         self
     }
 
+    /// The response is over: a connection that ended its exchange cleanly goes back to the pool, any other closes.
     fn release_connection(&mut self) {
-        if let Kind::Backend { reuse, .. } = &mut self.kind {
-            if let Some(Reusable { sender, target }) = reuse.take() {
-                target.pool.checkin(sender);
+        if let Kind::Backend {
+            exchange,
+            outstanding,
+        } = &mut self.kind
+        {
+            if let Some(conn) = exchange.take().and_then(Exchange::into_reusable) {
+                outstanding.target().pool.checkin(conn);
             }
         }
     }
@@ -166,16 +173,19 @@ impl ResponseBody {
 
 impl Body for ResponseBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = std::io::Error;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
         let this = self.get_mut();
         let polled = match &mut this.kind {
-            Kind::Empty => return Poll::Ready(None),
-            Kind::Backend { inner, .. } => Pin::new(inner).poll_frame(cx),
+            Kind::Empty | Kind::Backend { exchange: None, .. } => return Poll::Ready(None),
+            Kind::Backend {
+                exchange: Some(exchange),
+                ..
+            } => exchange.poll_body(cx),
         };
         if let Poll::Ready(Some(Ok(frame))) = &polled {
             this.sent += frame.data_ref().map_or(0, |d| d.len() as u64);
@@ -183,10 +193,10 @@ impl Body for ResponseBody {
         match &polled {
             Poll::Ready(None) => this.release_connection(),
             Poll::Ready(Some(Ok(_))) if this.is_end_stream() => this.release_connection(),
-            // An error on the backend body: the connection is not reusable; dropping `reuse` closes it.
+            // An error on the backend body: the connection is not reusable; dropping the exchange closes it.
             Poll::Ready(Some(Err(_))) => {
-                if let Kind::Backend { reuse, .. } = &mut this.kind {
-                    reuse.take();
+                if let Kind::Backend { exchange, .. } = &mut this.kind {
+                    exchange.take();
                 }
             }
             _ => {}
@@ -197,14 +207,16 @@ impl Body for ResponseBody {
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             Kind::Empty => true,
-            Kind::Backend { inner, .. } => inner.is_end_stream(),
+            Kind::Backend { exchange, .. } => exchange.as_ref().is_none_or(Exchange::is_end_stream),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
             Kind::Empty => SizeHint::with_exact(0),
-            Kind::Backend { inner, .. } => inner.size_hint(),
+            Kind::Backend { exchange, .. } => exchange
+                .as_ref()
+                .map_or(SizeHint::with_exact(0), Exchange::size_hint),
         }
     }
 }

@@ -100,22 +100,16 @@ pub enum ProxyError {
     Timeout,
     /// The instance closed (or reset) the connection before a response head arrived.
     #[error("instance closed the connection")]
-    Closed(#[source] hyper::Error),
+    Closed(#[source] std::io::Error),
     /// The instance's response could not be parsed as HTTP/1.1.
-    #[error("instance sent an unparseable response")]
-    BadResponse(#[source] hyper::Error),
+    #[error("instance sent an unparseable response: {0}")]
+    BadResponse(&'static str),
+    /// The client's own request body failed (it went away mid-upload, or its chunked framing was wrong).
+    #[error("client request body failed")]
+    ClientBody(#[source] hyper::Error),
 }
 
 impl ProxyError {
-    /// Classifies a hyper client error from sending a request on a backend connection.
-    pub fn from_send(err: hyper::Error) -> Self {
-        if err.is_parse() || err.is_parse_status() {
-            ProxyError::BadResponse(err)
-        } else {
-            ProxyError::Closed(err)
-        }
-    }
-
     /// Whether the failure was the instance's (it counts as a backend connection error) rather than elbe's.
     pub fn is_backend_connection_error(&self) -> bool {
         matches!(
@@ -143,6 +137,7 @@ impl ProxyError {
             | ProxyError::ConnectTimeout { .. } => ElbResponse::NoInstance,
             ProxyError::Timeout | ProxyError::Closed(_) => ElbResponse::GatewayTimeout,
             ProxyError::BadResponse(_) => ElbResponse::BadGateway,
+            ProxyError::ClientBody(_) => ElbResponse::BadRequest,
         }
     }
 }

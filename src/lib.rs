@@ -27,6 +27,7 @@
 
 pub mod access_log;
 pub mod admin;
+pub mod backend_connection;
 pub mod balancer;
 pub mod body;
 pub mod client_connection;

@@ -11,16 +11,13 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crossbeam_queue::ArrayQueue;
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::body::RequestBody;
+use crate::backend_connection::BackendConnection;
 use crate::error::ProxyError;
 
 struct IdleConnection {
-    sender: SendRequest<RequestBody>,
+    conn: BackendConnection,
     since: Instant,
 }
 
@@ -62,51 +59,32 @@ impl Pool {
         self.idle.len()
     }
 
-    /// Pops an idle connection that is still open and has not been idle too long. The caller still awaits
-    /// `ready()`: a connection returned a moment ago may be finishing its previous exchange.
-    pub fn checkout(&self) -> Option<SendRequest<RequestBody>> {
-        while let Some(conn) = self.idle.pop() {
-            if conn.sender.is_closed() || conn.since.elapsed() >= self.idle_timeout {
+    /// Pops an idle connection that has not been idle too long. For a request that could not be replayed
+    /// (`check_open`: it has a body), a connection the instance is known to have closed is skipped too; a body-less
+    /// request skips that check and is replayed if it loses the keep-alive race.
+    pub fn checkout(&self, check_open: bool) -> Option<BackendConnection> {
+        while let Some(mut idle) = self.idle.pop() {
+            if idle.since.elapsed() >= self.idle_timeout {
                 continue;
             }
-            return Some(conn.sender);
+            if check_open && idle.conn.closed_while_idle() {
+                continue;
+            }
+            return Some(idle.conn);
         }
         None
     }
 
-    /// Returns a connection whose last response was read to the end. A full pool closes it instead.
-    pub fn checkin(&self, sender: SendRequest<RequestBody>) {
-        if sender.is_closed() {
-            return;
-        }
+    /// Returns a connection whose exchange ended cleanly. A full pool closes it instead.
+    pub fn checkin(&self, conn: BackendConnection) {
         let _ = self.idle.push(IdleConnection {
-            sender,
+            conn,
             since: Instant::now(),
         });
     }
 
     /// Opens a new connection to the instance, bounded by the connect timeout.
-    pub async fn connect(&self) -> Result<SendRequest<RequestBody>, ProxyError> {
-        let addr = self.addr;
-        let stream =
-            match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(source)) => return Err(ProxyError::Connect { addr, source }),
-                Err(_) => return Err(ProxyError::ConnectTimeout { addr }),
-            };
-        let _ = stream.set_nodelay(true);
-        let (sender, connection) = http1::Builder::new()
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(|err| ProxyError::Connect {
-                addr,
-                source: std::io::Error::other(err),
-            })?;
-        tokio::spawn(async move {
-            if let Err(err) = connection.await {
-                tracing::debug!(%addr, error = %err, "backend connection ended with an error");
-            }
-        });
-        Ok(sender)
+    pub async fn connect(&self) -> Result<BackendConnection, ProxyError> {
+        BackendConnection::connect(self.addr, self.connect_timeout).await
     }
 }

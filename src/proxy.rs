@@ -25,14 +25,14 @@ use std::time::Instant;
 
 use http::header::{HeaderValue, COOKIE, EXPECT, HOST};
 use http::uri::{PathAndQuery, Uri};
-use http::{Method, Request, Response, Version};
+use http::{Request, Response, Version};
 use hyper::body::Incoming;
-use hyper::client::conn::http1::SendRequest;
 use tower::{Layer, Service};
 
 use crate::access_log::{AccessLog, Dispatched, PendingEntry};
+use crate::backend_connection::{Exchange, Outgoing, Resend};
 use crate::balancer;
-use crate::body::{InFlight, Outstanding, RequestBody, ResponseBody, Reusable};
+use crate::body::{InFlight, Outstanding, RequestBody, ResponseBody};
 use crate::client_connection::ConnectionState;
 use crate::error::{ElbResponse, ProxyError};
 use crate::headers::{self, ForwardedProto};
@@ -452,40 +452,6 @@ impl Service<Request<Incoming>> for Forward {
     }
 }
 
-/// A copy of a body-less idempotent request, kept so it can be sent again if a pooled connection dies under it.
-struct Replay {
-    method: Method,
-    uri: Uri,
-    headers: http::HeaderMap,
-}
-
-impl Replay {
-    fn of<B: http_body::Body>(request: &Request<B>) -> Option<Self> {
-        let safe = matches!(
-            *request.method(),
-            Method::GET
-                | Method::HEAD
-                | Method::OPTIONS
-                | Method::TRACE
-                | Method::PUT
-                | Method::DELETE
-        );
-        (safe && request.body().is_end_stream()).then(|| Replay {
-            method: request.method().clone(),
-            uri: request.uri().clone(),
-            headers: request.headers().clone(),
-        })
-    }
-
-    fn into_request(self) -> Request<RequestBody> {
-        let mut request = Request::new(RequestBody::Empty);
-        *request.method_mut() = self.method;
-        *request.uri_mut() = self.uri;
-        *request.headers_mut() = self.headers;
-        request
-    }
-}
-
 async fn forward(context: &ListenerContext, request: Request<Incoming>) -> Response<ResponseBody> {
     let (mut target, idle_timeout) = {
         let routes = context.routes.load();
@@ -505,22 +471,21 @@ async fn forward(context: &ListenerContext, request: Request<Incoming>) -> Respo
             Err(kind) => return elb_response(kind),
         }
     }
-    let mut replay = Replay::of(&request);
-    let mut request = request.map(RequestBody::Incoming);
+    let mut request = Outgoing::new(request.map(RequestBody::Incoming));
     let sent_at = Instant::now();
     // One idle timeout for the whole exchange, a retry on another instance included.
     let deadline = tokio::time::Instant::from_std(sent_at) + idle_timeout;
     let mut retried = false;
     loop {
         let outstanding = Outstanding::begin(target.clone());
-        let result = tokio::time::timeout_at(deadline, send(&target, request, replay.take())).await;
+        let result = tokio::time::timeout_at(deadline, send(&target, request)).await;
         let failed = match result {
-            Ok(Ok((response, sender))) => {
+            Ok(Ok((response, exchange))) => {
                 context
                     .metrics
                     .latency
                     .observe(sent_at.elapsed().as_secs_f64());
-                let (mut parts, body) = response.into_parts();
+                let (mut parts, ()) = response.into_parts();
                 headers::strip_hop_by_hop(&mut parts.headers);
                 if context.access_log.is_some() {
                     parts.extensions.insert(Dispatched {
@@ -529,11 +494,7 @@ async fn forward(context: &ListenerContext, request: Request<Incoming>) -> Respo
                         headers_received: Instant::now(),
                     });
                 }
-                let reuse = Some(Reusable { sender, target });
-                return Response::from_parts(
-                    parts,
-                    ResponseBody::backend(body, reuse, outstanding),
-                );
+                return Response::from_parts(parts, ResponseBody::backend(exchange, outstanding));
             }
             Ok(Err(failed)) => failed,
             Err(_) => {
@@ -571,7 +532,7 @@ async fn forward(context: &ListenerContext, request: Request<Incoming>) -> Respo
 /// A dispatch that failed, with the request given back when none of it left elbe.
 struct Failed {
     error: ProxyError,
-    unsent: Option<Request<RequestBody>>,
+    unsent: Option<Outgoing>,
 }
 
 impl From<ProxyError> for Failed {
@@ -583,38 +544,28 @@ impl From<ProxyError> for Failed {
     }
 }
 
-/// Sends on a pooled connection if one is alive, else on a new one. A request that a dead pooled connection gave
-/// back unsent goes on the next connection; one lost after sending is replayed once on a fresh connection when
-/// `replay` allows it (DESIGN.md: the keep-alive race behind many ELB 504s).
-async fn send(
-    target: &Target,
-    mut request: Request<RequestBody>,
-    mut replay: Option<Replay>,
-) -> Result<(Response<Incoming>, SendRequest<RequestBody>), Failed> {
-    while let Some(mut sender) = target.pool.checkout() {
-        if sender.ready().await.is_err() {
-            continue;
-        }
-        match sender.try_send_request(request).await {
-            Ok(response) => return Ok((response, sender)),
-            Err(mut failed) => match failed.take_message() {
-                Some(unsent) => request = unsent,
-                None => {
-                    let error = failed.into_error();
-                    match replay.take() {
-                        Some(copy) if !error.is_parse() && !error.is_parse_status() => {
-                            tracing::debug!(%error, "pooled connection lost a request; replaying it once");
-                            request = copy.into_request();
-                            break;
-                        }
-                        _ => return Err(ProxyError::from_send(error).into()),
-                    }
-                }
-            },
+/// Sends on a pooled connection if one is alive, else on a new one. A request that a dead pooled connection took
+/// none of goes on the next connection; one lost after sending is replayed once on a fresh connection when it is
+/// body-less and idempotent (DESIGN.md: the keep-alive race behind many ELB 504s).
+async fn send(target: &Target, mut request: Outgoing) -> Result<(Response<()>, Exchange), Failed> {
+    while let Some(conn) = target.pool.checkout(request.has_body()) {
+        let mut exchange = Exchange::new(conn, request);
+        let error = match exchange.response_head().await {
+            Ok(response) => return Ok((response, exchange)),
+            Err(error) => error,
+        };
+        match exchange.resend(&error) {
+            Resend::Anywhere(unsent) => request = unsent,
+            Resend::Once(unsent) => {
+                tracing::debug!(%error, "pooled connection lost a request; replaying it once");
+                request = unsent;
+                break;
+            }
+            Resend::Never => return Err(error.into()),
         }
     }
-    let mut sender = match target.pool.connect().await {
-        Ok(sender) => sender,
+    let conn = match target.pool.connect().await {
+        Ok(conn) => conn,
         Err(error) => {
             return Err(Failed {
                 error,
@@ -622,15 +573,17 @@ async fn send(
             })
         }
     };
-    sender
-        .ready()
-        .await
-        .map_err(|e| Failed::from(ProxyError::from_send(e)))?;
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| Failed::from(ProxyError::from_send(e)))?;
-    Ok((response, sender))
+    let mut exchange = Exchange::new(conn, request);
+    match exchange.response_head().await {
+        Ok(response) => Ok((response, exchange)),
+        Err(error) => {
+            let unsent = match exchange.resend(&error) {
+                Resend::Anywhere(unsent) => Some(unsent),
+                Resend::Once(_) | Resend::Never => None,
+            };
+            Err(Failed { error, unsent })
+        }
+    }
 }
 
 #[cfg(test)]

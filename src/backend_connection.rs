@@ -1,0 +1,853 @@
+//! elbe's HTTP/1.1 client: one keep-alive connection to an instance, and the exchange of one request on it.
+//!
+//! Why elbe speaks HTTP/1.1 to instances itself rather than through hyper's client connection: hyper runs every
+//! client connection on a task of its own and passes each request and response across channels, so a proxied
+//! request costs two extra task wake-ups. Measured, that hop was the largest part of elbe's per-request cost
+//! (BENCHMARKS.md). Here an [`Exchange`] is driven by whoever polls it, the client connection's own task: a
+//! request costs one write and one read on the instance's socket and nothing else. Between requests a
+//! [`BackendConnection`] is a plain value sitting in the lock-free pool.
+//!
+//! Scope, RFC 9112: requests go out with `Content-Length` or chunked framing (whatever the client's body needs);
+//! responses are read with `Content-Length`, chunked or close-delimited framing; interim 1xx responses are skipped;
+//! a response that cannot be framed unambiguously is a 502. Request and response bodies stream frame by frame in
+//! both directions at once: an instance that answers before it has read the whole request body gets the rest
+//! while its answer streams back.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll, Waker};
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version};
+use http_body::{Body, Frame, SizeHint};
+use tokio::io::Interest;
+use tokio::net::TcpStream;
+
+use crate::body::RequestBody;
+use crate::error::ProxyError;
+
+/// Most header lines a response head may have (hyper's limit too); more is a 502.
+const MAX_HEADERS: usize = 100;
+/// Largest response head accepted; a longer one is a 502.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// Longest chunk-size line (with extensions) accepted in a chunked response.
+const MAX_CHUNK_LINE: usize = 4 * 1024;
+/// Reads start this large and double while they fill the buffer (a large download), up to `MAX_READ`.
+const MIN_READ: usize = 8 * 1024;
+const MAX_READ: usize = 256 * 1024;
+/// Buffers written to the socket in one `writev`.
+const MAX_IOVECS: usize = 16;
+
+/// An open HTTP/1.1 connection to an instance, idle or carrying one exchange.
+pub struct BackendConnection {
+    stream: TcpStream,
+    /// Bytes read from the instance and not consumed yet.
+    read_buf: BytesMut,
+    /// How much the next read asks for.
+    read_size: usize,
+}
+
+impl BackendConnection {
+    /// Connects to an instance, bounded by the connect timeout.
+    pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Self, ProxyError> {
+        let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(source)) => return Err(ProxyError::Connect { addr, source }),
+            Err(_) => return Err(ProxyError::ConnectTimeout { addr }),
+        };
+        // Request heads are written whole; Nagle would only delay them.
+        let _ = stream.set_nodelay(true);
+        Ok(BackendConnection {
+            stream,
+            read_buf: BytesMut::new(),
+            read_size: MIN_READ,
+        })
+    }
+
+    /// Whether the instance closed this idle connection (or sent something unasked) while it sat in the pool.
+    /// Costs a system call only when the reactor has seen the socket become readable; a close it has not seen
+    /// yet is the keep-alive race, which the caller handles by replaying (or answering 504, as ELB does).
+    pub fn closed_while_idle(&mut self) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        match self.stream.poll_read_ready(&mut cx) {
+            Poll::Pending => false,
+            Poll::Ready(Err(_)) => true,
+            Poll::Ready(Ok(())) => match self.stream.try_read_buf(&mut self.read_buf) {
+                Err(error) => error.kind() != io::ErrorKind::WouldBlock,
+                // End of stream, or bytes nobody asked for: either way not a connection to send on.
+                Ok(_) => true,
+            },
+        }
+    }
+
+    /// Reads what the instance sent into `read_buf`; `Ok(0)` is the end of the stream.
+    ///
+    /// A read that returns less than it asked for has emptied the socket, so the socket's readiness is cleared
+    /// along with it (as nginx does with edge-triggered epoll): the next poll waits for the reactor instead of
+    /// spending a system call to learn that nothing is there. The readiness seen *before* the read is what gets
+    /// cleared, so bytes that arrive after it raise a new event and are never missed.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.read_buf.capacity() - self.read_buf.len() < self.read_size / 2 {
+            self.read_buf.reserve(self.read_size);
+        }
+        let asked = self.read_buf.capacity() - self.read_buf.len();
+        loop {
+            ready!(self.stream.poll_read_ready(cx))?;
+            let mut drained = None;
+            let stream = &self.stream;
+            let read_buf = &mut self.read_buf;
+            let result = stream.try_io(Interest::READABLE, || {
+                let n = stream.try_read_buf(read_buf)?;
+                if n > 0 && n < asked {
+                    drained = Some(n);
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+                Ok(n)
+            });
+            let n = match (result, drained) {
+                (_, Some(n)) | (Ok(n), None) => n,
+                (Err(error), None) if error.kind() == io::ErrorKind::WouldBlock => continue,
+                (Err(error), None) => return Poll::Ready(Err(error)),
+            };
+            if n == asked {
+                self.read_size = (self.read_size * 2).min(MAX_READ);
+            }
+            return Poll::Ready(Ok(n));
+        }
+    }
+
+    /// Writes `first`, then `queue`, front first, dropping each buffer once written. `Ok(n)`: all written, `n`
+    /// bytes of it in this call; on `Pending` or an error, what was written is gone from the buffers.
+    fn poll_write_all(
+        &mut self,
+        first: &mut Bytes,
+        queue: &mut VecDeque<Bytes>,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        while !first.is_empty() || !queue.is_empty() {
+            ready!(self.stream.poll_write_ready(cx))?;
+            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+            let buffers = std::iter::once(&*first)
+                .filter(|b| !b.is_empty())
+                .chain(queue.iter());
+            let mut count = 0;
+            for (slice, buf) in slices.iter_mut().zip(buffers) {
+                *slice = IoSlice::new(buf);
+                count += 1;
+            }
+            let written = match self.stream.try_write_vectored(&slices[..count]) {
+                Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Ok(n) => n,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(error) => return Poll::Ready(Err(error)),
+            };
+            let from_first = written.min(first.len());
+            first.advance(from_first);
+            advance(queue, written - from_first);
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Drops `n` written bytes from the front of `queue`.
+fn advance(queue: &mut VecDeque<Bytes>, mut n: usize) {
+    while n > 0 {
+        let Some(front) = queue.front_mut() else {
+            return;
+        };
+        if n >= front.len() {
+            n -= front.len();
+            queue.pop_front();
+        } else {
+            front.advance(n);
+            return;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The request
+
+/// How a request body is framed on the wire to the instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RequestFraming {
+    /// No body, or one of known length: bytes as they come.
+    Plain,
+    /// A body of unknown length (an HTTP/2 client's, or a chunked one): re-chunked.
+    Chunked,
+}
+
+/// A request serialized for an instance whose body has not been sent: what a retry on another connection, or
+/// another instance, sends again. The head is kept as bytes, so resending it costs nothing.
+pub struct Outgoing {
+    head: Bytes,
+    body: Option<RequestBody>,
+    framing: RequestFraming,
+    /// Idempotent (RFC 9110 §9.2.2) and body-less: safe to send again after an instance may have seen it.
+    replayable: bool,
+    /// HEAD: the response has no body, whatever its headers say.
+    head_only: bool,
+}
+
+impl Outgoing {
+    /// Serializes a request already rewritten for the instance (origin-form target, hop-by-hop headers gone).
+    pub fn new(request: Request<RequestBody>) -> Self {
+        let (parts, body) = request.into_parts();
+        let (body, length, framing) = if body.is_end_stream() {
+            // POST, PUT and PATCH without a body still say so, as clients do; other methods say nothing.
+            let say_zero = matches!(parts.method, Method::POST | Method::PUT | Method::PATCH)
+                && !parts.headers.contains_key(CONTENT_LENGTH);
+            (None, say_zero.then_some(0), RequestFraming::Plain)
+        } else {
+            match body.size_hint().exact() {
+                Some(length) => (Some(body), Some(length), RequestFraming::Plain),
+                None => (Some(body), None, RequestFraming::Chunked),
+            }
+        };
+        let replayable = body.is_none()
+            && matches!(
+                parts.method,
+                Method::GET
+                    | Method::HEAD
+                    | Method::OPTIONS
+                    | Method::TRACE
+                    | Method::PUT
+                    | Method::DELETE
+            );
+        Outgoing {
+            head: serialize_head(&parts, length, framing),
+            body,
+            framing,
+            replayable,
+            head_only: parts.method == Method::HEAD,
+        }
+    }
+
+    /// Whether the request has a body still to send (it cannot be replayed once the body has started).
+    pub fn has_body(&self) -> bool {
+        self.body.is_some()
+    }
+}
+
+/// The request line and headers, with the framing header elbe decided on (a client's own `Content-Length` is
+/// replaced when the body's length is known, and dropped when the body is re-chunked).
+fn serialize_head(
+    parts: &http::request::Parts,
+    length: Option<u64>,
+    framing: RequestFraming,
+) -> Bytes {
+    let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let replace_length = length.is_some() || framing == RequestFraming::Chunked;
+    let size = parts.method.as_str().len()
+        + target.len()
+        + 64
+        + parts
+            .headers
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 4)
+            .sum::<usize>();
+    let mut head = BytesMut::with_capacity(size);
+    head.put_slice(parts.method.as_str().as_bytes());
+    head.put_u8(b' ');
+    head.put_slice(target.as_bytes());
+    head.put_slice(b" HTTP/1.1\r\n");
+    for (name, value) in &parts.headers {
+        if replace_length && name == CONTENT_LENGTH {
+            continue;
+        }
+        put_header(&mut head, name.as_str().as_bytes(), value.as_bytes());
+    }
+    if let Some(length) = length {
+        put_header(&mut head, b"content-length", length.to_string().as_bytes());
+    }
+    if framing == RequestFraming::Chunked {
+        head.put_slice(b"transfer-encoding: chunked\r\n");
+    }
+    head.put_slice(b"\r\n");
+    head.freeze()
+}
+
+fn put_header(buf: &mut BytesMut, name: &[u8], value: &[u8]) {
+    buf.put_slice(name);
+    buf.put_slice(b": ");
+    buf.put_slice(value);
+    buf.put_slice(b"\r\n");
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The exchange
+
+/// What may be done with a request whose exchange failed before a response head arrived.
+pub enum Resend {
+    /// Not a byte of it reached the instance: it can go anywhere.
+    Anywhere(Outgoing),
+    /// It reached the instance, which closed the connection without answering; the request is safe to send
+    /// again, once, on a fresh connection (the keep-alive race, DESIGN.md).
+    Once(Outgoing),
+    /// It cannot be sent again.
+    Never,
+}
+
+/// One request on a connection and its response: driven by the request's future until the response head has
+/// arrived, then by the response body until the response ends.
+pub struct Exchange {
+    conn: BackendConnection,
+    request: Outgoing,
+    /// Bytes queued for the instance: the head, then framed body data.
+    /// The part of the request head not written yet.
+    head_left: Bytes,
+    /// Framed body data queued behind the head.
+    to_write: VecDeque<Bytes>,
+    wrote_any: bool,
+    body_started: bool,
+    /// The instance stopped taking the request (it closed or reset); its answer may still be readable.
+    write_failed: bool,
+    received_any: bool,
+    /// How the response body is delimited (`Done` until the head has arrived).
+    response: Download,
+    keep_alive: bool,
+}
+
+/// How the rest of the response body is delimited.
+#[derive(Debug)]
+enum Download {
+    /// This many bytes are left.
+    Length(u64),
+    Chunked(Chunk),
+    /// Everything until the instance closes the connection.
+    UntilClose,
+    Done,
+}
+
+/// Where a chunked body's decoder is.
+#[derive(Debug, Clone, Copy)]
+enum Chunk {
+    Size,
+    Data(u64),
+    DataEnd,
+    Trailers,
+}
+
+impl Exchange {
+    pub fn new(conn: BackendConnection, request: Outgoing) -> Self {
+        Exchange {
+            conn,
+            head_left: request.head.clone(),
+            request,
+            to_write: VecDeque::new(),
+            wrote_any: false,
+            body_started: false,
+            write_failed: false,
+            received_any: false,
+            response: Download::Done,
+            keep_alive: false,
+        }
+    }
+
+    /// Sends the request and waits for the response head (interim 1xx responses skipped).
+    pub async fn response_head(&mut self) -> Result<Response<()>, ProxyError> {
+        std::future::poll_fn(|cx| self.poll_head(cx)).await
+    }
+
+    /// After a failed [`Exchange::response_head`]: whether and where the request may be sent again.
+    pub fn resend(self, error: &ProxyError) -> Resend {
+        if self.body_started || self.received_any {
+            return Resend::Never;
+        }
+        if !self.wrote_any {
+            return Resend::Anywhere(self.request);
+        }
+        match error {
+            ProxyError::Closed(_) if self.request.replayable => Resend::Once(self.request),
+            _ => Resend::Never,
+        }
+    }
+
+    fn poll_head(&mut self, cx: &mut Context<'_>) -> Poll<Result<Response<()>, ProxyError>> {
+        loop {
+            if let Poll::Ready(Err(error)) = self.poll_upload(cx) {
+                return Poll::Ready(Err(ProxyError::ClientBody(error)));
+            }
+            if let Some(response) = self.parse_head()? {
+                return Poll::Ready(Ok(response));
+            }
+            match ready!(self.conn.poll_fill(cx)) {
+                Ok(0) if self.received_any => {
+                    return Poll::Ready(Err(ProxyError::BadResponse("closed in the response head")))
+                }
+                Ok(0) => {
+                    let closed =
+                        io::Error::new(io::ErrorKind::UnexpectedEof, "closed without answering");
+                    return Poll::Ready(Err(ProxyError::Closed(closed)));
+                }
+                Ok(_) => self.received_any = true,
+                Err(error) => return Poll::Ready(Err(ProxyError::Closed(error))),
+            }
+        }
+    }
+
+    /// Writes what is queued and feeds the request body in, frame by frame, as the socket takes it. `Ready(Ok)`
+    /// once the whole request is out (or the instance stopped taking it); an error is the client's body failing.
+    fn poll_upload(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), hyper::Error>> {
+        loop {
+            if self.write_failed {
+                return Poll::Ready(Ok(()));
+            }
+            if !self.head_left.is_empty() || !self.to_write.is_empty() {
+                let head_len = self.head_left.len();
+                let written = self
+                    .conn
+                    .poll_write_all(&mut self.head_left, &mut self.to_write, cx);
+                self.wrote_any |= self.head_left.len() < head_len;
+                match written {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Ok(())) => {}
+                    Poll::Ready(Err(error)) => {
+                        tracing::debug!(%error, "instance stopped taking the request");
+                        self.write_failed = true;
+                        self.head_left.clear();
+                        self.to_write.clear();
+                        return Poll::Ready(Ok(()));
+                    }
+                }
+            }
+            let Some(body) = self.request.body.as_mut() else {
+                return Poll::Ready(Ok(()));
+            };
+            match ready!(Pin::new(body).poll_frame(cx)) {
+                Some(Ok(frame)) => {
+                    self.body_started = true;
+                    self.queue_frame(frame);
+                }
+                Some(Err(error)) => {
+                    self.request.body = None;
+                    self.write_failed = true;
+                    return Poll::Ready(Err(error));
+                }
+                None => {
+                    self.body_started = true;
+                    self.request.body = None;
+                    if self.request.framing == RequestFraming::Chunked {
+                        self.to_write.push_back(Bytes::from_static(b"0\r\n\r\n"));
+                    }
+                }
+            }
+        }
+    }
+
+    fn queue_frame(&mut self, frame: Frame<Bytes>) {
+        let chunked = self.request.framing == RequestFraming::Chunked;
+        match frame.into_data() {
+            Ok(data) if data.is_empty() => {}
+            Ok(data) if chunked => {
+                self.to_write
+                    .push_back(Bytes::from(format!("{:x}\r\n", data.len())));
+                self.to_write.push_back(data);
+                self.to_write.push_back(Bytes::from_static(b"\r\n"));
+            }
+            Ok(data) => self.to_write.push_back(data),
+            Err(frame) => {
+                // Trailers end a chunked body; a body of known length has nowhere to put them.
+                let Ok(trailers) = frame.into_trailers() else {
+                    return;
+                };
+                if chunked {
+                    let mut last = BytesMut::from(&b"0\r\n"[..]);
+                    for (name, value) in &trailers {
+                        put_header(&mut last, name.as_str().as_bytes(), value.as_bytes());
+                    }
+                    last.put_slice(b"\r\n");
+                    self.to_write.push_back(last.freeze());
+                    self.request.body = None;
+                }
+            }
+        }
+    }
+
+    /// Parses a response head from what has been read, skipping interim responses. `None`: not all there yet.
+    fn parse_head(&mut self) -> Result<Option<Response<()>>, ProxyError> {
+        loop {
+            if self.conn.read_buf.is_empty() {
+                return Ok(None);
+            }
+            let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut parsed = httparse::Response::new(&mut slots);
+            let length = match parsed.parse(&self.conn.read_buf) {
+                Ok(httparse::Status::Complete(length)) => length,
+                Ok(httparse::Status::Partial) if self.conn.read_buf.len() > MAX_HEAD_BYTES => {
+                    return Err(ProxyError::BadResponse("response head too large"))
+                }
+                Ok(httparse::Status::Partial) => return Ok(None),
+                Err(_) => return Err(ProxyError::BadResponse("malformed response head")),
+            };
+            let code = parsed.code.unwrap_or(0);
+            if (100..200).contains(&code) && code != 101 {
+                self.conn.read_buf.advance(length);
+                continue;
+            }
+            // Where each part lies, so the header values can share the head's bytes instead of being copied.
+            let base = self.conn.read_buf.as_ptr() as usize;
+            let at = |part: &[u8]| {
+                let start = part.as_ptr() as usize - base;
+                Span(start, start + part.len())
+            };
+            let mut fields = [(Span(0, 0), Span(0, 0)); MAX_HEADERS];
+            for (field, header) in fields.iter_mut().zip(parsed.headers.iter()) {
+                *field = (at(header.name.as_bytes()), at(header.value));
+            }
+            let index = HeadIndex {
+                code,
+                http10: parsed.version == Some(0),
+                reason: parsed.reason.map(|reason| at(reason.as_bytes())),
+                fields: &fields[..parsed.headers.len()],
+            };
+            let head = self.conn.read_buf.split_to(length).freeze();
+            let (response, download, keep_alive) =
+                build_response(&head, &index, self.request.head_only)?;
+            self.response = download;
+            self.keep_alive = keep_alive;
+            return Ok(Some(response));
+        }
+    }
+}
+
+/// A parsed response head, as positions in its bytes.
+struct HeadIndex<'a> {
+    code: u16,
+    http10: bool,
+    reason: Option<Span>,
+    /// (name, value) of each header line.
+    fields: &'a [(Span, Span)],
+}
+
+/// Where a part of the head lies in its bytes: `start..end`.
+#[derive(Debug, Clone, Copy)]
+struct Span(usize, usize);
+
+impl Span {
+    fn of(self, head: &Bytes) -> Bytes {
+        head.slice(self.0..self.1)
+    }
+}
+
+/// The response as hyper's server will send it on, how its body is delimited (RFC 9112 §6.3) and whether the
+/// connection stays open after it.
+fn build_response(
+    head: &Bytes,
+    index: &HeadIndex<'_>,
+    head_only: bool,
+) -> Result<(Response<()>, Download, bool), ProxyError> {
+    let code = index.code;
+    let status = StatusCode::from_u16(code)
+        .ok()
+        .filter(|status| *status != StatusCode::SWITCHING_PROTOCOLS)
+        .ok_or(ProxyError::BadResponse("invalid status code"))?;
+    let mut headers = HeaderMap::with_capacity(index.fields.len());
+    for (name, value) in index.fields {
+        let name = HeaderName::from_bytes(&head[name.0..name.1])
+            .map_err(|_| ProxyError::BadResponse("invalid header name"))?;
+        let value = HeaderValue::from_maybe_shared(value.of(head))
+            .map_err(|_| ProxyError::BadResponse("invalid header value"))?;
+        headers.append(name, value);
+    }
+    let version = if index.http10 {
+        Version::HTTP_10
+    } else {
+        Version::HTTP_11
+    };
+    let mut keep_alive = keeps_alive(version, &headers);
+    let no_body =
+        head_only || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
+    let download = if no_body {
+        Download::Length(0)
+    } else if headers.contains_key(TRANSFER_ENCODING) {
+        // Transfer-Encoding wins over Content-Length, but a response with both is suspect: not reused.
+        if headers.contains_key(CONTENT_LENGTH) {
+            keep_alive = false;
+        }
+        headers.remove(CONTENT_LENGTH);
+        if ends_chunked(&headers) {
+            Download::Chunked(Chunk::Size)
+        } else {
+            Download::UntilClose
+        }
+    } else if headers.contains_key(CONTENT_LENGTH) {
+        Download::Length(content_length(&headers)?)
+    } else {
+        Download::UntilClose
+    };
+    if matches!(download, Download::UntilClose) {
+        keep_alive = false;
+    }
+    let mut response = Response::new(());
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    if let Some(reason) = index.reason.map(|span| span.of(head)) {
+        let canonical = status.canonical_reason().map(str::as_bytes);
+        if !reason.is_empty() && Some(&reason[..]) != canonical {
+            if let Ok(reason) = hyper::ext::ReasonPhrase::try_from(reason) {
+                response.extensions_mut().insert(reason);
+            }
+        }
+    }
+    Ok((response, download, keep_alive))
+}
+
+impl Exchange {
+    /// The next frame of the response body, keeping the request body going meanwhile.
+    pub fn poll_body(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Frame<Bytes>>>> {
+        if let Poll::Ready(Err(error)) = self.poll_upload(cx) {
+            return Poll::Ready(Some(Err(io::Error::other(error))));
+        }
+        loop {
+            match decode(&mut self.response, &mut self.conn.read_buf) {
+                Ok(Some(frame)) => return Poll::Ready(Some(Ok(frame))),
+                Ok(None) if matches!(self.response, Download::Done) => return Poll::Ready(None),
+                Ok(None) => {}
+                Err(error) => return Poll::Ready(Some(Err(error))),
+            }
+            match ready!(self.conn.poll_fill(cx)) {
+                Ok(0) => {
+                    if matches!(self.response, Download::UntilClose) {
+                        self.response = Download::Done;
+                        return Poll::Ready(None);
+                    }
+                    let cut =
+                        io::Error::new(io::ErrorKind::UnexpectedEof, "instance closed mid-body");
+                    return Poll::Ready(Some(Err(cut)));
+                }
+                Ok(_) => {}
+                Err(error) => return Poll::Ready(Some(Err(error))),
+            }
+        }
+    }
+
+    /// Whether the response body is complete.
+    pub fn is_end_stream(&self) -> bool {
+        matches!(self.response, Download::Done | Download::Length(0))
+    }
+
+    pub fn size_hint(&self) -> SizeHint {
+        match self.response {
+            Download::Length(n) => SizeHint::with_exact(n),
+            Download::Done => SizeHint::with_exact(0),
+            _ => SizeHint::default(),
+        }
+    }
+
+    /// The connection, if the exchange ended so cleanly that the next request can use it: the whole request
+    /// sent, the whole response read and nothing more, and neither side asked to close.
+    pub fn into_reusable(self) -> Option<BackendConnection> {
+        let clean = self.is_end_stream()
+            && self.keep_alive
+            && self.request.body.is_none()
+            && self.head_left.is_empty()
+            && self.to_write.is_empty()
+            && !self.write_failed
+            && self.conn.read_buf.is_empty();
+        clean.then_some(self.conn)
+    }
+}
+
+/// Takes the next frame of a response body out of `buf`. `Ok(None)`: more bytes are needed, or the body ended
+/// (then `download` is `Done`).
+fn decode(download: &mut Download, buf: &mut BytesMut) -> io::Result<Option<Frame<Bytes>>> {
+    loop {
+        match download {
+            Download::Done => return Ok(None),
+            Download::Length(0) => {
+                *download = Download::Done;
+                return Ok(None);
+            }
+            Download::Length(left) => {
+                if buf.is_empty() {
+                    return Ok(None);
+                }
+                let take = (*left).min(buf.len() as u64);
+                *left -= take;
+                return Ok(Some(Frame::data(buf.split_to(take as usize).freeze())));
+            }
+            Download::UntilClose => {
+                if buf.is_empty() {
+                    return Ok(None);
+                }
+                return Ok(Some(Frame::data(buf.split().freeze())));
+            }
+            Download::Chunked(chunk) => match decode_chunked(chunk, buf)? {
+                ChunkStep::Frame(frame) => return Ok(Some(frame)),
+                ChunkStep::Continue => {}
+                ChunkStep::NeedMore => return Ok(None),
+                ChunkStep::End(trailers) => {
+                    *download = Download::Done;
+                    return Ok(trailers.map(Frame::trailers));
+                }
+            },
+        }
+    }
+}
+
+enum ChunkStep {
+    Frame(Frame<Bytes>),
+    Continue,
+    NeedMore,
+    End(Option<HeaderMap>),
+}
+
+fn malformed(what: &'static str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, what)
+}
+
+/// One step of chunked decoding (RFC 9112 §7.1): a size line, data, the CRLF after data, or the trailer section.
+fn decode_chunked(chunk: &mut Chunk, buf: &mut BytesMut) -> io::Result<ChunkStep> {
+    match *chunk {
+        Chunk::Size => {
+            let Some(end) = buf.iter().position(|&b| b == b'\n') else {
+                if buf.len() > MAX_CHUNK_LINE {
+                    return Err(malformed("chunk size line too long"));
+                }
+                return Ok(ChunkStep::NeedMore);
+            };
+            let size = chunk_size(&buf[..end])?;
+            buf.advance(end + 1);
+            *chunk = if size == 0 {
+                Chunk::Trailers
+            } else {
+                Chunk::Data(size)
+            };
+            Ok(ChunkStep::Continue)
+        }
+        Chunk::Data(left) => {
+            if buf.is_empty() {
+                return Ok(ChunkStep::NeedMore);
+            }
+            let take = left.min(buf.len() as u64);
+            *chunk = if take == left {
+                Chunk::DataEnd
+            } else {
+                Chunk::Data(left - take)
+            };
+            Ok(ChunkStep::Frame(Frame::data(
+                buf.split_to(take as usize).freeze(),
+            )))
+        }
+        Chunk::DataEnd => match buf.first() {
+            None => Ok(ChunkStep::NeedMore),
+            Some(b'\n') => {
+                buf.advance(1);
+                *chunk = Chunk::Size;
+                Ok(ChunkStep::Continue)
+            }
+            Some(b'\r') if buf.len() < 2 => Ok(ChunkStep::NeedMore),
+            Some(b'\r') if buf[1] == b'\n' => {
+                buf.advance(2);
+                *chunk = Chunk::Size;
+                Ok(ChunkStep::Continue)
+            }
+            Some(_) => Err(malformed("chunk data longer than its size")),
+        },
+        Chunk::Trailers => trailers(buf),
+    }
+}
+
+/// The size on a chunk-size line (hex digits, then optional extensions and CR).
+fn chunk_size(line: &[u8]) -> io::Result<u64> {
+    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    let rest = &line[digits..];
+    let rest_ok = rest.is_empty() || matches!(rest[0], b';' | b' ' | b'\t' | b'\r');
+    if digits == 0 || digits > 15 || !rest_ok {
+        return Err(malformed("invalid chunk size"));
+    }
+    let digits =
+        std::str::from_utf8(&line[..digits]).map_err(|_| malformed("invalid chunk size"))?;
+    u64::from_str_radix(digits, 16).map_err(|_| malformed("invalid chunk size"))
+}
+
+/// The trailer section after the last chunk: empty (just CRLF) or header lines handed on as trailers.
+fn trailers(buf: &mut BytesMut) -> io::Result<ChunkStep> {
+    match buf.first() {
+        None => return Ok(ChunkStep::NeedMore),
+        Some(b'\n') => {
+            buf.advance(1);
+            return Ok(ChunkStep::End(None));
+        }
+        Some(b'\r') if buf.len() < 2 => return Ok(ChunkStep::NeedMore),
+        Some(b'\r') if buf[1] == b'\n' => {
+            buf.advance(2);
+            return Ok(ChunkStep::End(None));
+        }
+        _ => {}
+    }
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let (length, fields) = match httparse::parse_headers(buf, &mut slots) {
+        Ok(httparse::Status::Complete(done)) => done,
+        Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD_BYTES => {
+            return Err(malformed("trailer section too large"))
+        }
+        Ok(httparse::Status::Partial) => return Ok(ChunkStep::NeedMore),
+        Err(_) => return Err(malformed("malformed trailer section")),
+    };
+    let mut map = HeaderMap::with_capacity(fields.len());
+    for field in fields {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(field.name.as_bytes()),
+            HeaderValue::from_bytes(field.value),
+        ) {
+            map.append(name, value);
+        }
+    }
+    buf.advance(length);
+    Ok(ChunkStep::End(Some(map)))
+}
+
+/// HTTP/1.1 keeps the connection unless `Connection: close`; HTTP/1.0 only with `Connection: keep-alive`.
+fn keeps_alive(version: Version, headers: &HeaderMap) -> bool {
+    let has = |token: &str| {
+        headers.get_all(CONNECTION).iter().any(|line| {
+            line.as_bytes()
+                .split(|&b| b == b',')
+                .any(|option| option.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+        })
+    };
+    if version == Version::HTTP_10 {
+        has("keep-alive")
+    } else {
+        !has("close")
+    }
+}
+
+/// Whether the last transfer coding is `chunked` (RFC 9112 §6.3: otherwise the body runs until close).
+fn ends_chunked(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(TRANSFER_ENCODING)
+        .iter()
+        .next_back()
+        .and_then(|line| line.as_bytes().rsplit(|&b| b == b',').next())
+        .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"))
+}
+
+/// The response's Content-Length: every value (lines and comma lists) must be the same valid number.
+fn content_length(headers: &HeaderMap) -> Result<u64, ProxyError> {
+    let bad = ProxyError::BadResponse("invalid Content-Length");
+    let mut length = None;
+    for line in headers.get_all(CONTENT_LENGTH) {
+        for value in line.as_bytes().split(|&b| b == b',') {
+            let value = value.trim_ascii();
+            if value.is_empty() || !value.iter().all(u8::is_ascii_digit) || value.len() > 19 {
+                return Err(bad);
+            }
+            let parsed: u64 = std::str::from_utf8(value)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .ok_or(ProxyError::BadResponse("invalid Content-Length"))?;
+            if length.is_some_and(|seen| seen != parsed) {
+                return Err(bad);
+            }
+            length = Some(parsed);
+        }
+    }
+    length.ok_or(bad)
+}
