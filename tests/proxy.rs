@@ -486,3 +486,143 @@ async fn curl_sees_forwarded_headers() {
     assert_eq!(get("x-forwarded-for").unwrap(), "203.0.113.7, 127.0.0.1");
     assert_eq!(get("x-forwarded-proto").unwrap(), "http");
 }
+
+/// A request body of unknown length, sent frame by frame (an HTTP/2 client's without content-length).
+struct Frames(std::collections::VecDeque<bytes::Bytes>);
+
+impl http_body::Body for Frames {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        std::task::Poll::Ready(
+            self.0
+                .pop_front()
+                .map(|data| Ok(http_body::Frame::data(data))),
+        )
+    }
+}
+
+/// Bodies of unknown length (an HTTP/2 client's without content-length, an HTTP/1.1 chunked one) reach the
+/// instance re-chunked and whole; a known length reaches it as Content-Length.
+#[tokio::test]
+async fn request_bodies_are_reframed_for_the_instance() {
+    let (_backend, elbe) = one_echo_instance().await;
+    let stream = tokio::net::TcpStream::connect(elbe.node("zone-a"))
+        .await
+        .unwrap();
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    let frames = (0..3u8)
+        .map(|i| bytes::Bytes::from(vec![b'a' + i; 1000]))
+        .collect();
+    let request = http::Request::post(format!(
+        "http://app.example:{}/up",
+        elbe.node("zone-a").port()
+    ))
+    .body(Frames(frames))
+    .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    use http_body_util::BodyExt;
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(json["body_length"], 3000);
+    let headers = json["headers"].to_string();
+    assert!(
+        headers.contains(r#"["transfer-encoding","chunked"]"#),
+        "{headers}"
+    );
+    assert!(!headers.contains("content-length"), "{headers}");
+
+    let chunked = raw_response(
+        elbe.node("zone-a"),
+        b"POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n4;x=y\r\ndefg\r\n0\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    let json = raw_json(&chunked);
+    assert_eq!(json["body_length"], 7, "{chunked}");
+    assert!(json["headers"]
+        .to_string()
+        .contains(r#"["transfer-encoding","chunked"]"#));
+
+    let sized = raw_response(
+        elbe.node("zone-a"),
+        b"PUT /s HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello",
+        Duration::from_secs(5),
+    )
+    .await;
+    let json = raw_json(&sized);
+    assert_eq!(json["body_length"], 5, "{sized}");
+    let headers = json["headers"].to_string();
+    assert!(headers.contains(r#"["content-length","5"]"#), "{headers}");
+    assert!(!headers.contains("transfer-encoding"), "{headers}");
+}
+
+/// An instance that answers 413 at once, without reading the upload, gets its answer to the client; the
+/// connection is not reused (the request was not read to its end), so the next request opens another.
+#[tokio::test]
+async fn an_instance_answering_before_the_upload_ends_is_answered_through() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let exchanges = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = exchanges.clone();
+    let server = tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let counted = counted.clone();
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut buf = [0u8; 1024];
+                let mut seen = Vec::new();
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = stream.read(&mut buf).await.unwrap_or(0);
+                    if n == 0 {
+                        return; // a TCP health check
+                    }
+                    seen.extend_from_slice(&buf[..n]);
+                }
+                counted.fetch_add(1, Ordering::SeqCst);
+                let _ = stream
+                    .write_all(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 3\r\n\r\nbig")
+                    .await;
+                // Keep the connection open without reading the body.
+                tokio::time::sleep(Duration::from_secs(30)).await;
+            });
+        }
+    });
+    let elbe = ConfigBuilder::new()
+        .instance(InstanceSpec {
+            id: "i-early".into(),
+            zone: "zone-a".into(),
+            address,
+        })
+        .start()
+        .await;
+    let upload = http::Request::post("/upload")
+        .header("host", "app.example")
+        .body(http_body_util::Full::new(bytes::Bytes::from(vec![
+            b'x';
+            16 << 20
+        ])))
+        .unwrap();
+    let reply = bounded(
+        Duration::from_secs(10),
+        request(elbe.node("zone-a"), upload),
+    )
+    .await;
+    assert_eq!(reply.status, 413, "{:?} {:?}", reply.headers, reply.body);
+    assert_eq!(reply.body, "big");
+    let again = bounded(Duration::from_secs(10), get(elbe.node("zone-a"), "/")).await;
+    assert_eq!(again.status, 413);
+    assert_eq!(exchanges.load(Ordering::SeqCst), 2);
+    server.abort();
+}
