@@ -289,6 +289,11 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 ];
 const CONNECTION_BIT: u8 = 1;
 
+/// Whether a (lower-case) header name is one of the fixed hop-by-hop headers.
+pub fn is_hop_by_hop(name: &str) -> bool {
+    hop_by_hop_bit(name) != 0
+}
+
 /// The bit of a (lower-case) header name in [`HOP_BY_HOP`], 0 for an end-to-end header. `as_str` of a standard
 /// header is a table lookup; the match compiles to a length switch and a compare.
 fn hop_by_hop_bit(name: &str) -> u8 {

@@ -486,7 +486,6 @@ async fn forward(context: &ListenerContext, request: Request<Incoming>) -> Respo
                     .latency
                     .observe(sent_at.elapsed().as_secs_f64());
                 let (mut parts, ()) = response.into_parts();
-                headers::strip_hop_by_hop(&mut parts.headers);
                 if context.access_log.is_some() {
                     parts.extensions.insert(Dispatched {
                         backend: target.addr,
@@ -547,9 +546,12 @@ impl From<ProxyError> for Failed {
 /// Sends on a pooled connection if one is alive, else on a new one. A request that a dead pooled connection took
 /// none of goes on the next connection; one lost after sending is replayed once on a fresh connection when it is
 /// body-less and idempotent (DESIGN.md: the keep-alive race behind many ELB 504s).
-async fn send(target: &Target, mut request: Outgoing) -> Result<(Response<()>, Exchange), Failed> {
+async fn send(
+    target: &Target,
+    mut request: Outgoing,
+) -> Result<(Response<()>, Box<Exchange>), Failed> {
     while let Some(conn) = target.pool.checkout(request.has_body()) {
-        let mut exchange = Exchange::new(conn, request);
+        let mut exchange = Box::new(Exchange::new(conn, request));
         let error = match exchange.response_head().await {
             Ok(response) => return Ok((response, exchange)),
             Err(error) => error,
@@ -573,7 +575,7 @@ async fn send(target: &Target, mut request: Outgoing) -> Result<(Response<()>, E
             })
         }
     };
-    let mut exchange = Exchange::new(conn, request);
+    let mut exchange = Box::new(Exchange::new(conn, request));
     match exchange.response_head().await {
         Ok(response) => Ok((response, exchange)),
         Err(error) => {
