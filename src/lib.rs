@@ -14,7 +14,8 @@
 //! - [`proxy`]: the request path, as tower layers: tracking, checks, X-Forwarded-* ([`headers`]), forwarding.
 //! - [`balancer`]: least outstanding requests (power of two choices) and round robin; [`surge`]: ELB's surge
 //!   queue and spillover.
-//! - [`pool`]: lock-free pools of idle keep-alive connections to instances.
+//! - [`pool`]: lock-free pools of idle keep-alive connections to instances; [`backend_connection`]: elbe's own
+//!   HTTP/1.1 client, one request and its response on such a connection, driven on the client connection's task.
 //! - [`body`]: request and response bodies, streamed, with the per-request bookkeeping.
 //! - [`error`]: ELB's own responses (400, 408, 502, 503, 504) and the proxy's error type.
 //! - [`metrics`]: ELB's CloudWatch metrics as Prometheus series; [`access_log`]: ELB's access-log lines.
