@@ -412,19 +412,28 @@ async fn an_instance_that_never_passes_a_check_gets_no_traffic() {
     assert_eq!(reply.status, 503);
 }
 
-#[tokio::test]
-async fn http2_prior_knowledge_reaches_the_instance_as_http11() {
-    let (_backend, elbe) = one_echo_instance().await;
-    let stream = tokio::net::TcpStream::connect(elbe.node("zone-a"))
-        .await
-        .unwrap();
-    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+/// An HTTP/2 prior-knowledge (h2c) client connection to `address`.
+async fn h2c<B>(address: std::net::SocketAddr) -> hyper::client::conn::http2::SendRequest<B>
+where
+    B: http_body::Body + Unpin + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let (sender, connection) = hyper::client::conn::http2::handshake(
         hyper_util::rt::TokioExecutor::new(),
         hyper_util::rt::TokioIo::new(stream),
     )
     .await
     .unwrap();
     tokio::spawn(connection);
+    sender
+}
+
+#[tokio::test]
+async fn http2_prior_knowledge_reaches_the_instance_as_http11() {
+    let (_backend, elbe) = one_echo_instance().await;
+    let mut sender = h2c(elbe.node("zone-a")).await;
     let request = http::Request::get(format!(
         "http://app.example:{}/h2?x=1",
         elbe.node("zone-a").port()
@@ -510,16 +519,7 @@ impl http_body::Body for Frames {
 #[tokio::test]
 async fn request_bodies_are_reframed_for_the_instance() {
     let (_backend, elbe) = one_echo_instance().await;
-    let stream = tokio::net::TcpStream::connect(elbe.node("zone-a"))
-        .await
-        .unwrap();
-    let (mut sender, connection) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(connection);
+    let mut sender = h2c(elbe.node("zone-a")).await;
     let frames = (0..3u8)
         .map(|i| bytes::Bytes::from(vec![b'a' + i; 1000]))
         .collect();
