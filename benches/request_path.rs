@@ -64,7 +64,7 @@ fn request() -> Request<()> {
 
 fn request_path(c: &mut Criterion) {
     let context = context(8);
-    let peer = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 22));
+    let peer = &elbe::headers::peer_value(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 22)));
     c.bench_function("snapshot load + pick (8 instances)", |b| {
         b.iter(|| {
             let routes = context.routes.load();
@@ -99,7 +99,7 @@ fn request_path(c: &mut Criterion) {
 /// (RequestCount, HTTPCode_Backend_2XX, Latency, bytes in and out). Pre-bound handles: atomics only.
 fn metrics_on_and_off(c: &mut Criterion) {
     let context = context(8);
-    let peer = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 22));
+    let peer = &elbe::headers::peer_value(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 22)));
     let path = |request: &mut Request<()>| {
         let routes = context.routes.load();
         let target = pick_least_outstanding(&routes.candidates).cloned();

@@ -30,14 +30,13 @@ use tokio::net::TcpStream;
 
 use crate::body::RequestBody;
 use crate::error::ProxyError;
+use crate::framing::{decode, Chunk, Download};
 use crate::headers;
 
 /// Most header lines a response head may have (hyper's limit too); more is a 502.
 const MAX_HEADERS: usize = 100;
 /// Largest response head accepted; a longer one is a 502.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
-/// Longest chunk-size line (with extensions) accepted in a chunked response.
-const MAX_CHUNK_LINE: usize = 4 * 1024;
 /// Reads start this large and double while they fill the buffer (a large download), up to `MAX_READ`.
 const MIN_READ: usize = 8 * 1024;
 const MAX_READ: usize = 256 * 1024;
@@ -122,20 +121,22 @@ impl BackendConnection {
         }
     }
 
-    /// Writes `first`, then `queue`, front first, dropping each buffer once written. `Ok(n)`: all written, `n`
-    /// bytes of it in this call; on `Pending` or an error, what was written is gone from the buffers.
+    /// Writes `head` from `head_written` on, then `queue`, front first, dropping each queued buffer once written
+    /// and moving `head_written` on. `Ok`: all written; on `Pending` or an error, what was written is accounted.
     fn poll_write_all(
         &mut self,
-        first: &mut Bytes,
+        head: &[u8],
+        head_written: &mut usize,
         queue: &mut VecDeque<Bytes>,
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<()>> {
-        while !first.is_empty() || !queue.is_empty() {
+        while *head_written < head.len() || !queue.is_empty() {
             ready!(self.stream.poll_write_ready(cx))?;
+            let first = &head[*head_written..];
             let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-            let buffers = std::iter::once(&*first)
+            let buffers = std::iter::once(first)
                 .filter(|b| !b.is_empty())
-                .chain(queue.iter());
+                .chain(queue.iter().map(|b| &b[..]));
             let mut count = 0;
             for (slice, buf) in slices.iter_mut().zip(buffers) {
                 *slice = IoSlice::new(buf);
@@ -148,7 +149,7 @@ impl BackendConnection {
                 Err(error) => return Poll::Ready(Err(error)),
             };
             let from_first = written.min(first.len());
-            first.advance(from_first);
+            *head_written += from_first;
             advance(queue, written - from_first);
         }
         Poll::Ready(Ok(()))
@@ -307,9 +308,9 @@ pub enum Resend {
 pub struct Exchange {
     conn: BackendConnection,
     request: Outgoing,
-    /// Bytes queued for the instance: the head, then framed body data.
-    /// The part of the request head not written yet.
-    head_left: Bytes,
+    /// How much of the request head has been written (an offset, not a copy: cloning the head's `Bytes` would
+    /// allocate).
+    head_written: usize,
     /// Framed body data queued behind the head.
     to_write: VecDeque<Bytes>,
     wrote_any: bool,
@@ -322,31 +323,11 @@ pub struct Exchange {
     keep_alive: bool,
 }
 
-/// How the rest of the response body is delimited.
-#[derive(Debug)]
-enum Download {
-    /// This many bytes are left.
-    Length(u64),
-    Chunked(Chunk),
-    /// Everything until the instance closes the connection.
-    UntilClose,
-    Done,
-}
-
-/// Where a chunked body's decoder is.
-#[derive(Debug, Clone, Copy)]
-enum Chunk {
-    Size,
-    Data(u64),
-    DataEnd,
-    Trailers,
-}
-
 impl Exchange {
     pub fn new(conn: BackendConnection, request: Outgoing) -> Self {
         Exchange {
             conn,
-            head_left: request.head.clone(),
+            head_written: 0,
             request,
             to_write: VecDeque::new(),
             wrote_any: false,
@@ -402,24 +383,27 @@ impl Exchange {
 
     /// Writes what is queued and feeds the request body in, frame by frame, as the socket takes it. `Ready(Ok)`
     /// once the whole request is out (or the instance stopped taking it); an error is the client's body failing.
-    fn poll_upload(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), hyper::Error>> {
+    fn poll_upload(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         loop {
             if self.write_failed {
                 return Poll::Ready(Ok(()));
             }
-            if !self.head_left.is_empty() || !self.to_write.is_empty() {
-                let head_len = self.head_left.len();
-                let written = self
-                    .conn
-                    .poll_write_all(&mut self.head_left, &mut self.to_write, cx);
-                self.wrote_any |= self.head_left.len() < head_len;
+            if self.head_written < self.request.head.len() || !self.to_write.is_empty() {
+                let head_written = self.head_written;
+                let written = self.conn.poll_write_all(
+                    &self.request.head,
+                    &mut self.head_written,
+                    &mut self.to_write,
+                    cx,
+                );
+                self.wrote_any |= self.head_written > head_written;
                 match written {
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(Ok(())) => {}
                     Poll::Ready(Err(error)) => {
                         tracing::debug!(%error, "instance stopped taking the request");
                         self.write_failed = true;
-                        self.head_left.clear();
+                        self.head_written = self.request.head.len();
                         self.to_write.clear();
                         return Poll::Ready(Ok(()));
                     }
@@ -645,7 +629,7 @@ impl Exchange {
     /// The next frame of the response body, keeping the request body going meanwhile.
     pub fn poll_body(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Frame<Bytes>>>> {
         if let Poll::Ready(Err(error)) = self.poll_upload(cx) {
-            return Poll::Ready(Some(Err(io::Error::other(error))));
+            return Poll::Ready(Some(Err(error)));
         }
         loop {
             match decode(&mut self.response, &mut self.conn.read_buf) {
@@ -689,163 +673,12 @@ impl Exchange {
         let clean = self.is_end_stream()
             && self.keep_alive
             && self.request.body.is_none()
-            && self.head_left.is_empty()
+            && self.head_written == self.request.head.len()
             && self.to_write.is_empty()
             && !self.write_failed
             && self.conn.read_buf.is_empty();
         clean.then_some(self.conn)
     }
-}
-
-/// Takes the next frame of a response body out of `buf`. `Ok(None)`: more bytes are needed, or the body ended
-/// (then `download` is `Done`).
-fn decode(download: &mut Download, buf: &mut BytesMut) -> io::Result<Option<Frame<Bytes>>> {
-    loop {
-        match download {
-            Download::Done => return Ok(None),
-            Download::Length(0) => {
-                *download = Download::Done;
-                return Ok(None);
-            }
-            Download::Length(left) => {
-                if buf.is_empty() {
-                    return Ok(None);
-                }
-                let take = (*left).min(buf.len() as u64);
-                *left -= take;
-                return Ok(Some(Frame::data(buf.split_to(take as usize).freeze())));
-            }
-            Download::UntilClose => {
-                if buf.is_empty() {
-                    return Ok(None);
-                }
-                return Ok(Some(Frame::data(buf.split().freeze())));
-            }
-            Download::Chunked(chunk) => match decode_chunked(chunk, buf)? {
-                ChunkStep::Frame(frame) => return Ok(Some(frame)),
-                ChunkStep::Continue => {}
-                ChunkStep::NeedMore => return Ok(None),
-                ChunkStep::End(trailers) => {
-                    *download = Download::Done;
-                    return Ok(trailers.map(Frame::trailers));
-                }
-            },
-        }
-    }
-}
-
-enum ChunkStep {
-    Frame(Frame<Bytes>),
-    Continue,
-    NeedMore,
-    End(Option<HeaderMap>),
-}
-
-fn malformed(what: &'static str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, what)
-}
-
-/// One step of chunked decoding (RFC 9112 §7.1): a size line, data, the CRLF after data, or the trailer section.
-fn decode_chunked(chunk: &mut Chunk, buf: &mut BytesMut) -> io::Result<ChunkStep> {
-    match *chunk {
-        Chunk::Size => {
-            let Some(end) = buf.iter().position(|&b| b == b'\n') else {
-                if buf.len() > MAX_CHUNK_LINE {
-                    return Err(malformed("chunk size line too long"));
-                }
-                return Ok(ChunkStep::NeedMore);
-            };
-            let size = chunk_size(&buf[..end])?;
-            buf.advance(end + 1);
-            *chunk = if size == 0 {
-                Chunk::Trailers
-            } else {
-                Chunk::Data(size)
-            };
-            Ok(ChunkStep::Continue)
-        }
-        Chunk::Data(left) => {
-            if buf.is_empty() {
-                return Ok(ChunkStep::NeedMore);
-            }
-            let take = left.min(buf.len() as u64);
-            *chunk = if take == left {
-                Chunk::DataEnd
-            } else {
-                Chunk::Data(left - take)
-            };
-            Ok(ChunkStep::Frame(Frame::data(
-                buf.split_to(take as usize).freeze(),
-            )))
-        }
-        Chunk::DataEnd => match buf.first() {
-            None => Ok(ChunkStep::NeedMore),
-            Some(b'\n') => {
-                buf.advance(1);
-                *chunk = Chunk::Size;
-                Ok(ChunkStep::Continue)
-            }
-            Some(b'\r') if buf.len() < 2 => Ok(ChunkStep::NeedMore),
-            Some(b'\r') if buf[1] == b'\n' => {
-                buf.advance(2);
-                *chunk = Chunk::Size;
-                Ok(ChunkStep::Continue)
-            }
-            Some(_) => Err(malformed("chunk data longer than its size")),
-        },
-        Chunk::Trailers => trailers(buf),
-    }
-}
-
-/// The size on a chunk-size line (hex digits, then optional extensions and CR).
-fn chunk_size(line: &[u8]) -> io::Result<u64> {
-    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
-    // Optional whitespace, then extensions or the end of the line (RFC 9112 §7.1.1).
-    let rest = line[digits..].trim_ascii_start();
-    let rest_ok = matches!(rest.first(), None | Some(b';') | Some(b'\r'));
-    if digits == 0 || digits > 15 || !rest_ok {
-        return Err(malformed("invalid chunk size"));
-    }
-    let digits =
-        std::str::from_utf8(&line[..digits]).map_err(|_| malformed("invalid chunk size"))?;
-    u64::from_str_radix(digits, 16).map_err(|_| malformed("invalid chunk size"))
-}
-
-/// The trailer section after the last chunk: empty (just CRLF) or header lines handed on as trailers.
-fn trailers(buf: &mut BytesMut) -> io::Result<ChunkStep> {
-    match buf.first() {
-        None => return Ok(ChunkStep::NeedMore),
-        Some(b'\n') => {
-            buf.advance(1);
-            return Ok(ChunkStep::End(None));
-        }
-        Some(b'\r') if buf.len() < 2 => return Ok(ChunkStep::NeedMore),
-        Some(b'\r') if buf[1] == b'\n' => {
-            buf.advance(2);
-            return Ok(ChunkStep::End(None));
-        }
-        _ => {}
-    }
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let (length, fields) = match httparse::parse_headers(buf, &mut slots) {
-        Ok(httparse::Status::Complete(done)) => done,
-        Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD_BYTES => {
-            return Err(malformed("trailer section too large"))
-        }
-        Ok(httparse::Status::Partial) => return Ok(ChunkStep::NeedMore),
-        Err(_) => return Err(malformed("malformed trailer section")),
-    };
-    let mut map = HeaderMap::with_capacity(fields.len());
-    for field in fields {
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(field.name.as_bytes()),
-            HeaderValue::from_bytes(field.value),
-        ) {
-            map.append(name, value);
-        }
-    }
-    buf.advance(length);
-    Ok(ChunkStep::End(Some(map)))
 }
 
 /// What a response head says about its framing and its connection.
@@ -1148,25 +981,5 @@ mod tests {
         assert!(Outgoing::new(options)
             .head
             .starts_with(b"OPTIONS * HTTP/1.1\r\n"));
-    }
-
-    #[test]
-    fn chunk_sizes_are_strict_hex() {
-        assert_eq!(chunk_size(b"1a").unwrap(), 26);
-        assert_eq!(chunk_size(b"A;name=value\r").unwrap(), 10);
-        for bad in [
-            &b""[..],
-            b"x",
-            b"-1",
-            b"1 2x",
-            b"0x10",
-            b"10000000000000000",
-        ] {
-            assert!(
-                chunk_size(bad).is_err(),
-                "{:?}",
-                String::from_utf8_lossy(bad)
-            );
-        }
     }
 }

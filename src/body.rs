@@ -16,31 +16,43 @@ use hyper::body::Incoming;
 use crate::access_log::PendingEntry;
 use crate::backend_connection::Exchange;
 use crate::client_connection::ConnectionState;
+use crate::front_end::ClientBody;
 use crate::snapshot::Target;
 
-/// A request body sent to an instance: the client's own, or none (a retry of a body-less request).
-#[derive(Debug)]
+/// A request body sent to an instance: an HTTP/1 client's (read by [`crate::front_end`]), an HTTP/2 client's
+/// (read by hyper), or none.
 pub enum RequestBody {
+    Client(ClientBody),
     Incoming(Incoming),
     Empty,
 }
 
+impl From<Incoming> for RequestBody {
+    fn from(body: Incoming) -> Self {
+        RequestBody::Incoming(body)
+    }
+}
+
 impl Body for RequestBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = std::io::Error;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
         match self.get_mut() {
-            RequestBody::Incoming(body) => Pin::new(body).poll_frame(cx),
+            RequestBody::Client(body) => Pin::new(body).poll_frame(cx),
+            RequestBody::Incoming(body) => Pin::new(body)
+                .poll_frame(cx)
+                .map(|frame| frame.map(|frame| frame.map_err(std::io::Error::other))),
             RequestBody::Empty => Poll::Ready(None),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
+            RequestBody::Client(body) => body.is_end_stream(),
             RequestBody::Incoming(body) => body.is_end_stream(),
             RequestBody::Empty => true,
         }
@@ -48,6 +60,7 @@ impl Body for RequestBody {
 
     fn size_hint(&self) -> SizeHint {
         match self {
+            RequestBody::Client(body) => body.size_hint(),
             RequestBody::Incoming(body) => body.size_hint(),
             RequestBody::Empty => SizeHint::with_exact(0),
         }

@@ -19,6 +19,9 @@ pub enum ElbResponse {
     MethodNotAllowed,
     /// 414: request target longer than `max_uri_bytes`.
     UriTooLong,
+    /// 431: request head larger than `max_request_header_bytes`, or more fields than `max_headers`; the connection
+    /// is closed after it.
+    HeadersTooLarge,
     /// 503: no instance can take the request (none registered, none healthy, spillover).
     NoInstance,
     /// 502: the instance's response could not be parsed.
@@ -33,6 +36,7 @@ impl ElbResponse {
             ElbResponse::BadRequest => StatusCode::BAD_REQUEST,
             ElbResponse::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ElbResponse::UriTooLong => StatusCode::URI_TOO_LONG,
+            ElbResponse::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ElbResponse::NoInstance => StatusCode::SERVICE_UNAVAILABLE,
             ElbResponse::BadGateway => StatusCode::BAD_GATEWAY,
             ElbResponse::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -45,6 +49,7 @@ impl ElbResponse {
             ElbResponse::BadRequest => "BAD_REQUEST",
             ElbResponse::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             ElbResponse::UriTooLong => "URI_TOO_LONG",
+            ElbResponse::HeadersTooLarge => "Request Header Fields Too Large",
             ElbResponse::NoInstance => "Service Unavailable: Back-end server is at capacity",
             ElbResponse::BadGateway => "Bad Gateway",
             ElbResponse::GatewayTimeout => "GATEWAY_TIMEOUT",
@@ -54,7 +59,7 @@ impl ElbResponse {
     /// Whether the client connection must be closed after this response: after a framing error elbe cannot know
     /// where the next request starts, so it must not read one.
     pub fn closes_connection(self) -> bool {
-        matches!(self, ElbResponse::BadRequest)
+        matches!(self, ElbResponse::BadRequest | ElbResponse::HeadersTooLarge)
     }
 
     /// The response itself: empty body, `Content-Length: 0`, ELB's reason phrase (HTTP/1.x only; HTTP/2 has none).
@@ -106,7 +111,7 @@ pub enum ProxyError {
     BadResponse(&'static str),
     /// The client's own request body failed (it went away mid-upload, or its chunked framing was wrong).
     #[error("client request body failed")]
-    ClientBody(#[source] hyper::Error),
+    ClientBody(#[source] std::io::Error),
 }
 
 impl ProxyError {

@@ -95,10 +95,25 @@ pub fn set_forwarded(
     proto: &ForwardedProto,
     port: &HeaderValue,
 ) {
-    let peer = IpText::new(peer);
+    set_forwarded_for(headers, &peer_value(peer), proto, port);
+}
+
+/// A peer address as the header value elbe appends: made once per connection by callers that forward many
+/// requests for one peer.
+pub fn peer_value(peer: IpAddr) -> HeaderValue {
+    IpText::new(peer).to_header_value()
+}
+
+/// [`set_forwarded`] with the peer's address already made a header value ([`peer_value`]).
+pub fn set_forwarded_for(
+    headers: &mut HeaderMap,
+    peer: &HeaderValue,
+    proto: &ForwardedProto,
+    port: &HeaderValue,
+) {
     match headers.entry(X_FORWARDED_FOR) {
         Entry::Vacant(entry) => {
-            entry.insert(peer.to_header_value());
+            entry.insert(peer.clone());
         }
         Entry::Occupied(mut entry) => {
             // Size the new value exactly so the Vec becomes the HeaderValue's Bytes without a copy or a realloc.
@@ -121,7 +136,7 @@ pub fn set_forwarded(
             // The client's lines were valid header values and we only added ", " and an address, so this cannot fail;
             // if it ever did, the address elbe vouches for still goes out (dropping the client's part of the chain).
             let value = HeaderValue::from_maybe_shared(Bytes::from(joined))
-                .unwrap_or_else(|_| peer.to_header_value());
+                .unwrap_or_else(|_| peer.clone());
             // `insert` replaces every line with the one joined value.
             entry.insert(value);
         }
@@ -414,7 +429,9 @@ fn target_len(uri: &Uri, is_http1: bool) -> usize {
     }
 }
 
-fn check_framing(headers: &HeaderMap) -> Result<(), Rejection> {
+/// Checks 4 to 6 of [`check_request`]: a body framed one way only, by one plain `Content-Length` or by exactly
+/// one `chunked`. elbe's HTTP/1 server frames request bodies only when this passes.
+pub fn check_framing(headers: &HeaderMap) -> Result<(), Rejection> {
     let mut lengths = headers.get_all(header::CONTENT_LENGTH).iter();
     let content_length = lengths.next();
     let has_te = headers.contains_key(header::TRANSFER_ENCODING);

@@ -10,7 +10,9 @@
 //! - [`control`]: owns the mutable state (registrations, health, resolved names) and publishes immutable
 //!   [`snapshot`]s; [`health`] runs ELB's health checks, [`discovery`] re-resolves `host:port` instances.
 //! - [`node`]: one zone's node: the accept loops of its listeners, with [`tls`] for HTTPS.
-//! - [`client_connection`]: a client socket's idle timeout and request-head timeout (408).
+//! - [`front_end`]: elbe's HTTP/1.x server, one client connection: requests read, responses written, ELB's
+//!   idle timeout and request-head timeout (408); [`client_connection`]: the idle timer of HTTP/2 connections,
+//!   which hyper serves; [`framing`]: how HTTP/1.1 bodies are delimited, for both ends.
 //! - [`proxy`]: the request path, as tower layers: tracking, checks, X-Forwarded-* ([`headers`]), forwarding.
 //! - [`balancer`]: least outstanding requests (power of two choices) and round robin; [`surge`]: ELB's surge
 //!   queue and spillover.
@@ -38,6 +40,8 @@ pub mod demo;
 pub mod discovery;
 pub mod dns;
 pub mod error;
+pub mod framing;
+pub mod front_end;
 pub mod headers;
 pub mod health;
 pub mod metrics;

@@ -7,21 +7,24 @@
 
 use std::sync::Arc;
 
+use hyper::server::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::client_connection::{ClientIo, ClientTimeouts, ConnectionState};
+use crate::client_connection::{ClientIo, ConnectionState};
 use crate::config::Limits;
+use crate::front_end::{self, ClientStream, Prefixed, Served};
 use crate::proxy::{self, ClientFacts, ListenerContext};
-use crate::shutdown::{Shutdown, Tracker};
+use crate::shutdown::{Shutdown, ShutdownWatch, Tracker};
 use crate::tls::TlsAcceptor;
 
 /// What every connection of the process shares: the HTTP server settings, the connection limit and the tracker.
 pub struct Connections {
-    http: auto::Builder<TokioExecutor>,
+    http2: http2::Builder<TokioExecutor>,
+    max_head_bytes: usize,
+    max_headers: usize,
     limit: Arc<Semaphore>,
     tracker: Tracker,
     request_header_timeout: std::time::Duration,
@@ -30,14 +33,12 @@ pub struct Connections {
 
 impl Connections {
     pub fn new(limits: &Limits, tracker: Tracker) -> Self {
-        let mut http = auto::Builder::new(TokioExecutor::new());
-        http.http1()
-            .keep_alive(true)
-            .max_buf_size(limits.max_request_header_bytes.max(8192))
-            .max_headers(limits.max_headers);
-        http.http2().max_concurrent_streams(128);
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        http2.max_concurrent_streams(128);
         Connections {
-            http,
+            http2,
+            max_head_bytes: limits.max_request_header_bytes,
+            max_headers: limits.max_headers,
             // The semaphore is taken once per connection on the accept path, never per request.
             limit: Arc::new(Semaphore::new(limits.max_connections)),
             tracker,
@@ -118,38 +119,51 @@ async fn serve_connection<IO>(
     connections: &Connections,
     mut shutdown: Shutdown,
 ) where
-    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    IO: ClientStream + Send + 'static,
 {
     let metrics = context.metrics.clone();
     metrics.client_connections.inc();
-    let state = Arc::new(ConnectionState::default());
-    let timeouts = ClientTimeouts {
-        request_header: connections.request_header_timeout,
-        idle: context.routes.load().idle_timeout,
+    let idle_timeout = context.routes.load().idle_timeout;
+    let settings = front_end::Settings {
+        max_head_bytes: connections.max_head_bytes,
+        max_headers: connections.max_headers,
+        request_header_timeout: connections.request_header_timeout,
+        idle_timeout,
     };
-    let io = ClientIo::new(io, state.clone(), timeouts).with_metrics(metrics.clone());
-    let service = TowerToHyperService::new(proxy::stack(
-        context,
-        ClientFacts { peer, tls },
-        Some(state),
-    ));
-    let connection = connections.http.serve_connection(TokioIo::new(io), service);
-    tokio::pin!(connection);
-    let result = tokio::select! {
-        result = connection.as_mut() => result,
-        _ = shutdown.triggered() => {
-            connection.as_mut().graceful_shutdown();
-            connection.await
+    let client = ClientFacts { peer, tls };
+    let stack = proxy::stack(context.clone(), client, None);
+    let mut connection = front_end::Connection::new(io, stack, settings, metrics.clone());
+    let mut stop = ShutdownWatch::new(shutdown.clone());
+    let served = std::future::poll_fn(|cx| {
+        if stop.poll_fired(cx) {
+            connection.graceful_shutdown();
         }
-    };
-    metrics.client_connections.dec();
-    if let Err(error) = result {
-        // hyper answered a malformed head itself (400, 414, 431): that is a response elbe made.
-        if let Some(error) = error.downcast_ref::<hyper::Error>() {
-            if error.is_parse() || error.is_parse_too_large() {
-                metrics.elb_4xx.inc();
+        connection.poll_serve(cx)
+    })
+    .await;
+    match served {
+        Ok(Served::Closed) => {}
+        Ok(Served::Http2) => {
+            let (io, read) = connection.into_parts();
+            let state = Arc::new(ConnectionState::default());
+            let io = ClientIo::new(io, state.clone(), idle_timeout).with_metrics(metrics.clone());
+            let service = TowerToHyperService::new(proxy::stack(context, client, Some(state)));
+            let http2 = connections
+                .http2
+                .serve_connection(TokioIo::new(Prefixed::new(read, io)), service);
+            tokio::pin!(http2);
+            let result = tokio::select! {
+                result = http2.as_mut() => result,
+                _ = shutdown.triggered() => {
+                    http2.as_mut().graceful_shutdown();
+                    http2.await
+                }
+            };
+            if let Err(error) = result {
+                tracing::debug!(%peer, %error, "HTTP/2 client connection ended with an error");
             }
         }
-        tracing::debug!(%peer, %error, "client connection ended with an error");
+        Err(error) => tracing::debug!(%peer, %error, "client connection ended with an error"),
     }
+    metrics.client_connections.dec();
 }

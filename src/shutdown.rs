@@ -45,6 +45,43 @@ impl Shutdown {
     }
 }
 
+/// Shutdown as a connection's poll loop sees it: polled on every wake-up of the connection, so checking must be
+/// cheap. Re-polling a registered `watch` wait takes the channel's internal lock each time; here the wait is
+/// polled once to register the task's waker, and afterwards only when the channel's version has moved (an atomic
+/// load), which is when the trigger has fired.
+pub struct ShutdownWatch {
+    check: Shutdown,
+    wait: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+    registered: bool,
+    fired: bool,
+}
+
+impl ShutdownWatch {
+    pub fn new(shutdown: Shutdown) -> Self {
+        let check = shutdown.clone();
+        let mut shutdown = shutdown;
+        ShutdownWatch {
+            check,
+            wait: Box::pin(async move { shutdown.triggered().await }),
+            registered: false,
+            fired: false,
+        }
+    }
+
+    /// Whether shutdown has been triggered; if not, the task is woken when it is.
+    pub fn poll_fired(&mut self, cx: &mut std::task::Context<'_>) -> bool {
+        if self.fired {
+            return true;
+        }
+        if self.registered && !self.check.0.has_changed().unwrap_or(true) {
+            return false;
+        }
+        self.registered = true;
+        self.fired = self.wait.as_mut().poll(cx).is_ready();
+        self.fired
+    }
+}
+
 /// Counts live connections so shutdown can wait for them.
 #[derive(Debug, Clone, Default)]
 pub struct Tracker(Arc<TrackerInner>);

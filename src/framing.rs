@@ -1,0 +1,223 @@
+//! How an HTTP/1.1 message body is delimited on the wire (RFC 9112 §6, §7), and the decoder that takes a body's
+//! frames out of what has been read. Both ends of elbe use it: the client connection for request bodies
+//! ([`crate::front_end`]) and the instance connection for response bodies ([`crate::backend_connection`]).
+
+use std::io;
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue};
+use http_body::Frame;
+
+/// Most header lines a trailer section may have.
+const MAX_HEADERS: usize = 100;
+/// Largest trailer section accepted.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// Longest chunk-size line (with extensions) accepted.
+const MAX_CHUNK_LINE: usize = 4 * 1024;
+
+/// How the rest of a body is delimited.
+#[derive(Debug)]
+pub enum Download {
+    /// This many bytes are left.
+    Length(u64),
+    Chunked(Chunk),
+    /// Everything until the sender closes the connection (responses only).
+    UntilClose,
+    Done,
+}
+
+/// Where a chunked body's decoder is.
+#[derive(Debug, Clone, Copy)]
+pub enum Chunk {
+    Size,
+    Data(u64),
+    DataEnd,
+    Trailers,
+}
+
+/// Takes the next frame of a body out of `buf`. `Ok(None)`: more bytes are needed, or the body ended
+/// (then `download` is `Done`).
+pub fn decode(download: &mut Download, buf: &mut BytesMut) -> io::Result<Option<Frame<Bytes>>> {
+    loop {
+        match download {
+            Download::Done => return Ok(None),
+            Download::Length(0) => {
+                *download = Download::Done;
+                return Ok(None);
+            }
+            Download::Length(left) => {
+                if buf.is_empty() {
+                    return Ok(None);
+                }
+                let take = (*left).min(buf.len() as u64);
+                *left -= take;
+                return Ok(Some(Frame::data(buf.split_to(take as usize).freeze())));
+            }
+            Download::UntilClose => {
+                if buf.is_empty() {
+                    return Ok(None);
+                }
+                return Ok(Some(Frame::data(buf.split().freeze())));
+            }
+            Download::Chunked(chunk) => match decode_chunked(chunk, buf)? {
+                ChunkStep::Frame(frame) => return Ok(Some(frame)),
+                ChunkStep::Continue => {}
+                ChunkStep::NeedMore => return Ok(None),
+                ChunkStep::End(trailers) => {
+                    *download = Download::Done;
+                    return Ok(trailers.map(Frame::trailers));
+                }
+            },
+        }
+    }
+}
+
+enum ChunkStep {
+    Frame(Frame<Bytes>),
+    Continue,
+    NeedMore,
+    End(Option<HeaderMap>),
+}
+
+fn malformed(what: &'static str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, what)
+}
+
+/// One step of chunked decoding (RFC 9112 §7.1): a size line, data, the CRLF after data, or the trailer section.
+fn decode_chunked(chunk: &mut Chunk, buf: &mut BytesMut) -> io::Result<ChunkStep> {
+    match *chunk {
+        Chunk::Size => {
+            let Some(end) = buf.iter().position(|&b| b == b'\n') else {
+                if buf.len() > MAX_CHUNK_LINE {
+                    return Err(malformed("chunk size line too long"));
+                }
+                return Ok(ChunkStep::NeedMore);
+            };
+            let size = chunk_size(&buf[..end])?;
+            buf.advance(end + 1);
+            *chunk = if size == 0 {
+                Chunk::Trailers
+            } else {
+                Chunk::Data(size)
+            };
+            Ok(ChunkStep::Continue)
+        }
+        Chunk::Data(left) => {
+            if buf.is_empty() {
+                return Ok(ChunkStep::NeedMore);
+            }
+            let take = left.min(buf.len() as u64);
+            *chunk = if take == left {
+                Chunk::DataEnd
+            } else {
+                Chunk::Data(left - take)
+            };
+            Ok(ChunkStep::Frame(Frame::data(
+                buf.split_to(take as usize).freeze(),
+            )))
+        }
+        Chunk::DataEnd => match buf.first() {
+            None => Ok(ChunkStep::NeedMore),
+            Some(b'\n') => {
+                buf.advance(1);
+                *chunk = Chunk::Size;
+                Ok(ChunkStep::Continue)
+            }
+            Some(b'\r') if buf.len() < 2 => Ok(ChunkStep::NeedMore),
+            Some(b'\r') if buf[1] == b'\n' => {
+                buf.advance(2);
+                *chunk = Chunk::Size;
+                Ok(ChunkStep::Continue)
+            }
+            Some(_) => Err(malformed("chunk data longer than its size")),
+        },
+        Chunk::Trailers => trailers(buf),
+    }
+}
+
+/// The size on a chunk-size line (hex digits, then optional extensions and CR).
+fn chunk_size(line: &[u8]) -> io::Result<u64> {
+    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    // Optional whitespace, then extensions or the end of the line (RFC 9112 §7.1.1).
+    let rest = line[digits..].trim_ascii_start();
+    let rest_ok = matches!(rest.first(), None | Some(b';') | Some(b'\r'));
+    if digits == 0 || digits > 15 || !rest_ok {
+        return Err(malformed("invalid chunk size"));
+    }
+    let digits =
+        std::str::from_utf8(&line[..digits]).map_err(|_| malformed("invalid chunk size"))?;
+    u64::from_str_radix(digits, 16).map_err(|_| malformed("invalid chunk size"))
+}
+
+/// The trailer section after the last chunk: empty (just CRLF) or header lines handed on as trailers.
+fn trailers(buf: &mut BytesMut) -> io::Result<ChunkStep> {
+    match buf.first() {
+        None => return Ok(ChunkStep::NeedMore),
+        Some(b'\n') => {
+            buf.advance(1);
+            return Ok(ChunkStep::End(None));
+        }
+        Some(b'\r') if buf.len() < 2 => return Ok(ChunkStep::NeedMore),
+        Some(b'\r') if buf[1] == b'\n' => {
+            buf.advance(2);
+            return Ok(ChunkStep::End(None));
+        }
+        _ => {}
+    }
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let (length, fields) = match httparse::parse_headers(buf, &mut slots) {
+        Ok(httparse::Status::Complete(done)) => done,
+        Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD_BYTES => {
+            return Err(malformed("trailer section too large"))
+        }
+        Ok(httparse::Status::Partial) => return Ok(ChunkStep::NeedMore),
+        Err(_) => return Err(malformed("malformed trailer section")),
+    };
+    let mut map = HeaderMap::with_capacity(fields.len());
+    for field in fields {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(field.name.as_bytes()),
+            HeaderValue::from_bytes(field.value),
+        ) {
+            map.append(name, value);
+        }
+    }
+    buf.advance(length);
+    Ok(ChunkStep::End(Some(map)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_sizes_are_strict_hex() {
+        assert_eq!(chunk_size(b"1a").unwrap(), 26);
+        assert_eq!(chunk_size(b"A;name=value\r").unwrap(), 10);
+        for bad in [
+            &b""[..],
+            b"x",
+            b"-1",
+            b"1 2x",
+            b"0x10",
+            b"10000000000000000",
+        ] {
+            assert!(
+                chunk_size(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn a_length_body_stops_at_its_length_and_leaves_what_follows() {
+        let mut buf = BytesMut::from(&b"abcGET / HTTP/1.1\r\n"[..]);
+        let mut body = Download::Length(3);
+        let frame = decode(&mut body, &mut buf).unwrap().unwrap();
+        assert_eq!(frame.into_data().unwrap(), "abc");
+        assert!(decode(&mut body, &mut buf).unwrap().is_none());
+        assert!(matches!(body, Download::Done));
+        assert_eq!(&buf[..], b"GET / HTTP/1.1\r\n");
+    }
+}

@@ -1,0 +1,1029 @@
+//! elbe's HTTP/1.x server: one client connection (a "front-end connection" in ELB's terms), its requests read and
+//! its responses written by elbe itself.
+//!
+//! Why not hyper's server: per request it parses the head into its own structures, runs a dispatcher between the
+//! socket and the service, passes request bodies over a channel, and elbe had to wrap the socket to see framing
+//! hyper repairs out of sight and to start ELB's idle timer (a task wake-up per request). Measured with callgrind,
+//! that was two fifths of elbe's user-space instructions per request (BENCHMARKS.md). Here the connection's task
+//! reads a head, hands the request to the tower stack ([`crate::proxy::stack`]) and writes the response as its body
+//! arrives: a keep-alive request costs one read and one write on the client's socket.
+//!
+//! What it speaks (RFC 9112, and ELB where ELB differs):
+//! - request heads parsed with `httparse`; a head larger than `max_request_header_bytes` or with more than
+//!   `max_headers` fields gets 431, one that does not parse gets 400; both close the connection;
+//! - request bodies framed by `Content-Length` or a final `chunked`, streamed to the stack as [`ClientBody`];
+//!   ambiguous framing reaches the stack without a body, the stack refuses it (400) and the connection closes;
+//! - keep-alive: HTTP/1.1 unless the client says `Connection: close`, HTTP/1.0 when it says `keep-alive`;
+//!   pipelined requests are answered in order; `Expect: 100-continue` is answered when the body is first read;
+//! - ELB's timers: a connection that sends nothing within the request-header timeout is closed, a request head
+//!   that does not complete within it gets ELB's 408, a keep-alive connection idle for the idle timeout is closed;
+//! - responses carry `Content-Length` when the length is known, else chunked framing (HTTP/1.1 clients) or
+//!   framing by close (HTTP/1.0);
+//! - a connection that starts with the HTTP/2 preface is handed back ([`Served::Http2`]) for hyper's HTTP/2
+//!   server, with the bytes already read.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::future::Future;
+use std::io::{self, IoSlice};
+use std::mem::MaybeUninit;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use atomic_waker::AtomicWaker;
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING};
+use http::{
+    HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version,
+};
+use http_body::{Body, Frame, SizeHint};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, Interest, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, Sleep};
+use tower::Service;
+
+use crate::body::{RequestBody, ResponseBody};
+use crate::client_connection::REQUEST_TIMEOUT_RESPONSE;
+use crate::error::ElbResponse;
+use crate::framing::{decode, Chunk, Download};
+use crate::headers;
+use crate::metrics::ZoneMetrics;
+
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// Header slots parsed on the stack; a larger `max_headers` uses the heap.
+const STACK_HEADERS: usize = 128;
+/// Reads ask for at least this much room.
+const MIN_READ: usize = 8 * 1024;
+/// Response bytes queued before they are written; and the most buffers one `writev` takes.
+const MAX_QUEUED: usize = 64 * 1024;
+const MAX_IOVECS: usize = 16;
+/// How long a closing connection that may have unread request bytes keeps reading (and discarding) them after
+/// its last response, so the kernel does not answer them with a reset that could destroy that response.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// The limits and timers of one client connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    pub max_head_bytes: usize,
+    pub max_headers: usize,
+    /// A new connection must send its first byte, and a request head must arrive whole, within this.
+    pub request_header_timeout: Duration,
+    /// A keep-alive connection with no request is closed after this (ELB's idle timeout).
+    pub idle_timeout: Duration,
+}
+
+/// How a connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Served {
+    /// Closed, by either side.
+    Closed,
+    /// The client spoke the HTTP/2 preface: the socket and what was read from it ([`Connection::into_parts`])
+    /// are for an HTTP/2 server.
+    Http2,
+}
+
+/// A client socket the server reads from.
+pub trait ClientStream: AsyncRead + AsyncWrite + Unpin {
+    /// Appends what arrived to `buf`; `Ok(0)` is the end of the stream.
+    fn poll_fill(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
+        std::pin::pin!(self.read_buf(buf)).poll(cx)
+    }
+}
+
+impl ClientStream for tokio_rustls::server::TlsStream<TcpStream> {}
+
+impl ClientStream for TcpStream {
+    /// A read that returns less than it asked for has emptied the socket, so its readiness is cleared with it:
+    /// the next poll waits for the reactor instead of spending a system call to learn nothing is there (see
+    /// [`crate::backend_connection`], which reads instances the same way).
+    fn poll_fill(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
+        let asked = buf.capacity() - buf.len();
+        loop {
+            ready!(self.poll_read_ready(cx))?;
+            let mut drained = None;
+            let stream = &*self;
+            let result = stream.try_io(Interest::READABLE, || {
+                let n = stream.try_read_buf(buf)?;
+                if n > 0 && n < asked {
+                    drained = Some(n);
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+                Ok(n)
+            });
+            return Poll::Ready(match (result, drained) {
+                (_, Some(n)) | (Ok(n), None) => Ok(n),
+                (Err(error), None) if error.kind() == io::ErrorKind::WouldBlock => continue,
+                (Err(error), None) => Err(error),
+            });
+        }
+    }
+}
+
+/// A request body arriving on the client connection, handed to the stack. The connection reads the socket only
+/// when this body asks for more, so a slow instance slows the client down instead of filling memory.
+pub struct ClientBody {
+    frames: mpsc::UnboundedReceiver<io::Result<Frame<Bytes>>>,
+    demand: Arc<Demand>,
+    /// `Content-Length`, when the client gave one.
+    length: Option<u64>,
+    received: u64,
+    ended: bool,
+}
+
+/// The body asking its connection for more.
+#[derive(Default)]
+struct Demand {
+    wanted: AtomicBool,
+    connection: AtomicWaker,
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<io::Result<Frame<Bytes>>>> {
+        let this = self.get_mut();
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        match this.frames.poll_recv(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                this.received += frame.data_ref().map_or(0, |d| d.len() as u64);
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(error))) => {
+                this.ended = true;
+                Poll::Ready(Some(Err(error)))
+            }
+            Poll::Ready(None) => {
+                this.ended = true;
+                if this.length.is_some_and(|length| this.received < length) {
+                    let cut =
+                        io::Error::new(io::ErrorKind::UnexpectedEof, "request body cut short");
+                    return Poll::Ready(Some(Err(cut)));
+                }
+                Poll::Ready(None)
+            }
+            Poll::Pending => {
+                this.demand.wanted.store(true, Ordering::Release);
+                this.demand.connection.wake();
+                Poll::Pending
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.length {
+            Some(length) => SizeHint::with_exact(length),
+            None => SizeHint::default(),
+        }
+    }
+}
+
+/// The connection's side of a [`ClientBody`]: decodes the body out of what the client sends.
+struct Feed {
+    frames: mpsc::UnboundedSender<io::Result<Frame<Bytes>>>,
+    demand: Arc<Demand>,
+    body: Download,
+    /// The client waits for `100 Continue` before it sends the body.
+    expect_continue: bool,
+}
+
+/// What the connection is doing.
+enum Stage<F> {
+    /// Waiting for a request head.
+    Head,
+    /// The stack is working out the response.
+    Call(F),
+    /// Writing the response.
+    Respond(Box<Responding>),
+    /// Writing what is queued, then closing; `linger`: then reading and discarding what the client still sends.
+    Close { linger: bool },
+    /// Closed for writing, discarding what the client sends until it closes or [`LINGER`] passes.
+    Linger,
+}
+
+/// A response being written.
+struct Responding {
+    body: ResponseBody,
+    framing: Outbound,
+    /// The body has ended (the last chunk is queued).
+    ended: bool,
+}
+
+/// How a response body is framed for the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outbound {
+    /// No body (HEAD, 204, 304, or length 0).
+    None,
+    Length,
+    Chunked,
+    /// HTTP/1.0 without a length: the body ends when the connection closes.
+    UntilClose,
+}
+
+/// Which wait the connection's timer is timing while no request is in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    /// A new connection that has sent nothing yet.
+    Fresh,
+    /// Part of a request head has arrived.
+    Head,
+    /// Keep-alive between requests.
+    Idle,
+    /// A request is in flight (the proxy times it), or the connection is lingering.
+    None,
+}
+
+/// What the connection remembers of the request being answered.
+#[derive(Debug, Clone, Copy)]
+struct Current {
+    http10: bool,
+    head_only: bool,
+    /// The connection closes after this response.
+    close: bool,
+    /// The client may still be sending this request when the connection closes (a refused head).
+    unread: bool,
+}
+
+/// One HTTP/1.x client connection, served until it closes.
+pub struct Connection<IO, S: Service<Request<RequestBody>>> {
+    io: IO,
+    read_buf: BytesMut,
+    /// Bytes for the client, front first.
+    out: VecDeque<Bytes>,
+    queued: usize,
+    service: S,
+    stage: Stage<S::Future>,
+    feed: Option<Feed>,
+    current: Current,
+    settings: Settings,
+    metrics: Arc<ZoneMetrics>,
+    wait: Wait,
+    deadline: Instant,
+    timer: Pin<Box<Sleep>>,
+    shutting_down: bool,
+    /// The client's response to `Served::Http2` is still possible (no HTTP/1 request was read yet).
+    fresh: bool,
+}
+
+impl<IO, S> Connection<IO, S>
+where
+    IO: ClientStream,
+    S: Service<Request<RequestBody>, Response = Response<ResponseBody>, Error = Infallible>,
+    S::Future: Unpin,
+{
+    pub fn new(io: IO, service: S, settings: Settings, metrics: Arc<ZoneMetrics>) -> Self {
+        let deadline = Instant::now() + settings.request_header_timeout;
+        Connection {
+            io,
+            read_buf: BytesMut::with_capacity(MIN_READ),
+            out: VecDeque::new(),
+            queued: 0,
+            service,
+            stage: Stage::Head,
+            feed: None,
+            current: Current {
+                http10: false,
+                head_only: false,
+                close: false,
+                unread: false,
+            },
+            settings,
+            metrics,
+            wait: Wait::Fresh,
+            deadline,
+            timer: Box::pin(tokio::time::sleep_until(deadline)),
+            shutting_down: false,
+            fresh: true,
+        }
+    }
+
+    /// Stops taking requests: the response in progress finishes (with `Connection: close`), then the connection
+    /// closes; an idle one closes now.
+    pub fn graceful_shutdown(&mut self) {
+        self.shutting_down = true;
+    }
+
+    /// Serves the connection; the output says how it ended.
+    pub fn poll_serve(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Served>> {
+        loop {
+            if let Err(error) = self.poll_feed(cx) {
+                // The client's socket failed under the body: the body has been told; nothing more to say.
+                return Poll::Ready(Err(error));
+            }
+            let step = match &mut self.stage {
+                Stage::Head => self.poll_head(cx),
+                Stage::Call(future) => match Pin::new(future).poll(cx) {
+                    Poll::Ready(Ok(response)) => {
+                        self.start_response(response);
+                        Poll::Ready(Ok(Step::Continue))
+                    }
+                    Poll::Pending => Poll::Pending,
+                },
+                Stage::Respond(_) => self.poll_respond(cx),
+                Stage::Close { linger } => {
+                    let linger = *linger;
+                    self.poll_close(cx, linger)
+                }
+                Stage::Linger => self.poll_linger(cx),
+            };
+            match step {
+                Poll::Ready(Ok(Step::Continue)) => {}
+                Poll::Ready(Ok(Step::Closed)) => return Poll::Ready(Ok(Served::Closed)),
+                Poll::Ready(Ok(Step::Http2)) => return Poll::Ready(Ok(Served::Http2)),
+                Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+                Poll::Pending => {
+                    // Whatever the stage waits for, queued bytes (a 100 Continue) go out meanwhile.
+                    if !self.out.is_empty() {
+                        match self.poll_write_out(cx) {
+                            Poll::Ready(Ok(())) => continue,
+                            Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+                            Poll::Pending => {}
+                        }
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+
+    /// Gives up the socket and what was read from it (after `Served::Http2`).
+    pub fn into_parts(self) -> (IO, Bytes) {
+        (self.io, self.read_buf.freeze())
+    }
+
+    // -----------------------------------------------------------------------------------------------------------
+    // Reading requests
+
+    fn poll_head(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Step>> {
+        loop {
+            if !self.read_buf.is_empty() {
+                if self.fresh && self.read_buf.len() >= 3 && self.read_buf.starts_with(b"PRI") {
+                    let n = self.read_buf.len().min(H2_PREFACE.len());
+                    if self.read_buf[..n] == H2_PREFACE[..n] {
+                        if n == H2_PREFACE.len() {
+                            return Poll::Ready(Ok(Step::Http2));
+                        }
+                        // Part of the preface: read on.
+                    } else {
+                        self.fresh = false;
+                        continue;
+                    }
+                } else {
+                    match self.parse_request() {
+                        Ok(Some(request)) => {
+                            self.fresh = false;
+                            self.wait = Wait::None;
+                            let future = self.service.call(request);
+                            self.stage = Stage::Call(future);
+                            return Poll::Ready(Ok(Step::Continue));
+                        }
+                        Err(kind) => {
+                            self.fresh = false;
+                            self.wait = Wait::None;
+                            self.refuse(kind);
+                            return Poll::Ready(Ok(Step::Continue));
+                        }
+                        Ok(None) => {}
+                    }
+                }
+                if self.wait != Wait::Head {
+                    self.start_wait(Wait::Head);
+                }
+            } else if self.shutting_down {
+                self.stage = Stage::Close { linger: false };
+                return Poll::Ready(Ok(Step::Continue));
+            }
+            self.reserve_read();
+            match self.io.poll_fill(cx, &mut self.read_buf) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Ok(Step::Closed)),
+                Poll::Ready(Ok(n)) => self.metrics.received_bytes.inc_by(n as u64),
+                Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+                Poll::Pending => return self.poll_wait(cx),
+            }
+        }
+    }
+
+    fn reserve_read(&mut self) {
+        if self.read_buf.capacity() - self.read_buf.len() < MIN_READ / 2 {
+            self.read_buf.reserve(MIN_READ);
+        }
+    }
+
+    /// Parses a request head out of `read_buf`: `Ok(None)` while it is incomplete, `Err` for ELB's refusal.
+    fn parse_request(&mut self) -> Result<Option<Request<RequestBody>>, ElbResponse> {
+        let mut on_stack = [const { MaybeUninit::uninit() }; STACK_HEADERS];
+        let mut on_heap = Vec::new();
+        let slots = if self.settings.max_headers <= STACK_HEADERS {
+            &mut on_stack[..self.settings.max_headers]
+        } else {
+            on_heap.resize_with(self.settings.max_headers, MaybeUninit::uninit);
+            &mut on_heap[..]
+        };
+        let mut parsed = httparse::Request::new(&mut []);
+        let length = match httparse::ParserConfig::default().parse_request_with_uninit_headers(
+            &mut parsed,
+            &self.read_buf,
+            slots,
+        ) {
+            Ok(httparse::Status::Complete(length)) if length > self.settings.max_head_bytes => {
+                return Err(ElbResponse::HeadersTooLarge)
+            }
+            Ok(httparse::Status::Complete(length)) => length,
+            Ok(httparse::Status::Partial) if self.read_buf.len() > self.settings.max_head_bytes => {
+                return Err(ElbResponse::HeadersTooLarge)
+            }
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(httparse::Error::TooManyHeaders) => return Err(ElbResponse::HeadersTooLarge),
+            Err(_) => return Err(ElbResponse::BadRequest),
+        };
+        let base = self.read_buf.as_ptr() as usize;
+        let span = |part: &[u8]| {
+            let start = part.as_ptr() as usize - base;
+            (start, start + part.len())
+        };
+        let method = parsed.method.map(str::as_bytes).unwrap_or_default();
+        let Ok(method) = Method::from_bytes(method) else {
+            return Err(ElbResponse::BadRequest);
+        };
+        let target = span(parsed.path.map(str::as_bytes).unwrap_or_default());
+        let http10 = parsed.version == Some(0);
+        // Spans first: the head's bytes are frozen below, and the values share them instead of being copied.
+        let mut few = [((0, 0), (0, 0)); 24];
+        let many: Vec<_>;
+        let fields = if parsed.headers.len() <= few.len() {
+            for (field, header) in few.iter_mut().zip(parsed.headers.iter()) {
+                *field = (span(header.name.as_bytes()), span(header.value));
+            }
+            &few[..parsed.headers.len()]
+        } else {
+            many = parsed
+                .headers
+                .iter()
+                .map(|h| (span(h.name.as_bytes()), span(h.value)))
+                .collect();
+            &many[..]
+        };
+        let head = self.read_buf.split_to(length).freeze();
+        let Ok(uri) = Uri::from_maybe_shared(head.slice(target.0..target.1)) else {
+            return Err(ElbResponse::BadRequest);
+        };
+        // Room for what the proxy adds (X-Forwarded-For, -Proto, -Port, Host): growing the map rehashes it.
+        let mut headers = HeaderMap::with_capacity(fields.len() + 4);
+        let mut options = Options::default();
+        for (name, value) in fields {
+            let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(&head[name.0..name.1]),
+                HeaderValue::from_maybe_shared(head.slice(value.0..value.1)),
+            ) else {
+                return Err(ElbResponse::BadRequest);
+            };
+            if name == CONNECTION {
+                options.connection(&value);
+            } else if name == EXPECT {
+                options.expect_continue = value.as_bytes().eq_ignore_ascii_case(b"100-continue");
+            } else if name == CONTENT_LENGTH || name == TRANSFER_ENCODING {
+                options.framed = true;
+            }
+            headers.append(name, value);
+        }
+        let body = if options.framed {
+            self.request_body(&headers, http10, options.expect_continue)
+        } else {
+            Some(RequestBody::Empty)
+        };
+        let close = if http10 {
+            !options.keep_alive
+        } else {
+            options.close
+        };
+        self.current = Current {
+            http10,
+            head_only: method == Method::HEAD,
+            close: close || body.is_none(),
+            unread: false,
+        };
+        let mut request = Request::new(body.unwrap_or(RequestBody::Empty));
+        *request.method_mut() = method;
+        *request.uri_mut() = uri;
+        *request.version_mut() = if http10 {
+            Version::HTTP_10
+        } else {
+            Version::HTTP_11
+        };
+        *request.headers_mut() = headers;
+        Ok(Some(request))
+    }
+
+    /// The request's body, and the feed that reads it off the socket. `None` when the framing is ambiguous: the
+    /// stack refuses such a request (400) and the connection closes, since where the next request starts is
+    /// unknown.
+    fn request_body(
+        &mut self,
+        headers: &HeaderMap,
+        http10: bool,
+        expect_continue: bool,
+    ) -> Option<RequestBody> {
+        let (body, length) = match headers::check_framing(headers) {
+            Err(_) => return None,
+            Ok(()) if headers.contains_key(TRANSFER_ENCODING) => {
+                (Download::Chunked(Chunk::Size), None)
+            }
+            Ok(()) => match headers
+                .get(CONTENT_LENGTH)
+                .map(|v| v.to_str().map(str::parse))
+            {
+                Some(Ok(Ok(0))) | None => return Some(RequestBody::Empty),
+                Some(Ok(Ok(length))) => (Download::Length(length), Some(length)),
+                Some(_) => return None,
+            },
+        };
+        let (frames, receiver) = mpsc::unbounded_channel();
+        let demand = Arc::new(Demand::default());
+        self.feed = Some(Feed {
+            frames,
+            demand: demand.clone(),
+            body,
+            expect_continue: expect_continue && !http10,
+        });
+        Some(RequestBody::Client(ClientBody {
+            frames: receiver,
+            demand,
+            length,
+            received: 0,
+            ended: false,
+        }))
+    }
+
+    /// Moves the request body along when it has asked for more: decodes what was read, reads the socket when
+    /// nothing is left. Never waits itself; the socket's readiness wakes the task.
+    fn poll_feed(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        let Some(feed) = &mut self.feed else {
+            return Ok(());
+        };
+        feed.demand.connection.register(cx.waker());
+        while feed.demand.wanted.load(Ordering::Acquire) {
+            match decode(&mut feed.body, &mut self.read_buf) {
+                Ok(Some(frame)) => {
+                    feed.demand.wanted.store(false, Ordering::Release);
+                    let _ = feed.frames.send(Ok(frame));
+                    if matches!(feed.body, Download::Length(0) | Download::Done) {
+                        self.feed = None;
+                    }
+                    return Ok(());
+                }
+                Ok(None) if matches!(feed.body, Download::Done) => {
+                    self.feed = None;
+                    return Ok(());
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    let _ = feed.frames.send(Err(error));
+                    self.feed = None;
+                    self.current.close = true;
+                    return Ok(());
+                }
+            }
+            if feed.expect_continue {
+                feed.expect_continue = false;
+                let interim = Bytes::from_static(b"HTTP/1.1 100 Continue\r\n\r\n");
+                self.queued += interim.len();
+                self.out.push_back(interim);
+            }
+            if self.read_buf.capacity() - self.read_buf.len() < MIN_READ / 2 {
+                self.read_buf.reserve(MIN_READ.max(self.read_buf.len()));
+            }
+            match self.io.poll_fill(cx, &mut self.read_buf) {
+                Poll::Ready(Ok(0)) => {
+                    let cut =
+                        io::Error::new(io::ErrorKind::UnexpectedEof, "client closed mid-body");
+                    let _ = feed.frames.send(Err(cut));
+                    self.feed = None;
+                    self.current.close = true;
+                    return Ok(());
+                }
+                Poll::Ready(Ok(n)) => self.metrics.received_bytes.inc_by(n as u64),
+                Poll::Ready(Err(error)) => {
+                    let _ = feed
+                        .frames
+                        .send(Err(io::Error::new(error.kind(), "client socket failed")));
+                    self.feed = None;
+                    return Err(error);
+                }
+                Poll::Pending => return Ok(()),
+            }
+        }
+        Ok(())
+    }
+
+    // -----------------------------------------------------------------------------------------------------------
+    // Timers
+
+    fn start_wait(&mut self, wait: Wait) {
+        self.wait = wait;
+        let after = match wait {
+            Wait::Idle => self.settings.idle_timeout,
+            Wait::Fresh | Wait::Head => self.settings.request_header_timeout,
+            Wait::None => return,
+        };
+        self.deadline = Instant::now() + after;
+    }
+
+    /// Called when a read would block. The timer is lazy: moved earlier when a wait's deadline comes sooner, never
+    /// later; when it fires before the deadline it is re-armed. So a keep-alive connection resets it about once
+    /// per idle timeout instead of once per request.
+    fn poll_wait(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Step>> {
+        if self.wait == Wait::None {
+            return Poll::Pending;
+        }
+        loop {
+            if self.deadline < self.timer.deadline() {
+                self.timer.as_mut().reset(self.deadline);
+            }
+            ready!(self.timer.as_mut().poll(cx));
+            if self.timer.deadline() >= self.deadline {
+                return Poll::Ready(Ok(self.expire()));
+            }
+            let deadline = self.deadline;
+            self.timer.as_mut().reset(deadline);
+        }
+    }
+
+    fn expire(&mut self) -> Step {
+        if self.wait == Wait::Head {
+            // ELB's 408, byte for byte; then close, discarding the rest of the head.
+            self.metrics.elb_4xx.inc();
+            self.read_buf.clear();
+            self.queue(Bytes::from_static(REQUEST_TIMEOUT_RESPONSE));
+        }
+        self.wait = Wait::None;
+        self.stage = Stage::Close { linger: false };
+        Step::Continue
+    }
+
+    // -----------------------------------------------------------------------------------------------------------
+    // Writing responses
+
+    /// A request elbe answers itself before the stack sees it (a head that does not parse or is too large).
+    fn refuse(&mut self, kind: ElbResponse) {
+        self.metrics.elb_4xx.inc();
+        self.read_buf.clear();
+        self.current = Current {
+            http10: false,
+            head_only: false,
+            close: true,
+            unread: true,
+        };
+        self.start_response(kind.into_response());
+    }
+
+    fn start_response(&mut self, response: Response<ResponseBody>) {
+        let (parts, body) = response.into_parts();
+        let current = &mut self.current;
+        let status = parts.status;
+        let reason = parts
+            .extensions
+            .get::<hyper::ext::ReasonPhrase>()
+            .map(|r| r.as_bytes())
+            .or(status.canonical_reason().map(str::as_bytes))
+            .unwrap_or_default();
+        let mut size = 32 + reason.len();
+        for (name, value) in &parts.headers {
+            size += name.as_str().len() + value.len() + 4;
+        }
+        let mut head = Vec::with_capacity(size);
+        head.put_slice(if current.http10 {
+            b"HTTP/1.0 "
+        } else {
+            b"HTTP/1.1 "
+        });
+        head.put_slice(status.as_str().as_bytes());
+        head.put_u8(b' ');
+        head.put_slice(reason);
+        head.put_slice(b"\r\n");
+        let mut says_connection = false;
+        let mut says_length = false;
+        for (name, value) in &parts.headers {
+            if name == CONNECTION {
+                says_connection = true;
+                current.close |= has_token(value, b"close");
+            } else if name == CONTENT_LENGTH {
+                says_length = true;
+            }
+            put_header(&mut head, name.as_str().as_bytes(), value.as_bytes());
+        }
+        let no_body = current.head_only
+            || status.is_informational()
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED;
+        let framing = if no_body {
+            Outbound::None
+        } else if says_length {
+            Outbound::Length
+        } else if let Some(length) = body.size_hint().exact() {
+            put_header(&mut head, b"content-length", length.to_string().as_bytes());
+            if length == 0 {
+                Outbound::None
+            } else {
+                Outbound::Length
+            }
+        } else if !current.http10 {
+            head.put_slice(b"transfer-encoding: chunked\r\n");
+            Outbound::Chunked
+        } else {
+            current.close = true;
+            Outbound::UntilClose
+        };
+        current.close |= self.shutting_down;
+        if !says_connection {
+            if current.close {
+                head.put_slice(b"connection: close\r\n");
+            } else if current.http10 {
+                head.put_slice(b"connection: keep-alive\r\n");
+            }
+        }
+        head.put_slice(b"\r\n");
+        self.queue(Bytes::from(head));
+        let ended = framing == Outbound::None || body.is_end_stream();
+        self.stage = Stage::Respond(Box::new(Responding {
+            body,
+            framing,
+            ended,
+        }));
+    }
+
+    fn poll_respond(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Step>> {
+        let Stage::Respond(responding) = &mut self.stage else {
+            return Poll::Ready(Ok(Step::Continue));
+        };
+        let mut waiting = false;
+        while !responding.ended && self.queued < MAX_QUEUED && self.out.len() < MAX_IOVECS - 2 {
+            match Pin::new(&mut responding.body).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) if data.is_empty() => {}
+                    Ok(data) => {
+                        if responding.framing == Outbound::Chunked {
+                            let size = format!("{:x}\r\n", data.len());
+                            self.queued += size.len() + data.len() + 2;
+                            self.out.push_back(Bytes::from(size));
+                            self.out.push_back(data);
+                            self.out.push_back(Bytes::from_static(b"\r\n"));
+                        } else {
+                            self.queued += data.len();
+                            self.out.push_back(data);
+                        }
+                    }
+                    Err(frame) => {
+                        if let (Outbound::Chunked, Ok(trailers)) =
+                            (responding.framing, frame.into_trailers())
+                        {
+                            let mut last = b"0\r\n".to_vec();
+                            for (name, value) in &trailers {
+                                put_header(&mut last, name.as_str().as_bytes(), value.as_bytes());
+                            }
+                            last.put_slice(b"\r\n");
+                            self.queued += last.len();
+                            self.out.push_back(Bytes::from(last));
+                            responding.framing = Outbound::None;
+                        }
+                    }
+                },
+                Poll::Ready(Some(Err(error))) => {
+                    // The instance's body broke off: the client can only learn that from the connection closing
+                    // before the body is complete.
+                    tracing::debug!(%error, "response body failed; closing the client connection");
+                    self.stage = Stage::Close { linger: false };
+                    return Poll::Ready(Ok(Step::Continue));
+                }
+                Poll::Ready(None) => responding.ended = true,
+                Poll::Pending => {
+                    waiting = true;
+                    break;
+                }
+            }
+            if responding.body.is_end_stream() {
+                responding.ended = true;
+            }
+        }
+        if responding.ended && responding.framing == Outbound::Chunked {
+            responding.framing = Outbound::None;
+            self.queued += 5;
+            self.out.push_back(Bytes::from_static(b"0\r\n\r\n"));
+        }
+        let ended = responding.ended;
+        ready!(self.poll_write_out(cx))?;
+        if ended {
+            self.end_response();
+        } else if waiting {
+            // All written; the body wakes the task when it has more.
+            return Poll::Pending;
+        }
+        Poll::Ready(Ok(Step::Continue))
+    }
+
+    /// The response is out: the request is over (its body is dropped here, which ends its bookkeeping).
+    fn end_response(&mut self) {
+        let unread_body = self.feed.take().is_some();
+        self.stage = Stage::Head;
+        if self.current.close || self.shutting_down || unread_body {
+            self.stage = Stage::Close {
+                linger: unread_body || self.current.unread || !self.read_buf.is_empty(),
+            };
+        } else if self.read_buf.is_empty() {
+            self.start_wait(Wait::Idle);
+        } else {
+            self.wait = Wait::None;
+        }
+    }
+
+    fn queue(&mut self, bytes: Bytes) {
+        self.queued += bytes.len();
+        self.out.push_back(bytes);
+    }
+
+    /// Writes everything queued.
+    fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.out.is_empty() {
+            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+            let mut count = 0;
+            for (slice, buf) in slices.iter_mut().zip(self.out.iter()) {
+                *slice = IoSlice::new(buf);
+                count += 1;
+            }
+            let written = ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..count]))?;
+            if written == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.metrics.sent_bytes.inc_by(written as u64);
+            self.queued -= written;
+            let mut left = written;
+            while left > 0 {
+                let Some(front) = self.out.front_mut() else {
+                    break;
+                };
+                if left >= front.len() {
+                    left -= front.len();
+                    self.out.pop_front();
+                } else {
+                    front.advance(left);
+                    left = 0;
+                }
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Writes what is queued and sends FIN; then lingers when the client may still be sending.
+    fn poll_close(&mut self, cx: &mut Context<'_>, linger: bool) -> Poll<io::Result<Step>> {
+        ready!(self.poll_write_out(cx))?;
+        ready!(Pin::new(&mut self.io).poll_shutdown(cx))?;
+        if !linger {
+            return Poll::Ready(Ok(Step::Closed));
+        }
+        self.wait = Wait::None;
+        self.deadline = Instant::now() + LINGER;
+        self.timer.as_mut().reset(self.deadline);
+        self.stage = Stage::Linger;
+        Poll::Ready(Ok(Step::Continue))
+    }
+
+    /// Reads and discards until the client closes or the linger time is up, so that closing with its bytes
+    /// unread does not make the kernel send a reset that could destroy the last response on its way.
+    fn poll_linger(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Step>> {
+        loop {
+            self.read_buf.clear();
+            self.reserve_read();
+            match self.io.poll_fill(cx, &mut self.read_buf) {
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(Ok(Step::Closed)),
+                Poll::Ready(Ok(_)) => {}
+                Poll::Pending => {
+                    ready!(self.timer.as_mut().poll(cx));
+                    return Poll::Ready(Ok(Step::Closed));
+                }
+            }
+        }
+    }
+}
+
+impl<IO, S> Future for Connection<IO, S>
+where
+    IO: ClientStream,
+    S: Service<Request<RequestBody>, Response = Response<ResponseBody>, Error = Infallible> + Unpin,
+    S::Future: Unpin,
+{
+    type Output = io::Result<Served>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.get_mut().poll_serve(cx)
+    }
+}
+
+/// What the loop does next.
+enum Step {
+    Continue,
+    Closed,
+    Http2,
+}
+
+/// What a request's `Connection` and `Expect` lines say.
+#[derive(Debug, Default)]
+struct Options {
+    close: bool,
+    keep_alive: bool,
+    expect_continue: bool,
+    /// `Content-Length` or `Transfer-Encoding` is present: the request may have a body.
+    framed: bool,
+}
+
+impl Options {
+    fn connection(&mut self, line: &HeaderValue) {
+        self.close |= has_token(line, b"close");
+        self.keep_alive |= has_token(line, b"keep-alive");
+    }
+}
+
+/// Whether a comma-separated header line has `token` (case-insensitive).
+fn has_token(line: &HeaderValue, token: &[u8]) -> bool {
+    line.as_bytes()
+        .split(|&b| b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+}
+
+fn put_header(buf: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    buf.put_slice(name);
+    buf.put_slice(b": ");
+    buf.put_slice(value);
+    buf.put_slice(b"\r\n");
+}
+
+/// A socket with bytes already read from it in front: what an HTTP/2 server reads after the HTTP/1 server has
+/// seen the preface.
+pub struct Prefixed<IO> {
+    prefix: Bytes,
+    io: IO,
+}
+
+impl<IO> Prefixed<IO> {
+    pub fn new(prefix: Bytes, io: IO) -> Self {
+        Prefixed { prefix, io }
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Prefixed<IO> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.prefix.is_empty() {
+            return Pin::new(&mut this.io).poll_read(cx, buf);
+        }
+        let n = this.prefix.len().min(buf.remaining());
+        buf.put_slice(&this.prefix[..n]);
+        this.prefix.advance(n);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Prefixed<IO> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
