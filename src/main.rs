@@ -4,6 +4,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+
+/// glibc's malloc measured as a tenth of elbe's instructions per proxied request (ten small allocations freed
+/// within the same request); mimalloc's thread-local free lists make each of them a few instructions.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
