@@ -14,7 +14,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use crate::access_log::PendingEntry;
-use crate::backend_connection::Exchange;
+use crate::backend_connection::{Exchange, RawHead};
 use crate::client_connection::ConnectionState;
 use crate::front_end::ClientBody;
 use crate::snapshot::Target;
@@ -155,6 +155,17 @@ impl ResponseBody {
             body.release_connection();
         }
         body
+    }
+
+    /// The instance's response head as received, for an HTTP/1 client (taken once).
+    pub fn take_raw_head(&mut self) -> Option<RawHead> {
+        match &mut self.kind {
+            Kind::Backend {
+                exchange: Some(exchange),
+                ..
+            } => exchange.take_raw_head(),
+            _ => None,
+        }
     }
 
     /// Logs the request's access-log entry when this body is dropped.

@@ -690,16 +690,22 @@ where
     }
 
     fn start_response(&mut self, response: Response<ResponseBody>) {
-        let (parts, body) = response.into_parts();
+        let (parts, mut body) = response.into_parts();
+        // An instance's head comes as received; the map holds what elbe's layers added (or, for elbe's own
+        // responses, everything).
+        let raw = body.take_raw_head();
         let current = &mut self.current;
         let status = parts.status;
-        let reason = parts
-            .extensions
-            .get::<hyper::ext::ReasonPhrase>()
-            .map(|r| r.as_bytes())
-            .or(status.canonical_reason().map(str::as_bytes))
-            .unwrap_or_default();
-        let mut size = 32 + reason.len();
+        let reason = match &raw {
+            Some(raw) if !raw.reason.is_empty() => &raw.reason[..],
+            _ => parts
+                .extensions
+                .get::<hyper::ext::ReasonPhrase>()
+                .map(|r| r.as_bytes())
+                .or(status.canonical_reason().map(str::as_bytes))
+                .unwrap_or_default(),
+        };
+        let mut size = 32 + reason.len() + raw.as_ref().map_or(0, |raw| raw.lines.len());
         for (name, value) in &parts.headers {
             size += name.as_str().len() + value.len() + 4;
         }
@@ -715,6 +721,10 @@ where
         head.put_slice(b"\r\n");
         let mut says_connection = false;
         let mut says_length = false;
+        if let Some(raw) = &raw {
+            head.put_slice(&raw.lines);
+            says_length = raw.has_length;
+        }
         for (name, value) in &parts.headers {
             if name == CONNECTION {
                 says_connection = true;

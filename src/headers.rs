@@ -304,6 +304,13 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 ];
 const CONNECTION_BIT: u8 = 1;
 
+/// Whether a header name, in any case, is one of the fixed hop-by-hop headers.
+pub fn is_hop_by_hop_name(name: &[u8]) -> bool {
+    HOP_BY_HOP
+        .iter()
+        .any(|fixed| name.eq_ignore_ascii_case(fixed.as_str().as_bytes()))
+}
+
 /// Whether a (lower-case) header name is one of the fixed hop-by-hop headers.
 pub fn is_hop_by_hop(name: &str) -> bool {
     hop_by_hop_bit(name) != 0

@@ -130,7 +130,11 @@ async fn serve_connection<IO>(
         request_header_timeout: connections.request_header_timeout,
         idle_timeout,
     };
-    let client = ClientFacts { peer, tls };
+    let client = ClientFacts {
+        peer,
+        tls,
+        http2: false,
+    };
     let stack = proxy::stack(context.clone(), client, None);
     let mut connection = front_end::Connection::new(io, stack, settings, metrics.clone());
     let mut stop = ShutdownWatch::new(shutdown.clone());
@@ -147,6 +151,10 @@ async fn serve_connection<IO>(
             let (io, read) = connection.into_parts();
             let state = Arc::new(ConnectionState::default());
             let io = ClientIo::new(io, state.clone(), idle_timeout).with_metrics(metrics.clone());
+            let client = ClientFacts {
+                http2: true,
+                ..client
+            };
             let service = TowerToHyperService::new(proxy::stack(context, client, Some(state)));
             let http2 = connections
                 .http2

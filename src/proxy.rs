@@ -14,6 +14,11 @@
 //!
 //! Nothing here takes a lock: the routing snapshot is an `ArcSwap` load, counters are atomics, the pool is a
 //! lock-free queue.
+//!
+//! Responses: elbe's own carry their headers in the response's map. An instance's response to an HTTP/1 client
+//! carries its header lines as received, in the body ([`ResponseBody::take_raw_head`]), and the map holds only
+//! what layers add; for an HTTP/2 client the instance's headers are in the map (hyper's HTTP/2 server needs one).
+//! A layer that must read an instance's response headers (stickiness, one day) parses the raw head.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -77,6 +82,9 @@ pub struct ClientFacts {
     pub peer: SocketAddr,
     /// (cipher, protocol) negotiated on an HTTPS listener.
     pub tls: Option<(&'static str, &'static str)>,
+    /// The client speaks HTTP/2 (hyper's server, which needs responses' headers as a map); HTTP/1 responses from
+    /// instances travel as received ([`crate::backend_connection::RawHead`]).
+    pub http2: bool,
 }
 
 /// Marks a response elbe made itself, so it is counted as `HTTPCode_ELB_*`, not `HTTPCode_Backend_*`.
@@ -99,6 +107,7 @@ pub fn stack(
     let forward = Forward {
         context: context.clone(),
         timers: Arc::new(ArrayQueue::new(1)),
+        raw_responses: !client.http2,
     };
     let forwarded = ForwardedLayer {
         context: context.clone(),
@@ -430,6 +439,8 @@ pub struct Forward {
     context: Arc<ListenerContext>,
     /// The connection's request timer, between requests (see [`RequestTimer`]).
     timers: Arc<ArrayQueue<Pin<Box<Sleep>>>>,
+    /// Instances' response heads are passed on as received (an HTTP/1 client's connection).
+    raw_responses: bool,
 }
 
 impl<B: Into<RequestBody>> Service<Request<B>> for Forward {
@@ -444,7 +455,8 @@ impl<B: Into<RequestBody>> Service<Request<B>> for Forward {
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let context = self.context.clone();
         // Serialized now: the future then carries a few words instead of the whole request.
-        let request = Outgoing::new(request.map(Into::into));
+        let mut request = Outgoing::new(request.map(Into::into));
+        request.raw_response = self.raw_responses;
         let timer = RequestTimer::take(&self.timers);
         Box::pin(async move { Ok(forward(&context, request, timer).await) })
     }
@@ -736,6 +748,7 @@ mod tests {
             client: ClientFacts {
                 peer: "127.0.0.1:1".parse().unwrap(),
                 tls: None,
+                http2: false,
             },
         };
         let ok = track

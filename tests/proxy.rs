@@ -626,3 +626,70 @@ async fn an_instance_answering_before_the_upload_ends_is_answered_through() {
     assert_eq!(exchanges.load(Ordering::SeqCst), 2);
     server.abort();
 }
+
+/// An instance that answers every request head on a connection with `response`, keeping the connection open.
+async fn fixed_instance(response: &'static [u8]) -> InstanceSpec {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = stream.read(&mut buf).await {
+                    if n == 0 {
+                        return;
+                    }
+                    seen.extend_from_slice(&buf[..n]);
+                    while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                        seen.drain(..end + 4);
+                        if stream.write_all(response).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    InstanceSpec {
+        id: "i-fixed".into(),
+        zone: "zone-a".into(),
+        address,
+    }
+}
+
+#[tokio::test]
+async fn instance_response_heads_reach_clients_without_hop_by_hop_headers() {
+    let instance = fixed_instance(
+        b"HTTP/1.1 200 Fine Thanks\r\nX-App: yes\r\nConnection: keep-alive, X-Secret\r\nX-Secret: s\r\n\
+          Keep-Alive: timeout=5\r\nContent-Length: 2\r\n\r\nok",
+    )
+    .await;
+    let elbe = ConfigBuilder::new().instance(instance).start().await;
+    // HTTP/1.1: the instance's lines as it sent them, its reason phrase, and nothing hop-by-hop.
+    let out = raw(
+        elbe.node("zone-a"),
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(2),
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 200 Fine Thanks\r\n"), "{out}");
+    assert!(out.contains("\r\nX-App: yes\r\n"), "{out}");
+    assert!(out.ends_with("\r\n\r\nok"), "{out}");
+    let lower = out.to_ascii_lowercase();
+    for gone in ["x-secret", "keep-alive"] {
+        assert!(!lower.contains(gone), "{gone} reached the client: {out}");
+    }
+    assert_eq!(lower.matches("connection:").count(), 1, "{out}");
+    // HTTP/2: the same headers, from a header map.
+    let mut sender = h2c(elbe.node("zone-a")).await;
+    let request = http::Request::get(format!("http://x:{}/", elbe.node("zone-a").port()))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-app"], "yes");
+    assert!(!response.headers().contains_key("x-secret"));
+    assert!(!response.headers().contains_key("keep-alive"));
+}
