@@ -265,7 +265,7 @@ pub fn trusted_client_ip(headers: &HeaderMap, trusted_hops: usize) -> Option<IpA
 // ---------------------------------------------------------------------------------------------------------------------
 
 /// Removes hop-by-hop headers before forwarding (RFC 9110 §7.6.1): `Connection` and every header it names,
-/// `Keep-Alive`, `Proxy-Connection`, `TE`, `Trailer`, `Transfer-Encoding` (hyper re-frames the body) and `Upgrade`.
+/// `Keep-Alive`, `Proxy-Connection`, `TE`, `Trailer`, `Transfer-Encoding` (elbe re-frames the body) and `Upgrade`.
 ///
 /// Used on requests (to the instance) and responses (to the client). Names in `Connection` are matched without
 /// regard to case; `Connection: close, X-Foo` removes `x-foo`. As the RFC requires, *any* named header goes, end-to-end
@@ -395,9 +395,9 @@ pub enum Rejection {
 ///    a missing port equals the scheme's default port). A missing `Host` is left to the proxy (ELB-SPEC §1.1 fills
 ///    it in for HTTP/1.0).
 ///
-/// hyper's HTTP/1 parser already drops a `Content-Length` sent with `Transfer-Encoding`, folds repeated equal
-/// `Content-Length` lines and refuses other bad framing; these checks are the second line, for anything that builds
-/// a head some other way.
+/// elbe's HTTP/1 server ([`crate::front_end`]) builds the header map as received, repairing nothing, so these
+/// checks see the framing the client actually sent; the server gives a request that fails them no body and closes
+/// the connection after the 400.
 pub fn check_request(
     method: &Method,
     uri: &Uri,

@@ -1,9 +1,10 @@
 //! A node: the thing in one availability zone that accepts client connections (ELB-SPEC.md §3).
 //!
 //! Each enabled zone's node binds every listener on the zone's own address. An accept loop takes connections up
-//! to `max_connections` (beyond that they wait in the kernel's backlog), wraps each socket in ELB's front-end
-//! timers ([`crate::client_connection`]) and serves it with hyper's automatic HTTP/1.1 / HTTP/2 (prior knowledge)
-//! server, the request path being [`crate::proxy::stack`].
+//! to `max_connections` (beyond that they wait in the kernel's backlog) and serves each with elbe's HTTP/1.x
+//! server ([`crate::front_end`]); a connection that opens with the HTTP/2 preface (prior knowledge, or ALPN `h2`
+//! over TLS) goes on to hyper's HTTP/2 server with ELB's idle timer ([`crate::client_connection`]). The request
+//! path is [`crate::proxy::stack`] either way.
 
 use std::sync::Arc;
 
