@@ -30,7 +30,7 @@ use tokio::net::TcpStream;
 
 use crate::body::RequestBody;
 use crate::error::ProxyError;
-use crate::framing::{decode, Chunk, Download};
+use crate::framing::{decode, Chunk, Download, FieldSpans, Span};
 use crate::headers;
 
 /// Most header lines a response head may have (hyper's limit too); more is a 502.
@@ -496,33 +496,15 @@ impl Exchange {
                 self.conn.read_buf.advance(length);
                 continue;
             }
-            // Where each part lies, so the header values can share the head's bytes instead of being copied.
-            let base = self.conn.read_buf.as_ptr() as usize;
-            let at = |part: &[u8]| {
-                let start = part.as_ptr() as usize - base;
-                Span(start, start + part.len())
-            };
-            // A response rarely has more than a dozen headers: those fit on the stack.
-            let mut few = [(Span(0, 0), Span(0, 0)); 24];
-            let many: Vec<(Span, Span)>;
-            let fields = if parsed.headers.len() <= few.len() {
-                for (field, header) in few.iter_mut().zip(parsed.headers.iter()) {
-                    *field = (at(header.name.as_bytes()), at(header.value));
-                }
-                &few[..parsed.headers.len()]
-            } else {
-                many = parsed
-                    .headers
-                    .iter()
-                    .map(|header| (at(header.name.as_bytes()), at(header.value)))
-                    .collect();
-                &many[..]
-            };
+            let buf = &self.conn.read_buf[..];
+            let fields = FieldSpans::new(buf, parsed.headers);
             let index = HeadIndex {
                 code,
                 http10: parsed.version == Some(0),
-                reason: parsed.reason.map(|reason| at(reason.as_bytes())),
-                fields,
+                reason: parsed
+                    .reason
+                    .map(|reason| Span::within(buf, reason.as_bytes())),
+                fields: fields.as_slice(),
             };
             let head = self.conn.read_buf.split_to(length).freeze();
             let scanned = scan_response(&head, &index, self.request.head_only)?;
@@ -548,16 +530,6 @@ struct HeadIndex<'a> {
     reason: Option<Span>,
     /// (name, value) of each header line.
     fields: &'a [(Span, Span)],
-}
-
-/// Where a part of the head lies in its bytes: `start..end`.
-#[derive(Debug, Clone, Copy)]
-struct Span(usize, usize);
-
-impl Span {
-    fn of(self, head: &Bytes) -> Bytes {
-        head.slice(self.0..self.1)
-    }
 }
 
 /// An instance's response head, checked: its status, the header lines that go on to the client (hop-by-hop ones

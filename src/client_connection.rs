@@ -16,6 +16,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use atomic_waker::AtomicWaker;
+use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
@@ -55,6 +56,8 @@ impl ConnectionState {
 /// An HTTP/2 client socket with ELB's idle timer.
 pub struct ClientIo<IO> {
     inner: IO,
+    /// Bytes already read from the socket (by the HTTP/1 server, which saw the preface), read again first.
+    prefix: Bytes,
     state: Arc<ConnectionState>,
     idle_timeout: Duration,
     busy: bool,
@@ -68,6 +71,7 @@ impl<IO> ClientIo<IO> {
         let deadline = Instant::now() + idle_timeout;
         ClientIo {
             inner,
+            prefix: Bytes::new(),
             state,
             idle_timeout,
             busy: false,
@@ -75,6 +79,12 @@ impl<IO> ClientIo<IO> {
             timer: Box::pin(tokio::time::sleep_until(deadline)),
             metrics: None,
         }
+    }
+
+    /// Reads `prefix` (already read from the socket and counted) before the socket itself.
+    pub fn with_prefix(mut self, prefix: Bytes) -> Self {
+        self.prefix = prefix;
+        self
     }
 
     /// Counts bytes in the node's metrics.
@@ -145,6 +155,11 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for ClientIo<IO> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if !this.prefix.is_empty() {
+            let n = this.prefix.len().min(buf.remaining());
+            buf.put_slice(&this.prefix.split_to(n));
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {

@@ -1,6 +1,7 @@
-//! How an HTTP/1.1 message body is delimited on the wire (RFC 9112 §6, §7), and the decoder that takes a body's
-//! frames out of what has been read. Both ends of elbe use it: the client connection for request bodies
-//! ([`crate::front_end`]) and the instance connection for response bodies ([`crate::backend_connection`]).
+//! HTTP/1.1 message framing both ends of elbe share: where a parsed head's parts lie in its bytes ([`FieldSpans`]),
+//! and how a body is delimited on the wire (RFC 9112 §6, §7) with the decoder that takes its frames out of what
+//! has been read. The client connection ([`crate::front_end`]) uses it for requests, the instance connection
+//! ([`crate::backend_connection`]) for responses.
 
 use std::io;
 
@@ -14,6 +15,64 @@ const MAX_HEADERS: usize = 100;
 const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// Longest chunk-size line (with extensions) accepted.
 const MAX_CHUNK_LINE: usize = 4 * 1024;
+
+/// Where a part of a head lies in its bytes: `start..end`.
+#[derive(Debug, Clone, Copy)]
+pub struct Span(pub usize, pub usize);
+
+impl Span {
+    /// The span of `part`, which must be a slice of `buf`.
+    pub fn within(buf: &[u8], part: &[u8]) -> Span {
+        let start = part.as_ptr() as usize - buf.as_ptr() as usize;
+        Span(start, start + part.len())
+    }
+
+    /// This part of `head`, sharing its bytes.
+    pub fn of(self, head: &Bytes) -> Bytes {
+        head.slice(self.0..self.1)
+    }
+}
+
+/// The (name, value) spans of the header lines httparse found in a buffer: taken before the buffer is frozen into
+/// `Bytes`, so that header values can share the head's bytes instead of being copied. A head rarely has more than
+/// two dozen lines; those stay on the stack.
+pub struct FieldSpans {
+    few: [(Span, Span); 24],
+    many: Vec<(Span, Span)>,
+    len: usize,
+}
+
+impl FieldSpans {
+    pub fn new(buf: &[u8], headers: &[httparse::Header<'_>]) -> Self {
+        let at = |header: &httparse::Header<'_>| {
+            (
+                Span::within(buf, header.name.as_bytes()),
+                Span::within(buf, header.value),
+            )
+        };
+        let mut spans = FieldSpans {
+            few: [(Span(0, 0), Span(0, 0)); 24],
+            many: Vec::new(),
+            len: headers.len(),
+        };
+        if headers.len() <= spans.few.len() {
+            for (field, header) in spans.few.iter_mut().zip(headers) {
+                *field = at(header);
+            }
+        } else {
+            spans.many = headers.iter().map(at).collect();
+        }
+        spans
+    }
+
+    pub fn as_slice(&self) -> &[(Span, Span)] {
+        if self.len <= self.few.len() {
+            &self.few[..self.len]
+        } else {
+            &self.many
+        }
+    }
+}
 
 /// How the rest of a body is delimited.
 #[derive(Debug)]

@@ -40,7 +40,7 @@ use http::{
     HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version,
 };
 use http_body::{Body, Frame, SizeHint};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, Interest, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, Interest};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, Sleep};
@@ -49,7 +49,7 @@ use tower::Service;
 use crate::body::{RequestBody, ResponseBody};
 use crate::client_connection::REQUEST_TIMEOUT_RESPONSE;
 use crate::error::ElbResponse;
-use crate::framing::{decode, Chunk, Download};
+use crate::framing::{decode, Chunk, Download, FieldSpans, Span};
 use crate::headers;
 use crate::metrics::ZoneMetrics;
 
@@ -274,7 +274,7 @@ pub struct Connection<IO, S: Service<Request<RequestBody>>> {
     deadline: Instant,
     timer: Pin<Box<Sleep>>,
     shutting_down: bool,
-    /// The client's response to `Served::Http2` is still possible (no HTTP/1 request was read yet).
+    /// No HTTP/1 request has been read yet: the connection may still turn out to be HTTP/2 (prior knowledge).
     fresh: bool,
 }
 
@@ -449,44 +449,28 @@ where
             Err(httparse::Error::TooManyHeaders) => return Err(ElbResponse::HeadersTooLarge),
             Err(_) => return Err(ElbResponse::BadRequest),
         };
-        let base = self.read_buf.as_ptr() as usize;
-        let span = |part: &[u8]| {
-            let start = part.as_ptr() as usize - base;
-            (start, start + part.len())
-        };
         let method = parsed.method.map(str::as_bytes).unwrap_or_default();
         let Ok(method) = Method::from_bytes(method) else {
             return Err(ElbResponse::BadRequest);
         };
-        let target = span(parsed.path.map(str::as_bytes).unwrap_or_default());
+        let target = Span::within(
+            &self.read_buf,
+            parsed.path.map(str::as_bytes).unwrap_or_default(),
+        );
         let http10 = parsed.version == Some(0);
         // Spans first: the head's bytes are frozen below, and the values share them instead of being copied.
-        let mut few = [((0, 0), (0, 0)); 24];
-        let many: Vec<_>;
-        let fields = if parsed.headers.len() <= few.len() {
-            for (field, header) in few.iter_mut().zip(parsed.headers.iter()) {
-                *field = (span(header.name.as_bytes()), span(header.value));
-            }
-            &few[..parsed.headers.len()]
-        } else {
-            many = parsed
-                .headers
-                .iter()
-                .map(|h| (span(h.name.as_bytes()), span(h.value)))
-                .collect();
-            &many[..]
-        };
+        let fields = FieldSpans::new(&self.read_buf, parsed.headers);
         let head = self.read_buf.split_to(length).freeze();
-        let Ok(uri) = Uri::from_maybe_shared(head.slice(target.0..target.1)) else {
+        let Ok(uri) = Uri::from_maybe_shared(target.of(&head)) else {
             return Err(ElbResponse::BadRequest);
         };
         // Room for what the proxy adds (X-Forwarded-For, -Proto, -Port, Host): growing the map rehashes it.
-        let mut headers = HeaderMap::with_capacity(fields.len() + 4);
+        let mut headers = HeaderMap::with_capacity(fields.as_slice().len() + 4);
         let mut options = Options::default();
-        for (name, value) in fields {
+        for (name, value) in fields.as_slice() {
             let (Ok(name), Ok(value)) = (
                 HeaderName::from_bytes(&head[name.0..name.1]),
-                HeaderValue::from_maybe_shared(head.slice(value.0..value.1)),
+                HeaderValue::from_maybe_shared(value.of(&head)),
             ) else {
                 return Err(ElbResponse::BadRequest);
             };
@@ -976,66 +960,6 @@ fn put_header(buf: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     buf.put_slice(b": ");
     buf.put_slice(value);
     buf.put_slice(b"\r\n");
-}
-
-/// A socket with bytes already read from it in front: what an HTTP/2 server reads after the HTTP/1 server has
-/// seen the preface.
-pub struct Prefixed<IO> {
-    prefix: Bytes,
-    io: IO,
-}
-
-impl<IO> Prefixed<IO> {
-    pub fn new(prefix: Bytes, io: IO) -> Self {
-        Prefixed { prefix, io }
-    }
-}
-
-impl<IO: AsyncRead + Unpin> AsyncRead for Prefixed<IO> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if this.prefix.is_empty() {
-            return Pin::new(&mut this.io).poll_read(cx, buf);
-        }
-        let n = this.prefix.len().min(buf.remaining());
-        buf.put_slice(&this.prefix[..n]);
-        this.prefix.advance(n);
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl<IO: AsyncWrite + Unpin> AsyncWrite for Prefixed<IO> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
-    }
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use tokio::sync::Semaphore;
 
 use crate::client_connection::{ClientIo, ConnectionState};
 use crate::config::Limits;
-use crate::front_end::{self, ClientStream, Prefixed, Served};
+use crate::front_end::{self, ClientStream, Served};
 use crate::proxy::{self, ClientFacts, ListenerContext};
 use crate::shutdown::{Shutdown, ShutdownWatch, Tracker};
 use crate::tls::TlsAcceptor;
@@ -151,7 +151,9 @@ async fn serve_connection<IO>(
         Ok(Served::Http2) => {
             let (io, read) = connection.into_parts();
             let state = Arc::new(ConnectionState::default());
-            let io = ClientIo::new(io, state.clone(), idle_timeout).with_metrics(metrics.clone());
+            let io = ClientIo::new(io, state.clone(), idle_timeout)
+                .with_prefix(read)
+                .with_metrics(metrics.clone());
             let client = ClientFacts {
                 http2: true,
                 ..client
@@ -159,7 +161,7 @@ async fn serve_connection<IO>(
             let service = TowerToHyperService::new(proxy::stack(context, client, Some(state)));
             let http2 = connections
                 .http2
-                .serve_connection(TokioIo::new(Prefixed::new(read, io)), service);
+                .serve_connection(TokioIo::new(io), service);
             tokio::pin!(http2);
             let result = tokio::select! {
                 result = http2.as_mut() => result,
