@@ -172,8 +172,11 @@ impl Body for ClientBody {
                 Poll::Ready(None)
             }
             Poll::Pending => {
-                this.demand.wanted.store(true, Ordering::Release);
-                this.demand.connection.wake();
+                // Wake the connection only when demand starts: the body is polled on the connection's own task,
+                // so waking it on every poll would spin while the client pauses its upload.
+                if !this.demand.wanted.swap(true, Ordering::AcqRel) {
+                    this.demand.connection.wake();
+                }
                 Poll::Pending
             }
         }
@@ -488,8 +491,10 @@ where
         } else {
             Some(RequestBody::Empty)
         };
+        // RFC 9112 §6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing; it is answered, then the
+        // connection closes.
         let close = if http10 {
-            !options.keep_alive
+            !options.keep_alive || headers.contains_key(TRANSFER_ENCODING)
         } else {
             options.close
         };
@@ -703,7 +708,7 @@ where
         head.put_u8(b' ');
         head.put_slice(reason);
         head.put_slice(b"\r\n");
-        let mut says_connection = false;
+        let mut says_keep_alive = false;
         let mut says_length = false;
         if let Some(raw) = &raw {
             head.put_slice(&raw.lines);
@@ -711,8 +716,11 @@ where
         }
         for (name, value) in &parts.headers {
             if name == CONNECTION {
-                says_connection = true;
+                // elbe's own responses say what ELB says; the line itself is written below, from what this
+                // connection will actually do.
                 current.close |= has_token(value, b"close");
+                says_keep_alive |= has_token(value, b"keep-alive");
+                continue;
             } else if name == CONTENT_LENGTH {
                 says_length = true;
             }
@@ -741,12 +749,10 @@ where
             Outbound::UntilClose
         };
         current.close |= self.shutting_down;
-        if !says_connection {
-            if current.close {
-                head.put_slice(b"connection: close\r\n");
-            } else if current.http10 {
-                head.put_slice(b"connection: keep-alive\r\n");
-            }
+        if current.close {
+            head.put_slice(b"connection: close\r\n");
+        } else if current.http10 || says_keep_alive {
+            head.put_slice(b"connection: keep-alive\r\n");
         }
         head.put_slice(b"\r\n");
         self.queue(Bytes::from(head));
@@ -876,7 +882,9 @@ where
                 }
             }
         }
-        Poll::Ready(Ok(()))
+        // TLS takes bytes it cannot send yet (the socket is full) and sends them on flush; without it the tail of
+        // a response could wait for the client's next request. A no-op on plain TCP.
+        Pin::new(&mut self.io).poll_flush(cx)
     }
 
     /// Writes what is queued and sends FIN; then lingers when the client may still be sending.
@@ -1142,6 +1150,41 @@ mod tests {
         let out = exchange(&mut stream, b"ok", Duration::from_millis(500)).await;
         assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
         assert!(out.contains("x-seen: PUT /up [ok]\r\n"), "{out}");
+    }
+
+    #[tokio::test]
+    async fn a_paused_upload_leaves_the_connection_asleep() {
+        use std::sync::atomic::AtomicUsize;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let polls = Arc::new(AtomicUsize::new(0));
+        let counted = polls.clone();
+        tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let metrics = Arc::new(crate::metrics::Metrics::new().zone("web", "zone-a"));
+            let stack = stack(Arc::new(tokio::sync::Notify::new()));
+            let mut connection = Connection::new(stream, stack, settings(), metrics);
+            std::future::poll_fn(|cx| {
+                counted.fetch_add(1, Ordering::Relaxed);
+                connection.poll_serve(cx)
+            })
+            .await
+        });
+        let mut stream = TcpStream::connect(address).await.unwrap();
+        stream
+            .write_all(b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\nabc")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let before = polls.load(Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let during_pause = polls.load(Ordering::Relaxed) - before;
+        assert!(
+            during_pause <= 2,
+            "polled {during_pause} times while the client paused"
+        );
+        let out = exchange(&mut stream, b"def", Duration::from_millis(300)).await;
+        assert!(out.contains("x-seen: POST /up [abcdef]\r\n"), "{out}");
     }
 
     #[tokio::test]

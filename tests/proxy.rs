@@ -693,3 +693,30 @@ async fn instance_response_heads_reach_clients_without_hop_by_hop_headers() {
     assert!(!response.headers().contains_key("x-secret"));
     assert!(!response.headers().contains_key("keep-alive"));
 }
+
+#[tokio::test]
+async fn elbes_own_responses_say_close_when_the_connection_closes() {
+    let elbe = ConfigBuilder::new().start().await;
+    let out = raw(
+        elbe.node("zone-a"),
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(2),
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 503"), "{out}");
+    let lower = out.to_ascii_lowercase();
+    assert!(lower.contains("connection: close\r\n"), "{out}");
+    assert!(!lower.contains("keep-alive"), "{out}");
+    // Kept alive, ELB's 503 says so, as captured (ELB-SPEC.md §9).
+    let out = raw_response(
+        elbe.node("zone-a"),
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        Duration::from_secs(2),
+    )
+    .await;
+    assert!(
+        out.to_ascii_lowercase()
+            .contains("connection: keep-alive\r\n"),
+        "{out}"
+    );
+}

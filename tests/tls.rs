@@ -808,3 +808,38 @@ async fn second_connection_from_the_same_client_is_resumed() {
         assert_eq!(send(&mut sender, get_request("/second")).await.status, 200);
     }
 }
+
+/// A large response over HTTPS reaches a slow reader whole on a keep-alive connection: TLS may accept bytes it
+/// cannot send yet, and only a flush sends them (without one the tail waited for the client's next request).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_https_response_reaches_a_slow_keep_alive_reader_whole() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const SIZE: usize = 4 << 20;
+    let backend = Backend::start(Behaviour::Download(SIZE as u64)).await;
+    let (_elbe, address) = https_elbe(ConfigBuilder::new(), &backend).await;
+    for round in 0..2 {
+        let mut stream = connect(address, &default_client(), "localhost").await;
+        stream
+            .write_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let (mut got, mut buf) = (Vec::new(), vec![0u8; 16 * 1024]);
+        let whole = tokio::time::timeout(Duration::from_secs(8), async {
+            loop {
+                if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                    if got.len() >= end + 4 + SIZE {
+                        return true;
+                    }
+                }
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => return false,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+                // A slow reader: the socket fills up behind it.
+                tokio::time::sleep(Duration::from_micros(500)).await;
+            }
+        })
+        .await;
+        assert_eq!(whole, Ok(true), "round {round}: {} bytes", got.len());
+    }
+}
