@@ -85,40 +85,18 @@ impl BackendConnection {
         }
     }
 
-    /// Reads what the instance sent into `read_buf`; `Ok(0)` is the end of the stream.
-    ///
-    /// A read that returns less than it asked for has emptied the socket, so the socket's readiness is cleared
-    /// along with it (as nginx does with edge-triggered epoll): the next poll waits for the reactor instead of
-    /// spending a system call to learn that nothing is there. The readiness seen *before* the read is what gets
-    /// cleared, so bytes that arrive after it raise a new event and are never missed.
+    /// Reads what the instance sent into `read_buf`; `Ok(0)` is the end of the stream. Reads grow while they
+    /// fill the buffer (a large download).
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         if self.read_buf.capacity() - self.read_buf.len() < self.read_size / 2 {
             self.read_buf.reserve(self.read_size);
         }
         let asked = self.read_buf.capacity() - self.read_buf.len();
-        loop {
-            ready!(self.stream.poll_read_ready(cx))?;
-            let mut drained = None;
-            let stream = &self.stream;
-            let read_buf = &mut self.read_buf;
-            let result = stream.try_io(Interest::READABLE, || {
-                let n = stream.try_read_buf(read_buf)?;
-                if n > 0 && n < asked {
-                    drained = Some(n);
-                    return Err(io::ErrorKind::WouldBlock.into());
-                }
-                Ok(n)
-            });
-            let n = match (result, drained) {
-                (_, Some(n)) | (Ok(n), None) => n,
-                (Err(error), None) if error.kind() == io::ErrorKind::WouldBlock => continue,
-                (Err(error), None) => return Poll::Ready(Err(error)),
-            };
-            if n == asked {
-                self.read_size = (self.read_size * 2).min(MAX_READ);
-            }
-            return Poll::Ready(Ok(n));
+        let n = ready!(poll_read_drained(&self.stream, cx, &mut self.read_buf))?;
+        if n == asked {
+            self.read_size = (self.read_size * 2).min(MAX_READ);
         }
+        Poll::Ready(Ok(n))
     }
 
     /// Writes `head` from `head_written` on, then `queue`, front first, dropping each queued buffer once written
@@ -153,6 +131,37 @@ impl BackendConnection {
             advance(queue, written - from_first);
         }
         Poll::Ready(Ok(()))
+    }
+}
+
+/// Reads what `stream` has into `buf`'s spare room; `Ok(0)` is the end of the stream.
+///
+/// A read that returns less than it asked for has emptied the socket, so the socket's readiness is cleared along
+/// with it (as nginx does with edge-triggered epoll): the next poll waits for the reactor instead of spending a
+/// system call to learn that nothing is there. The readiness seen *before* the read is what gets cleared, so bytes
+/// that arrive after it raise a new event and are never missed. Both ends of elbe read TCP sockets this way.
+pub fn poll_read_drained(
+    stream: &TcpStream,
+    cx: &mut Context<'_>,
+    buf: &mut BytesMut,
+) -> Poll<io::Result<usize>> {
+    let asked = buf.capacity() - buf.len();
+    loop {
+        ready!(stream.poll_read_ready(cx))?;
+        let mut drained = None;
+        let result = stream.try_io(Interest::READABLE, || {
+            let n = stream.try_read_buf(buf)?;
+            if n > 0 && n < asked {
+                drained = Some(n);
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            Ok(n)
+        });
+        return Poll::Ready(match (result, drained) {
+            (_, Some(n)) | (Ok(n), None) => Ok(n),
+            (Err(error), None) if error.kind() == io::ErrorKind::WouldBlock => continue,
+            (Err(error), None) => Err(error),
+        });
     }
 }
 

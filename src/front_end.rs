@@ -40,7 +40,7 @@ use http::{
     HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version,
 };
 use http_body::{Body, Frame, SizeHint};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, Interest};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, Sleep};
@@ -97,29 +97,9 @@ pub trait ClientStream: AsyncRead + AsyncWrite + Unpin {
 impl ClientStream for tokio_rustls::server::TlsStream<TcpStream> {}
 
 impl ClientStream for TcpStream {
-    /// A read that returns less than it asked for has emptied the socket, so its readiness is cleared with it:
-    /// the next poll waits for the reactor instead of spending a system call to learn nothing is there (see
-    /// [`crate::backend_connection`], which reads instances the same way).
+    /// Clears the socket's readiness after a short read, as [`crate::backend_connection`] reads instances.
     fn poll_fill(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
-        let asked = buf.capacity() - buf.len();
-        loop {
-            ready!(self.poll_read_ready(cx))?;
-            let mut drained = None;
-            let stream = &*self;
-            let result = stream.try_io(Interest::READABLE, || {
-                let n = stream.try_read_buf(buf)?;
-                if n > 0 && n < asked {
-                    drained = Some(n);
-                    return Err(io::ErrorKind::WouldBlock.into());
-                }
-                Ok(n)
-            });
-            return Poll::Ready(match (result, drained) {
-                (_, Some(n)) | (Ok(n), None) => Ok(n),
-                (Err(error), None) if error.kind() == io::ErrorKind::WouldBlock => continue,
-                (Err(error), None) => Err(error),
-            });
-        }
+        crate::backend_connection::poll_read_drained(self, cx, buf)
     }
 }
 
