@@ -67,7 +67,8 @@ pub mod defaults {
     pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
     /// Larger request heads get 431.
     pub const MAX_REQUEST_HEADER_BYTES: usize = 65536;
-    /// hyper refuses a smaller read buffer, so a smaller `max_request_header_bytes` could not be honoured.
+    /// A smaller `max_request_header_bytes` would refuse ordinary requests (a browser's head with its cookies runs
+    /// to several KiB); nginx's default large header buffer is the same 8 KiB.
     pub const MIN_REQUEST_HEADER_BYTES: usize = 8192;
     /// More header fields than this get 431.
     pub const MAX_HEADERS: usize = 100;
@@ -914,7 +915,7 @@ impl Cx<'_> {
             return Err(self.err(
                 "limits.max_request_header_bytes",
                 format!(
-                    "must be at least {} (hyper's smallest read buffer), got {}",
+                    "must be at least {} (smaller refuses ordinary browsers' heads), got {}",
                     defaults::MIN_REQUEST_HEADER_BYTES,
                     limits.max_request_header_bytes
                 ),
