@@ -225,6 +225,8 @@ enum Wait {
     Head,
     /// Keep-alive between requests.
     Idle,
+    /// A response is streaming and waits for its instance or for the client (ELB's idle timeout covers both).
+    Respond,
     /// A request is in flight (the proxy times it), or the connection is lingering.
     None,
 }
@@ -257,6 +259,10 @@ pub struct Connection<IO, S: Service<Request<RequestBody>>> {
     deadline: Instant,
     timer: Pin<Box<Sleep>>,
     shutting_down: bool,
+    /// Response frames queued and writes made, and the count when the streaming response's idle wait began: the
+    /// wait's timer, when it fires, looks at these instead of the clock being read on every frame.
+    progress: u64,
+    progress_mark: u64,
     /// No HTTP/1 request has been read yet: the connection may still turn out to be HTTP/2 (prior knowledge).
     fresh: bool,
 }
@@ -289,6 +295,8 @@ where
             deadline,
             timer: Box::pin(tokio::time::sleep_until(deadline)),
             shutting_down: false,
+            progress: 0,
+            progress_mark: 0,
             fresh: true,
         }
     }
@@ -603,7 +611,7 @@ where
     fn start_wait(&mut self, wait: Wait) {
         self.wait = wait;
         let after = match wait {
-            Wait::Idle => self.settings.idle_timeout,
+            Wait::Idle | Wait::Respond => self.settings.idle_timeout,
             Wait::Fresh | Wait::Head => self.settings.request_header_timeout,
             Wait::None => return,
         };
@@ -754,6 +762,7 @@ where
                 Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
                     Ok(data) if data.is_empty() => {}
                     Ok(data) => {
+                        self.progress += 1;
                         if responding.framing == Outbound::Chunked {
                             let size = format!("{:x}\r\n", data.len());
                             self.queued += size.len() + data.len() + 2;
@@ -803,14 +812,48 @@ where
             self.out.push_back(Bytes::from_static(b"0\r\n\r\n"));
         }
         let ended = responding.ended;
-        ready!(self.poll_write_out(cx))?;
+        match self.poll_write_out(cx) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+            Poll::Pending => return self.poll_stalled(cx),
+        }
         if ended {
             self.end_response();
         } else if waiting {
             // All written; the body wakes the task when it has more.
-            return Poll::Pending;
+            return self.poll_stalled(cx);
         }
         Poll::Ready(Ok(Step::Continue))
+    }
+
+    /// A streaming response waits (for its instance's next bytes, or for the client to take more): after the idle
+    /// timeout without progress the connection is dropped, as ELB drops a connection idle in either direction.
+    /// Dropped, not closed gracefully: a client that stopped reading would hold up a graceful close forever.
+    fn poll_stalled(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Step>> {
+        if self.wait != Wait::Respond {
+            self.wait = Wait::Respond;
+            self.progress_mark = self.progress;
+            self.deadline = Instant::now() + self.settings.idle_timeout;
+        }
+        loop {
+            if self.deadline < self.timer.deadline() {
+                self.timer.as_mut().reset(self.deadline);
+            }
+            ready!(self.timer.as_mut().poll(cx));
+            let fired_at = self.timer.deadline();
+            if fired_at < self.deadline {
+                let deadline = self.deadline;
+                self.timer.as_mut().reset(deadline);
+            } else if self.progress != self.progress_mark {
+                self.progress_mark = self.progress;
+                self.deadline = Instant::now() + self.settings.idle_timeout;
+            } else {
+                tracing::debug!(
+                    "response idle for the idle timeout; dropping the client connection"
+                );
+                return Poll::Ready(Ok(Step::Closed));
+            }
+        }
     }
 
     /// The response is out: the request is over (its body is dropped here, which ends its bookkeeping).
@@ -847,6 +890,7 @@ where
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
             self.metrics.sent_bytes.inc_by(written as u64);
+            self.progress += 1;
             self.queued -= written;
             let mut left = written;
             while left > 0 {

@@ -720,3 +720,87 @@ async fn elbes_own_responses_say_close_when_the_connection_closes() {
         "{out}"
     );
 }
+
+/// An instance that sends a response head and part of its body, then goes silent with the connection open.
+async fn stalling_instance() -> InstanceSpec {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf).await;
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial")
+                    .await;
+                // Hold the connection (and the rest of the body) until elbe lets go.
+                let _ = stream.read(&mut buf).await;
+            });
+        }
+    });
+    InstanceSpec {
+        id: "i-stall".into(),
+        zone: "zone-a".into(),
+        address,
+    }
+}
+
+#[tokio::test]
+async fn a_response_stalled_mid_body_is_cut_after_the_idle_timeout() {
+    let elbe = ConfigBuilder::new()
+        .lb("idle_timeout = \"300ms\"")
+        .instance(stalling_instance().await)
+        .start()
+        .await;
+    let started = std::time::Instant::now();
+    let out = raw(
+        elbe.node("zone-a"),
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    let took = started.elapsed();
+    assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+    assert!(out.ends_with("\r\n\r\npartial"), "{out}");
+    // Cut between one and two idle timeouts after the last byte (the timer is lazy), not held open.
+    assert!(took >= Duration::from_millis(290), "{took:?}");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_cut_after_the_idle_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const SIZE: usize = 256 << 20;
+    let backend = Backend::start(Behaviour::Download(SIZE as u64)).await;
+    let elbe = ConfigBuilder::new()
+        .lb("idle_timeout = \"100ms\"")
+        .instance(instance("i-1", "zone-a", &backend))
+        .start()
+        .await;
+    let mut stream = tokio::net::TcpStream::connect(elbe.node("zone-a"))
+        .await
+        .unwrap();
+    stream
+        .write_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut got = stream.read(&mut buf).await.unwrap();
+    // Stop reading for several idle timeouts: the socket buffers fill and elbe's writes wait.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let drained = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got += n,
+            }
+        }
+    })
+    .await;
+    assert!(drained.is_ok(), "the connection was not cut");
+    assert!(
+        got < SIZE,
+        "the whole body arrived ({got} bytes): nothing was cut"
+    );
+}
