@@ -933,7 +933,7 @@ where
             self.reserve_read();
             match self.io.poll_fill(cx, &mut self.read_buf) {
                 Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(Ok(Step::Closed)),
-                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Ok(n)) => self.metrics.received_bytes.inc_by(n as u64),
                 Poll::Pending => {
                     ready!(self.timer.as_mut().poll(cx));
                     return Poll::Ready(Ok(Step::Closed));
