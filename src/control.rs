@@ -814,18 +814,41 @@ fn candidates(
                         lb.config.idle_timeout,
                         limits.backend_connect_timeout,
                     );
-                    Arc::new(Target::new(
+                    let target = Arc::new(Target::new(
                         instance.id.clone(),
                         instance.zone.clone(),
                         addr,
                         pool,
-                    ))
+                    ));
+                    reap_while_routed(&target);
+                    target
                 });
             live.insert(key, target.clone());
             targets.push(target);
         }
     }
     targets
+}
+
+/// Runs the target's pool reaper until the target is no longer in any snapshot (the last `Arc` is gone).
+fn reap_while_routed(target: &Arc<Target>) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let every = target.pool.reap_every();
+    let target = Arc::downgrade(target);
+    runtime.spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let Some(target) = target.upgrade() else {
+                return;
+            };
+            target.pool.reap();
+        }
+    });
 }
 
 fn describe_address(address: &InstanceAddress, instance_port: Option<u16>) -> String {

@@ -5,7 +5,9 @@
 //! `ArrayQueue`), a request pops one, and the response body pushes it back once it has been read to the end.
 //! hyper-util's legacy `Client` pool guards its idle lists with a mutex; this is the lock-free replacement.
 //! A connection that the instance closed, or that sat idle longer than the idle timeout, is dropped when popped
-//! (ELB closes back-end connections idle longer than its idle timeout, ELB-SPEC.md §5).
+//! (ELB closes back-end connections idle longer than its idle timeout, ELB-SPEC.md §5), and a reaper task
+//! ([`Pool::reap_every`]) drops them between requests too, so a quiet instance's pool does not keep sockets the
+//! instance already closed.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -83,8 +85,69 @@ impl Pool {
         });
     }
 
+    /// Drops the idle connections that sat idle longer than the idle timeout or that the instance closed, keeping
+    /// the others (each is taken out and put back: a request meanwhile may open a new connection instead). Returns
+    /// how many were dropped.
+    pub fn reap(&self) -> usize {
+        let mut dropped = 0;
+        for _ in 0..self.idle.len() {
+            let Some(mut idle) = self.idle.pop() else {
+                break;
+            };
+            if idle.since.elapsed() >= self.idle_timeout || idle.conn.closed_while_idle() {
+                dropped += 1;
+            } else {
+                let _ = self.idle.push(idle);
+            }
+        }
+        dropped
+    }
+
+    /// How often [`Pool::reap`] runs: twice per idle timeout, at most every 30 s, at least every 100 ms.
+    pub fn reap_every(&self) -> Duration {
+        (self.idle_timeout / 2).clamp(Duration::from_millis(100), Duration::from_secs(30))
+    }
+
     /// Opens a new connection to the instance, bounded by the connect timeout.
     pub async fn connect(&self) -> Result<BackendConnection, ProxyError> {
         BackendConnection::connect(self.addr, self.connect_timeout).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    #[tokio::test]
+    async fn reaping_drops_connections_the_instance_closed_or_that_idled_too_long() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let pool = Pool::new(
+            listener.local_addr().unwrap(),
+            4,
+            Duration::from_millis(300),
+            Duration::from_secs(1),
+        );
+        let closed = pool.connect().await.unwrap();
+        let (closed_by_instance, _) = listener.accept().await.unwrap();
+        let kept = pool.connect().await.unwrap();
+        let (_kept_by_instance, _) = listener.accept().await.unwrap();
+        pool.checkin(closed);
+        pool.checkin(kept);
+        drop(closed_by_instance);
+        // The close is seen once the reactor has had the event.
+        let mut dropped = 0;
+        for _ in 0..50 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            dropped += pool.reap();
+            if dropped > 0 {
+                break;
+            }
+        }
+        assert_eq!(dropped, 1, "the connection the instance closed goes");
+        assert_eq!(pool.idle_len(), 1, "the open one stays");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(pool.reap(), 1, "past the idle timeout it goes too");
+        assert_eq!(pool.idle_len(), 0);
     }
 }

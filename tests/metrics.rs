@@ -203,3 +203,32 @@ async fn promtool_accepts_the_exposition() {
         "promtool has remarks (lint):\n{said}"
     );
 }
+
+#[tokio::test]
+async fn idle_backend_connections_are_closed_after_the_idle_timeout_without_traffic() {
+    let backend = Backend::start(Behaviour::Echo).await;
+    let elbe = ConfigBuilder::new()
+        .lb("idle_timeout = \"300ms\"")
+        .instance(instance("i-1", "zone-a", &backend))
+        .start()
+        .await;
+    assert_eq!(get(elbe.node("zone-a"), "/").await.status, 200);
+    let text = metrics_text(&elbe).await;
+    assert_eq!(
+        value(&text, "elbe_backend_idle_connections", "zone-a", None),
+        1.0
+    );
+    // The pool's reaper runs twice per idle timeout: gone within two timeouts, with no request to notice it.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        let text = metrics_text(&elbe).await;
+        if value(&text, "elbe_backend_idle_connections", "zone-a", None) == 0.0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still pooled:\n{text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
