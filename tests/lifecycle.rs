@@ -93,19 +93,8 @@ async fn a_1_gib_upload_and_download_stream_with_flat_memory() {
 
 #[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
-    let backend = Backend::start(Behaviour::Echo).await;
-    let elbe = ConfigBuilder::new()
-        .lb("idle_timeout = \"300ms\"")
-        .instance(instance("i-1", "zone-a", &backend))
-        .start()
-        .await;
-    let mut stream = tokio::net::TcpStream::connect(elbe.node("zone-a"))
-        .await
-        .unwrap();
-    stream
-        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
+    let (_backend, elbe) = one_instance_with_idle_timeout(Behaviour::Echo, "300ms").await;
+    let mut stream = send(elbe.node("zone-a"), b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
     let response = read_response(&mut stream, Duration::from_secs(2)).await;
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     let idle_since = Instant::now();

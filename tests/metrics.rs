@@ -206,12 +206,7 @@ async fn promtool_accepts_the_exposition() {
 
 #[tokio::test]
 async fn idle_backend_connections_are_closed_after_the_idle_timeout_without_traffic() {
-    let backend = Backend::start(Behaviour::Echo).await;
-    let elbe = ConfigBuilder::new()
-        .lb("idle_timeout = \"300ms\"")
-        .instance(instance("i-1", "zone-a", &backend))
-        .start()
-        .await;
+    let (_backend, elbe) = one_instance_with_idle_timeout(Behaviour::Echo, "300ms").await;
     assert_eq!(get(elbe.node("zone-a"), "/").await.status, 200);
     let text = metrics_text(&elbe).await;
     assert_eq!(

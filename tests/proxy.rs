@@ -60,12 +60,7 @@ async fn no_instance_is_elb_503_with_empty_body() {
 
 #[tokio::test]
 async fn slow_instance_is_elb_504_after_idle_timeout() {
-    let backend = Backend::start(Behaviour::Hang).await;
-    let elbe = ConfigBuilder::new()
-        .lb("idle_timeout = \"300ms\"")
-        .instance(instance("i-1", "zone-a", &backend))
-        .start()
-        .await;
+    let (_backend, elbe) = one_instance_with_idle_timeout(Behaviour::Hang, "300ms").await;
     let started = std::time::Instant::now();
     let out = raw_response(
         elbe.node("zone-a"),
@@ -770,21 +765,11 @@ async fn a_response_stalled_mid_body_is_cut_after_the_idle_timeout() {
 
 #[tokio::test]
 async fn a_client_that_stops_reading_is_cut_after_the_idle_timeout() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncReadExt;
     const SIZE: usize = 256 << 20;
-    let backend = Backend::start(Behaviour::Download(SIZE as u64)).await;
-    let elbe = ConfigBuilder::new()
-        .lb("idle_timeout = \"100ms\"")
-        .instance(instance("i-1", "zone-a", &backend))
-        .start()
-        .await;
-    let mut stream = tokio::net::TcpStream::connect(elbe.node("zone-a"))
-        .await
-        .unwrap();
-    stream
-        .write_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
+    let (_backend, elbe) =
+        one_instance_with_idle_timeout(Behaviour::Download(SIZE as u64), "100ms").await;
+    let mut stream = send(elbe.node("zone-a"), b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n").await;
     let mut buf = vec![0u8; 64 * 1024];
     let mut got = stream.read(&mut buf).await.unwrap();
     // Stop reading for several idle timeouts: the socket buffers fill and elbe's writes wait.

@@ -572,6 +572,25 @@ pub async fn one_echo_instance() -> (Backend, Elbe) {
     (backend, elbe)
 }
 
+/// One instance behaving as `behaviour` behind an elbe whose idle timeout is `idle` (`"300ms"`): what every
+/// idle-timeout test starts from.
+pub async fn one_instance_with_idle_timeout(behaviour: Behaviour, idle: &str) -> (Backend, Elbe) {
+    let backend = Backend::start(behaviour).await;
+    let elbe = ConfigBuilder::new()
+        .lb(&format!("idle_timeout = \"{idle}\""))
+        .instance(instance("i-1", "zone-a", &backend))
+        .start()
+        .await;
+    (backend, elbe)
+}
+
+/// Connects to `address` and writes `bytes` (a request, or part of one), leaving the connection open.
+pub async fn send(address: SocketAddr, bytes: &[u8]) -> TcpStream {
+    let mut stream = TcpStream::connect(address).await.unwrap();
+    stream.write_all(bytes).await.unwrap();
+    stream
+}
+
 /// The JSON body an Echo instance answered, from a raw HTTP/1.x response.
 pub fn raw_json(response: &str) -> serde_json::Value {
     let start = response.find("\r\n\r\n").expect("a complete head") + 4;
