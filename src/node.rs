@@ -17,7 +17,7 @@ use tokio::sync::Semaphore;
 use crate::client_connection::{ClientIo, ConnectionState};
 use crate::config::Limits;
 use crate::front_end::{self, ClientStream, Served};
-use crate::proxy::{self, ClientFacts, ListenerContext};
+use crate::proxy::{self, ClientFacts, ClientProtocol, ListenerContext};
 use crate::shutdown::{Shutdown, ShutdownWatch, Tracker};
 use crate::tls::TlsAcceptor;
 
@@ -131,12 +131,8 @@ async fn serve_connection<IO>(
         request_header_timeout: connections.request_header_timeout,
         idle_timeout,
     };
-    let client = ClientFacts {
-        peer,
-        tls,
-        http2: false,
-    };
-    let stack = proxy::stack(context.clone(), client, None);
+    let client = ClientFacts { peer, tls };
+    let stack = proxy::stack(context.clone(), client, ClientProtocol::Http1);
     let mut connection = front_end::Connection::new(io, stack, settings, metrics.clone());
     let mut stop = ShutdownWatch::new(shutdown.clone());
     let served = std::future::poll_fn(|cx| {
@@ -154,11 +150,8 @@ async fn serve_connection<IO>(
             let io = ClientIo::new(io, state.clone(), idle_timeout)
                 .with_prefix(read)
                 .with_metrics(metrics.clone());
-            let client = ClientFacts {
-                http2: true,
-                ..client
-            };
-            let service = TowerToHyperService::new(proxy::stack(context, client, Some(state)));
+            let protocol = ClientProtocol::Http2(state);
+            let service = TowerToHyperService::new(proxy::stack(context, client, protocol));
             let http2 = connections
                 .http2
                 .serve_connection(TokioIo::new(io), service);

@@ -82,9 +82,17 @@ pub struct ClientFacts {
     pub peer: SocketAddr,
     /// (cipher, protocol) negotiated on an HTTPS listener.
     pub tls: Option<(&'static str, &'static str)>,
-    /// The client speaks HTTP/2 (hyper's server, which needs responses' headers as a map); HTTP/1 responses from
-    /// instances travel as received ([`crate::backend_connection::RawHead`]).
-    pub http2: bool,
+}
+
+/// The server a client connection is on, which decides what the stack tells it and how it hands responses over.
+#[derive(Debug, Clone)]
+pub enum ClientProtocol {
+    /// elbe's HTTP/1 server ([`crate::front_end`]): it knows when a request is over itself, and writes an
+    /// instance's response head as received ([`crate::backend_connection::RawHead`]).
+    Http1,
+    /// hyper's HTTP/2 server: the connection's idle timer counts requests in flight through this state, and
+    /// responses carry their headers as a map.
+    Http2(Arc<ConnectionState>),
 }
 
 /// Marks a response elbe made itself, so it is counted as `HTTPCode_ELB_*`, not `HTTPCode_Backend_*`.
@@ -101,13 +109,17 @@ fn elb_response(kind: ElbResponse) -> Response<ResponseBody> {
 pub fn stack(
     context: Arc<ListenerContext>,
     client: ClientFacts,
-    connection: Option<Arc<ConnectionState>>,
+    protocol: ClientProtocol,
 ) -> Track<Check<Forwarded<Forward>>> {
     let peer = client.peer;
+    let (connection, raw_responses) = match protocol {
+        ClientProtocol::Http1 => (None, true),
+        ClientProtocol::Http2(state) => (Some(state), false),
+    };
     let forward = Forward {
         context: context.clone(),
         timers: Arc::new(ArrayQueue::new(1)),
-        raw_responses: !client.http2,
+        raw_responses,
     };
     let forwarded = ForwardedLayer {
         context: context.clone(),
@@ -748,7 +760,6 @@ mod tests {
             client: ClientFacts {
                 peer: "127.0.0.1:1".parse().unwrap(),
                 tls: None,
-                http2: false,
             },
         };
         let ok = track
