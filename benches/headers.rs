@@ -11,7 +11,7 @@ use std::hint::black_box;
 use std::net::IpAddr;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
-use elbe::headers::{
+use elbe::data_plane::headers::{
     check_request, forwarded_port, set_forwarded, strip_hop_by_hop, ForwardedProto,
 };
 use http::{HeaderMap, HeaderValue, Method, Uri, Version};

@@ -6,12 +6,13 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion};
-use elbe::balancer::pick_least_outstanding;
-use elbe::headers::ForwardedProto;
-use elbe::metrics::Metrics;
-use elbe::pool::Pool;
-use elbe::proxy::{rewrite_for_instance, ListenerContext};
-use elbe::snapshot::{NodeSnapshot, Target};
+use elbe::data_plane::back_end::pool::Pool;
+use elbe::data_plane::back_end::target::Target;
+use elbe::data_plane::headers::ForwardedProto;
+use elbe::data_plane::proxy::{rewrite_for_instance, ListenerContext};
+use elbe::data_plane::routing::balancer::pick_least_outstanding;
+use elbe::data_plane::snapshot::NodeSnapshot;
+use elbe::observability::metrics::Metrics;
 use http::{HeaderValue, Request};
 
 fn context(instances: usize) -> ListenerContext {
@@ -40,7 +41,7 @@ fn context(instances: usize) -> ListenerContext {
         metrics: Arc::new(metrics.zone("web", "zone-a")),
         passive: None,
         access_log: None,
-        surge: elbe::surge::SurgeQueue::new(0, 1024),
+        surge: elbe::data_plane::routing::surge::SurgeQueue::new(0, 1024),
     }
 }
 
@@ -64,7 +65,7 @@ fn request() -> Request<()> {
 
 fn request_path(c: &mut Criterion) {
     let context = context(8);
-    let peer = &elbe::headers::peer_value(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 22)));
+    let peer = &elbe::data_plane::headers::peer_value(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 22)));
     c.bench_function("snapshot load + pick (8 instances)", |b| {
         b.iter(|| {
             let routes = context.routes.load();
@@ -99,7 +100,7 @@ fn request_path(c: &mut Criterion) {
 /// (RequestCount, HTTPCode_Backend_2XX, Latency, bytes in and out). Pre-bound handles: atomics only.
 fn metrics_on_and_off(c: &mut Criterion) {
     let context = context(8);
-    let peer = &elbe::headers::peer_value(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 22)));
+    let peer = &elbe::data_plane::headers::peer_value(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 22)));
     let path = |request: &mut Request<()>| {
         let routes = context.routes.load();
         let target = pick_least_outstanding(&routes.candidates).cloned();

@@ -19,7 +19,7 @@ use hickory_proto::rr::{RData, Record, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
 
-use crate::balancer::random_below;
+use crate::data_plane::routing::balancer::random_below;
 use crate::shutdown::Shutdown;
 
 /// ELB's TTL on load balancer names.
@@ -47,8 +47,7 @@ impl Zone {
             .load_balancers
             .iter()
             .map(|lb| {
-                let name =
-                    crate::control::dns_name(&lb.name, &lb.region, &domain).to_ascii_lowercase();
+                let name = dns_name(&lb.name, &lb.region, &domain).to_ascii_lowercase();
                 (name, lb.availability_zones.iter().map(|z| z.node).collect())
             })
             .collect();
@@ -211,9 +210,31 @@ pub async fn bind(address: SocketAddr) -> std::io::Result<(UdpSocket, TcpListene
     ))
 }
 
+/// The load balancer's DNS name: `<name>-<10 digits>.<region>.<domain>`, the digits derived from name and region
+/// (FNV-1a) so the name is stable across restarts (ELB-SPEC.md §4).
+pub fn dns_name(name: &str, region: &str, domain: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in name.bytes().chain([b'.']).chain(region.bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    let digits = 1_000_000_000 + hash % 9_000_000_000;
+    format!("{name}-{digits}.{region}.{domain}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dns_name_is_stable_and_well_formed() {
+        let a = dns_name("web", "local-1", "elb.localhost");
+        assert_eq!(a, dns_name("web", "local-1", "elb.localhost"));
+        let digits = a.strip_prefix("web-").unwrap().split('.').next().unwrap();
+        assert_eq!(digits.len(), 10);
+        assert!(a.ends_with(".local-1.elb.localhost"));
+        assert_ne!(a, dns_name("web2", "local-1", "elb.localhost"));
+    }
     use hickory_proto::op::Query;
     use hickory_proto::rr::Name;
 

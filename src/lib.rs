@@ -28,29 +28,13 @@
 #![forbid(unsafe_code)]
 #![deny(clippy::await_holding_lock, clippy::disallowed_types)]
 
-pub mod access_log;
-pub mod admin;
-pub mod backend_connection;
-pub mod balancer;
-pub mod body;
-pub mod client_connection;
 pub mod config;
-pub mod control;
+pub mod control_plane;
+pub mod data_plane;
 pub mod demo;
-pub mod discovery;
 pub mod dns;
-pub mod error;
-pub mod framing;
-pub mod front_end;
-pub mod headers;
-pub mod health;
-pub mod metrics;
-pub mod node;
-pub mod pool;
-pub mod proxy;
+pub mod http1;
+pub mod observability;
 pub mod server;
 pub mod shutdown;
-pub mod snapshot;
-pub mod surge;
 pub mod testing;
-pub mod tls;

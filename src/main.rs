@@ -53,7 +53,7 @@ fn main() -> ExitCode {
                 // Certificates and policies too: a file that parses but whose certificate does not load is not ok.
                 for lb in &parsed.load_balancers {
                     for listener in lb.listeners.iter().filter(|l| l.protocol.is_secure()) {
-                        elbe::tls::TlsAcceptor::new(
+                        elbe::data_plane::tls::TlsAcceptor::new(
                             &listener.certificates,
                             listener.ssl_policy.as_deref(),
                         )

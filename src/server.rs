@@ -14,19 +14,19 @@ use http::HeaderValue;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use crate::access_log::{AccessLog, Destination, WriterHandle};
-use crate::admin::{self, Admin};
 use crate::config::{AccessLogDestination, Config, InstanceAddress, Protocol};
-use crate::control::{self, Control};
-use crate::discovery::Discovery;
-use crate::headers::ForwardedProto;
-use crate::health::PassiveReporter;
-use crate::metrics::Metrics;
-use crate::node::{self, Connections};
-use crate::proxy::{ListenerContext, ListenerLog};
+use crate::control_plane::admin::{self, Admin};
+use crate::control_plane::control::{self, Control};
+use crate::control_plane::discovery::Discovery;
+use crate::data_plane::headers::ForwardedProto;
+use crate::data_plane::node::{self, Connections};
+use crate::data_plane::passive::PassiveReporter;
+use crate::data_plane::proxy::{ListenerContext, ListenerLog};
+use crate::data_plane::routing::surge::SurgeQueue;
+use crate::data_plane::tls::TlsAcceptor;
+use crate::observability::access_log::{AccessLog, Destination, WriterHandle};
+use crate::observability::metrics::Metrics;
 use crate::shutdown::{self, Tracker, Trigger};
-use crate::surge::SurgeQueue;
-use crate::tls::TlsAcceptor;
 
 /// Why elbe could not start.
 #[derive(Debug, thiserror::Error)]
@@ -43,10 +43,10 @@ pub enum StartError {
         instance: String,
         host: String,
         #[source]
-        source: crate::discovery::DiscoveryError,
+        source: crate::control_plane::discovery::DiscoveryError,
     },
     #[error("DNS discovery: {0}")]
-    Discovery(#[source] crate::discovery::DiscoveryError),
+    Discovery(#[source] crate::control_plane::discovery::DiscoveryError),
     #[error("load balancer {load_balancer}: {protocol} listeners are not supported yet")]
     Unsupported {
         load_balancer: String,
@@ -63,7 +63,7 @@ pub enum StartError {
         load_balancer: String,
         port: u16,
         #[source]
-        source: crate::tls::TlsError,
+        source: crate::data_plane::tls::TlsError,
     },
 }
 

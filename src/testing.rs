@@ -42,7 +42,7 @@ use tokio::net::UdpSocket;
 use tokio::time::Instant;
 
 use crate::config::{self, InstanceAddress};
-use crate::control::InstanceHealth;
+use crate::control_plane::control::InstanceHealth;
 use crate::server::{self, Server};
 
 /// Why the harness could not do what was asked.
@@ -236,5 +236,5 @@ impl CachingResolver {
 }
 
 fn rand_id() -> u16 {
-    crate::balancer::random_below(usize::from(u16::MAX)) as u16
+    crate::data_plane::routing::balancer::random_below(usize::from(u16::MAX)) as u16
 }

@@ -112,7 +112,7 @@ async fn hickory_resolver_reads_the_responder() {
         .dns_name
         .clone();
     assert!(name.ends_with(".elb.test"), "{name}");
-    let discovery = elbe::discovery::Discovery::new(&elbe::config::Discovery {
+    let discovery = elbe::control_plane::discovery::Discovery::new(&elbe::config::Discovery {
         name_servers: vec![server],
         ..Default::default()
     })

@@ -11,7 +11,7 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use crate::snapshot::Target;
+use crate::data_plane::back_end::target::Target;
 
 thread_local! {
     static RNG: Cell<u64> = Cell::new(seed());
@@ -106,7 +106,7 @@ pub fn pick_round_robin<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pool::Pool;
+    use crate::data_plane::back_end::pool::Pool;
     use std::time::Duration;
 
     fn targets(n: usize) -> Vec<Arc<Target>> {

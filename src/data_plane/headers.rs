@@ -395,7 +395,7 @@ pub enum Rejection {
 ///    a missing port equals the scheme's default port). A missing `Host` is left to the proxy (ELB-SPEC §1.1 fills
 ///    it in for HTTP/1.0).
 ///
-/// elbe's HTTP/1 server ([`crate::front_end`]) builds the header map as received, repairing nothing, so these
+/// elbe's HTTP/1 server ([`crate::data_plane::front_end::http1`]) builds the header map as received, repairing nothing, so these
 /// checks see the framing the client actually sent; the server gives a request that fails them no body and closes
 /// the connection after the 400.
 pub fn check_request(

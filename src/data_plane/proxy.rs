@@ -20,6 +20,8 @@
 //! what layers add; for an HTTP/2 client the instance's headers are in the map (hyper's HTTP/2 server needs one).
 //! A layer that must read an instance's response headers (stickiness, one day) parses the raw head.
 
+pub mod response_body;
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -29,23 +31,28 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use crossbeam_queue::ArrayQueue;
-use http::header::{HeaderValue, COOKIE, EXPECT, HOST};
+use http::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, COOKIE, EXPECT, HOST};
 use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response, Version};
+use hyper::ext::ReasonPhrase;
 use tokio::time::Sleep;
 use tower::{Layer, Service};
 
-use crate::access_log::{AccessLog, Dispatched, PendingEntry};
-use crate::backend_connection::{Exchange, Outgoing, Resend};
-use crate::balancer;
-use crate::body::{InFlight, Outstanding, RequestBody, ResponseBody};
-use crate::client_connection::ConnectionState;
-use crate::error::{ElbResponse, ProxyError};
-use crate::headers::{self, ForwardedProto};
-use crate::health::PassiveReporter;
-use crate::metrics::ZoneMetrics;
-use crate::snapshot::{SharedNodeSnapshot, Target};
-use crate::surge::SurgeQueue;
+use crate::data_plane::back_end::error::BackendError;
+use crate::data_plane::back_end::http1::{Exchange, Outgoing, Resend};
+use crate::data_plane::back_end::target::Target;
+use crate::data_plane::body::ConnectionState;
+use crate::data_plane::body::{InFlight, RequestBody};
+use crate::data_plane::elb_response::ElbResponse;
+use crate::data_plane::headers::{self, ForwardedProto};
+use crate::data_plane::passive::PassiveReporter;
+use crate::data_plane::proxy::response_body::ResponseBody;
+use crate::data_plane::routing::balancer;
+use crate::data_plane::routing::surge::Outstanding;
+use crate::data_plane::routing::surge::SurgeQueue;
+use crate::data_plane::snapshot::SharedNodeSnapshot;
+use crate::observability::access_log::{AccessLog, Dispatched, PendingEntry, RequestFacts};
+use crate::observability::metrics::ZoneMetrics;
 
 /// Everything a listener's requests share, built once when the listener starts.
 pub struct ListenerContext {
@@ -87,22 +94,55 @@ pub struct ClientFacts {
 /// The server a client connection is on, which decides what the stack tells it and how it hands responses over.
 #[derive(Debug, Clone)]
 pub enum ClientProtocol {
-    /// elbe's HTTP/1 server ([`crate::front_end`]): it knows when a request is over itself, and writes an
-    /// instance's response head as received ([`crate::backend_connection::RawHead`]).
+    /// elbe's HTTP/1 server ([`crate::data_plane::front_end::http1`]): it knows when a request is over itself, and writes an
+    /// instance's response head as received ([`crate::data_plane::back_end::http1::RawHead`]).
     Http1,
     /// hyper's HTTP/2 server: the connection's idle timer counts requests in flight through this state, and
     /// responses carry their headers as a map.
     Http2(Arc<ConnectionState>),
 }
 
-/// Marks a response elbe made itself, so it is counted as `HTTPCode_ELB_*`, not `HTTPCode_Backend_*`.
+/// Marks a response elbe made itself, so it is counted as `HTTPCode_ELB_*`, not `HTTPCode_Backend_*`, and written
+/// as ELB writes it ([`ElbResponse::http1_bytes`]).
 #[derive(Debug, Clone, Copy)]
-pub struct ElbGenerated;
+pub struct ElbGenerated(pub ElbResponse);
 
-fn elb_response(kind: ElbResponse) -> Response<ResponseBody> {
-    let mut response = kind.into_response();
-    response.extensions_mut().insert(ElbGenerated);
+/// Marks a request the HTTP/1 server refused before it could be made into a request (a head that does not parse,
+/// is too large, or did not arrive in time): the stack answers it with ELB's response, counts it and logs it
+/// (`"- - - "` for the request), exactly as it does the requests it refuses itself.
+#[derive(Debug, Clone, Copy)]
+pub struct Refused(pub ElbResponse);
+
+/// ELB's own response (ELB-SPEC.md §9), whoever detected the condition: empty body, `Content-Length: 0`, ELB's
+/// reason phrase (HTTP/1.x only; HTTP/2 has none), marked [`ElbGenerated`].
+pub fn elb_answer(kind: ElbResponse) -> Response<ResponseBody> {
+    let mut response = Response::new(ResponseBody::empty());
+    *response.status_mut() = kind.status();
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+    let connection = if kind.closes_connection() {
+        "close"
+    } else {
+        "keep-alive"
+    };
+    headers.insert(CONNECTION, HeaderValue::from_static(connection));
+    let extensions = response.extensions_mut();
+    extensions.insert(ReasonPhrase::from_static(kind.reason().as_bytes()));
+    extensions.insert(ElbGenerated(kind));
     response
+}
+
+/// ELB's response to a client whose request failed at the instance (ELB-SPEC.md §9). A refused connection is ELB's
+/// 503: the instance cannot take the request, exactly as when none is healthy.
+fn answer_for(error: &BackendError) -> ElbResponse {
+    match error {
+        BackendError::Connect { .. } | BackendError::ConnectTimeout { .. } => {
+            ElbResponse::NoInstance
+        }
+        BackendError::Closed(_) => ElbResponse::GatewayTimeout,
+        BackendError::BadResponse(_) => ElbResponse::BadGateway,
+        BackendError::ClientBody(_) => ElbResponse::BadRequest,
+    }
 }
 
 /// The whole stack for one client connection.
@@ -209,7 +249,14 @@ where
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let in_flight = self.connection.clone().map(InFlight::begin);
         self.context.metrics.requests.inc();
+        let refused = request.extensions().get::<Refused>().is_some();
         let log = self.context.access_log.as_ref().map(|l| {
+            let line = (!refused).then(|| RequestFacts {
+                method: request.method(),
+                uri: request.uri(),
+                version: request.version(),
+                headers: request.headers(),
+            });
             Box::new(PendingEntry::begin(
                 &l.log,
                 &l.load_balancer,
@@ -217,10 +264,7 @@ where
                 l.scheme,
                 l.port,
                 self.client.tls,
-                request.method(),
-                request.uri(),
-                request.version(),
-                request.headers(),
+                line,
             ))
         });
         TrackFuture {
@@ -316,6 +360,9 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
+        if let Some(Refused(kind)) = request.extensions().get::<Refused>() {
+            return Respond::Now(Some(Box::new(elb_answer(*kind))));
+        }
         let checked = headers::check_request(
             request.method(),
             request.uri(),
@@ -332,7 +379,7 @@ where
                     headers::Rejection::MethodNotAllowed => ElbResponse::MethodNotAllowed,
                     headers::Rejection::UriTooLong => ElbResponse::UriTooLong,
                 };
-                Respond::Now(Some(Box::new(elb_response(kind))))
+                Respond::Now(Some(Box::new(elb_answer(kind))))
             }
         }
     }
@@ -537,7 +584,7 @@ async fn forward(
         let routes = context.routes.load();
         match balancer::pick_least_outstanding(&routes.candidates) {
             Some(target) => (target.clone(), routes.idle_timeout),
-            None => return elb_response(ElbResponse::NoInstance),
+            None => return elb_answer(ElbResponse::NoInstance),
         }
     };
     if !context.surge.has_room(&target) {
@@ -548,7 +595,7 @@ async fn forward(
             .await
         {
             Ok(free) => target = free,
-            Err(kind) => return elb_response(kind),
+            Err(kind) => return elb_answer(kind),
         }
     }
     let sent_at = Instant::now();
@@ -577,16 +624,16 @@ async fn forward(
             Some(Err(failed)) => failed,
             None => {
                 tracing::debug!(instance = %target.instance_id, "instance did not answer within the idle timeout");
-                return elb_response(ElbResponse::GatewayTimeout);
+                return elb_answer(ElbResponse::GatewayTimeout);
             }
         };
         drop(outstanding);
         tracing::debug!(instance = %target.instance_id, error = %failed.error, "request failed");
-        if failed.error.is_backend_connection_error() {
+        if failed.error.is_connection_error() {
             context.metrics.backend_connection_errors.inc();
         }
         let Some(passive) = &context.passive else {
-            return elb_response(failed.error.elb_response());
+            return elb_answer(answer_for(&failed.error));
         };
         if failed.error.is_instance_failure() {
             passive.report(&target);
@@ -602,19 +649,19 @@ async fn forward(
                 request = unsent;
                 target = other;
             }
-            _ => return elb_response(failed.error.elb_response()),
+            _ => return elb_answer(answer_for(&failed.error)),
         }
     }
 }
 
 /// A dispatch that failed, with the request given back when none of it left elbe.
 struct Failed {
-    error: ProxyError,
+    error: BackendError,
     unsent: Option<Outgoing>,
 }
 
-impl From<ProxyError> for Failed {
-    fn from(error: ProxyError) -> Self {
+impl From<BackendError> for Failed {
+    fn from(error: BackendError) -> Self {
         Failed {
             error,
             unsent: None,
@@ -670,17 +717,19 @@ async fn send(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::Metrics;
+    use crate::observability::metrics::Metrics;
     use arc_swap::ArcSwap;
     use std::time::Duration;
     use tower::ServiceExt;
 
     fn context(metrics: &Metrics) -> Arc<ListenerContext> {
         Arc::new(ListenerContext {
-            routes: Arc::new(ArcSwap::from_pointee(crate::snapshot::NodeSnapshot {
-                candidates: Vec::new(),
-                idle_timeout: Duration::from_secs(60),
-            })),
+            routes: Arc::new(ArcSwap::from_pointee(
+                crate::data_plane::snapshot::NodeSnapshot {
+                    candidates: Vec::new(),
+                    idle_timeout: Duration::from_secs(60),
+                },
+            )),
             proto: ForwardedProto::https(),
             port: HeaderValue::from_static("443"),
             node_host: HeaderValue::from_static("127.0.0.11"),
@@ -770,7 +819,7 @@ mod tests {
         assert_eq!(ok.status(), 200);
         let elb = track
             .layer(tower::service_fn(|_: Request<()>| {
-                std::future::ready(Ok::<_, Infallible>(elb_response(ElbResponse::NoInstance)))
+                std::future::ready(Ok::<_, Infallible>(elb_answer(ElbResponse::NoInstance)))
             }))
             .oneshot(Request::new(()))
             .await

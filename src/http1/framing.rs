@@ -1,7 +1,7 @@
 //! HTTP/1.1 message framing both ends of elbe share: where a parsed head's parts lie in its bytes ([`FieldSpans`]),
 //! and how a body is delimited on the wire (RFC 9112 §6, §7) with the decoder that takes its frames out of what
-//! has been read. The client connection ([`crate::front_end`]) uses it for requests, the instance connection
-//! ([`crate::backend_connection`]) for responses.
+//! has been read. The client connection ([`crate::data_plane::front_end::http1`]) uses it for requests, the instance connection
+//! ([`crate::data_plane::back_end::http1`]) for responses.
 
 use std::io;
 

@@ -14,13 +14,15 @@ use arc_swap::ArcSwap;
 use serde::Serialize;
 
 use crate::config::{self, InstanceAddress, Limits, Protocol};
-use crate::discovery::Discovery;
-use crate::health::{Checker, HealthEvent, PassiveFailure};
-use crate::metrics::Metrics;
-use crate::pool::Pool;
-use crate::snapshot::{NodeSnapshot, SharedNodeSnapshot, Target};
+use crate::control_plane::discovery::Discovery;
+use crate::control_plane::health::{Checker, HealthEvent};
+use crate::data_plane::back_end::pool::Pool;
+use crate::data_plane::back_end::target::Target;
+use crate::data_plane::passive::PassiveFailure;
+use crate::data_plane::snapshot::{NodeSnapshot, SharedNodeSnapshot};
+use crate::observability::metrics::Metrics;
 
-pub use crate::health::InstanceHealth;
+pub use crate::control_plane::health::InstanceHealth;
 
 /// A live target's identity: (load balancer, instance id, address).
 type TargetKey = (Arc<str>, Arc<str>, SocketAddr);
@@ -664,7 +666,7 @@ impl Control {
             .iter()
             .map(|lb| LoadBalancerStatus {
                 name: lb.config.name.clone(),
-                dns_name: dns_name(&lb.config.name, &lb.config.region, domain),
+                dns_name: crate::dns::dns_name(&lb.config.name, &lb.config.region, domain),
                 nodes: lb
                     .config
                     .availability_zones
@@ -859,18 +861,6 @@ fn describe_address(address: &InstanceAddress, instance_port: Option<u16>) -> St
     }
 }
 
-/// The load balancer's DNS name: `<name>-<10 digits>.<region>.<domain>`, the digits derived from name and region
-/// (FNV-1a) so the name is stable across restarts (ELB-SPEC.md §4).
-pub fn dns_name(name: &str, region: &str, domain: &str) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in name.bytes().chain([b'.']).chain(region.bytes()) {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    let digits = 1_000_000_000 + hash % 9_000_000_000;
-    format!("{name}-{digits}.{region}.{domain}")
-}
-
 /// Listener protocols the node serves today.
 pub fn is_served(protocol: Protocol) -> bool {
     protocol.is_http()
@@ -922,19 +912,4 @@ pub struct DnsStatus {
 pub struct ConfigStatus {
     pub generation: u64,
     pub last_reload_error: Option<String>,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dns_name_is_stable_and_well_formed() {
-        let a = dns_name("web", "local-1", "elb.localhost");
-        assert_eq!(a, dns_name("web", "local-1", "elb.localhost"));
-        let digits = a.strip_prefix("web-").unwrap().split('.').next().unwrap();
-        assert_eq!(digits.len(), 10);
-        assert!(a.ends_with(".local-1.elb.localhost"));
-        assert_ne!(a, dns_name("web2", "local-1", "elb.localhost"));
-    }
 }

@@ -15,8 +15,8 @@ use std::time::Duration;
 use crossbeam_queue::ArrayQueue;
 use tokio::time::Instant;
 
-use crate::backend_connection::BackendConnection;
-use crate::error::ProxyError;
+use crate::data_plane::back_end::error::BackendError;
+use crate::data_plane::back_end::http1::BackendConnection;
 
 struct IdleConnection {
     conn: BackendConnection,
@@ -109,7 +109,7 @@ impl Pool {
     }
 
     /// Opens a new connection to the instance, bounded by the connect timeout.
-    pub async fn connect(&self) -> Result<BackendConnection, ProxyError> {
+    pub async fn connect(&self) -> Result<BackendConnection, BackendError> {
         BackendConnection::connect(self.addr, self.connect_timeout).await
     }
 }

@@ -5,7 +5,7 @@
 //! socket and the service, passes request bodies over a channel, and elbe had to wrap the socket to see framing
 //! hyper repairs out of sight and to start ELB's idle timer (a task wake-up per request). Measured with callgrind,
 //! that was two fifths of elbe's user-space instructions per request (BENCHMARKS.md). Here the connection's task
-//! reads a head, hands the request to the tower stack ([`crate::proxy::stack`]) and writes the response as its body
+//! reads a head, hands the request to the tower stack ([`crate::data_plane::proxy::stack`]) and writes the response as its body
 //! arrives: a keep-alive request costs one read and one write on the client's socket.
 //!
 //! What it speaks (RFC 9112, and ELB where ELB differs):
@@ -28,30 +28,28 @@ use std::future::Future;
 use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use atomic_waker::AtomicWaker;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING};
 use http::{
     HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version,
 };
-use http_body::{Body, Frame, SizeHint};
+use http_body::Body;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 use tokio::time::{Instant, Sleep};
 use tower::Service;
 
-use crate::body::{RequestBody, ResponseBody};
-use crate::client_connection::REQUEST_TIMEOUT_RESPONSE;
-use crate::error::ElbResponse;
-use crate::framing::{decode, Chunk, Download, FieldSpans, Span};
-use crate::headers;
-use crate::metrics::ZoneMetrics;
+use crate::data_plane::body::{BodySender, ClientBody, RequestBody};
+use crate::data_plane::elb_response::ElbResponse;
+use crate::data_plane::headers;
+use crate::data_plane::proxy::response_body::ResponseBody;
+use crate::data_plane::proxy::{ElbGenerated, Refused};
+use crate::http1::framing::{decode, Chunk, Download, FieldSpans, Span};
+use crate::observability::metrics::ZoneMetrics;
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// Header slots parsed on the stack; a larger `max_headers` uses the heap.
@@ -97,87 +95,15 @@ pub trait ClientStream: AsyncRead + AsyncWrite + Unpin {
 impl ClientStream for tokio_rustls::server::TlsStream<TcpStream> {}
 
 impl ClientStream for TcpStream {
-    /// Clears the socket's readiness after a short read, as [`crate::backend_connection`] reads instances.
+    /// Clears the socket's readiness after a short read, as [`crate::data_plane::back_end::http1`] reads instances.
     fn poll_fill(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
-        crate::backend_connection::poll_read_drained(self, cx, buf)
-    }
-}
-
-/// A request body arriving on the client connection, handed to the stack. The connection reads the socket only
-/// when this body asks for more, so a slow instance slows the client down instead of filling memory.
-pub struct ClientBody {
-    frames: mpsc::UnboundedReceiver<io::Result<Frame<Bytes>>>,
-    demand: Arc<Demand>,
-    /// `Content-Length`, when the client gave one.
-    length: Option<u64>,
-    received: u64,
-    ended: bool,
-}
-
-/// The body asking its connection for more.
-#[derive(Default)]
-struct Demand {
-    wanted: AtomicBool,
-    connection: AtomicWaker,
-}
-
-impl Body for ClientBody {
-    type Data = Bytes;
-    type Error = io::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<io::Result<Frame<Bytes>>>> {
-        let this = self.get_mut();
-        if this.ended {
-            return Poll::Ready(None);
-        }
-        match this.frames.poll_recv(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                this.received += frame.data_ref().map_or(0, |d| d.len() as u64);
-                Poll::Ready(Some(Ok(frame)))
-            }
-            Poll::Ready(Some(Err(error))) => {
-                this.ended = true;
-                Poll::Ready(Some(Err(error)))
-            }
-            Poll::Ready(None) => {
-                this.ended = true;
-                if this.length.is_some_and(|length| this.received < length) {
-                    let cut =
-                        io::Error::new(io::ErrorKind::UnexpectedEof, "request body cut short");
-                    return Poll::Ready(Some(Err(cut)));
-                }
-                Poll::Ready(None)
-            }
-            Poll::Pending => {
-                // Wake the connection only when demand starts: the body is polled on the connection's own task,
-                // so waking it on every poll would spin while the client pauses its upload.
-                if !this.demand.wanted.swap(true, Ordering::AcqRel) {
-                    this.demand.connection.wake();
-                }
-                Poll::Pending
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.ended
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self.length {
-            Some(length) => SizeHint::with_exact(length),
-            None => SizeHint::default(),
-        }
+        crate::http1::io::poll_read_drained(self, cx, buf)
     }
 }
 
 /// The connection's side of a [`ClientBody`]: decodes the body out of what the client sends.
 struct Feed {
-    frames: mpsc::UnboundedSender<io::Result<Frame<Bytes>>>,
-    demand: Arc<Demand>,
+    sender: BodySender,
     body: Download,
     /// The client waits for `100 Continue` before it sends the body.
     expect_continue: bool,
@@ -527,21 +453,13 @@ where
                 Some(_) => return None,
             },
         };
-        let (frames, receiver) = mpsc::unbounded_channel();
-        let demand = Arc::new(Demand::default());
+        let (client_body, sender) = ClientBody::channel(length);
         self.feed = Some(Feed {
-            frames,
-            demand: demand.clone(),
+            sender,
             body,
             expect_continue: expect_continue && !http10,
         });
-        Some(RequestBody::Client(ClientBody {
-            frames: receiver,
-            demand,
-            length,
-            received: 0,
-            ended: false,
-        }))
+        Some(RequestBody::Client(client_body))
     }
 
     /// Moves the request body along when it has asked for more: decodes what was read, reads the socket when
@@ -550,12 +468,11 @@ where
         let Some(feed) = &mut self.feed else {
             return Ok(());
         };
-        feed.demand.connection.register(cx.waker());
-        while feed.demand.wanted.load(Ordering::Acquire) {
+        feed.sender.register(cx.waker());
+        while feed.sender.wanted() {
             match decode(&mut feed.body, &mut self.read_buf) {
                 Ok(Some(frame)) => {
-                    feed.demand.wanted.store(false, Ordering::Release);
-                    let _ = feed.frames.send(Ok(frame));
+                    feed.sender.send(Ok(frame));
                     if matches!(feed.body, Download::Length(0) | Download::Done) {
                         self.feed = None;
                     }
@@ -567,7 +484,7 @@ where
                 }
                 Ok(None) => {}
                 Err(error) => {
-                    let _ = feed.frames.send(Err(error));
+                    feed.sender.send(Err(error));
                     self.feed = None;
                     self.current.close = true;
                     return Ok(());
@@ -586,15 +503,14 @@ where
                 Poll::Ready(Ok(0)) => {
                     let cut =
                         io::Error::new(io::ErrorKind::UnexpectedEof, "client closed mid-body");
-                    let _ = feed.frames.send(Err(cut));
+                    feed.sender.send(Err(cut));
                     self.feed = None;
                     self.current.close = true;
                     return Ok(());
                 }
                 Poll::Ready(Ok(n)) => self.metrics.received_bytes.inc_by(n as u64),
                 Poll::Ready(Err(error)) => {
-                    let _ = feed
-                        .frames
+                    feed.sender
                         .send(Err(io::Error::new(error.kind(), "client socket failed")));
                     self.feed = None;
                     return Err(error);
@@ -639,23 +555,24 @@ where
     }
 
     fn expire(&mut self) -> Step {
-        if self.wait == Wait::Head {
-            // ELB's 408, byte for byte; then close, discarding the rest of the head.
-            self.metrics.elb_4xx.inc();
-            self.read_buf.clear();
-            self.queue(Bytes::from_static(REQUEST_TIMEOUT_RESPONSE));
-        }
+        let stalled_head = self.wait == Wait::Head;
         self.wait = Wait::None;
-        self.stage = Stage::Close { linger: false };
+        if stalled_head {
+            // ELB's 408; then close, discarding the rest of the head.
+            self.refuse(ElbResponse::RequestTimeout);
+        } else {
+            self.stage = Stage::Close { linger: false };
+        }
         Step::Continue
     }
 
     // -----------------------------------------------------------------------------------------------------------
     // Writing responses
 
-    /// A request elbe answers itself before the stack sees it (a head that does not parse or is too large).
+    /// A request elbe refuses before it is one (a head that does not parse, is too large or did not arrive in
+    /// time): the stack answers it, counts it and logs it, like the requests it refuses itself
+    /// ([`Refused`]); then the connection closes.
     fn refuse(&mut self, kind: ElbResponse) {
-        self.metrics.elb_4xx.inc();
         self.read_buf.clear();
         self.current = Current {
             http10: false,
@@ -663,10 +580,15 @@ where
             close: true,
             unread: true,
         };
-        self.start_response(kind.into_response());
+        let mut request = Request::new(RequestBody::Empty);
+        request.extensions_mut().insert(Refused(kind));
+        self.stage = Stage::Call(self.service.call(request));
     }
 
     fn start_response(&mut self, response: Response<ResponseBody>) {
+        if let Some(&ElbGenerated(kind)) = response.extensions().get::<ElbGenerated>() {
+            return self.start_elb_response(kind, response.into_body());
+        }
         let (parts, mut body) = response.into_parts();
         // An instance's head comes as received; the map holds what elbe's layers added (or, for elbe's own
         // responses, everything).
@@ -749,6 +671,18 @@ where
             body,
             framing,
             ended,
+        }));
+    }
+
+    /// ELB's own response, written as ELB writes it; `body` is empty and carries the request's bookkeeping.
+    fn start_elb_response(&mut self, kind: ElbResponse, body: ResponseBody) {
+        let close = self.current.close || self.shutting_down || kind.closes_connection();
+        self.current.close = close;
+        self.queue(kind.http1_bytes(self.current.http10, close));
+        self.stage = Stage::Respond(Box::new(Responding {
+            body,
+            framing: Outbound::None,
+            ended: true,
         }));
     }
 
@@ -1018,6 +952,10 @@ mod tests {
            + Unpin
            + 'static {
         tower::service_fn(move |request: Request<RequestBody>| -> Reply {
+            if let Some(Refused(kind)) = request.extensions().get::<Refused>() {
+                let answer = crate::data_plane::proxy::elb_answer(*kind);
+                return Box::pin(std::future::ready(Ok(answer)));
+            }
             called.notify_one();
             Box::pin(async move {
                 let delay = request
@@ -1064,7 +1002,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let (trigger, signal) = shutdown::channel();
-        let metrics = Arc::new(crate::metrics::Metrics::new().zone("web", "zone-a"));
+        let metrics = Arc::new(crate::observability::metrics::Metrics::new().zone("web", "zone-a"));
         let called = Arc::new(tokio::sync::Notify::new());
         let stack = stack(called.clone());
         let task = tokio::spawn(async move {
@@ -1178,14 +1116,15 @@ mod tests {
 
     #[tokio::test]
     async fn a_paused_upload_leaves_the_connection_asleep() {
-        use std::sync::atomic::AtomicUsize;
+        use std::sync::atomic::{AtomicUsize, Ordering};
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let polls = Arc::new(AtomicUsize::new(0));
         let counted = polls.clone();
         tokio::spawn(async move {
             let (stream, _) = listener.accept().await.unwrap();
-            let metrics = Arc::new(crate::metrics::Metrics::new().zone("web", "zone-a"));
+            let metrics =
+                Arc::new(crate::observability::metrics::Metrics::new().zone("web", "zone-a"));
             let stack = stack(Arc::new(tokio::sync::Notify::new()));
             let mut connection = Connection::new(stream, stack, settings(), metrics);
             std::future::poll_fn(|cx| {
@@ -1242,7 +1181,10 @@ mod tests {
         let (address, _trigger, _served) = serve(settings()).await;
         let mut stream = TcpStream::connect(address).await.unwrap();
         let out = exchange(&mut stream, b"GET / HTTP/1.1\r\nHo", Duration::from_secs(3)).await;
-        assert_eq!(out.as_bytes(), REQUEST_TIMEOUT_RESPONSE);
+        assert_eq!(
+            out.as_bytes(),
+            ElbResponse::RequestTimeout.http1_bytes(false, true)
+        );
         // Idle after a response: closed after the idle timeout, not before.
         let settings = Settings {
             idle_timeout: Duration::from_millis(600),

@@ -22,8 +22,8 @@ use serde::Deserialize;
 use tokio::net::TcpListener;
 
 use crate::config::{self, InstanceAddress};
-use crate::control::Control;
-use crate::metrics::Metrics;
+use crate::control_plane::control::Control;
+use crate::observability::metrics::Metrics;
 use crate::shutdown::Shutdown;
 
 /// What the admin endpoints read.
@@ -32,7 +32,7 @@ pub struct Admin {
     pub metrics: Arc<Metrics>,
     pub dns_address: Option<SocketAddr>,
     /// The access logs, whose dropped-line counts are exported at scrape time.
-    pub access_logs: Vec<crate::access_log::AccessLog>,
+    pub access_logs: Vec<crate::observability::access_log::AccessLog>,
 }
 
 /// Serves the admin endpoints until shutdown.
@@ -207,7 +207,7 @@ async fn register(
     };
     match admin.control.register(load_balancer, instance).await {
         Ok(()) => text(StatusCode::OK, "application/json", "{}"),
-        Err(error @ crate::control::ControlError::Resolve(_)) => {
+        Err(error @ crate::control_plane::control::ControlError::Resolve(_)) => {
             json_error(StatusCode::BAD_REQUEST, error)
         }
         Err(error) => json_error(StatusCode::NOT_FOUND, error),

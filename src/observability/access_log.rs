@@ -1041,10 +1041,19 @@ pub struct PendingEntry {
     entry: Entry,
 }
 
+/// The parts of a request head the access log records.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestFacts<'a> {
+    pub method: &'a http::Method,
+    pub uri: &'a http::Uri,
+    pub version: http::Version,
+    pub headers: &'a http::HeaderMap,
+}
+
 impl PendingEntry {
-    /// Starts an entry when the request head arrives. `received_bytes` is the request's Content-Length (a chunked
+    /// Starts an entry when the request head arrives; `request` is `None` for a head too malformed to name (ELB
+    /// logs such requests too, with `"- - - "`). `received_bytes` is the request's Content-Length (a chunked
     /// upload counts 0: the body streams to the instance without being counted).
-    #[allow(clippy::too_many_arguments)]
     pub fn begin(
         log: &AccessLog,
         load_balancer: &Arc<str>,
@@ -1052,11 +1061,43 @@ impl PendingEntry {
         scheme: &'static str,
         port: u16,
         tls: Option<(&'static str, &'static str)>,
-        method: &http::Method,
-        uri: &http::Uri,
-        version: http::Version,
-        headers: &http::HeaderMap,
+        request: Option<RequestFacts<'_>>,
     ) -> Self {
+        let entry = Entry {
+            received_at: SystemTime::now(),
+            load_balancer: load_balancer.clone(),
+            client,
+            backend: None,
+            request_processing: None,
+            backend_processing: None,
+            response_processing: None,
+            elb_status: None,
+            backend_status: None,
+            received_bytes: 0,
+            sent_bytes: 0,
+            request: None,
+            user_agent: None,
+            ssl_cipher: tls.map(|(cipher, _)| cipher),
+            ssl_protocol: tls.map(|(_, protocol)| protocol),
+        };
+        let mut pending = PendingEntry {
+            log: log.clone(),
+            arrived: std::time::Instant::now(),
+            entry,
+        };
+        if let Some(request) = request {
+            pending.describe(request, scheme, port);
+        }
+        pending
+    }
+
+    fn describe(&mut self, request: RequestFacts<'_>, scheme: &'static str, port: u16) {
+        let RequestFacts {
+            method,
+            uri,
+            version,
+            headers,
+        } = request;
         let host = uri
             .host()
             .map(str::to_owned)
@@ -1071,36 +1112,19 @@ impl PendingEntry {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
-        PendingEntry {
-            log: log.clone(),
-            arrived: std::time::Instant::now(),
-            entry: Entry {
-                received_at: SystemTime::now(),
-                load_balancer: load_balancer.clone(),
-                client,
-                backend: None,
-                request_processing: None,
-                backend_processing: None,
-                response_processing: None,
-                elb_status: None,
-                backend_status: None,
-                received_bytes,
-                sent_bytes: 0,
-                request: Some(RequestLine {
-                    method: method.as_str().to_owned(),
-                    scheme,
-                    host,
-                    port,
-                    path_and_query,
-                    version,
-                }),
-                user_agent: headers
-                    .get(http::header::USER_AGENT)
-                    .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
-                ssl_cipher: tls.map(|(cipher, _)| cipher),
-                ssl_protocol: tls.map(|(_, protocol)| protocol),
-            },
-        }
+        let entry = &mut self.entry;
+        entry.received_bytes = received_bytes;
+        entry.request = Some(RequestLine {
+            method: method.as_str().to_owned(),
+            scheme,
+            host,
+            port,
+            path_and_query,
+            version,
+        });
+        entry.user_agent = headers
+            .get(http::header::USER_AGENT)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
     }
 
     /// The response is known: its status, and, when an instance answered, where and how long each phase took.

@@ -1242,28 +1242,3 @@ mod tests {
         );
     }
 }
-
-/// A connection to an instance failed during real traffic (passive health checks, elbe's extension).
-#[derive(Debug, Clone)]
-pub struct PassiveFailure {
-    pub load_balancer: Arc<str>,
-    pub instance_id: Arc<str>,
-    pub addr: SocketAddr,
-}
-
-/// The request path's handle for reporting passive failures: one lock-free channel send per failure.
-#[derive(Debug, Clone)]
-pub struct PassiveReporter {
-    pub load_balancer: Arc<str>,
-    pub events: UnboundedSender<PassiveFailure>,
-}
-
-impl PassiveReporter {
-    pub fn report(&self, target: &crate::snapshot::Target) {
-        let _ = self.events.send(PassiveFailure {
-            load_balancer: self.load_balancer.clone(),
-            instance_id: target.instance_id.clone(),
-            addr: target.addr,
-        });
-    }
-}

@@ -1,18 +1,13 @@
-//! The immutable routing state the data plane reads: what one node's listener may send requests to.
+//! An instance as one listener reaches it: the unit the balancer picks and the pool belongs to.
 //!
-//! The control plane builds a new [`NodeSnapshot`] whenever anything changes (config, registrations, health) and
-//! publishes it through an `ArcSwap`; a request loads it once (`load()`, no lock) and never sees it change under it.
-//! Per-instance live state (outstanding requests, the connection pool) lives in [`Target`]s behind `Arc`s that the
-//! control plane carries over from one snapshot to the next, so a rebuild never loses a count or a pooled connection.
+//! A target's counters and pool are live state: the control plane carries the same `Arc<Target>` from one snapshot
+//! to the next, so a rebuild never loses a count or a pooled connection.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
-use arc_swap::ArcSwap;
-
-use crate::pool::Pool;
+use crate::data_plane::back_end::pool::Pool;
 
 /// One instance as one listener reaches it: an address (the instance's IP and the listener's instance port, or
 /// the instance's own port) with its live counters and its pool of idle connections.
@@ -57,16 +52,3 @@ impl Target {
         self.outstanding.fetch_sub(1, Ordering::Relaxed);
     }
 }
-
-/// What one node's listener may route to right now.
-#[derive(Debug, Default)]
-pub struct NodeSnapshot {
-    /// The instances this node may use: `InService` ones in its own zone, or in the other enabled zones when its
-    /// own has none, or in all enabled zones with cross-zone load balancing (ELB-SPEC.md §3).
-    pub candidates: Vec<Arc<Target>>,
-    /// ELB's idle timeout: how long an instance may take to start its response before the client gets a 504.
-    pub idle_timeout: Duration,
-}
-
-/// The published, swappable handle a node's listener holds.
-pub type SharedNodeSnapshot = Arc<ArcSwap<NodeSnapshot>>;

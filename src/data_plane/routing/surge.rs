@@ -15,10 +15,11 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::balancer;
-use crate::error::ElbResponse;
-use crate::metrics::ZoneMetrics;
-use crate::snapshot::{SharedNodeSnapshot, Target};
+use crate::data_plane::back_end::target::Target;
+use crate::data_plane::elb_response::ElbResponse;
+use crate::data_plane::routing::balancer;
+use crate::data_plane::snapshot::SharedNodeSnapshot;
+use crate::observability::metrics::ZoneMetrics;
 
 /// Requests waiting in any surge queue of the process, and the signal that an instance freed up.
 static WAITING: AtomicUsize = AtomicUsize::new(0);
@@ -28,6 +29,28 @@ static FREED: Notify = Notify::const_new();
 pub fn instance_freed() {
     if WAITING.load(Ordering::Acquire) > 0 {
         FREED.notify_waiters();
+    }
+}
+
+/// Counts a request as outstanding on its instance until dropped (the balancer reads it); its end wakes the
+/// requests queued for an instance.
+pub struct Outstanding(Arc<Target>);
+
+impl Outstanding {
+    pub fn begin(target: Arc<Target>) -> Self {
+        target.begin_request();
+        Outstanding(target)
+    }
+
+    pub fn target(&self) -> &Arc<Target> {
+        &self.0
+    }
+}
+
+impl Drop for Outstanding {
+    fn drop(&mut self) {
+        self.0.end_request();
+        instance_freed();
     }
 }
 

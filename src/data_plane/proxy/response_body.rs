@@ -1,110 +1,19 @@
-//! The bodies elbe moves: a client's request body on its way to an instance, and a response on its way back.
+//! The response body sent to the client, which carries the request's bookkeeping.
 //!
-//! Bodies stream frame by frame in both directions (nothing is buffered whole), so a 1 GiB upload costs a few
-//! frames of memory. The response body also carries the request's bookkeeping: when it ends cleanly the backend
-//! connection goes back to the pool, and when it is dropped (finished or not) the instance's outstanding-request
-//! count and the client connection's in-flight count go down. That is the one place a request is over.
+//! Bodies stream frame by frame. When the response ends cleanly the backend connection goes back to the pool; when
+//! the body is dropped (finished or not) the instance's outstanding-request count and the client connection's
+//! in-flight count go down, and the access-log line is written. That is the one place a request is over.
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 
-use crate::access_log::PendingEntry;
-use crate::backend_connection::{Exchange, RawHead};
-use crate::client_connection::ConnectionState;
-use crate::front_end::ClientBody;
-use crate::snapshot::Target;
-
-/// A request body sent to an instance: an HTTP/1 client's (read by [`crate::front_end`]), an HTTP/2 client's
-/// (read by hyper), or none.
-pub enum RequestBody {
-    Client(ClientBody),
-    Incoming(Incoming),
-    Empty,
-}
-
-impl From<Incoming> for RequestBody {
-    fn from(body: Incoming) -> Self {
-        RequestBody::Incoming(body)
-    }
-}
-
-impl Body for RequestBody {
-    type Data = Bytes;
-    type Error = std::io::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
-        match self.get_mut() {
-            RequestBody::Client(body) => Pin::new(body).poll_frame(cx),
-            RequestBody::Incoming(body) => Pin::new(body)
-                .poll_frame(cx)
-                .map(|frame| frame.map(|frame| frame.map_err(std::io::Error::other))),
-            RequestBody::Empty => Poll::Ready(None),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            RequestBody::Client(body) => body.is_end_stream(),
-            RequestBody::Incoming(body) => body.is_end_stream(),
-            RequestBody::Empty => true,
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            RequestBody::Client(body) => body.size_hint(),
-            RequestBody::Incoming(body) => body.size_hint(),
-            RequestBody::Empty => SizeHint::with_exact(0),
-        }
-    }
-}
-
-/// Counts a request as in flight on its client connection until dropped (the connection's timers read it).
-pub struct InFlight(Arc<ConnectionState>);
-
-impl InFlight {
-    pub fn begin(state: Arc<ConnectionState>) -> Self {
-        state.begin_request();
-        InFlight(state)
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.end_request();
-    }
-}
-
-/// Counts a request as outstanding on its instance until dropped (the balancer reads it).
-pub struct Outstanding(Arc<Target>);
-
-impl Outstanding {
-    pub fn begin(target: Arc<Target>) -> Self {
-        target.begin_request();
-        Outstanding(target)
-    }
-}
-
-impl Outstanding {
-    pub fn target(&self) -> &Arc<Target> {
-        &self.0
-    }
-}
-
-impl Drop for Outstanding {
-    fn drop(&mut self) {
-        self.0.end_request();
-        crate::surge::instance_freed();
-    }
-}
+use crate::data_plane::back_end::http1::{Exchange, RawHead};
+use crate::data_plane::body::InFlight;
+use crate::data_plane::routing::surge::Outstanding;
+use crate::observability::access_log::PendingEntry;
 
 /// The response body sent to the client.
 pub struct ResponseBody {

@@ -2,9 +2,9 @@
 //!
 //! Each enabled zone's node binds every listener on the zone's own address. An accept loop takes connections up
 //! to `max_connections` (beyond that they wait in the kernel's backlog) and serves each with elbe's HTTP/1.x
-//! server ([`crate::front_end`]); a connection that opens with the HTTP/2 preface (prior knowledge, or ALPN `h2`
-//! over TLS) goes on to hyper's HTTP/2 server with ELB's idle timer ([`crate::client_connection`]). The request
-//! path is [`crate::proxy::stack`] either way.
+//! server ([`crate::data_plane::front_end::http1`]); a connection that opens with the HTTP/2 preface (prior knowledge, or ALPN `h2`
+//! over TLS) goes on to hyper's HTTP/2 server with ELB's idle timer ([`crate::data_plane::front_end::http2`]). The request
+//! path is [`crate::data_plane::proxy::stack`] either way.
 
 use std::sync::Arc;
 
@@ -14,12 +14,13 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::client_connection::{ClientIo, ConnectionState};
 use crate::config::Limits;
-use crate::front_end::{self, ClientStream, Served};
-use crate::proxy::{self, ClientFacts, ClientProtocol, ListenerContext};
+use crate::data_plane::body::ConnectionState;
+use crate::data_plane::front_end::http1::{self as front_end, ClientStream, Served};
+use crate::data_plane::front_end::http2::ClientIo;
+use crate::data_plane::proxy::{self, ClientFacts, ClientProtocol, ListenerContext};
+use crate::data_plane::tls::TlsAcceptor;
 use crate::shutdown::{Shutdown, ShutdownWatch, Tracker};
-use crate::tls::TlsAcceptor;
 
 /// What every connection of the process shares: the HTTP server settings, the connection limit and the tracker.
 pub struct Connections {
@@ -96,7 +97,7 @@ pub async fn serve_listener(
                 Some(tls) => match tls.accept(stream, connections.tls_handshake_timeout).await {
                     Ok(stream) => {
                         context.metrics.tls_handshakes.inc();
-                        let info = crate::tls::handshake_info(stream.get_ref().1);
+                        let info = crate::data_plane::tls::handshake_info(stream.get_ref().1);
                         let tls = Some((info.cipher, info.protocol));
                         serve_connection(stream, peer, tls, context, &connections, shutdown).await
                     }

@@ -25,13 +25,12 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::header::CONTENT_LENGTH;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
-use tokio::io::Interest;
 use tokio::net::TcpStream;
 
-use crate::body::RequestBody;
-use crate::error::ProxyError;
-use crate::framing::{decode, Chunk, Download, FieldSpans, Span};
-use crate::headers;
+use crate::data_plane::back_end::error::BackendError;
+use crate::data_plane::body::RequestBody;
+use crate::data_plane::headers;
+use crate::http1::framing::{decode, Chunk, Download, FieldSpans, Span};
 
 /// Most header lines a response head may have (hyper's limit too); more is a 502.
 const MAX_HEADERS: usize = 100;
@@ -54,11 +53,11 @@ pub struct BackendConnection {
 
 impl BackendConnection {
     /// Connects to an instance, bounded by the connect timeout.
-    pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Self, ProxyError> {
+    pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Self, BackendError> {
         let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
             Ok(Ok(stream)) => stream,
-            Ok(Err(source)) => return Err(ProxyError::Connect { addr, source }),
-            Err(_) => return Err(ProxyError::ConnectTimeout { addr }),
+            Ok(Err(source)) => return Err(BackendError::Connect { addr, source }),
+            Err(_) => return Err(BackendError::ConnectTimeout { addr }),
         };
         // Request heads are written whole; Nagle would only delay them.
         let _ = stream.set_nodelay(true);
@@ -92,7 +91,11 @@ impl BackendConnection {
             self.read_buf.reserve(self.read_size);
         }
         let asked = self.read_buf.capacity() - self.read_buf.len();
-        let n = ready!(poll_read_drained(&self.stream, cx, &mut self.read_buf))?;
+        let n = ready!(crate::http1::io::poll_read_drained(
+            &self.stream,
+            cx,
+            &mut self.read_buf
+        ))?;
         if n == asked {
             self.read_size = (self.read_size * 2).min(MAX_READ);
         }
@@ -131,37 +134,6 @@ impl BackendConnection {
             advance(queue, written - from_first);
         }
         Poll::Ready(Ok(()))
-    }
-}
-
-/// Reads what `stream` has into `buf`'s spare room; `Ok(0)` is the end of the stream.
-///
-/// A read that returns less than it asked for has emptied the socket, so the socket's readiness is cleared along
-/// with it (as nginx does with edge-triggered epoll): the next poll waits for the reactor instead of spending a
-/// system call to learn that nothing is there. The readiness seen *before* the read is what gets cleared, so bytes
-/// that arrive after it raise a new event and are never missed. Both ends of elbe read TCP sockets this way.
-pub fn poll_read_drained(
-    stream: &TcpStream,
-    cx: &mut Context<'_>,
-    buf: &mut BytesMut,
-) -> Poll<io::Result<usize>> {
-    let asked = buf.capacity() - buf.len();
-    loop {
-        ready!(stream.poll_read_ready(cx))?;
-        let mut drained = None;
-        let result = stream.try_io(Interest::READABLE, || {
-            let n = stream.try_read_buf(buf)?;
-            if n > 0 && n < asked {
-                drained = Some(n);
-                return Err(io::ErrorKind::WouldBlock.into());
-            }
-            Ok(n)
-        });
-        return Poll::Ready(match (result, drained) {
-            (_, Some(n)) | (Ok(n), None) => Ok(n),
-            (Err(error), None) if error.kind() == io::ErrorKind::WouldBlock => continue,
-            (Err(error), None) => Err(error),
-        });
     }
 }
 
@@ -356,12 +328,12 @@ impl Exchange {
     }
 
     /// Sends the request and waits for the response head (interim 1xx responses skipped).
-    pub async fn response_head(&mut self) -> Result<Response<()>, ProxyError> {
+    pub async fn response_head(&mut self) -> Result<Response<()>, BackendError> {
         std::future::poll_fn(|cx| self.poll_head(cx)).await
     }
 
     /// After a failed [`Exchange::response_head`]: whether and where the request may be sent again.
-    pub fn resend(self, error: &ProxyError) -> Resend {
+    pub fn resend(self, error: &BackendError) -> Resend {
         if self.body_started || self.received_any {
             return Resend::Never;
         }
@@ -369,30 +341,32 @@ impl Exchange {
             return Resend::Anywhere(self.request);
         }
         match error {
-            ProxyError::Closed(_) if self.request.replayable => Resend::Once(self.request),
+            BackendError::Closed(_) if self.request.replayable => Resend::Once(self.request),
             _ => Resend::Never,
         }
     }
 
-    fn poll_head(&mut self, cx: &mut Context<'_>) -> Poll<Result<Response<()>, ProxyError>> {
+    fn poll_head(&mut self, cx: &mut Context<'_>) -> Poll<Result<Response<()>, BackendError>> {
         loop {
             if let Poll::Ready(Err(error)) = self.poll_upload(cx) {
-                return Poll::Ready(Err(ProxyError::ClientBody(error)));
+                return Poll::Ready(Err(BackendError::ClientBody(error)));
             }
             if let Some(response) = self.parse_head()? {
                 return Poll::Ready(Ok(response));
             }
             match ready!(self.conn.poll_fill(cx)) {
                 Ok(0) if self.received_any => {
-                    return Poll::Ready(Err(ProxyError::BadResponse("closed in the response head")))
+                    return Poll::Ready(Err(BackendError::BadResponse(
+                        "closed in the response head",
+                    )))
                 }
                 Ok(0) => {
                     let closed =
                         io::Error::new(io::ErrorKind::UnexpectedEof, "closed without answering");
-                    return Poll::Ready(Err(ProxyError::Closed(closed)));
+                    return Poll::Ready(Err(BackendError::Closed(closed)));
                 }
                 Ok(_) => self.received_any = true,
-                Err(error) => return Poll::Ready(Err(ProxyError::Closed(error))),
+                Err(error) => return Poll::Ready(Err(BackendError::Closed(error))),
             }
         }
     }
@@ -479,7 +453,7 @@ impl Exchange {
     }
 
     /// Parses a response head from what has been read, skipping interim responses. `None`: not all there yet.
-    fn parse_head(&mut self) -> Result<Option<Response<()>>, ProxyError> {
+    fn parse_head(&mut self) -> Result<Option<Response<()>>, BackendError> {
         loop {
             if self.conn.read_buf.is_empty() {
                 return Ok(None);
@@ -495,10 +469,10 @@ impl Exchange {
             let length = match parsing {
                 Ok(httparse::Status::Complete(length)) => length,
                 Ok(httparse::Status::Partial) if self.conn.read_buf.len() > MAX_HEAD_BYTES => {
-                    return Err(ProxyError::BadResponse("response head too large"))
+                    return Err(BackendError::BadResponse("response head too large"))
                 }
                 Ok(httparse::Status::Partial) => return Ok(None),
-                Err(_) => return Err(ProxyError::BadResponse("malformed response head")),
+                Err(_) => return Err(BackendError::BadResponse("malformed response head")),
             };
             let code = parsed.code.unwrap_or(0);
             if (100..200).contains(&code) && code != 101 {
@@ -557,11 +531,11 @@ fn scan_response(
     head: &Bytes,
     index: &HeadIndex<'_>,
     head_only: bool,
-) -> Result<Scanned, ProxyError> {
+) -> Result<Scanned, BackendError> {
     let status = StatusCode::from_u16(index.code)
         .ok()
         .filter(|status| *status != StatusCode::SWITCHING_PROTOCOLS)
-        .ok_or(ProxyError::BadResponse("invalid status code"))?;
+        .ok_or(BackendError::BadResponse("invalid status code"))?;
     let mut keep = [false; MAX_HEADERS];
     let mut framing = Framing::default();
     // Header names the Connection lines list (more than a few is unheard of; beyond 16 they are ignored).
@@ -639,14 +613,14 @@ fn build_response(
     head: &Bytes,
     index: &HeadIndex<'_>,
     scanned: &Scanned,
-) -> Result<Response<()>, ProxyError> {
+) -> Result<Response<()>, BackendError> {
     let mut headers = HeaderMap::with_capacity(index.fields.len());
     for (i, (name, value)) in index.fields.iter().enumerate() {
         if scanned.keep[i] {
             let name = HeaderName::from_bytes(&head[name.0..name.1])
-                .map_err(|_| ProxyError::BadResponse("invalid header name"))?;
+                .map_err(|_| BackendError::BadResponse("invalid header name"))?;
             let value = HeaderValue::from_maybe_shared(value.of(head))
-                .map_err(|_| ProxyError::BadResponse("invalid header value"))?;
+                .map_err(|_| BackendError::BadResponse("invalid header value"))?;
             headers.append(name, value);
         }
     }
@@ -820,8 +794,8 @@ impl Framing {
     }
 
     /// A Content-Length line: every value (lines and comma lists) must be the same valid number.
-    fn content_length(&mut self, line: &[u8]) -> Result<(), ProxyError> {
-        let bad = || ProxyError::BadResponse("invalid Content-Length");
+    fn content_length(&mut self, line: &[u8]) -> Result<(), BackendError> {
+        let bad = || BackendError::BadResponse("invalid Content-Length");
         for value in line.split(|&b| b == b',') {
             let value = value.trim_ascii();
             if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
@@ -1056,7 +1030,7 @@ mod tests {
             let mut exchange = open(addr, get("/")).await;
             let error = exchange.response_head().await.unwrap_err();
             assert!(
-                matches!(error, ProxyError::BadResponse(_)),
+                matches!(error, BackendError::BadResponse(_)),
                 "{:?}: {error:?}",
                 String::from_utf8_lossy(answer)
             );
@@ -1083,7 +1057,7 @@ mod tests {
         let (addr, _server) = scripted(vec![b""], 1).await;
         let mut exchange = open(addr, get("/")).await;
         let error = exchange.response_head().await.unwrap_err();
-        assert!(matches!(error, ProxyError::Closed(_)), "{error:?}");
+        assert!(matches!(error, BackendError::Closed(_)), "{error:?}");
         assert!(matches!(exchange.resend(&error), Resend::Once(_)));
 
         let (addr, _server) = scripted(vec![b""], 1).await;

@@ -1,4 +1,4 @@
-//! The idle timer of an HTTP/2 client connection (HTTP/1 connections keep theirs in [`crate::front_end`]).
+//! The idle timer of an HTTP/2 client connection (HTTP/1 connections keep theirs in [`crate::data_plane::front_end::http1`]).
 //!
 //! ELB-SPEC.md §5: a front-end connection on which no request is in flight is closed after the idle timeout.
 //! hyper's HTTP/2 server has no such timer, so elbe keeps it in a wrapper around the socket: the proxy tells it
@@ -10,48 +10,16 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use atomic_waker::AtomicWaker;
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
-use crate::metrics::ZoneMetrics;
-
-/// ELB's 408, written byte for byte as captured (ELB-SPEC.md §9), including `Content-Length:0` without a space.
-pub const REQUEST_TIMEOUT_RESPONSE: &[u8] =
-    b"HTTP/1.1 408 REQUEST_TIMEOUT\r\nContent-Length:0\r\nConnection: Close\r\n\r\n";
-
-/// What the proxy tells the connection's timer: requests still in flight.
-#[derive(Debug, Default)]
-pub struct ConnectionState {
-    in_flight: AtomicUsize,
-    /// The connection task, woken when the last in-flight response ends so the idle timer starts even if hyper
-    /// has no reason to poll the socket again (streams end on other tasks).
-    waker: AtomicWaker,
-}
-
-impl ConnectionState {
-    /// A request was handed to the proxy.
-    pub fn begin_request(&self) {
-        self.in_flight.fetch_add(1, Ordering::Release);
-    }
-
-    /// A request's response is over (its body was dropped).
-    pub fn end_request(&self) {
-        if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.waker.wake();
-        }
-    }
-
-    fn in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::Acquire)
-    }
-}
+use crate::data_plane::body::ConnectionState;
+use crate::observability::metrics::ZoneMetrics;
 
 /// An HTTP/2 client socket with ELB's idle timer.
 pub struct ClientIo<IO> {
@@ -104,7 +72,7 @@ impl<IO> ClientIo<IO> {
         if self.state.in_flight() > 0 {
             self.busy = true;
             // Not timed here (the proxy times requests); the last response ending wakes this task.
-            self.state.waker.register(cx.waker());
+            self.state.register(cx.waker());
             // Look again in case the last one ended between the load and the registration.
             if self.state.in_flight() > 0 {
                 return;

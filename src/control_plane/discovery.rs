@@ -16,7 +16,7 @@ use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::TokioResolver;
 
 use crate::config;
-use crate::control::Control;
+use crate::control_plane::control::Control;
 
 /// Why a name could not be resolved.
 #[derive(Debug, thiserror::Error)]

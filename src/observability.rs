@@ -1,0 +1,4 @@
+//! What elbe tells operators: ELB's CloudWatch metrics as Prometheus series, and ELB's access-log lines.
+
+pub mod access_log;
+pub mod metrics;
