@@ -33,6 +33,8 @@ struct Logged {
     lines: Vec<Vec<String>>,
     /// The node's HTTP listener the traffic went to.
     node: std::net::SocketAddr,
+    /// `/metrics` after the traffic.
+    metrics: String,
 }
 
 /// Runs `traffic` against an elbe whose access log goes to a temporary file, stops elbe (which flushes the log),
@@ -65,12 +67,14 @@ where
         .map(|l| l.address);
     let node = elbe.node("zone-a");
     traffic(node, https).await;
+    let metrics = String::from_utf8(admin_get(&elbe, "/metrics").await.body.to_vec()).unwrap();
     assert!(elbe.shutdown().await);
     let text = std::fs::read_to_string(&path).unwrap();
     std::fs::remove_dir_all(&dir).ok();
     Logged {
         lines: text.lines().map(fields).collect(),
         node,
+        metrics,
     }
 }
 
@@ -263,4 +267,64 @@ async fn a_reload_reopens_the_log_file_like_logrotate_expects() {
     assert!(old.contains("/before") && !old.contains("/after"), "{old}");
     elbe.shutdown().await;
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// ELB-SPEC §11: requests that never reached an instance are logged too, including those elbe's HTTP/1 server
+/// refuses before they are requests: a head that does not parse (400), one over `max_request_header_bytes` (431),
+/// and one that does not arrive within `request_header_timeout` (408). Each is one line naming no request
+/// (`"- - - "`), and each counts in HTTPCode_ELB_4XX.
+#[tokio::test]
+async fn heads_refused_before_they_are_requests_are_logged_and_counted() {
+    let backend = Backend::start(Behaviour::Echo).await;
+    let builder = ConfigBuilder::new()
+        .instance(instance("i-1", "zone-a", &backend))
+        .limit("request_header_timeout = \"300ms\"")
+        .limit("max_request_header_bytes = 8192");
+    let log = logged(builder, |address, _| async move {
+        let malformed = raw(
+            address,
+            b"GET /a b HTTP/1.1\r\nHost: x\r\n\r\n",
+            Duration::from_secs(3),
+        )
+        .await;
+        assert!(
+            malformed.starts_with("HTTP/1.1 400 BAD_REQUEST\r\n"),
+            "{malformed}"
+        );
+        let big = format!(
+            "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+            "a".repeat(9000)
+        );
+        let too_large = raw(address, big.as_bytes(), Duration::from_secs(3)).await;
+        assert!(too_large.starts_with("HTTP/1.1 431 "), "{too_large}");
+        let stalled = raw(address, b"GET / HTTP/1.1\r\nHo", Duration::from_secs(3)).await;
+        assert_eq!(
+            stalled,
+            "HTTP/1.1 408 REQUEST_TIMEOUT\r\nContent-Length:0\r\nConnection: Close\r\n\r\n"
+        );
+    })
+    .await;
+    assert_eq!(log.lines.len(), 3, "{:?}", log.lines);
+    for (f, status) in log.lines.iter().zip(["400", "431", "408"]) {
+        assert_eq!(f.len(), 15, "{f:?}");
+        assert_timestamp(&f[0]);
+        assert_eq!(f[1], "web");
+        assert!(f[2].starts_with("127.0.0.1:"), "{f:?}");
+        assert_eq!(f[3], "-", "never dispatched: {f:?}");
+        assert_eq!(&f[4..7], ["-1", "-1", "-1"], "{f:?}");
+        assert_eq!((f[7].as_str(), f[8].as_str()), (status, "0"), "{f:?}");
+        assert_eq!((f[9].as_str(), f[10].as_str()), ("0", "0"), "{f:?}");
+        assert_eq!(f[11], "- - - ", "no request to name: {f:?}");
+        assert_eq!(f[12], "-", "{f:?}");
+        assert_eq!((f[13].as_str(), f[14].as_str()), ("-", "-"), "{f:?}");
+    }
+    let elb_4xx = log
+        .metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("elbe_httpcode_elb_4xx_total{")
+                && l.contains("availability_zone=\"zone-a\"")
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
+    assert_eq!(elb_4xx, Some(3.0), "{}", log.metrics);
 }
