@@ -9,7 +9,8 @@ use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion
 use elbe::data_plane::back_end::pool::Pool;
 use elbe::data_plane::back_end::target::Target;
 use elbe::data_plane::headers::ForwardedProto;
-use elbe::data_plane::proxy::{rewrite_for_instance, ListenerContext};
+use elbe::data_plane::proxy::forwarded::rewrite_for_instance;
+use elbe::data_plane::proxy::ListenerContext;
 use elbe::data_plane::routing::balancer::pick_least_outstanding;
 use elbe::data_plane::snapshot::NodeSnapshot;
 use elbe::observability::metrics::Metrics;

@@ -1,0 +1,117 @@
+//! What a listener's requests share, and what the proxy knows of the client connection they came on.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::header::HeaderValue;
+
+use crate::data_plane::body::ConnectionState;
+use crate::data_plane::headers::ForwardedProto;
+use crate::data_plane::passive::PassiveReporter;
+use crate::data_plane::routing::surge::SurgeQueue;
+use crate::data_plane::snapshot::SharedNodeSnapshot;
+use crate::observability::access_log::AccessLog;
+use crate::observability::metrics::ZoneMetrics;
+
+/// Everything a listener's requests share, built once when the listener starts.
+pub struct ListenerContext {
+    /// What this node may route to (swapped by the control plane).
+    pub routes: SharedNodeSnapshot,
+    /// `X-Forwarded-Proto`: `http` or `https`.
+    pub proto: ForwardedProto,
+    /// `X-Forwarded-Port`: the listener's port.
+    pub port: HeaderValue,
+    /// `Host` for HTTP/1.0 requests without one: the node's address (ELB-SPEC.md §1.1).
+    pub node_host: HeaderValue,
+    pub max_uri_bytes: usize,
+    pub metrics: Arc<ZoneMetrics>,
+    /// Where connection failures are reported, when passive health checks are on (elbe's extension).
+    pub passive: Option<PassiveReporter>,
+    /// The load balancer's access log, when enabled.
+    pub access_log: Option<ListenerLog>,
+    /// The node's surge queue (used only when instances have a request limit).
+    pub surge: SurgeQueue,
+}
+
+/// A listener's access log and the facts every line of it shares.
+pub struct ListenerLog {
+    pub log: AccessLog,
+    pub load_balancer: Arc<str>,
+    /// `http` or `https`.
+    pub scheme: &'static str,
+    pub port: u16,
+}
+
+/// What the access log needs to know about one client connection.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientFacts {
+    pub peer: SocketAddr,
+    /// (cipher, protocol) negotiated on an HTTPS listener.
+    pub tls: Option<(&'static str, &'static str)>,
+}
+
+/// The server a client connection is on, which decides what the stack tells it and how it hands responses over.
+#[derive(Debug, Clone)]
+pub enum ClientProtocol {
+    /// elbe's HTTP/1 server ([`crate::data_plane::front_end::http1`]): it knows when a request is over itself, and writes an
+    /// instance's response head as received ([`crate::data_plane::back_end::http1::RawHead`]).
+    Http1,
+    /// hyper's HTTP/2 server: the connection's idle timer counts requests in flight through this state, and
+    /// responses carry their headers as a map.
+    Http2(Arc<ConnectionState>),
+}
+
+/// Stand-ins the layers' tests share.
+#[cfg(test)]
+pub mod test_support {
+    use std::convert::Infallible;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use arc_swap::ArcSwap;
+    use http::header::HeaderValue;
+    use http::{Request, Response};
+    use tower::Service;
+
+    use super::ListenerContext;
+    use crate::data_plane::headers::ForwardedProto;
+    use crate::data_plane::proxy::response_body::ResponseBody;
+    use crate::data_plane::routing::surge::SurgeQueue;
+    use crate::observability::metrics::Metrics;
+
+    pub fn context(metrics: &Metrics) -> Arc<ListenerContext> {
+        Arc::new(ListenerContext {
+            routes: Arc::new(ArcSwap::from_pointee(
+                crate::data_plane::snapshot::NodeSnapshot {
+                    candidates: Vec::new(),
+                    idle_timeout: Duration::from_secs(60),
+                },
+            )),
+            proto: ForwardedProto::https(),
+            port: HeaderValue::from_static("443"),
+            node_host: HeaderValue::from_static("127.0.0.11"),
+            max_uri_bytes: 64,
+            metrics: Arc::new(metrics.zone("web", "zone-a")),
+            passive: None,
+            access_log: None,
+            surge: SurgeQueue::new(0, 1024),
+        })
+    }
+
+    /// An instance stand-in that answers 200 with the request's headers copied into the response.
+    pub fn mirror() -> impl Service<
+        Request<()>,
+        Response = Response<ResponseBody>,
+        Error = Infallible,
+        Future = std::future::Ready<Result<Response<ResponseBody>, Infallible>>,
+    > + Clone {
+        tower::service_fn(|request: Request<()>| {
+            let mut response = Response::new(ResponseBody::empty());
+            *response.headers_mut() = request.headers().clone();
+            if let Ok(uri) = HeaderValue::from_str(&request.uri().to_string()) {
+                response.headers_mut().insert("x-seen-uri", uri);
+            }
+            std::future::ready(Ok(response))
+        })
+    }
+}

@@ -1,0 +1,264 @@
+//! The Forward service, innermost: pick an instance (least outstanding requests, ELB-SPEC §3), wait in the surge
+//! queue when every instance is at its limit (§8), take a pooled connection or open one, send, and turn every
+//! failure into ELB's response (503, 502, 504, §9). A pooled connection closed under a request that is safe to
+//! resend gets it once more on a fresh connection (DESIGN.md: the keep-alive race); with passive health checks a
+//! request that never left elbe goes once to another instance.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use crossbeam_queue::ArrayQueue;
+use http::{Request, Response};
+use tokio::time::Sleep;
+use tower::Service;
+
+use crate::data_plane::back_end::error::BackendError;
+use crate::data_plane::back_end::http1::{Exchange, Outgoing, Resend};
+use crate::data_plane::back_end::target::Target;
+use crate::data_plane::body::RequestBody;
+use crate::data_plane::elb_response::ElbResponse;
+use crate::data_plane::proxy::answer::elb_answer;
+use crate::data_plane::proxy::context::ListenerContext;
+use crate::data_plane::proxy::response_body::ResponseBody;
+use crate::data_plane::routing::balancer;
+use crate::data_plane::routing::surge::Outstanding;
+use crate::observability::access_log::Dispatched;
+
+/// Sends the request to an instance and returns its response, or ELB's.
+#[derive(Clone)]
+pub struct Forward {
+    pub(super) context: Arc<ListenerContext>,
+    /// The connection's request timer, between requests (see [`RequestTimer`]).
+    pub(super) timers: Arc<ArrayQueue<Pin<Box<Sleep>>>>,
+    /// Instances' response heads are passed on as received (an HTTP/1 client's connection).
+    pub(super) raw_responses: bool,
+}
+
+impl<B: Into<RequestBody>> Service<Request<B>> for Forward {
+    type Response = Response<ResponseBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<ResponseBody>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let context = self.context.clone();
+        // Serialized now: the future then carries a few words instead of the whole request.
+        let mut request = Outgoing::new(request.map(Into::into));
+        request.raw_response = self.raw_responses;
+        let timer = RequestTimer::take(&self.timers);
+        Box::pin(async move { Ok(forward(&context, request, timer).await) })
+    }
+}
+
+/// The idle timeout of one request, on a timer the connection's requests share in turn.
+///
+/// A timer made per request is registered with tokio's timer wheel and removed from it again, both under the
+/// wheel's lock, and that measured as several percent of a request's work. A timer that is only ever moved *later*
+/// is updated with one atomic operation, no lock: so each connection keeps one, a request takes it (or makes one
+/// when the connection has several requests in flight, as HTTP/2 may), moves its deadline on, and gives it back
+/// when done. The wheel sees such a timer about once per idle timeout.
+struct RequestTimer {
+    sleep: Option<Pin<Box<Sleep>>>,
+    home: Arc<ArrayQueue<Pin<Box<Sleep>>>>,
+}
+
+impl RequestTimer {
+    fn take(home: &Arc<ArrayQueue<Pin<Box<Sleep>>>>) -> Self {
+        RequestTimer {
+            sleep: home.pop(),
+            home: home.clone(),
+        }
+    }
+
+    /// Runs `future` until it completes (`Some`) or the deadline passes (`None`).
+    async fn run<F: Future>(
+        &mut self,
+        deadline: tokio::time::Instant,
+        future: F,
+    ) -> Option<F::Output> {
+        let sleep = match &mut self.sleep {
+            Some(sleep) => {
+                sleep.as_mut().reset(deadline);
+                sleep
+            }
+            None => self
+                .sleep
+                .insert(Box::pin(tokio::time::sleep_until(deadline))),
+        };
+        let mut future = std::pin::pin!(future);
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(output) = future.as_mut().poll(cx) {
+                return Poll::Ready(Some(output));
+            }
+            sleep.as_mut().poll(cx).map(|()| None)
+        })
+        .await
+    }
+}
+
+impl Drop for RequestTimer {
+    fn drop(&mut self) {
+        if let Some(sleep) = self.sleep.take() {
+            let _ = self.home.push(sleep);
+        }
+    }
+}
+
+async fn forward(
+    context: &ListenerContext,
+    mut request: Outgoing,
+    mut timer: RequestTimer,
+) -> Response<ResponseBody> {
+    let (mut target, idle_timeout) = {
+        let routes = context.routes.load();
+        match balancer::pick_least_outstanding(&routes.candidates) {
+            Some(target) => (target.clone(), routes.idle_timeout),
+            None => return elb_answer(ElbResponse::NoInstance),
+        }
+    };
+    if !context.surge.has_room(&target) {
+        let deadline = tokio::time::Instant::now() + idle_timeout;
+        match context
+            .surge
+            .wait_for_instance(&context.routes, &context.metrics, deadline)
+            .await
+        {
+            Ok(free) => target = free,
+            Err(kind) => return elb_answer(kind),
+        }
+    }
+    let sent_at = Instant::now();
+    // One idle timeout for the whole exchange, a retry on another instance included.
+    let deadline = tokio::time::Instant::from_std(sent_at) + idle_timeout;
+    let mut retried = false;
+    loop {
+        let outstanding = Outstanding::begin(target.clone());
+        let result = timer.run(deadline, send(&target, request)).await;
+        let failed = match result {
+            Some(Ok((response, exchange))) => {
+                context
+                    .metrics
+                    .latency
+                    .observe(sent_at.elapsed().as_secs_f64());
+                let (mut parts, ()) = response.into_parts();
+                if context.access_log.is_some() {
+                    parts.extensions.insert(Dispatched {
+                        backend: target.addr,
+                        request_sent: sent_at,
+                        headers_received: Instant::now(),
+                    });
+                }
+                return Response::from_parts(parts, ResponseBody::backend(exchange, outstanding));
+            }
+            Some(Err(failed)) => failed,
+            None => {
+                tracing::debug!(instance = %target.instance_id, "instance did not answer within the idle timeout");
+                return elb_answer(ElbResponse::GatewayTimeout);
+            }
+        };
+        drop(outstanding);
+        tracing::debug!(instance = %target.instance_id, error = %failed.error, "request failed");
+        if failed.error.is_connection_error() {
+            context.metrics.backend_connection_errors.inc();
+        }
+        let Some(passive) = &context.passive else {
+            return elb_answer(answer_for(&failed.error));
+        };
+        if failed.error.is_instance_failure() {
+            passive.report(&target);
+        }
+        // A request that never left elbe goes once to another instance (passive health checks only).
+        let other = {
+            let routes = context.routes.load();
+            balancer::pick_least_outstanding_except(&routes.candidates, &target).cloned()
+        };
+        match (retried, failed.unsent, other) {
+            (false, Some(unsent), Some(other)) => {
+                retried = true;
+                request = unsent;
+                target = other;
+            }
+            _ => return elb_answer(answer_for(&failed.error)),
+        }
+    }
+}
+
+/// A dispatch that failed, with the request given back when none of it left elbe.
+struct Failed {
+    error: BackendError,
+    unsent: Option<Outgoing>,
+}
+
+impl From<BackendError> for Failed {
+    fn from(error: BackendError) -> Self {
+        Failed {
+            error,
+            unsent: None,
+        }
+    }
+}
+
+/// Sends on a pooled connection if one is alive, else on a new one. A request that a dead pooled connection took
+/// none of goes on the next connection; one lost after sending is replayed once on a fresh connection when it is
+/// body-less and idempotent (DESIGN.md: the keep-alive race behind many ELB 504s).
+async fn send(
+    target: &Target,
+    mut request: Outgoing,
+) -> Result<(Response<()>, Box<Exchange>), Failed> {
+    while let Some(conn) = target.pool.checkout(request.has_body()) {
+        let mut exchange = Box::new(Exchange::new(conn, request));
+        let error = match exchange.response_head().await {
+            Ok(response) => return Ok((response, exchange)),
+            Err(error) => error,
+        };
+        match exchange.resend(&error) {
+            Resend::Anywhere(unsent) => request = unsent,
+            Resend::Once(unsent) => {
+                tracing::debug!(%error, "pooled connection lost a request; replaying it once");
+                request = unsent;
+                break;
+            }
+            Resend::Never => return Err(error.into()),
+        }
+    }
+    let conn = match target.pool.connect().await {
+        Ok(conn) => conn,
+        Err(error) => {
+            return Err(Failed {
+                error,
+                unsent: Some(request),
+            })
+        }
+    };
+    let mut exchange = Box::new(Exchange::new(conn, request));
+    match exchange.response_head().await {
+        Ok(response) => Ok((response, exchange)),
+        Err(error) => {
+            let unsent = match exchange.resend(&error) {
+                Resend::Anywhere(unsent) => Some(unsent),
+                Resend::Once(_) | Resend::Never => None,
+            };
+            Err(Failed { error, unsent })
+        }
+    }
+}
+
+/// ELB's response to a client whose request failed at the instance (ELB-SPEC.md §9). A refused connection is ELB's
+/// 503: the instance cannot take the request, exactly as when none is healthy.
+fn answer_for(error: &BackendError) -> ElbResponse {
+    match error {
+        BackendError::Connect { .. } | BackendError::ConnectTimeout { .. } => {
+            ElbResponse::NoInstance
+        }
+        BackendError::Closed(_) => ElbResponse::GatewayTimeout,
+        BackendError::BadResponse(_) => ElbResponse::BadGateway,
+        BackendError::ClientBody(_) => ElbResponse::BadRequest,
+    }
+}

@@ -1,0 +1,177 @@
+//! The Track layer, outermost: the request counts as in flight on its connection (the connection's idle and 408
+//! timers read that), it is counted in the node's metrics when its response is known (`HTTPCode_ELB_*` for elbe's
+//! own, `HTTPCode_Backend_*` for an instance's, ELB-SPEC §10), and its access-log entry starts here and is written
+//! when the response body is dropped (ELB-SPEC §11).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use tower::{Layer, Service};
+
+use crate::data_plane::body::{ConnectionState, InFlight};
+use crate::data_plane::proxy::answer::{ElbGenerated, Refused};
+use crate::data_plane::proxy::context::{ClientFacts, ListenerContext};
+use crate::data_plane::proxy::response_body::ResponseBody;
+use crate::observability::access_log::{Dispatched, PendingEntry, RequestFacts};
+
+/// Counts the request as in flight on its connection and in the node's metrics.
+#[derive(Clone)]
+pub struct TrackLayer {
+    pub(super) context: Arc<ListenerContext>,
+    pub(super) connection: Option<Arc<ConnectionState>>,
+    pub(super) client: ClientFacts,
+}
+
+impl<S> Layer<S> for TrackLayer {
+    type Service = Track<S>;
+    fn layer(&self, inner: S) -> Track<S> {
+        Track {
+            inner,
+            context: self.context.clone(),
+            connection: self.connection.clone(),
+            client: self.client,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Track<S> {
+    inner: S,
+    context: Arc<ListenerContext>,
+    connection: Option<Arc<ConnectionState>>,
+    client: ClientFacts,
+}
+
+impl<S, B> Service<Request<B>> for Track<S>
+where
+    S: Service<Request<B>, Response = Response<ResponseBody>, Error = Infallible>,
+    S::Future: Unpin,
+{
+    type Response = Response<ResponseBody>;
+    type Error = Infallible;
+    type Future = TrackFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let in_flight = self.connection.clone().map(InFlight::begin);
+        self.context.metrics.requests.inc();
+        let refused = request.extensions().get::<Refused>().is_some();
+        let log = self.context.access_log.as_ref().map(|l| {
+            let line = (!refused).then(|| RequestFacts {
+                method: request.method(),
+                uri: request.uri(),
+                version: request.version(),
+                headers: request.headers(),
+            });
+            Box::new(PendingEntry::begin(
+                &l.log,
+                &l.load_balancer,
+                self.client.peer,
+                l.scheme,
+                l.port,
+                self.client.tls,
+                line,
+            ))
+        });
+        TrackFuture {
+            inner: self.inner.call(request),
+            in_flight,
+            context: self.context.clone(),
+            log,
+        }
+    }
+}
+
+pub struct TrackFuture<F> {
+    inner: F,
+    in_flight: Option<InFlight>,
+    context: Arc<ListenerContext>,
+    log: Option<Box<PendingEntry>>,
+}
+
+impl<F> Future for TrackFuture<F>
+where
+    F: Future<Output = Result<Response<ResponseBody>, Infallible>> + Unpin,
+{
+    type Output = Result<Response<ResponseBody>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let Poll::Ready(Ok(response)) = Pin::new(&mut this.inner).poll(cx) else {
+            return Poll::Pending;
+        };
+        let status = response.status().as_u16();
+        let metrics = &this.context.metrics;
+        let elb_generated = response.extensions().get::<ElbGenerated>().is_some();
+        if elb_generated {
+            metrics.elb_status(status);
+        } else {
+            metrics.backend_status(status);
+        }
+        let response = match this.log.take() {
+            Some(mut entry) => {
+                entry.respond(
+                    status,
+                    elb_generated,
+                    response.extensions().get::<Dispatched>(),
+                );
+                response.map(|body| body.with_log(entry))
+            }
+            None => response,
+        };
+        let response = match this.in_flight.take() {
+            Some(in_flight) => response.map(|body| body.with_in_flight(in_flight)),
+            None => response,
+        };
+        Poll::Ready(Ok(response))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data_plane::elb_response::ElbResponse;
+    use crate::data_plane::proxy::answer::elb_answer;
+    use crate::data_plane::proxy::context::test_support::{context, mirror};
+    use crate::observability::metrics::Metrics;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn track_counts_elb_and_backend_responses_apart() {
+        let metrics = Metrics::new();
+        let context = context(&metrics);
+        let track = TrackLayer {
+            context: context.clone(),
+            connection: None,
+            client: ClientFacts {
+                peer: "127.0.0.1:1".parse().unwrap(),
+                tls: None,
+            },
+        };
+        let ok = track
+            .layer(mirror())
+            .oneshot(Request::new(()))
+            .await
+            .unwrap();
+        assert_eq!(ok.status(), 200);
+        let elb = track
+            .layer(tower::service_fn(|_: Request<()>| {
+                std::future::ready(Ok::<_, Infallible>(elb_answer(ElbResponse::NoInstance)))
+            }))
+            .oneshot(Request::new(()))
+            .await
+            .unwrap();
+        assert_eq!(elb.status(), 503);
+        assert_eq!(context.metrics.requests.get(), 2);
+        assert_eq!(context.metrics.backend[0].get(), 1);
+        assert_eq!(context.metrics.elb_5xx.get(), 1);
+        assert_eq!(context.metrics.backend[3].get(), 0);
+    }
+}
