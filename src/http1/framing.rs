@@ -1,13 +1,14 @@
-//! HTTP/1.1 message framing both ends of elbe share: where a parsed head's parts lie in its bytes ([`FieldSpans`]),
-//! and how a body is delimited on the wire (RFC 9112 §6, §7) with the decoder that takes its frames out of what
-//! has been read. The client connection ([`crate::data_plane::front_end::http1`]) uses it for requests, the instance connection
-//! ([`crate::data_plane::back_end::http1`]) for responses.
+//! How an HTTP/1.1 body is delimited on the wire (RFC 9112 §6, §7): the decoder that takes a body's frames out of
+//! what has been read, and the chunked encoding elbe writes. The client connection uses it for requests and
+//! responses, the instance connection for responses and requests.
 
 use std::io;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use http_body::Frame;
+
+use super::fields::put_field;
 
 /// Most header lines a trailer section may have.
 const MAX_HEADERS: usize = 100;
@@ -15,64 +16,6 @@ const MAX_HEADERS: usize = 100;
 const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// Longest chunk-size line (with extensions) accepted.
 const MAX_CHUNK_LINE: usize = 4 * 1024;
-
-/// Where a part of a head lies in its bytes: `start..end`.
-#[derive(Debug, Clone, Copy)]
-pub struct Span(pub usize, pub usize);
-
-impl Span {
-    /// The span of `part`, which must be a slice of `buf`.
-    pub fn within(buf: &[u8], part: &[u8]) -> Span {
-        let start = part.as_ptr() as usize - buf.as_ptr() as usize;
-        Span(start, start + part.len())
-    }
-
-    /// This part of `head`, sharing its bytes.
-    pub fn of(self, head: &Bytes) -> Bytes {
-        head.slice(self.0..self.1)
-    }
-}
-
-/// The (name, value) spans of the header lines httparse found in a buffer: taken before the buffer is frozen into
-/// `Bytes`, so that header values can share the head's bytes instead of being copied. A head rarely has more than
-/// two dozen lines; those stay on the stack.
-pub struct FieldSpans {
-    few: [(Span, Span); 24],
-    many: Vec<(Span, Span)>,
-    len: usize,
-}
-
-impl FieldSpans {
-    pub fn new(buf: &[u8], headers: &[httparse::Header<'_>]) -> Self {
-        let at = |header: &httparse::Header<'_>| {
-            (
-                Span::within(buf, header.name.as_bytes()),
-                Span::within(buf, header.value),
-            )
-        };
-        let mut spans = FieldSpans {
-            few: [(Span(0, 0), Span(0, 0)); 24],
-            many: Vec::new(),
-            len: headers.len(),
-        };
-        if headers.len() <= spans.few.len() {
-            for (field, header) in spans.few.iter_mut().zip(headers) {
-                *field = at(header);
-            }
-        } else {
-            spans.many = headers.iter().map(at).collect();
-        }
-        spans
-    }
-
-    pub fn as_slice(&self) -> &[(Span, Span)] {
-        if self.len <= self.few.len() {
-            &self.few[..self.len]
-        } else {
-            &self.many
-        }
-    }
-}
 
 /// How the rest of a body is delimited.
 #[derive(Debug)]
@@ -243,6 +186,27 @@ fn trailers(buf: &mut BytesMut) -> io::Result<ChunkStep> {
     }
     buf.advance(length);
     Ok(ChunkStep::End(Some(map)))
+}
+
+/// The chunk-size line of a chunk of `len` bytes (`len` must not be 0: that is the last chunk).
+pub fn chunk_size_line(len: usize) -> Bytes {
+    Bytes::from(format!("{len:x}\r\n"))
+}
+
+/// The CRLF that ends a chunk's data.
+pub const CHUNK_END: &[u8] = b"\r\n";
+
+/// The last chunk and the end of a chunked body, without trailers.
+pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+
+/// The last chunk with a trailer section.
+pub fn last_chunk_with(trailers: &HeaderMap) -> Bytes {
+    let mut last = BytesMut::from(&b"0\r\n"[..]);
+    for (name, value) in trailers {
+        put_field(&mut last, name.as_str().as_bytes(), value.as_bytes());
+    }
+    last.put_slice(b"\r\n");
+    last.freeze()
 }
 
 #[cfg(test)]

@@ -1,11 +1,37 @@
-//! Reading and writing HTTP/1 sockets, the same way at both ends.
+//! Reading and writing HTTP/1 sockets, the same way at both ends: reads that clear the socket's readiness when
+//! they drain it, writes that gather queued buffers into one `writev`, and the lazy timer both ends' idle and
+//! header waits run on.
 
-use std::io;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
-use bytes::BytesMut;
-use tokio::io::Interest;
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, Interest};
 use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
+
+/// The most buffers one `writev` takes.
+pub const MAX_IOVECS: usize = 16;
+
+/// A socket HTTP/1 is spoken on: plain TCP, or TLS over it.
+pub trait Stream: AsyncRead + AsyncWrite + Unpin {
+    /// Appends what arrived to `buf`; `Ok(0)` is the end of the stream.
+    fn poll_fill(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
+        std::pin::pin!(self.read_buf(buf)).poll(cx)
+    }
+}
+
+impl Stream for tokio_rustls::server::TlsStream<TcpStream> {}
+
+impl Stream for TcpStream {
+    /// Clears the socket's readiness after a short read ([`poll_read_drained`]).
+    fn poll_fill(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
+        poll_read_drained(self, cx, buf)
+    }
+}
 
 /// Reads what `stream` has into `buf`'s spare room; `Ok(0)` is the end of the stream.
 ///
@@ -35,5 +61,169 @@ pub fn poll_read_drained(
             (Err(error), None) if error.kind() == io::ErrorKind::WouldBlock => continue,
             (Err(error), None) => Err(error),
         });
+    }
+}
+
+/// Bytes waiting to be written, front first, as the buffers they came in (a head, body frames, chunk framing):
+/// written with one `writev` per call instead of being copied together.
+#[derive(Debug, Default)]
+pub struct WriteQueue {
+    buffers: VecDeque<Bytes>,
+    bytes: usize,
+}
+
+impl WriteQueue {
+    pub fn push(&mut self, bytes: Bytes) {
+        if !bytes.is_empty() {
+            self.bytes += bytes.len();
+            self.buffers.push_back(bytes);
+        }
+    }
+
+    pub fn push_static(&mut self, bytes: &'static [u8]) {
+        self.push(Bytes::from_static(bytes));
+    }
+
+    /// Bytes queued.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Buffers queued.
+    pub fn buffers(&self) -> usize {
+        self.buffers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.buffers.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.buffers.clear();
+        self.bytes = 0;
+    }
+
+    /// Drops `n` written bytes from the front.
+    fn advance(&mut self, mut n: usize) {
+        self.bytes -= n;
+        while n > 0 {
+            let Some(front) = self.buffers.front_mut() else {
+                return;
+            };
+            if n >= front.len() {
+                n -= front.len();
+                self.buffers.pop_front();
+            } else {
+                front.advance(n);
+                return;
+            }
+        }
+    }
+}
+
+/// One `writev` of `first` (not queued: a request head the caller keeps, to send again if it must) and then the
+/// queue's buffers; what was written of the queue leaves it. Returns the bytes written, `first`'s included.
+pub fn poll_writev<W: AsyncWrite + Unpin>(
+    io: &mut W,
+    cx: &mut Context<'_>,
+    first: &[u8],
+    queue: &mut WriteQueue,
+) -> Poll<io::Result<usize>> {
+    let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+    let buffers = std::iter::once(first)
+        .filter(|b| !b.is_empty())
+        .chain(queue.buffers.iter().map(|b| &b[..]));
+    let mut count = 0;
+    for (slice, buf) in slices.iter_mut().zip(buffers) {
+        *slice = IoSlice::new(buf);
+        count += 1;
+    }
+    let written = ready!(Pin::new(io).poll_write_vectored(cx, &slices[..count]))?;
+    if written == 0 && count > 0 {
+        return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+    }
+    queue.advance(written.saturating_sub(first.len()));
+    Poll::Ready(Ok(written))
+}
+
+/// A timer for waits whose deadline moves often (each request moves a keep-alive connection's idle deadline):
+/// registering a timer with tokio and removing it take the timer wheel's lock, so the deadline is a plain value
+/// and the sleep is reset only when the deadline moves earlier, or when the sleep fires before the deadline (then
+/// it is re-armed for the deadline). A busy connection resets it about once per timeout instead of once per
+/// request.
+#[derive(Debug)]
+pub struct LazyTimer {
+    deadline: Instant,
+    sleep: Pin<Box<Sleep>>,
+}
+
+impl LazyTimer {
+    pub fn new(deadline: Instant) -> Self {
+        LazyTimer {
+            deadline,
+            sleep: Box::pin(tokio::time::sleep_until(deadline)),
+        }
+    }
+
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// Moves the deadline, earlier or later.
+    pub fn set(&mut self, deadline: Instant) {
+        self.deadline = deadline;
+    }
+
+    /// Ready once the deadline has passed; otherwise the task is woken when the sleep fires.
+    pub fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            if self.deadline < self.sleep.deadline() {
+                self.sleep.as_mut().reset(self.deadline);
+            }
+            ready!(self.sleep.as_mut().poll(cx));
+            if self.sleep.deadline() >= self.deadline {
+                return Poll::Ready(());
+            }
+            let deadline = self.deadline;
+            self.sleep.as_mut().reset(deadline);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lazy_timer_fires_at_its_latest_deadline_and_when_moved_earlier() {
+        let start = Instant::now();
+        let mut timer = LazyTimer::new(start + Duration::from_secs(1));
+        timer.set(start + Duration::from_secs(3));
+        std::future::poll_fn(|cx| timer.poll_expired(cx)).await;
+        assert_eq!(Instant::now() - start, Duration::from_secs(3));
+        timer.set(Instant::now() + Duration::from_secs(5));
+        timer.set(Instant::now() + Duration::from_secs(2));
+        let at = Instant::now();
+        std::future::poll_fn(|cx| timer.poll_expired(cx)).await;
+        assert_eq!(Instant::now() - at, Duration::from_secs(2));
+    }
+
+    #[tokio::test]
+    async fn writev_takes_what_was_written_off_the_queue() {
+        let (mut a, mut b) = tokio::io::duplex(5);
+        let mut queue = WriteQueue::default();
+        queue.push(Bytes::from_static(b"abc"));
+        queue.push(Bytes::from_static(b"defg"));
+        let n = std::future::poll_fn(|cx| poll_writev(&mut a, cx, b"12", &mut queue))
+            .await
+            .unwrap();
+        assert_eq!(n, 5, "the duplex takes five bytes");
+        assert_eq!((queue.bytes(), queue.buffers()), (4, 1));
+        let mut out = [0u8; 5];
+        tokio::io::AsyncReadExt::read_exact(&mut b, &mut out)
+            .await
+            .unwrap();
+        assert_eq!(&out, b"12abc");
     }
 }

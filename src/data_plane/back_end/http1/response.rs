@@ -1,0 +1,255 @@
+//! An instance's response head, checked (RFC 9112 §6.3, RFC 9110 §7.6.1): its status, which header lines go on
+//! to the client (hop-by-hop ones and those `Connection` names stay behind), how its body is delimited, whether the
+//! connection stays open after it. A head that cannot be framed unambiguously (conflicting lengths, `101`
+//! unasked) is the instance's error, a 502 for the client.
+//!
+//! For an HTTP/1 client the kept lines are passed on as received ([`RawHead`]); for an HTTP/2 client, whose server
+//! needs a header map, one is built ([`build_response`]).
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
+
+use crate::data_plane::back_end::error::BackendError;
+use crate::http1::fields::{content_length, is_hop_by_hop, last_token_is, put_field, tokens};
+use crate::http1::framing::{Chunk, Download};
+use crate::http1::head::Span;
+
+/// Most header lines a response head may have (hyper's limit too); more is a 502.
+pub(super) const MAX_HEADERS: usize = 100;
+
+/// A parsed response head, as positions in its bytes.
+pub(super) struct HeadIndex<'a> {
+    pub code: u16,
+    pub http10: bool,
+    pub reason: Option<Span>,
+    /// (name, value) of each header line.
+    pub fields: &'a [(Span, Span)],
+}
+
+/// An instance's response head, checked: its status, the header lines that go on to the client (hop-by-hop ones
+/// left out, RFC 9110 §7.6.1: they are the instance's business with elbe), how its body is delimited (RFC 9112
+/// §6.3) and whether the connection stays open after it.
+pub(super) struct Scanned {
+    pub status: StatusCode,
+    /// Per header line of the head: whether it goes on to the client.
+    keep: [bool; MAX_HEADERS],
+    pub download: Download,
+    pub keep_alive: bool,
+}
+
+/// Checks a response head without building anything from it.
+pub(super) fn scan_response(
+    head: &Bytes,
+    index: &HeadIndex<'_>,
+    head_only: bool,
+) -> Result<Scanned, BackendError> {
+    let status = StatusCode::from_u16(index.code)
+        .ok()
+        .filter(|status| *status != StatusCode::SWITCHING_PROTOCOLS)
+        .ok_or(BackendError::BadResponse("invalid status code"))?;
+    let mut keep = [false; MAX_HEADERS];
+    let mut framing = Framing::default();
+    // Header names the Connection lines list (more than a few is unheard of; beyond 16 they are ignored).
+    let mut named = [Span(0, 0); 16];
+    let mut named_len = 0;
+    let mut length_line = None;
+    for (i, (name, value)) in index.fields.iter().enumerate() {
+        let name_bytes = &head[name.0..name.1];
+        let value_bytes = &head[value.0..value.1];
+        if name_bytes.eq_ignore_ascii_case(b"connection") {
+            framing.connection(value_bytes, |option| {
+                if let Some(slot) = named.get_mut(named_len) {
+                    let start = option.as_ptr() as usize - head.as_ptr() as usize;
+                    *slot = Span(start, start + option.len());
+                    named_len += 1;
+                }
+            });
+        } else if name_bytes.eq_ignore_ascii_case(b"transfer-encoding") {
+            framing.chunked_last = last_token_is(value_bytes, b"chunked");
+            framing.transfer_encoding = true;
+        } else if name_bytes.eq_ignore_ascii_case(b"content-length") {
+            framing.content_length(value_bytes)?;
+            length_line = Some(i);
+            keep[i] = true;
+        } else {
+            keep[i] = !is_hop_by_hop(name_bytes);
+        }
+    }
+    for option in &named[..named_len] {
+        let option = &head[option.0..option.1];
+        for (i, (name, _)) in index.fields.iter().enumerate() {
+            if head[name.0..name.1].eq_ignore_ascii_case(option) {
+                keep[i] = false;
+            }
+        }
+    }
+    let mut keep_alive = if index.http10 {
+        framing.keep_alive_token
+    } else {
+        !framing.close_token
+    };
+    let no_body =
+        head_only || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
+    let download = if no_body {
+        Download::Length(0)
+    } else if framing.transfer_encoding {
+        // Transfer-Encoding wins over Content-Length, but a response with both is suspect: not reused.
+        if let Some(i) = length_line {
+            keep_alive = false;
+            keep[i] = false;
+        }
+        if framing.chunked_last {
+            Download::Chunked(Chunk::Size)
+        } else {
+            Download::UntilClose
+        }
+    } else if let Some(length) = framing.length {
+        Download::Length(length)
+    } else {
+        Download::UntilClose
+    };
+    if matches!(download, Download::UntilClose) {
+        keep_alive = false;
+    }
+    Ok(Scanned {
+        status,
+        keep,
+        download,
+        keep_alive,
+    })
+}
+
+/// The response as a header map, for clients whose server needs one (hyper's HTTP/2 server).
+pub(super) fn build_response(
+    head: &Bytes,
+    index: &HeadIndex<'_>,
+    scanned: &Scanned,
+) -> Result<Response<()>, BackendError> {
+    let mut headers = HeaderMap::with_capacity(index.fields.len());
+    for (i, (name, value)) in index.fields.iter().enumerate() {
+        if scanned.keep[i] {
+            let name = HeaderName::from_bytes(&head[name.0..name.1])
+                .map_err(|_| BackendError::BadResponse("invalid header name"))?;
+            let value = HeaderValue::from_maybe_shared(value.of(head))
+                .map_err(|_| BackendError::BadResponse("invalid header value"))?;
+            headers.append(name, value);
+        }
+    }
+    let mut response = Response::new(());
+    *response.status_mut() = scanned.status;
+    *response.headers_mut() = headers;
+    if let Some(reason) = index.reason.map(|span| span.of(head)) {
+        let canonical = scanned.status.canonical_reason().map(str::as_bytes);
+        if !reason.is_empty() && Some(&reason[..]) != canonical {
+            if let Ok(reason) = hyper::ext::ReasonPhrase::try_from(reason) {
+                response.extensions_mut().insert(reason);
+            }
+        }
+    }
+    Ok(response)
+}
+
+/// An instance's response head as it goes to an HTTP/1 client: the reason phrase and the header lines exactly as
+/// the instance sent them (hop-by-hop lines left out), written on without being parsed into a header map.
+/// Building the map and writing it out again measured as a sixth of elbe's work per request.
+#[derive(Debug, Clone)]
+pub struct RawHead {
+    /// The reason phrase (may be empty).
+    pub reason: Bytes,
+    /// The kept header lines, each ending in CRLF.
+    pub lines: Bytes,
+    /// One of the lines is `Content-Length` (the body's framing).
+    pub has_length: bool,
+}
+
+pub(super) fn raw_head(head: &Bytes, index: &HeadIndex<'_>, scanned: &Scanned) -> RawHead {
+    let reason = index.reason.map_or_else(Bytes::new, |span| span.of(head));
+    let kept = || {
+        index
+            .fields
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| scanned.keep[*i])
+    };
+    let has_length =
+        kept().any(|(_, (name, _))| head[name.0..name.1].eq_ignore_ascii_case(b"content-length"));
+    // Lines are taken whole (name through CRLF). When the kept ones are contiguous in the head (typically only
+    // `Connection` is dropped, and instances put it first or last) they are one slice of it, no copy.
+    let line_end = |value: &Span| {
+        if head[value.1..].starts_with(b"\r\n") {
+            Some(value.1 + 2)
+        } else {
+            None
+        }
+    };
+    let mut first = None;
+    let mut contiguous = true;
+    let mut end = 0;
+    for (_, (name, value)) in kept() {
+        match (first, line_end(value)) {
+            (_, None) => contiguous = false,
+            (None, Some(e)) => {
+                first = Some(name.0);
+                end = e;
+            }
+            (Some(_), Some(e)) => {
+                contiguous &= name.0 == end;
+                end = e;
+            }
+        }
+    }
+    let lines = match first {
+        None => Bytes::new(),
+        Some(start) if contiguous => head.slice(start..end),
+        Some(_) => {
+            let mut lines = BytesMut::with_capacity(head.len());
+            for (_, (name, value)) in kept() {
+                put_field(&mut lines, &head[name.0..name.1], &head[value.0..value.1]);
+            }
+            lines.freeze()
+        }
+    };
+    RawHead {
+        reason,
+        lines,
+        has_length,
+    }
+}
+
+/// What a response head says about its framing and its connection.
+#[derive(Debug, Default)]
+struct Framing {
+    /// The Content-Length every line agreed on.
+    length: Option<u64>,
+    transfer_encoding: bool,
+    /// The last transfer coding is `chunked` (RFC 9112 §6.3: otherwise the body runs until close).
+    chunked_last: bool,
+    close_token: bool,
+    keep_alive_token: bool,
+}
+
+impl Framing {
+    /// Notes `close` and `keep-alive` in a Connection line; any other option names a header to remove.
+    fn connection<'a>(&mut self, line: &'a [u8], mut named: impl FnMut(&'a [u8])) {
+        for option in tokens(line) {
+            if option.eq_ignore_ascii_case(b"close") {
+                self.close_token = true;
+            } else if option.eq_ignore_ascii_case(b"keep-alive") {
+                self.keep_alive_token = true;
+            } else {
+                named(option);
+            }
+        }
+    }
+
+    /// A Content-Length line: every value (lines and comma lists) must be the same valid number.
+    fn content_length(&mut self, line: &[u8]) -> Result<(), BackendError> {
+        let bad = || BackendError::BadResponse("invalid Content-Length");
+        let length = content_length(line).ok_or_else(bad)?;
+        if self.length.is_some_and(|seen| seen != length) {
+            return Err(bad());
+        }
+        self.length = Some(length);
+        Ok(())
+    }
+}

@@ -1,0 +1,64 @@
+//! Where a parsed head's parts lie in its bytes.
+//!
+//! `httparse` hands back slices of the buffer it parsed; elbe notes their positions ([`Span`]s) before freezing the
+//! buffer into `Bytes`, so that header values can then share the head's bytes instead of being copied.
+
+use bytes::Bytes;
+
+/// Where a part of a head lies in its bytes: `start..end`.
+#[derive(Debug, Clone, Copy)]
+pub struct Span(pub usize, pub usize);
+
+impl Span {
+    /// The span of `part`, which must be a slice of `buf`.
+    pub fn within(buf: &[u8], part: &[u8]) -> Span {
+        let start = part.as_ptr() as usize - buf.as_ptr() as usize;
+        Span(start, start + part.len())
+    }
+
+    /// This part of `head`, sharing its bytes.
+    pub fn of(self, head: &Bytes) -> Bytes {
+        head.slice(self.0..self.1)
+    }
+}
+
+/// The (name, value) spans of the header lines httparse found in a buffer: taken before the buffer is frozen into
+/// `Bytes`, so that header values can share the head's bytes instead of being copied. A head rarely has more than
+/// two dozen lines; those stay on the stack.
+pub struct FieldSpans {
+    few: [(Span, Span); 24],
+    many: Vec<(Span, Span)>,
+    len: usize,
+}
+
+impl FieldSpans {
+    pub fn new(buf: &[u8], headers: &[httparse::Header<'_>]) -> Self {
+        let at = |header: &httparse::Header<'_>| {
+            (
+                Span::within(buf, header.name.as_bytes()),
+                Span::within(buf, header.value),
+            )
+        };
+        let mut spans = FieldSpans {
+            few: [(Span(0, 0), Span(0, 0)); 24],
+            many: Vec::new(),
+            len: headers.len(),
+        };
+        if headers.len() <= spans.few.len() {
+            for (field, header) in spans.few.iter_mut().zip(headers) {
+                *field = at(header);
+            }
+        } else {
+            spans.many = headers.iter().map(at).collect();
+        }
+        spans
+    }
+
+    pub fn as_slice(&self) -> &[(Span, Span)] {
+        if self.len <= self.few.len() {
+            &self.few[..self.len]
+        } else {
+            &self.many
+        }
+    }
+}
