@@ -1,0 +1,186 @@
+//! The file's shape, exactly as written (DESIGN.md "The configuration file"): one struct per TOML table, every
+//! key optional unless the file must give it.
+//!
+//! Rule: no defaults and no meaning here; only `validate` gives meaning. Every struct rejects unknown keys
+//! (`deny_unknown_fields`), because a typo such as `idle_timout` must be an error, not a setting silently ignored.
+//!
+//! Trade-off: durations are the one exception to "no meaning": they are parsed while deserializing
+//! ([`DurationValue`]), so that a bad value gets the key path and line that only serde knows.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+
+use crate::config::duration::parse_duration;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub admin: Option<Admin>,
+    pub dns: Option<Dns>,
+    pub discovery: Option<Discovery>,
+    pub limits: Option<Limits>,
+    #[serde(default)]
+    pub load_balancer: Vec<LoadBalancer>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Discovery {
+    #[serde(default)]
+    pub name_servers: Vec<String>,
+    pub min_ttl: Option<DurationValue>,
+    pub max_ttl: Option<DurationValue>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Admin {
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dns {
+    pub listen: String,
+    pub domain: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    pub request_header_timeout: Option<DurationValue>,
+    pub tls_handshake_timeout: Option<DurationValue>,
+    pub max_request_header_bytes: Option<usize>,
+    pub max_headers: Option<usize>,
+    pub max_uri_bytes: Option<usize>,
+    pub max_connections: Option<usize>,
+    pub shutdown_grace: Option<DurationValue>,
+    pub backend_connect_timeout: Option<DurationValue>,
+    pub backend_idle_connections: Option<usize>,
+    pub backend_max_requests: Option<usize>,
+    pub surge_queue_size: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadBalancer {
+    pub name: String,
+    pub region: Option<String>,
+    pub cross_zone_load_balancing: Option<bool>,
+    pub idle_timeout: Option<DurationValue>,
+    pub connection_draining: Option<ConnectionDraining>,
+    pub passive_health_checks: Option<bool>,
+    pub access_log: Option<AccessLog>,
+    #[serde(default)]
+    pub availability_zone: Vec<AvailabilityZone>,
+    #[serde(default)]
+    pub listener: Vec<Listener>,
+    pub health_check: Option<HealthCheck>,
+    #[serde(default)]
+    pub instance: Vec<Instance>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLog {
+    pub enabled: Option<bool>,
+    pub path: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionDraining {
+    pub enabled: Option<bool>,
+    pub timeout: Option<DurationValue>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AvailabilityZone {
+    pub name: String,
+    pub node: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listener {
+    pub protocol: String,
+    pub load_balancer_port: u16,
+    pub instance_protocol: String,
+    pub instance_port: u16,
+    #[serde(default)]
+    pub certificates: Vec<Certificate>,
+    pub ssl_policy: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Certificate {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    pub target: Option<String>,
+    pub interval: Option<DurationValue>,
+    pub timeout: Option<DurationValue>,
+    pub healthy_threshold: Option<u32>,
+    pub unhealthy_threshold: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Instance {
+    pub id: String,
+    pub zone: String,
+    pub address: String,
+}
+
+/// A duration string, parsed while deserializing so that a bad value (or a bare number) is reported with
+/// its key path and line.
+#[derive(Debug, Clone, Copy)]
+pub struct DurationValue(pub Duration);
+
+impl<'de> Deserialize<'de> for DurationValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct DurationVisitor;
+
+        fn bare<E: de::Error>(n: impl fmt::Display) -> E {
+            E::custom(format!(
+                "a duration needs a unit and quotes: write \"{n}s\" or \"{n}ms\", not {n}"
+            ))
+        }
+
+        impl Visitor<'_> for DurationVisitor {
+            type Value = DurationValue;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration such as \"30s\" or \"250ms\"")
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<DurationValue, E> {
+                parse_duration(v).map(DurationValue).map_err(E::custom)
+            }
+
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<DurationValue, E> {
+                Err(bare(v))
+            }
+
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<DurationValue, E> {
+                Err(bare(v))
+            }
+
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<DurationValue, E> {
+                Err(bare(v))
+            }
+        }
+
+        deserializer.deserialize_any(DurationVisitor)
+    }
+}
