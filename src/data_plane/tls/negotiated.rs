@@ -1,0 +1,102 @@
+//! What a finished handshake agreed on, in the words ELB's access log uses (ELB-SPEC §11, `ssl_cipher` and
+//! `ssl_protocol`).
+//!
+//! rustls names suites by IANA (`TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256`); ELB's access log, and everyone who
+//! reads it, uses OpenSSL's names (`ECDHE-RSA-AES128-GCM-SHA256`) and `TLSv1.2`-style protocol names. The
+//! translation is a fixed table of the suites rustls can negotiate; [`super::policy`] uses it too, to describe a
+//! policy in the same words.
+//!
+//! Trade-off: the table is written out rather than derived, since OpenSSL's names follow no rule; a suite missing
+//! from it falls back to its IANA name, which is still readable.
+
+use std::fmt;
+
+use rustls::{CipherSuite, ProtocolVersion};
+
+/// What one connection negotiated, for the access log (`ssl_cipher`, `ssl_protocol`) and metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandshakeInfo {
+    /// The client chose HTTP/2 by ALPN.
+    pub alpn_h2: bool,
+    /// As ELB's access log writes it: "TLSv1.2", "TLSv1.3" ("-" before the handshake).
+    pub protocol: &'static str,
+    /// OpenSSL's name for the suite ("ECDHE-RSA-AES128-GCM-SHA256"; for TLS 1.3 the IANA name,
+    /// "TLS_AES_128_GCM_SHA256"), "-" before the handshake.
+    pub cipher: &'static str,
+    /// The server name the client sent, if any.
+    pub sni: Option<String>,
+}
+
+impl fmt::Display for HandshakeInfo {
+    /// `<cipher> <protocol>`, the two access log fields in ELB's order.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.cipher, self.protocol)
+    }
+}
+
+/// Reads the negotiated details of a connection whose handshake has finished.
+pub fn handshake_info(conn: &rustls::ServerConnection) -> HandshakeInfo {
+    HandshakeInfo {
+        alpn_h2: conn.alpn_protocol() == Some(b"h2"),
+        protocol: conn.protocol_version().map_or("-", protocol_name),
+        cipher: conn
+            .negotiated_cipher_suite()
+            .map_or("-", |s| cipher_name(s.suite())),
+        sni: conn.server_name().map(str::to_owned),
+    }
+}
+
+pub(super) fn protocol_name(version: ProtocolVersion) -> &'static str {
+    match version {
+        ProtocolVersion::TLSv1_3 => "TLSv1.3",
+        ProtocolVersion::TLSv1_2 => "TLSv1.2",
+        ProtocolVersion::TLSv1_1 => "TLSv1.1",
+        ProtocolVersion::TLSv1_0 => "TLSv1",
+        ProtocolVersion::SSLv3 => "SSLv3",
+        _ => "-",
+    }
+}
+
+pub(super) fn cipher_name(suite: CipherSuite) -> &'static str {
+    match suite {
+        CipherSuite::TLS13_AES_128_GCM_SHA256 => "TLS_AES_128_GCM_SHA256",
+        CipherSuite::TLS13_AES_256_GCM_SHA384 => "TLS_AES_256_GCM_SHA384",
+        CipherSuite::TLS13_CHACHA20_POLY1305_SHA256 => "TLS_CHACHA20_POLY1305_SHA256",
+        CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 => "ECDHE-ECDSA-AES128-GCM-SHA256",
+        CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384 => "ECDHE-ECDSA-AES256-GCM-SHA384",
+        CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256 => {
+            "ECDHE-ECDSA-CHACHA20-POLY1305"
+        }
+        CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 => "ECDHE-RSA-AES128-GCM-SHA256",
+        CipherSuite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384 => "ECDHE-RSA-AES256-GCM-SHA384",
+        CipherSuite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256 => "ECDHE-RSA-CHACHA20-POLY1305",
+        // Not reachable with the suites above; the IANA name is the best remaining answer.
+        other => other.as_str().unwrap_or("-"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_as_the_access_log_writes_them() {
+        assert_eq!(protocol_name(ProtocolVersion::TLSv1_2), "TLSv1.2");
+        assert_eq!(protocol_name(ProtocolVersion::TLSv1_0), "TLSv1");
+        assert_eq!(
+            cipher_name(CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256),
+            "ECDHE-RSA-AES128-GCM-SHA256"
+        );
+        assert_eq!(
+            cipher_name(CipherSuite::TLS13_AES_256_GCM_SHA384),
+            "TLS_AES_256_GCM_SHA384"
+        );
+        let info = HandshakeInfo {
+            alpn_h2: false,
+            protocol: "TLSv1.2",
+            cipher: "ECDHE-RSA-AES128-GCM-SHA256",
+            sni: None,
+        };
+        assert_eq!(info.to_string(), "ECDHE-RSA-AES128-GCM-SHA256 TLSv1.2");
+    }
+}
