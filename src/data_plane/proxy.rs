@@ -28,7 +28,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use crossbeam_queue::ArrayQueue;
 use http::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, COOKIE, EXPECT, HOST};
@@ -598,9 +597,9 @@ async fn forward(
             Err(kind) => return elb_answer(kind),
         }
     }
-    let sent_at = Instant::now();
+    let sent_at = tokio::time::Instant::now();
     // One idle timeout for the whole exchange, a retry on another instance included.
-    let deadline = tokio::time::Instant::from_std(sent_at) + idle_timeout;
+    let deadline = sent_at + idle_timeout;
     let mut retried = false;
     loop {
         let outstanding = Outstanding::begin(target.clone());
@@ -616,7 +615,7 @@ async fn forward(
                     parts.extensions.insert(Dispatched {
                         backend: target.addr,
                         request_sent: sent_at,
-                        headers_received: Instant::now(),
+                        headers_received: tokio::time::Instant::now(),
                     });
                 }
                 return Response::from_parts(parts, ResponseBody::backend(exchange, outstanding));

@@ -4,13 +4,16 @@
 //! The three times of ELB-SPEC §11 (fields 5 to 7) are measured between four instants: the head arrived
 //! ([`PendingEntry::begin`]), the request went to the instance and the instance's head came back (the proxy's
 //! [`Dispatched`], carried in the response's extensions), and the response started towards the client
-//! ([`PendingEntry::respond`]), on the monotonic clock; the timestamp (field 1) is wall-clock `SystemTime`.
-//! Trade-off: the entry is logged when the body is dropped, so `sent_bytes` is what really went out, at the cost of carrying the pending entry (boxed)
+//! ([`PendingEntry::respond`]). They come from tokio's clock, as the rest of the data plane's timers do, so tests
+//! can pause time; the timestamp (field 1) is wall-clock `SystemTime`. Trade-off: the entry is logged when the
+//! body is dropped, so `sent_bytes` is what really went out, at the cost of carrying the pending entry (boxed)
 //! with the body; and `received_bytes` is the request's Content-Length, not a count, so a chunked upload logs 0.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
+
+use tokio::time::Instant;
 
 use super::entry::{Entry, RequestLine};
 use super::writer::AccessLog;
