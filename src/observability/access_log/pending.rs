@@ -155,3 +155,98 @@ fn strip_port(host: &str) -> &str {
         _ => host,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observability::access_log::writer::Destination;
+    use std::time::Duration;
+
+    /// A pending entry for `GET /a?b` from 198.51.100.7, with the given request headers. Nothing is logged:
+    /// the tests never call `finish`.
+    fn pending(log: &AccessLog, headers: &[(&str, &str)]) -> PendingEntry {
+        let uri: http::Uri = "/a?b".parse().unwrap();
+        let mut map = http::HeaderMap::new();
+        for (name, value) in headers {
+            map.insert(
+                http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                value.parse().unwrap(),
+            );
+        }
+        let request = RequestFacts {
+            method: &http::Method::GET,
+            uri: &uri,
+            version: http::Version::HTTP_11,
+            headers: &map,
+        };
+        let load_balancer: Arc<str> = "web-lb".into();
+        let client = "198.51.100.7:52311".parse().unwrap();
+        PendingEntry::begin(log, &load_balancer, client, "http", 80, None, Some(request))
+    }
+
+    #[tokio::test]
+    async fn request_line_comes_from_the_head_and_host_header() {
+        let (log, _writer) = AccessLog::start(Destination::Stdout, 1).unwrap();
+        let headers = [
+            ("host", "www.example.org:8080"),
+            ("content-length", "17"),
+            ("user-agent", "curl/7.38.0"),
+        ];
+        let entry = pending(&log, &headers).entry;
+        let line = entry.request.unwrap();
+        assert_eq!(
+            (line.method.as_str(), line.host.as_str()),
+            ("GET", "www.example.org")
+        );
+        assert_eq!((line.port, line.path_and_query.as_str()), (80, "/a?b"));
+        assert_eq!(entry.received_bytes, 17);
+        assert_eq!(entry.user_agent.as_deref(), Some("curl/7.38.0"));
+    }
+
+    #[tokio::test]
+    async fn dispatched_response_times_the_three_phases() {
+        let (log, _writer) = AccessLog::start(Destination::Stdout, 1).unwrap();
+        let mut pending = pending(&log, &[]);
+        let headers_received = Instant::now();
+        let request_sent = headers_received - Duration::from_millis(7);
+        pending.arrived = request_sent - Duration::from_millis(5);
+        let backend = "10.0.1.15:80".parse().unwrap();
+        let dispatched = Dispatched {
+            backend,
+            request_sent,
+            headers_received,
+        };
+        pending.respond(200, false, Some(&dispatched));
+        let entry = pending.entry;
+        assert_eq!(
+            (entry.elb_status, entry.backend_status),
+            (Some(200), Some(200))
+        );
+        assert_eq!(entry.backend, Some(backend));
+        assert_eq!(entry.request_processing, Some(Duration::from_millis(5)));
+        assert_eq!(entry.backend_processing, Some(Duration::from_millis(7)));
+        assert!(entry.response_processing.is_some());
+    }
+
+    #[tokio::test]
+    async fn elb_generated_response_has_no_backend_status_or_times() {
+        let (log, _writer) = AccessLog::start(Destination::Stdout, 1).unwrap();
+        let mut pending = pending(&log, &[]);
+        pending.respond(503, true, None);
+        let entry = pending.entry;
+        assert_eq!((entry.elb_status, entry.backend_status), (Some(503), None));
+        assert_eq!(entry.backend, None);
+        assert_eq!(entry.request_processing, None);
+        // No Host header and an origin-form URI: the host is `-`.
+        assert_eq!(entry.request.unwrap().host, "-");
+    }
+
+    #[test]
+    fn strip_port_keeps_ipv6_brackets() {
+        assert_eq!(strip_port("www.example.org:8080"), "www.example.org");
+        assert_eq!(strip_port("www.example.org"), "www.example.org");
+        assert_eq!(strip_port("[2001:db8::1]:80"), "[2001:db8::1]");
+        assert_eq!(strip_port("[2001:db8::1]"), "[2001:db8::1]");
+        assert_eq!(strip_port("odd:name"), "odd:name");
+    }
+}
