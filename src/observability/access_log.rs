@@ -3,8 +3,9 @@
 //! The proxy starts a [`PendingEntry`] when a request head arrives and, when the response ends, hands its
 //! [`Entry`] to [`AccessLog::log`], which never blocks: the entry goes into a bounded channel read by one
 //! writer task, and when the channel is full the entry is dropped and counted ([`AccessLog::dropped`]). A
-//! slow disk therefore costs log lines, never request latency. The writer formats entries into one reused buffer, takes whatever else is already
-//! queued (up to [`MAX_BATCH_LINES`]), and writes and flushes the batch at once.
+//! slow disk therefore costs log lines, never request latency. The writer formats entries into one reused
+//! buffer, takes whatever else is already queued (up to [`MAX_BATCH_LINES`]), and writes and flushes the
+//! batch at once.
 //!
 //! Lines carry all 15 fields, including the 2015 ones (`user_agent`, `ssl_cipher`, `ssl_protocol`).
 //! Requests that were never dispatched are logged too, with backend `-` and the three timings `-1`, as ELB
