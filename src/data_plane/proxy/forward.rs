@@ -9,11 +9,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use crossbeam_queue::ArrayQueue;
 use http::{Request, Response};
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 use tower::Service;
 
 use crate::data_plane::back_end::error::BackendError;
@@ -80,7 +79,7 @@ impl RequestTimer {
     /// Runs `future` until it completes (`Some`) or the deadline passes (`None`).
     async fn run<F: Future>(
         &mut self,
-        deadline: tokio::time::Instant,
+        deadline: Instant,
         future: F,
     ) -> Option<F::Output> {
         let sleep = match &mut self.sleep {
@@ -124,7 +123,7 @@ async fn forward(
         }
     };
     if !context.surge.has_room(&target) {
-        let deadline = tokio::time::Instant::now() + idle_timeout;
+        let deadline = Instant::now() + idle_timeout;
         match context
             .surge
             .wait_for_instance(&context.routes, &context.metrics, deadline)
@@ -136,7 +135,7 @@ async fn forward(
     }
     let sent_at = Instant::now();
     // One idle timeout for the whole exchange, a retry on another instance included.
-    let deadline = tokio::time::Instant::from_std(sent_at) + idle_timeout;
+    let deadline = sent_at + idle_timeout;
     let mut retried = false;
     loop {
         let outstanding = Outstanding::begin(target.clone());
