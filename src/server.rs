@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 use crate::config::{AccessLogDestination, Config, InstanceAddress, Protocol};
 use crate::control_plane::admin::{self, Admin};
 use crate::control_plane::control::{self, Control};
-use crate::control_plane::discovery::Discovery;
+use crate::control_plane::discovery::{Discovery, DiscoveryError};
 use crate::data_plane::headers::ForwardedProto;
 use crate::data_plane::node::{self, Connections};
 use crate::data_plane::passive::PassiveReporter;
@@ -38,15 +38,10 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
-    #[error("instance {instance}: cannot resolve {host}: {source}")]
-    Resolve {
-        instance: String,
-        host: String,
-        #[source]
-        source: crate::control_plane::discovery::DiscoveryError,
-    },
+    #[error("{0}")]
+    Resolve(#[from] UnresolvedInstance),
     #[error("DNS discovery: {0}")]
-    Discovery(#[source] crate::control_plane::discovery::DiscoveryError),
+    Discovery(#[source] DiscoveryError),
     #[error("load balancer {load_balancer}: {protocol} listeners are not supported yet")]
     Unsupported {
         load_balancer: String,
@@ -65,6 +60,34 @@ pub enum StartError {
         #[source]
         source: crate::data_plane::tls::TlsError,
     },
+}
+
+/// A `host:port` instance whose name does not resolve, at start or on reload.
+#[derive(Debug, thiserror::Error)]
+#[error("instance {instance}: cannot resolve {host}: {source}")]
+pub struct UnresolvedInstance {
+    pub instance: String,
+    pub host: String,
+    #[source]
+    pub source: DiscoveryError,
+}
+
+/// Why a reload was refused (the previous configuration keeps serving). The message is what `/status` shows as
+/// `last_reload_error`.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
+    /// The TLS error is boxed: it is large, and only this refusal carries it.
+    #[error("load balancer {load_balancer}, listener on port {port}: {source}")]
+    Certificate {
+        load_balancer: String,
+        port: u16,
+        #[source]
+        source: Box<crate::data_plane::tls::TlsError>,
+    },
+    #[error("{0}")]
+    Resolve(#[from] UnresolvedInstance),
 }
 
 /// One bound listener of one node.
@@ -107,11 +130,12 @@ pub struct Server {
     shutdown_grace: Duration,
 }
 
-/// Resolves `host:port` instances at start (their watchers re-resolve them at their TTL afterwards).
+/// Resolves `host:port` instances at start and on reload (their watchers re-resolve them at their TTL
+/// afterwards).
 async fn resolve_instances(
     config: &Config,
     discovery: &Discovery,
-) -> Result<HashMap<String, Vec<IpAddr>>, StartError> {
+) -> Result<HashMap<String, Vec<IpAddr>>, UnresolvedInstance> {
     let mut resolved = HashMap::new();
     for lb in &config.load_balancers {
         for instance in &lb.instances {
@@ -120,7 +144,7 @@ async fn resolve_instances(
                     discovery
                         .resolve(host)
                         .await
-                        .map_err(|source| StartError::Resolve {
+                        .map_err(|source| UnresolvedInstance {
                             instance: instance.id.clone(),
                             host: host.clone(),
                             source,
@@ -461,25 +485,44 @@ impl Server {
     /// Reloads the configuration file (SIGHUP): certificates, instances and attributes change in place without
     /// dropping a connection. A file that does not parse or validate, or a certificate that does not load, is
     /// refused: the old configuration keeps serving and `/status` reports the error.
-    pub async fn reload_from(&self, path: &std::path::Path) -> Result<(), String> {
+    pub async fn reload_from(&self, path: &std::path::Path) -> Result<(), ReloadError> {
         // Log files reopen whatever the new configuration says (logrotate sends SIGHUP after moving them).
         for (log, _) in &self.access_logs {
             log.reopen();
         }
         let result = match crate::config::load(path) {
             Ok(config) => self.reload(&config).await,
-            Err(error) => Err(error.to_string()),
+            Err(error) => Err(error.into()),
         };
         self.metrics.reloaded(result.is_ok());
         if let Err(error) = &result {
             tracing::error!(%error, "reload refused; the previous configuration keeps serving");
-            self.control.reload_failed(error.clone());
+            self.control.reload_failed(error.to_string());
         }
         result
     }
 
-    async fn reload(&self, config: &Config) -> Result<(), String> {
-        // Load every certificate first: all or nothing.
+    async fn reload(&self, config: &Config) -> Result<(), ReloadError> {
+        let staged = self.stage_certificates(config)?;
+        let resolved = resolve_instances(config, self.control.discovery()).await?;
+        for (tls, fresh) in staged {
+            tls.acceptor.replace_with(fresh);
+        }
+        let needs_restart = self.control.reload(config, &resolved);
+        self.control.watch_names();
+        for name in needs_restart {
+            tracing::warn!(load_balancer = %name, "listener or zone changes (or a new load balancer) take effect at restart");
+        }
+        tracing::info!("configuration reloaded");
+        Ok(())
+    }
+
+    /// Loads every certificate of the new configuration first, all or nothing: nothing is swapped in until all
+    /// of them load (and the instances resolve).
+    fn stage_certificates(
+        &self,
+        config: &Config,
+    ) -> Result<Vec<(&TlsListener, TlsAcceptor)>, ReloadError> {
         let mut staged = Vec::new();
         for tls in &self.acceptors {
             // The same listener: same position, still secure, same port (anything else needs a restart).
@@ -492,28 +535,15 @@ impl Server {
             if let Some(listener) = listener {
                 let fresh =
                     TlsAcceptor::new(&listener.certificates, listener.ssl_policy.as_deref())
-                        .map_err(|e| {
-                            format!(
-                                "load balancer {}, listener on port {}: {e}",
-                                tls.load_balancer, tls.port
-                            )
+                        .map_err(|source| ReloadError::Certificate {
+                            load_balancer: tls.load_balancer.clone(),
+                            port: tls.port,
+                            source: Box::new(source),
                         })?;
                 staged.push((tls, fresh));
             }
         }
-        let resolved = resolve_instances(config, self.control.discovery())
-            .await
-            .map_err(|e| e.to_string())?;
-        for (tls, fresh) in staged {
-            tls.acceptor.replace_with(fresh);
-        }
-        let needs_restart = self.control.reload(config, &resolved);
-        self.control.watch_names();
-        for name in needs_restart {
-            tracing::warn!(load_balancer = %name, "listener or zone changes (or a new load balancer) take effect at restart");
-        }
-        tracing::info!("configuration reloaded");
-        Ok(())
+        Ok(staged)
     }
 
     /// Runs until `signal` completes, then shuts down gracefully.

@@ -2,29 +2,49 @@
 //!
 //! Each such instance has a watcher that resolves the name (hickory-resolver: the system's resolv.conf, or the
 //! name servers in `[discovery]`, so it works with any DNS server, Kubernetes headless services and Consul
-//! included), hands the addresses to the control plane, and resolves again when the answer's TTL ends, bounded
-//! below and above by `min_ttl` and `max_ttl`. When the resolver fails, the last good answer stays in use and the
-//! name is tried again after `min_ttl`. New addresses get traffic once published; removed ones get no new requests
-//! and their in-flight requests finish.
+//! included), sends each new answer as a [`DiscoveryEvent`] on a channel, and resolves again when the answer's TTL
+//! ends, bounded below and above by `min_ttl` and `max_ttl`. When the resolver fails, the last good answer stays in
+//! use and the name is tried again after `min_ttl`. New addresses get traffic once the control plane publishes
+//! them; removed ones get no new requests and their in-flight requests finish.
+//!
+//! Results travel as events, as health results do, so this module knows nothing of the control plane that applies
+//! them (DESIGN.md "The shape"): a watcher stops when nobody receives its events any more, or when it is aborted.
+//! The trade-off: an event sent just before the receiver goes is lost, which is fine since the receiver only goes
+//! with the control plane.
 
 use std::net::IpAddr;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::net::NetError;
 use hickory_resolver::TokioResolver;
+use tokio::sync::mpsc::UnboundedSender;
 
 use crate::config;
-use crate::control_plane::control::Control;
 
-/// Why a name could not be resolved.
+/// Why a name could not be resolved. The resolver's error is boxed: it is large, and errors travel up through
+/// start, reload and registration results.
 #[derive(Debug, thiserror::Error)]
 pub enum DiscoveryError {
     #[error("cannot build the resolver: {0}")]
-    Resolver(String),
-    #[error("cannot resolve {host}: {reason}")]
-    Lookup { host: String, reason: String },
+    Resolver(#[source] Box<NetError>),
+    #[error("cannot resolve {host}: {source}")]
+    Lookup {
+        host: String,
+        #[source]
+        source: Box<NetError>,
+    },
+}
+
+/// A watcher's news: a `host:port` instance's name now resolves to these addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscoveryEvent {
+    pub load_balancer: String,
+    pub instance_id: String,
+    /// Every address the name resolves to, sorted; never empty (an empty answer keeps the last one).
+    pub addresses: Vec<IpAddr>,
 }
 
 /// The process's resolver for instance names.
@@ -38,7 +58,7 @@ impl Discovery {
     pub fn new(settings: &config::Discovery) -> Result<Self, DiscoveryError> {
         let provider = TokioRuntimeProvider::default();
         let builder = if settings.name_servers.is_empty() {
-            TokioResolver::builder(provider).map_err(|e| DiscoveryError::Resolver(e.to_string()))?
+            TokioResolver::builder(provider).map_err(|e| DiscoveryError::Resolver(Box::new(e)))?
         } else {
             let servers = settings
                 .name_servers
@@ -55,7 +75,7 @@ impl Discovery {
         };
         let resolver = builder
             .build()
-            .map_err(|e| DiscoveryError::Resolver(e.to_string()))?;
+            .map_err(|e| DiscoveryError::Resolver(Box::new(e)))?;
         Ok(Discovery {
             resolver,
             min_ttl: settings.min_ttl,
@@ -73,14 +93,14 @@ impl Discovery {
         if let Ok(ip) = host.parse::<IpAddr>() {
             return Ok((vec![ip], self.max_ttl));
         }
-        let lookup = self
-            .resolver
-            .lookup_ip(host)
-            .await
-            .map_err(|e| DiscoveryError::Lookup {
-                host: host.to_owned(),
-                reason: e.to_string(),
-            })?;
+        let lookup =
+            self.resolver
+                .lookup_ip(host)
+                .await
+                .map_err(|source| DiscoveryError::Lookup {
+                    host: host.to_owned(),
+                    source: Box::new(source),
+                })?;
         let ttl = lookup
             .valid_until()
             .saturating_duration_since(std::time::Instant::now())
@@ -91,11 +111,11 @@ impl Discovery {
         Ok((ips, ttl))
     }
 
-    /// Watches one instance's name until the task is aborted (the instance was deregistered) or the control
-    /// plane is gone.
+    /// Watches one instance's name and sends every changed answer on `events`, until nobody receives them (the
+    /// control plane is gone) or the task is aborted (the instance was deregistered).
     pub async fn watch(
         self: Arc<Self>,
-        control: Weak<Control>,
+        events: UnboundedSender<DiscoveryEvent>,
         load_balancer: String,
         instance_id: String,
         host: String,
@@ -103,15 +123,22 @@ impl Discovery {
         mut wait: Duration,
     ) {
         loop {
-            tokio::time::sleep(wait).await;
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = events.closed() => return,
+            }
             wait = match self.resolve(&host).await {
                 Ok((ips, ttl)) => {
                     if ips != current && !ips.is_empty() {
-                        let Some(control) = control.upgrade() else {
-                            return;
-                        };
                         tracing::info!(%load_balancer, instance = %instance_id, %host, addresses = ?ips, "instance addresses changed");
-                        control.update_resolved(&load_balancer, &instance_id, ips.clone());
+                        let event = DiscoveryEvent {
+                            load_balancer: load_balancer.clone(),
+                            instance_id: instance_id.clone(),
+                            addresses: ips.clone(),
+                        };
+                        if events.send(event).is_err() {
+                            return;
+                        }
                         current = ips;
                     }
                     ttl
@@ -121,9 +148,6 @@ impl Discovery {
                     self.min_ttl
                 }
             };
-            if control.strong_count() == 0 {
-                return;
-            }
         }
     }
 }

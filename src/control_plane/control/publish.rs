@@ -1,0 +1,180 @@
+//! Publishing: rebuilds every node listener's [`NodeSnapshot`] from the state and swaps it in.
+//!
+//! A listener's candidates are its own zone's in-service instances, or every enabled zone's with cross-zone load
+//! balancing on or when its own zone has none (ELB-SPEC.md §3). Each (load balancer, instance, address) is one
+//! [`Target`], carried from one snapshot to the next so its request counts and pooled connections survive a
+//! rebuild; a target's pool is reaped by a task that lives as long as the target is routed. The trade-off: every
+//! change rebuilds every listener's snapshot, which is cheap at control-plane rates and keeps one code path.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use super::{Control, InstanceState, LoadBalancerState, NodeListener, State, TargetKey};
+use crate::config::{self, InstanceAddress, Limits};
+use crate::data_plane::back_end::pool::Pool;
+use crate::data_plane::back_end::target::Target;
+use crate::data_plane::snapshot::NodeSnapshot;
+
+impl Control {
+    /// Rebuilds and swaps in every node listener's snapshot.
+    pub(super) fn publish(&self, state: &mut State) {
+        let mut live = HashMap::new();
+        for index in 0..state.listeners.len() {
+            let listener = &state.listeners[index];
+            let Some(lb) = state
+                .load_balancers
+                .iter()
+                .find(|lb| *lb.config.name == *listener.load_balancer)
+            else {
+                continue;
+            };
+            let candidates = candidates(lb, listener, &state.limits, &state.targets, &mut live);
+            listener.routes.store(Arc::new(NodeSnapshot {
+                candidates,
+                idle_timeout: lb.config.idle_timeout,
+            }));
+        }
+        // Targets of instances still registered are kept even while out of service, so their request counts
+        // survive a health flip; targets of deregistered instances are dropped here (their idle pooled
+        // connections close with them).
+        for (key, target) in std::mem::take(&mut state.targets) {
+            let registered = state
+                .load_balancers
+                .iter()
+                .any(|lb| *lb.config.name == *key.0 && lb.instances.iter().any(|i| i.id == key.1));
+            if registered {
+                live.entry(key).or_insert(target);
+            }
+        }
+        state.targets = live;
+        self.set_host_counts(state);
+    }
+
+    /// HealthyHostCount / UnHealthyHostCount per zone, counted by the instances' own zones.
+    fn set_host_counts(&self, state: &State) {
+        for lb in &state.load_balancers {
+            for zone in &lb.config.availability_zones {
+                let here = lb.instances.iter().filter(|i| *i.zone == *zone.name);
+                let healthy = here.clone().filter(|i| i.health.in_service()).count();
+                let series = self.metrics.zone(&lb.config.name, &zone.name);
+                series.healthy_hosts.set(healthy as i64);
+                series.unhealthy_hosts.set((here.count() - healthy) as i64);
+            }
+        }
+    }
+}
+
+/// Where an instance is health-checked (DESIGN.md): the target's port on the instance's IP, or the instance's own
+/// port when it was given as `ip:port` or `host:port` (the first resolved address).
+pub(super) fn probe_address(
+    lb: &config::LoadBalancer,
+    instance: &InstanceState,
+) -> Option<SocketAddr> {
+    let target_port = lb.health_check.target.port();
+    match &instance.address {
+        InstanceAddress::Ip(ip) => Some(SocketAddr::new(*ip, target_port)),
+        InstanceAddress::Socket(addr) => Some(*addr),
+        InstanceAddress::Host { port, .. } => instance
+            .resolved
+            .first()
+            .map(|ip| SocketAddr::new(*ip, *port)),
+    }
+}
+
+/// The addresses one listener reaches an instance on.
+fn target_addresses(instance: &InstanceState, instance_port: u16) -> Vec<SocketAddr> {
+    match &instance.address {
+        InstanceAddress::Ip(ip) => vec![SocketAddr::new(*ip, instance_port)],
+        InstanceAddress::Socket(addr) => vec![*addr],
+        InstanceAddress::Host { port, .. } => instance
+            .resolved
+            .iter()
+            .map(|ip| SocketAddr::new(*ip, *port))
+            .collect(),
+    }
+}
+
+/// ELB-SPEC.md §3: own zone's in-service instances; all enabled zones' with cross-zone on, or when the own zone
+/// has none (the 2012 behaviour).
+fn candidates(
+    lb: &LoadBalancerState,
+    listener: &NodeListener,
+    limits: &Limits,
+    existing: &HashMap<TargetKey, Arc<Target>>,
+    live: &mut HashMap<TargetKey, Arc<Target>>,
+) -> Vec<Arc<Target>> {
+    let routable: Vec<&InstanceState> = lb
+        .instances
+        .iter()
+        .filter(|i| i.health.in_service())
+        .collect();
+    let own: Vec<&InstanceState> = routable
+        .iter()
+        .copied()
+        .filter(|i| i.zone == listener.zone)
+        .collect();
+    let chosen = if lb.config.cross_zone_load_balancing || own.is_empty() {
+        routable
+    } else {
+        own
+    };
+    let mut targets = Vec::new();
+    for instance in chosen {
+        for addr in target_addresses(instance, listener.listener.instance_port) {
+            let key = (listener.load_balancer.clone(), instance.id.clone(), addr);
+            let target = live
+                .get(&key)
+                .or_else(|| existing.get(&key))
+                .cloned()
+                .unwrap_or_else(|| new_target(lb, instance, addr, limits));
+            live.insert(key, target.clone());
+            targets.push(target);
+        }
+    }
+    targets
+}
+
+/// A target seen for the first time: an empty pool, and its reaper.
+fn new_target(
+    lb: &LoadBalancerState,
+    instance: &InstanceState,
+    addr: SocketAddr,
+    limits: &Limits,
+) -> Arc<Target> {
+    let pool = Pool::new(
+        addr,
+        limits.backend_idle_connections,
+        lb.config.idle_timeout,
+        limits.backend_connect_timeout,
+    );
+    let target = Arc::new(Target::new(
+        instance.id.clone(),
+        instance.zone.clone(),
+        addr,
+        pool,
+    ));
+    reap_while_routed(&target);
+    target
+}
+
+/// Runs the target's pool reaper until the target is no longer in any snapshot (the last `Arc` is gone).
+fn reap_while_routed(target: &Arc<Target>) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let every = target.pool.reap_every();
+    let target = Arc::downgrade(target);
+    runtime.spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let Some(target) = target.upgrade() else {
+                return;
+            };
+            target.pool.reap();
+        }
+    });
+}

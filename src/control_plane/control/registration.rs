@@ -1,0 +1,227 @@
+//! Registration and health: what changes an instance's place in rotation while elbe serves.
+//!
+//! Instances are registered and deregistered at run time (the admin API, the test harness) as
+//! RegisterInstancesWithLoadBalancer does: a new instance is out of service until its first passing check
+//! (ELB-SPEC.md §2.1), registering it again changes nothing. Health checkers report on a channel that a task per
+//! load balancer drains into [`Control::apply_health`]; passive failures (real traffic) arrive through
+//! [`Control::apply_passive_failure`]. Every change publishes at once. The trade-off: a health event for an
+//! instance that was re-registered elsewhere meanwhile is dropped by comparing probe addresses, rather than by
+//! versioning each registration.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use super::publish::probe_address;
+use super::{find_lb, instance_state, Control, ControlError, State, ZoneCheckers};
+use crate::config::{self, InstanceAddress};
+use crate::control_plane::health::{Checker, HealthEvent, InstanceHealth};
+use crate::data_plane::passive::PassiveFailure;
+
+impl Control {
+    /// Registers an instance at run time (or replaces the registration with the same id). A `host:port` address
+    /// is resolved first and then followed at its TTL (DNS discovery). The admin API and the test harness both
+    /// come through here.
+    pub async fn register(
+        self: &Arc<Self>,
+        load_balancer: &str,
+        instance: config::Instance,
+    ) -> Result<(), ControlError> {
+        let resolved = match &instance.address {
+            InstanceAddress::Host { host, .. } => self.discovery.resolve(host).await?.0,
+            _ => Vec::new(),
+        };
+        self.register_resolved(load_balancer, instance, resolved)?;
+        self.watch_names();
+        Ok(())
+    }
+
+    /// Registers an instance whose addresses are already resolved.
+    fn register_resolved(
+        &self,
+        load_balancer: &str,
+        instance: config::Instance,
+        resolved: Vec<IpAddr>,
+    ) -> Result<(), ControlError> {
+        let mut state = self.lock();
+        let lb = find_lb(&mut state, load_balancer)?;
+        let mut new = instance_state(
+            &lb.config,
+            &instance,
+            &HashMap::from([(instance.id.clone(), resolved)]),
+        );
+        let unchanged = lb.instances.iter().find(|i| {
+            i.id == new.id
+                && i.zone == new.zone
+                && i.address == new.address
+                && i.resolved == new.resolved
+        });
+        if let Some(existing) = unchanged {
+            // Registering a registered instance again changes nothing (as RegisterInstancesWithLoadBalancer):
+            // it keeps its health and its checks.
+            new.health = existing.health.clone();
+            lb.instances.retain(|existing| existing.id != new.id);
+            lb.instances.push(new);
+            return Ok(());
+        }
+        lb.instances.retain(|existing| existing.id != new.id);
+        let probe = probe_address(&lb.config, &new);
+        let (id, zone) = (new.id.clone(), new.zone.clone());
+        lb.instances.push(new);
+        Self::sync_checker(&mut state, load_balancer, &id, &zone, probe);
+        self.publish(&mut state);
+        Ok(())
+    }
+
+    /// Deregisters an instance; returns whether it was registered.
+    pub fn deregister(&self, load_balancer: &str, instance_id: &str) -> Result<bool, ControlError> {
+        let mut state = self.lock();
+        let lb = find_lb(&mut state, load_balancer)?;
+        let before = lb.instances.len();
+        lb.instances.retain(|existing| &*existing.id != instance_id);
+        let removed = lb.instances.len() != before;
+        Self::sync_checker(&mut state, load_balancer, &instance_id.into(), "", None);
+        state.watchers.stop_instance(load_balancer, instance_id);
+        self.publish(&mut state);
+        Ok(removed)
+    }
+
+    /// Starts the health checkers of every load balancer that has none (one per enabled zone); their results
+    /// come back through [`Control::apply_health`]. Needs a tokio runtime.
+    pub fn start_health_checks(self: &Arc<Self>) {
+        let mut state = self.lock();
+        let State {
+            load_balancers,
+            checkers,
+            ..
+        } = &mut *state;
+        for lb in load_balancers.iter() {
+            if checkers.contains_key(&lb.config.name) {
+                continue;
+            }
+            let (events, mut results) = tokio::sync::mpsc::unbounded_channel();
+            let mut zones = ZoneCheckers::default();
+            for zone in &lb.config.availability_zones {
+                let probes = lb
+                    .instances
+                    .iter()
+                    .filter(|i| *i.zone == *zone.name)
+                    .filter_map(|i| probe_address(&lb.config, i).map(|a| (i.id.clone(), a)))
+                    .collect();
+                let errors = self
+                    .metrics
+                    .zone(&lb.config.name, &zone.name)
+                    .backend_connection_errors;
+                let checker = Checker::start(
+                    lb.config.health_check.clone(),
+                    probes,
+                    events.clone(),
+                    errors,
+                );
+                zones.0.insert(zone.name.clone(), checker);
+            }
+            let control = Arc::downgrade(self);
+            let name = lb.config.name.clone();
+            tokio::spawn(async move {
+                while let Some(event) = results.recv().await {
+                    let Some(control) = control.upgrade() else {
+                        return;
+                    };
+                    control.apply_health(&name, event);
+                }
+            });
+            checkers.insert(lb.config.name.clone(), zones);
+        }
+    }
+
+    /// Sets an instance's health by hand (the test harness flips health with it); its health checks go on and
+    /// the next state change they see replaces it. Returns whether the instance is registered.
+    pub fn force_health(
+        &self,
+        load_balancer: &str,
+        instance_id: &str,
+        health: InstanceHealth,
+    ) -> bool {
+        let mut state = self.lock();
+        let Ok(lb) = find_lb(&mut state, load_balancer) else {
+            return false;
+        };
+        let Some(instance) = lb.instances.iter_mut().find(|i| &*i.id == instance_id) else {
+            return false;
+        };
+        instance.health = health;
+        self.publish(&mut state);
+        true
+    }
+
+    /// A health checker reported a state change.
+    pub fn apply_health(&self, load_balancer: &str, event: HealthEvent) {
+        let mut state = self.lock();
+        let Ok(lb) = find_lb(&mut state, load_balancer) else {
+            return;
+        };
+        let config = lb.config.clone();
+        let Some(instance) = lb.instances.iter_mut().find(|i| i.id == event.instance_id) else {
+            return; // deregistered meanwhile
+        };
+        if probe_address(&config, instance) != Some(event.addr) {
+            return; // re-registered at another address meanwhile
+        }
+        if instance.health == InstanceHealth::ZONE_NOT_ENABLED {
+            return;
+        }
+        tracing::info!(%load_balancer, instance = %event.instance_id, state = event.health.state, reason = event.health.description, "instance health changed");
+        instance.health = event.health;
+        self.publish(&mut state);
+    }
+
+    /// A connection to an instance failed during real traffic (passive health checks): the instance leaves
+    /// rotation at once and its active checks start afresh, so its next passing check brings it back.
+    pub fn apply_passive_failure(&self, failure: PassiveFailure) {
+        let mut state = self.lock();
+        let State {
+            load_balancers,
+            checkers,
+            ..
+        } = &mut *state;
+        let Some(lb) = load_balancers
+            .iter_mut()
+            .find(|lb| *lb.config.name == *failure.load_balancer)
+        else {
+            return;
+        };
+        let config = &lb.config;
+        let Some(instance) = lb
+            .instances
+            .iter_mut()
+            .find(|i| i.id == failure.instance_id)
+        else {
+            return;
+        };
+        if !instance.health.in_service() {
+            return;
+        }
+        tracing::warn!(load_balancer = %failure.load_balancer, instance = %failure.instance_id, addr = %failure.addr,
+            "instance failed during traffic; out of rotation until it passes a health check");
+        instance.health = InstanceHealth::FAILED_UNHEALTHY_THRESHOLD;
+        if let (Some(zones), Some(addr)) =
+            (checkers.get(&config.name), probe_address(config, instance))
+        {
+            zones.place(&instance.id, &instance.zone, Some(addr));
+        }
+        self.publish(&mut state);
+    }
+
+    /// Moves an instance's health check to `probe` (or stops it with `None`), when its load balancer is checked.
+    fn sync_checker(
+        state: &mut State,
+        load_balancer: &str,
+        instance_id: &Arc<str>,
+        zone: &str,
+        probe: Option<SocketAddr>,
+    ) {
+        if let Some(zones) = state.checkers.get(load_balancer) {
+            zones.place(instance_id, zone, probe);
+        }
+    }
+}
