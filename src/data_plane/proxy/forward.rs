@@ -77,11 +77,7 @@ impl RequestTimer {
     }
 
     /// Runs `future` until it completes (`Some`) or the deadline passes (`None`).
-    async fn run<F: Future>(
-        &mut self,
-        deadline: Instant,
-        future: F,
-    ) -> Option<F::Output> {
+    async fn run<F: Future>(&mut self, deadline: Instant, future: F) -> Option<F::Output> {
         let sleep = match &mut self.sleep {
             Some(sleep) => {
                 sleep.as_mut().reset(deadline);
