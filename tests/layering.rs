@@ -473,3 +473,24 @@ fn a_planted_cycle_and_an_upward_import_are_caught() {
     assert!(edges["control_plane"].contains("data_plane::body"));
     assert!(rank("data_plane::body").unwrap().0 < rank("control_plane").unwrap().0);
 }
+
+/// Modules stay small enough to read in one sitting (issue 11: no module over ~600 lines counting its tests).
+#[test]
+fn no_module_is_over_six_hundred_lines() {
+    let mut long = Vec::new();
+    let mut stack = vec![src()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("src/ is readable") {
+            let path = entry.expect("a directory entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let lines = std::fs::read_to_string(&path).expect("readable").lines().count();
+                if lines > 600 {
+                    long.push(format!("{} ({lines} lines)", path.display()));
+                }
+            }
+        }
+    }
+    assert!(long.is_empty(), "modules over 600 lines: {long:?}");
+}
