@@ -11,9 +11,7 @@ use std::hint::black_box;
 use std::net::IpAddr;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
-use elbe::data_plane::headers::{
-    check_request, forwarded_port, set_forwarded, strip_hop_by_hop, ForwardedProto,
-};
+use elbe::bench_support::{check_request, set_forwarded_https_443, strip_hop_by_hop};
 use http::{HeaderMap, HeaderValue, Method, Uri, Version};
 
 type Head = [(&'static str, &'static str); 8];
@@ -60,8 +58,6 @@ fn build(head: &Head) -> HeaderMap {
 }
 
 fn bench(c: &mut Criterion) {
-    let proto = ForwardedProto::https();
-    let port = forwarded_port(443);
     let v4: IpAddr = "203.0.113.7".parse().unwrap();
     let v6: IpAddr = "2001:db8:85a3::8a2e:370:7334".parse().unwrap();
 
@@ -77,7 +73,7 @@ fn bench(c: &mut Criterion) {
                 || build(head),
                 |mut headers| {
                     strip_hop_by_hop(&mut headers);
-                    set_forwarded(&mut headers, black_box(peer), &proto, &port);
+                    set_forwarded_https_443(&mut headers, black_box(peer));
                     headers
                 },
                 BatchSize::SmallInput,
@@ -103,7 +99,6 @@ fn bench(c: &mut Criterion) {
                 black_box(&uri),
                 Version::HTTP_11,
                 black_box(&headers),
-                16384,
             )
         })
     });

@@ -25,16 +25,23 @@
 //! - [`dns`]: the authoritative responder for load balancer names.
 //! - [`testing`]: the harness for users' own tests (an emulated ELB in-process, a DNS-caching client).
 //! - [`demo`]: the embedded demonstration that `cargo run` starts.
-#![forbid(unsafe_code)]
-#![deny(clippy::await_holding_lock, clippy::disallowed_types)]
 
 pub mod config;
-pub mod control_plane;
-pub mod data_plane;
 pub mod demo;
-pub mod dns;
-pub mod http1;
-pub mod observability;
 pub mod server;
-pub mod shutdown;
 pub mod testing;
+
+/// For instances behind elbe: reading the client's address from `X-Forwarded-For` the only safe way.
+pub mod headers {
+    pub use crate::data_plane::headers::trusted_client_ip;
+}
+
+#[doc(hidden)]
+pub mod bench_support;
+
+mod control_plane;
+mod data_plane;
+mod dns;
+mod http1;
+mod observability;
+mod shutdown;
