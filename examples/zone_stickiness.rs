@@ -12,13 +12,13 @@ use hyper_util::rt::TokioIo;
 
 /// Requests that reached each zone's instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Split {
+pub(crate) struct Split {
     pub zone_a: u64,
     pub zone_b: u64,
 }
 
 impl Split {
-    pub fn share_a(&self) -> f64 {
+    pub(crate) fn share_a(&self) -> f64 {
         self.zone_a as f64 / (self.zone_a + self.zone_b).max(1) as f64
     }
 }
@@ -75,13 +75,17 @@ async fn get(address: SocketAddr) -> anyhow::Result<()> {
 
 /// Runs `clients` clients of `requests` requests each; `resolve_once` clients cache DNS (one resolver for all
 /// their requests), otherwise every client resolves afresh.
-pub async fn run(cross_zone: bool, clients: usize, requests: usize) -> anyhow::Result<Split> {
+pub(crate) async fn run(
+    cross_zone: bool,
+    clients: usize,
+    requests: usize,
+) -> anyhow::Result<Split> {
     let a = elbe::demo::start_instance("127.0.0.21:0".parse()?, "web1", "zone-a").await?;
     let b = elbe::demo::start_instance("127.0.0.22:0".parse()?, "web2", "zone-b").await?;
     let elb = Emulator::start(&config(cross_zone, a, b)).await?;
     elbe::demo::wait_until_in_service(elb.server()).await;
     anyhow::ensure!(
-        elb.server().control().healthz().is_ok(),
+        elb.server().healthz().is_ok(),
         "instances never came InService"
     );
     let name = elb

@@ -29,9 +29,15 @@ impl RequestPath {
     pub fn new(instances: usize) -> Self {
         let candidates = (0..instances)
             .map(|i| {
-                let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 21)), 8000 + i as u16);
+                let addr =
+                    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 21)), 8000 + i as u16);
                 let pool = Pool::new(addr, 16, Duration::from_secs(60), Duration::from_secs(5));
-                Arc::new(Target::new(format!("i-{i}").into(), "zone-a".into(), addr, pool))
+                Arc::new(Target::new(
+                    format!("i-{i}").into(),
+                    "zone-a".into(),
+                    addr,
+                    pool,
+                ))
             })
             .collect();
         let metrics = Metrics::new();

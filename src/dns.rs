@@ -23,11 +23,11 @@ use crate::data_plane::routing::balancer::random_below;
 use crate::shutdown::Shutdown;
 
 /// ELB's TTL on load balancer names.
-pub const TTL: u32 = 60;
+pub(crate) const TTL: u32 = 60;
 
 /// What the responder answers: load balancer names (lower case, no trailing dot) to their node addresses.
 #[derive(Debug, Default, Clone)]
-pub struct Zone {
+pub(crate) struct Zone {
     /// The domain the responder is authoritative for (lower case, no trailing dot).
     pub domain: String,
     pub names: HashMap<String, Vec<IpAddr>>,
@@ -36,7 +36,7 @@ pub struct Zone {
 impl Zone {
     /// The names of every load balancer in `config` and their nodes' addresses (the domain defaults to
     /// `elb.localhost`, as `/status` says).
-    pub fn of(config: &crate::config::Config) -> Zone {
+    pub(crate) fn of(config: &crate::config::Config) -> Zone {
         let domain = config
             .dns
             .as_ref()
@@ -56,10 +56,10 @@ impl Zone {
 }
 
 /// The published zone: swapped whole when nodes change, read once per query.
-pub type SharedZone = Arc<ArcSwap<Zone>>;
+pub(crate) type SharedZone = Arc<ArcSwap<Zone>>;
 
 /// Answers one query message (the pure part: tested without sockets).
-pub fn answer(zone: &Zone, query: &Message) -> Message {
+pub(crate) fn answer(zone: &Zone, query: &Message) -> Message {
     let mut response = Message::new(
         query.metadata.id,
         MessageType::Response,
@@ -136,7 +136,7 @@ fn respond(zone: &SharedZone, packet: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// Serves UDP queries until shutdown.
-pub async fn serve_udp(socket: UdpSocket, zone: SharedZone, mut shutdown: Shutdown) {
+pub(crate) async fn serve_udp(socket: UdpSocket, zone: SharedZone, mut shutdown: Shutdown) {
     let mut buffer = vec![0u8; 4096];
     loop {
         let (len, peer) = tokio::select! {
@@ -156,7 +156,7 @@ pub async fn serve_udp(socket: UdpSocket, zone: SharedZone, mut shutdown: Shutdo
 }
 
 /// Serves TCP queries (two-byte length prefix, several per connection) until shutdown.
-pub async fn serve_tcp(listener: TcpListener, zone: SharedZone, mut shutdown: Shutdown) {
+pub(crate) async fn serve_tcp(listener: TcpListener, zone: SharedZone, mut shutdown: Shutdown) {
     loop {
         let (mut stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -193,7 +193,9 @@ pub async fn serve_tcp(listener: TcpListener, zone: SharedZone, mut shutdown: Sh
 }
 
 /// Binds UDP and TCP on `address` (port 0: any free port, the same for both) and returns the bound address.
-pub async fn bind(address: SocketAddr) -> std::io::Result<(UdpSocket, TcpListener, SocketAddr)> {
+pub(crate) async fn bind(
+    address: SocketAddr,
+) -> std::io::Result<(UdpSocket, TcpListener, SocketAddr)> {
     // Port 0: take a free UDP port, then the same TCP port (retry a few times if TCP's is taken).
     for _ in 0..16 {
         let udp = UdpSocket::bind(address).await?;
@@ -212,7 +214,7 @@ pub async fn bind(address: SocketAddr) -> std::io::Result<(UdpSocket, TcpListene
 
 /// The load balancer's DNS name: `<name>-<10 digits>.<region>.<domain>`, the digits derived from name and region
 /// (FNV-1a) so the name is stable across restarts (ELB-SPEC.md §4).
-pub fn dns_name(name: &str, region: &str, domain: &str) -> String {
+pub(crate) fn dns_name(name: &str, region: &str, domain: &str) -> String {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in name.bytes().chain([b'.']).chain(region.bytes()) {
         hash ^= u64::from(byte);

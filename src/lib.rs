@@ -33,7 +33,7 @@ pub mod testing;
 
 /// For instances behind elbe: reading the client's address from `X-Forwarded-For` the only safe way.
 pub mod headers {
-    pub use crate::data_plane::headers::trusted_client_ip;
+    pub use crate::data_plane::headers::forwarded::trusted_client_ip;
 }
 
 #[doc(hidden)]

@@ -51,22 +51,7 @@ fn main() -> ExitCode {
             .map_err(|e| e.to_string())
             .and_then(|parsed| {
                 // Certificates and policies too: a file that parses but whose certificate does not load is not ok.
-                for lb in &parsed.load_balancers {
-                    for listener in lb.listeners.iter().filter(|l| l.protocol.is_secure()) {
-                        elbe::data_plane::tls::TlsAcceptor::new(
-                            &listener.certificates,
-                            listener.ssl_policy.as_deref(),
-                        )
-                        .map_err(|e| {
-                            format!(
-                                "{}: load balancer {}, listener on port {}: {e}",
-                                config.display(),
-                                lb.name,
-                                listener.load_balancer_port
-                            )
-                        })?;
-                    }
-                }
+                elbe::server::check(&parsed).map_err(|e| format!("{}: {e}", config.display()))?;
                 Ok(parsed)
             });
         return match checked {

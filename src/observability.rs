@@ -1,4 +1,4 @@
 //! What elbe tells operators: ELB's CloudWatch metrics as Prometheus series, and ELB's access-log lines.
 
-pub mod access_log;
-pub mod metrics;
+pub(crate) mod access_log;
+pub(crate) mod metrics;

@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 use crate::config::{AccessLogDestination, Config, InstanceAddress, Protocol};
 use crate::control_plane::admin::{self, Admin};
 use crate::control_plane::control::{self, Control};
-use crate::control_plane::discovery::{Discovery, DiscoveryError};
+use crate::control_plane::discovery::Discovery;
 use crate::data_plane::headers::ForwardedProto;
 use crate::data_plane::node::{self, Connections};
 use crate::data_plane::passive::PassiveReporter;
@@ -27,6 +27,13 @@ use crate::data_plane::tls::TlsAcceptor;
 use crate::observability::access_log::{AccessLog, Destination, WriterHandle};
 use crate::observability::metrics::Metrics;
 use crate::shutdown::{self, Tracker, Trigger};
+
+pub use crate::control_plane::control::status::{
+    ConfigStatus, DnsStatus, InstanceStatus, ListenerStatus, LoadBalancerStatus, NodeStatus,
+    Status, Unhealthy,
+};
+pub use crate::control_plane::discovery::DiscoveryError;
+pub use crate::data_plane::tls::TlsError;
 
 /// Why elbe could not start.
 #[derive(Debug, thiserror::Error)]
@@ -58,7 +65,7 @@ pub enum StartError {
         load_balancer: String,
         port: u16,
         #[source]
-        source: crate::data_plane::tls::TlsError,
+        source: Box<TlsError>,
     },
 }
 
@@ -84,7 +91,7 @@ pub enum ReloadError {
         load_balancer: String,
         port: u16,
         #[source]
-        source: Box<crate::data_plane::tls::TlsError>,
+        source: Box<TlsError>,
     },
     #[error("{0}")]
     Resolve(#[from] UnresolvedInstance),
@@ -164,6 +171,23 @@ async fn bind(address: SocketAddr, what: impl Into<String>) -> Result<TcpListene
             what: what.into(),
             source,
         })
+}
+
+/// Checks what validating the file cannot: every HTTPS listener's certificates load and its policy is known
+/// (`elbe check`). `start` runs the same checks.
+pub fn check(config: &Config) -> Result<(), StartError> {
+    for lb in &config.load_balancers {
+        for listener in lb.listeners.iter().filter(|l| l.protocol.is_secure()) {
+            TlsAcceptor::new(&listener.certificates, listener.ssl_policy.as_deref()).map_err(
+                |source| StartError::Tls {
+                    load_balancer: lb.name.clone(),
+                    port: listener.load_balancer_port,
+                    source: Box::new(source),
+                },
+            )?;
+        }
+    }
+    Ok(())
 }
 
 /// Starts elbe for a validated configuration.
@@ -284,7 +308,7 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
                 .map_err(|source| StartError::Tls {
                     load_balancer: lb.name.clone(),
                     port: listener.load_balancer_port,
-                    source,
+                    source: Box::new(source),
                 })?;
             acceptors.push(TlsListener {
                 load_balancer: lb.name.clone(),
@@ -423,6 +447,18 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
 }
 
 impl Server {
+    /// The `/status` document: load balancers, DNS names, nodes, listeners, instance health as
+    /// DescribeInstanceHealth says it.
+    pub fn status(&self) -> Status {
+        self.control.status(self.dns_address)
+    }
+
+    /// Whether this process can serve (what `/healthz` answers): every listener accepting and every load balancer
+    /// with an InService instance its nodes may use.
+    pub fn healthz(&self) -> Result<(), Unhealthy> {
+        self.control.healthz()
+    }
+
     pub fn admin_address(&self) -> SocketAddr {
         self.admin_address
     }

@@ -12,35 +12,37 @@ use tokio::sync::{watch, Notify};
 
 /// The sending side: triggers shutdown once.
 #[derive(Debug, Clone)]
-pub struct Trigger(Arc<watch::Sender<bool>>);
+pub(crate) struct Trigger(Arc<watch::Sender<bool>>);
 
 /// The receiving side: cheap to clone, one per task.
 #[derive(Debug, Clone)]
-pub struct Shutdown(watch::Receiver<bool>);
+pub(crate) struct Shutdown(watch::Receiver<bool>);
 
 /// A new trigger and its signal.
-pub fn channel() -> (Trigger, Shutdown) {
+pub(crate) fn channel() -> (Trigger, Shutdown) {
     let (tx, rx) = watch::channel(false);
     (Trigger(Arc::new(tx)), Shutdown(rx))
 }
 
 impl Trigger {
-    pub fn trigger(&self) {
+    pub(crate) fn trigger(&self) {
         let _ = self.0.send(true);
     }
 
-    pub fn subscribe(&self) -> Shutdown {
+    #[cfg(test)]
+    pub(crate) fn subscribe(&self) -> Shutdown {
         Shutdown(self.0.subscribe())
     }
 }
 
 impl Shutdown {
-    pub fn is_triggered(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_triggered(&self) -> bool {
         *self.0.borrow()
     }
 
     /// Completes when shutdown is triggered (at once if it already was).
-    pub async fn triggered(&mut self) {
+    pub(crate) async fn triggered(&mut self) {
         let _ = self.0.wait_for(|stopping| *stopping).await;
     }
 }
@@ -49,7 +51,7 @@ impl Shutdown {
 /// cheap. Re-polling a registered `watch` wait takes the channel's internal lock each time; here the wait is
 /// polled once to register the task's waker, and afterwards only when the channel's version has moved (an atomic
 /// load), which is when the trigger has fired.
-pub struct ShutdownWatch {
+pub(crate) struct ShutdownWatch {
     check: Shutdown,
     wait: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
     registered: bool,
@@ -57,7 +59,7 @@ pub struct ShutdownWatch {
 }
 
 impl ShutdownWatch {
-    pub fn new(shutdown: Shutdown) -> Self {
+    pub(crate) fn new(shutdown: Shutdown) -> Self {
         let check = shutdown.clone();
         let mut shutdown = shutdown;
         ShutdownWatch {
@@ -69,7 +71,7 @@ impl ShutdownWatch {
     }
 
     /// Whether shutdown has been triggered; if not, the task is woken when it is.
-    pub fn poll_fired(&mut self, cx: &mut std::task::Context<'_>) -> bool {
+    pub(crate) fn poll_fired(&mut self, cx: &mut std::task::Context<'_>) -> bool {
         if self.fired {
             return true;
         }
@@ -84,7 +86,7 @@ impl ShutdownWatch {
 
 /// Counts live connections so shutdown can wait for them.
 #[derive(Debug, Clone, Default)]
-pub struct Tracker(Arc<TrackerInner>);
+pub(crate) struct Tracker(Arc<TrackerInner>);
 
 #[derive(Debug, Default)]
 struct TrackerInner {
@@ -94,20 +96,20 @@ struct TrackerInner {
 
 /// Held by one live connection.
 #[derive(Debug)]
-pub struct ConnectionGuard(Arc<TrackerInner>);
+pub(crate) struct ConnectionGuard(Arc<TrackerInner>);
 
 impl Tracker {
-    pub fn guard(&self) -> ConnectionGuard {
+    pub(crate) fn guard(&self) -> ConnectionGuard {
         self.0.live.fetch_add(1, Ordering::AcqRel);
         ConnectionGuard(self.0.clone())
     }
 
-    pub fn live(&self) -> usize {
+    pub(crate) fn live(&self) -> usize {
         self.0.live.load(Ordering::Acquire)
     }
 
     /// Completes when no connection is live.
-    pub async fn wait_idle(&self) {
+    pub(crate) async fn wait_idle(&self) {
         loop {
             let notified = self.0.idle.notified();
             tokio::pin!(notified);

@@ -4,6 +4,9 @@ mod common;
 use std::collections::HashSet;
 
 use common::*;
+use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::TokioResolver;
 
 async fn dns_elbe() -> (Elbe, String, std::net::SocketAddr) {
     let elbe = ConfigBuilder::new()
@@ -11,7 +14,7 @@ async fn dns_elbe() -> (Elbe, String, std::net::SocketAddr) {
         .zones(&[("zone-a", "127.0.0.11"), ("zone-b", "127.0.0.12")])
         .start()
         .await;
-    let status = elbe.server().control().status(elbe.server().dns_address());
+    let status = elbe.server().status();
     let name = status.load_balancers[0].dns_name.clone();
     let address = elbe
         .server()
@@ -108,23 +111,31 @@ async fn hickory_resolver_reads_the_responder() {
         .push_str("[dns]\nlisten = \"127.0.0.1:0\"\ndomain = \"elb.test\"\n\n");
     let elbe = builder.start().await;
     let server = elbe.server().dns_address().unwrap();
-    let name = elbe.server().control().status(None).load_balancers[0]
-        .dns_name
-        .clone();
+    let name = elbe.server().status().load_balancers[0].dns_name.clone();
     assert!(name.ends_with(".elb.test"), "{name}");
-    let discovery = elbe::control_plane::discovery::Discovery::new(&elbe::config::Discovery {
-        name_servers: vec![server],
-        ..Default::default()
-    })
+    // hickory-resolver, pointed at the responder as a client's resolv.conf would point at a name server.
+    let mut udp = ConnectionConfig::udp();
+    udp.port = server.port();
+    let servers = vec![NameServerConfig::new(server.ip(), true, vec![udp])];
+    let resolver = TokioResolver::builder_with_config(
+        ResolverConfig::from_name_servers(servers),
+        TokioRuntimeProvider::default(),
+    )
+    .build()
     .unwrap();
-    let (ips, ttl) = discovery.resolve(&name).await.unwrap();
+    let lookup = resolver.lookup_ip(name.as_str()).await.unwrap();
+    let ips: Vec<std::net::IpAddr> = lookup.iter().collect();
     assert_eq!(ips.len(), 1, "one node per answer: {ips:?}");
     assert!(ips[0].to_string() == "127.0.0.11" || ips[0].to_string() == "127.0.0.12");
+    // hickory states an answer's lifetime as a std Instant.
+    #[allow(clippy::disallowed_methods)]
+    let now = std::time::Instant::now();
+    let ttl = lookup.valid_until().saturating_duration_since(now);
     assert!(ttl <= std::time::Duration::from_secs(60));
-    let (all, _) = discovery.resolve(&format!("all.{name}")).await.unwrap();
-    assert_eq!(all.len(), 2);
-    assert!(discovery
-        .resolve("nothing-1.local-1.elb.test")
+    let all = resolver.lookup_ip(format!("all.{name}")).await.unwrap();
+    assert_eq!(all.iter().count(), 2);
+    assert!(resolver
+        .lookup_ip("nothing-1.local-1.elb.test")
         .await
         .is_err());
 }

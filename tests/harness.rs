@@ -60,7 +60,7 @@ async fn register_flip_health_count_and_deregister() {
         .await
         .unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while elb.server().control().healthz().is_err() {
+    while elb.server().healthz().is_err() {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the first check passes"

@@ -27,7 +27,7 @@ async fn two_instances_one_dies(passive: bool) -> (Elbe, Backend, Vec<http::Stat
 }
 
 fn state_of(elbe: &Elbe, id: &str) -> (&'static str, &'static str) {
-    let status = elbe.server().control().status(None);
+    let status = elbe.server().status();
     let instance = status.load_balancers[0]
         .instances
         .iter()

@@ -1,7 +1,8 @@
 //! Connections over time: streaming with flat memory, client timeouts, graceful shutdown.
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 use common::*;
 use http_body_util::BodyExt;

@@ -18,7 +18,7 @@ use crate::config::duration::parse_duration;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Config {
+pub(super) struct Config {
     pub admin: Option<Admin>,
     pub dns: Option<Dns>,
     pub discovery: Option<Discovery>,
@@ -29,7 +29,7 @@ pub struct Config {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Discovery {
+pub(super) struct Discovery {
     #[serde(default)]
     pub name_servers: Vec<String>,
     pub min_ttl: Option<DurationValue>,
@@ -38,20 +38,20 @@ pub struct Discovery {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Admin {
+pub(super) struct Admin {
     pub listen: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Dns {
+pub(super) struct Dns {
     pub listen: String,
     pub domain: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Limits {
+pub(super) struct Limits {
     pub request_header_timeout: Option<DurationValue>,
     pub tls_handshake_timeout: Option<DurationValue>,
     pub max_request_header_bytes: Option<usize>,
@@ -67,7 +67,7 @@ pub struct Limits {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct LoadBalancer {
+pub(super) struct LoadBalancer {
     pub name: String,
     pub region: Option<String>,
     pub cross_zone_load_balancing: Option<bool>,
@@ -86,28 +86,28 @@ pub struct LoadBalancer {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AccessLog {
+pub(super) struct AccessLog {
     pub enabled: Option<bool>,
     pub path: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ConnectionDraining {
+pub(super) struct ConnectionDraining {
     pub enabled: Option<bool>,
     pub timeout: Option<DurationValue>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AvailabilityZone {
+pub(super) struct AvailabilityZone {
     pub name: String,
     pub node: String,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Listener {
+pub(super) struct Listener {
     pub protocol: String,
     pub load_balancer_port: u16,
     pub instance_protocol: String,
@@ -119,14 +119,14 @@ pub struct Listener {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Certificate {
+pub(super) struct Certificate {
     pub cert: PathBuf,
     pub key: PathBuf,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct HealthCheck {
+pub(super) struct HealthCheck {
     pub target: Option<String>,
     pub interval: Option<DurationValue>,
     pub timeout: Option<DurationValue>,
@@ -136,7 +136,7 @@ pub struct HealthCheck {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Instance {
+pub(super) struct Instance {
     pub id: String,
     pub zone: String,
     pub address: String,
@@ -145,7 +145,7 @@ pub struct Instance {
 /// A duration string, parsed while deserializing so that a bad value (or a bare number) is reported with
 /// its key path and line.
 #[derive(Debug, Clone, Copy)]
-pub struct DurationValue(pub Duration);
+pub(super) struct DurationValue(pub Duration);
 
 impl<'de> Deserialize<'de> for DurationValue {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {

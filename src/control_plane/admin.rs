@@ -27,7 +27,7 @@ use crate::observability::metrics::Metrics;
 use crate::shutdown::Shutdown;
 
 /// What the admin endpoints read.
-pub struct Admin {
+pub(crate) struct Admin {
     pub control: Arc<Control>,
     pub metrics: Arc<Metrics>,
     pub dns_address: Option<SocketAddr>,
@@ -36,7 +36,7 @@ pub struct Admin {
 }
 
 /// Serves the admin endpoints until shutdown.
-pub async fn serve(listener: TcpListener, admin: Arc<Admin>, mut shutdown: Shutdown) {
+pub(crate) async fn serve(listener: TcpListener, admin: Arc<Admin>, mut shutdown: Shutdown) {
     loop {
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {

@@ -20,7 +20,7 @@ mod names;
 mod publish;
 mod registration;
 mod reload;
-mod status;
+pub(crate) mod status;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -35,10 +35,7 @@ use crate::data_plane::back_end::target::Target;
 use crate::data_plane::snapshot::{NodeSnapshot, SharedNodeSnapshot};
 use crate::observability::metrics::Metrics;
 
-pub use crate::control_plane::health::InstanceHealth;
-pub use status::{
-    ConfigStatus, DnsStatus, InstanceStatus, ListenerStatus, LoadBalancerStatus, NodeStatus, Status,
-};
+pub(crate) use crate::control_plane::health::InstanceHealth;
 
 /// A live target's identity: (load balancer, instance id, address).
 type TargetKey = (Arc<str>, Arc<str>, SocketAddr);
@@ -241,6 +238,6 @@ fn instance_state(
 }
 
 /// Listener protocols the node serves today.
-pub fn is_served(protocol: Protocol) -> bool {
+pub(crate) fn is_served(protocol: Protocol) -> bool {
     protocol.is_http()
 }

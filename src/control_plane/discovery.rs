@@ -101,9 +101,12 @@ impl Discovery {
                     host: host.to_owned(),
                     source: Box::new(source),
                 })?;
+        // hickory states an answer's lifetime as a std Instant; its TTL bounds a wait on tokio's clock below.
+        #[allow(clippy::disallowed_methods)]
+        let now = std::time::Instant::now();
         let ttl = lookup
             .valid_until()
-            .saturating_duration_since(std::time::Instant::now())
+            .saturating_duration_since(now)
             .clamp(self.min_ttl, self.max_ttl);
         let mut ips: Vec<IpAddr> = lookup.iter().collect();
         ips.sort();

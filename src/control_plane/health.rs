@@ -14,16 +14,14 @@
 //! [`MAX_RESPONSE_HEAD`]), one rustls configuration serves every probe, and the checker reports only changes, leaving
 //! REGISTRATION_IN_PROGRESS and stale events to whoever owns the instance list (the control plane).
 
-pub mod checker;
+pub(crate) mod checker;
 #[cfg(test)]
 mod checker_cost;
 #[cfg(test)]
 mod fake_instance;
-pub mod probe;
-pub mod states;
-pub mod thresholds;
+pub(crate) mod probe;
+pub(crate) mod states;
+pub(crate) mod thresholds;
 
-pub use checker::{Checker, HealthEvent};
-pub use probe::{probe, MalformedResponse, ProbeFailure, MAX_RESPONSE_HEAD};
-pub use states::InstanceHealth;
-pub use thresholds::Thresholds;
+pub(crate) use checker::{Checker, HealthEvent};
+pub(crate) use states::InstanceHealth;

@@ -21,7 +21,7 @@ use hyper::body::Incoming;
 
 /// A request body sent to an instance: an HTTP/1 client's (read by [`crate::data_plane::front_end::http1`]), an
 /// HTTP/2 client's (read by hyper), or none.
-pub enum RequestBody {
+pub(crate) enum RequestBody {
     Client(ClientBody),
     Incoming(Incoming),
     Empty,
@@ -69,7 +69,7 @@ impl Body for RequestBody {
 
 /// A request body arriving on the client connection, handed to the stack. The connection reads the socket only
 /// when this body asks for more, so a slow instance slows the client down instead of filling memory.
-pub struct ClientBody {
+pub(crate) struct ClientBody {
     frames: mpsc::UnboundedReceiver<io::Result<Frame<Bytes>>>,
     demand: Arc<Demand>,
     /// `Content-Length`, when the client gave one.
@@ -140,7 +140,7 @@ impl Body for ClientBody {
 
 impl ClientBody {
     /// A body of `length` bytes (`None`: unknown, chunked), and the sender its connection feeds it through.
-    pub fn channel(length: Option<u64>) -> (ClientBody, BodySender) {
+    pub(crate) fn channel(length: Option<u64>) -> (ClientBody, BodySender) {
         let (frames, receiver) = mpsc::unbounded_channel();
         let demand = Arc::new(Demand::default());
         let body = ClientBody {
@@ -155,24 +155,24 @@ impl ClientBody {
 }
 
 /// The connection's end of a [`ClientBody`]: it reads the socket only while the body wants more.
-pub struct BodySender {
+pub(crate) struct BodySender {
     frames: mpsc::UnboundedSender<io::Result<Frame<Bytes>>>,
     demand: Arc<Demand>,
 }
 
 impl BodySender {
     /// The connection's task, woken when the body starts wanting more.
-    pub fn register(&self, waker: &Waker) {
+    pub(crate) fn register(&self, waker: &Waker) {
         self.demand.connection.register(waker);
     }
 
     /// Whether the body has asked for more since the last frame was sent.
-    pub fn wanted(&self) -> bool {
+    pub(crate) fn wanted(&self) -> bool {
         self.demand.wanted.load(Ordering::Acquire)
     }
 
     /// Hands the body a frame (or its failure); the body asks again when it wants the next one.
-    pub fn send(&self, frame: io::Result<Frame<Bytes>>) {
+    pub(crate) fn send(&self, frame: io::Result<Frame<Bytes>>) {
         self.demand.wanted.store(false, Ordering::Release);
         let _ = self.frames.send(frame);
     }
@@ -180,7 +180,7 @@ impl BodySender {
 
 /// What the proxy tells the connection's timer: requests still in flight.
 #[derive(Debug, Default)]
-pub struct ConnectionState {
+pub(crate) struct ConnectionState {
     in_flight: AtomicUsize,
     /// The connection task, woken when the last in-flight response ends so the idle timer starts even if hyper
     /// has no reason to poll the socket again (streams end on other tasks).
@@ -189,33 +189,33 @@ pub struct ConnectionState {
 
 impl ConnectionState {
     /// A request was handed to the proxy.
-    pub fn begin_request(&self) {
+    pub(crate) fn begin_request(&self) {
         self.in_flight.fetch_add(1, Ordering::Release);
     }
 
     /// A request's response is over (its body was dropped).
-    pub fn end_request(&self) {
+    pub(crate) fn end_request(&self) {
         if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.waker.wake();
         }
     }
 
     /// Requests in flight now.
-    pub fn in_flight(&self) -> usize {
+    pub(crate) fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Acquire)
     }
 
     /// The connection's task, woken when the last request in flight ends.
-    pub fn register(&self, waker: &Waker) {
+    pub(crate) fn register(&self, waker: &Waker) {
         self.waker.register(waker);
     }
 }
 
 /// Counts a request as in flight on its client connection until dropped (the connection's timers read it).
-pub struct InFlight(Arc<ConnectionState>);
+pub(crate) struct InFlight(Arc<ConnectionState>);
 
 impl InFlight {
-    pub fn begin(state: Arc<ConnectionState>) -> Self {
+    pub(crate) fn begin(state: Arc<ConnectionState>) -> Self {
         state.begin_request();
         InFlight(state)
     }

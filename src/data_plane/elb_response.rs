@@ -17,7 +17,7 @@ const REQUEST_TIMEOUT_BYTES: &[u8] =
 
 /// A response elbe makes itself (never an instance's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ElbResponse {
+pub(crate) enum ElbResponse {
     /// 400: malformed or ambiguous request; the connection is closed after it.
     BadRequest,
     /// 405: a method longer than 127 characters.
@@ -38,7 +38,7 @@ pub enum ElbResponse {
 }
 
 impl ElbResponse {
-    pub fn status(self) -> StatusCode {
+    pub(crate) fn status(self) -> StatusCode {
         match self {
             ElbResponse::BadRequest => StatusCode::BAD_REQUEST,
             ElbResponse::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -52,7 +52,7 @@ impl ElbResponse {
     }
 
     /// The reason phrase ELB writes on the status line (ELB-SPEC.md §9).
-    pub fn reason(self) -> &'static str {
+    pub(crate) fn reason(self) -> &'static str {
         match self {
             ElbResponse::BadRequest => "BAD_REQUEST",
             ElbResponse::MethodNotAllowed => "METHOD_NOT_ALLOWED",
@@ -67,7 +67,7 @@ impl ElbResponse {
 
     /// Whether the client connection must be closed after this response: after a framing error elbe cannot know
     /// where the next request starts, so it must not read one.
-    pub fn closes_connection(self) -> bool {
+    pub(crate) fn closes_connection(self) -> bool {
         matches!(
             self,
             ElbResponse::BadRequest | ElbResponse::HeadersTooLarge | ElbResponse::RequestTimeout
@@ -77,7 +77,7 @@ impl ElbResponse {
     /// The whole response on an HTTP/1 connection: status line with ELB's phrase, `Content-Length: 0`, and a
     /// `Connection` line saying what the connection does next (`close` when it closes after this response, for
     /// whatever reason, `keep-alive` otherwise, as ELB says).
-    pub fn http1_bytes(self, http10: bool, close: bool) -> Bytes {
+    pub(crate) fn http1_bytes(self, http10: bool, close: bool) -> Bytes {
         if self == ElbResponse::RequestTimeout {
             return Bytes::from_static(REQUEST_TIMEOUT_BYTES);
         }

@@ -1,4 +1,4 @@
 //! The front end: client connections, served by elbe's own HTTP/1.x server or by hyper's HTTP/2 server.
 
-pub mod http1;
-pub mod http2;
+pub(crate) mod http1;
+pub(crate) mod http2;

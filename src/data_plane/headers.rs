@@ -16,12 +16,11 @@
 //! `Connection: X-Forwarded-For` would make elbe delete the very entry it vouches for.
 
 mod checks;
-mod forwarded;
+pub(crate) mod forwarded;
 mod hop_by_hop;
 
-pub use checks::{check_framing, check_request, Rejection};
-pub use forwarded::{
-    forwarded_port, peer_value, set_forwarded, set_forwarded_for, trusted_client_ip,
-    ForwardedProto, X_FORWARDED_FOR, X_FORWARDED_PORT, X_FORWARDED_PROTO,
+pub(crate) use checks::{check_framing, check_request, Rejection};
+pub(crate) use forwarded::{
+    forwarded_port, peer_value, set_forwarded, set_forwarded_for, ForwardedProto,
 };
-pub use hop_by_hop::{is_hop_by_hop, strip_hop_by_hop};
+pub(crate) use hop_by_hop::strip_hop_by_hop;

@@ -23,7 +23,7 @@ use crate::data_plane::tls::TlsAcceptor;
 use crate::shutdown::{Shutdown, ShutdownWatch, Tracker};
 
 /// What every connection of the process shares: the HTTP server settings, the connection limit and the tracker.
-pub struct Connections {
+pub(crate) struct Connections {
     http2: http2::Builder<TokioExecutor>,
     max_head_bytes: usize,
     max_headers: usize,
@@ -34,7 +34,7 @@ pub struct Connections {
 }
 
 impl Connections {
-    pub fn new(limits: &Limits, tracker: Tracker) -> Self {
+    pub(crate) fn new(limits: &Limits, tracker: Tracker) -> Self {
         let mut http2 = http2::Builder::new(TokioExecutor::new());
         http2.max_concurrent_streams(128);
         Connections {
@@ -50,7 +50,7 @@ impl Connections {
     }
 
     /// Connections open now, across all listeners.
-    pub fn live(&self) -> usize {
+    pub(crate) fn live(&self) -> usize {
         self.tracker.live()
     }
 }
@@ -58,7 +58,7 @@ impl Connections {
 /// Accepts connections on one listener of one node until shutdown. With `tls`, each connection's handshake runs
 /// on its own task (bounded by `tls_handshake_timeout`), so slow or half-open handshakes never hold up the accept
 /// loop or other clients.
-pub async fn serve_listener(
+pub(crate) async fn serve_listener(
     listener: TcpListener,
     context: Arc<ListenerContext>,
     tls: Option<Arc<TlsAcceptor>>,

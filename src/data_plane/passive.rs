@@ -20,13 +20,13 @@ pub struct PassiveFailure {
 
 /// The request path's handle for reporting passive failures: one lock-free channel send per failure.
 #[derive(Debug, Clone)]
-pub struct PassiveReporter {
+pub(crate) struct PassiveReporter {
     pub load_balancer: Arc<str>,
     pub events: UnboundedSender<PassiveFailure>,
 }
 
 impl PassiveReporter {
-    pub fn report(&self, target: &Target) {
+    pub(crate) fn report(&self, target: &Target) {
         let _ = self.events.send(PassiveFailure {
             load_balancer: self.load_balancer.clone(),
             instance_id: target.instance_id.clone(),

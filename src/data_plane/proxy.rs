@@ -23,21 +23,21 @@
 //! what layers add; for an HTTP/2 client the instance's headers are in the map (hyper's HTTP/2 server needs one).
 //! A layer that must read an instance's response headers (stickiness, one day) parses the raw head.
 
-pub mod answer;
-pub mod check;
-pub mod context;
-pub mod forward;
-pub mod forwarded;
-pub mod response_body;
-pub mod track;
+pub(crate) mod answer;
+pub(crate) mod check;
+pub(crate) mod context;
+pub(crate) mod forward;
+pub(crate) mod forwarded;
+pub(crate) mod response_body;
+pub(crate) mod track;
 
 use std::sync::Arc;
 
 use crossbeam_queue::ArrayQueue;
 use tower::Layer;
 
-pub use answer::{elb_answer, ElbGenerated, Refused};
-pub use context::{ClientFacts, ClientProtocol, ListenerContext, ListenerLog};
+pub(crate) use answer::{ElbGenerated, Refused};
+pub(crate) use context::{ClientFacts, ClientProtocol, ListenerContext, ListenerLog};
 
 use check::{Check, CheckLayer};
 use forward::Forward;
@@ -45,7 +45,7 @@ use forwarded::{Forwarded, ForwardedLayer};
 use track::{Track, TrackLayer};
 
 /// The whole stack for one client connection.
-pub fn stack(
+pub(crate) fn stack(
     context: Arc<ListenerContext>,
     client: ClientFacts,
     protocol: ClientProtocol,

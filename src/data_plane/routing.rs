@@ -1,4 +1,4 @@
 //! Choosing an instance: ELB's balancing algorithms and its surge queue.
 
-pub mod balancer;
-pub mod surge;
+pub(crate) mod balancer;
+pub(crate) mod surge;

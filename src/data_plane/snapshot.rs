@@ -24,4 +24,4 @@ pub struct NodeSnapshot {
 }
 
 /// The published, swappable handle a node's listener holds.
-pub type SharedNodeSnapshot = Arc<ArcSwap<NodeSnapshot>>;
+pub(crate) type SharedNodeSnapshot = Arc<ArcSwap<NodeSnapshot>>;

@@ -36,25 +36,20 @@
 //!   Reloads are rare; a full handshake per client after one is cheap.
 //! - No 0-RTT (early data): a proxy cannot know whether a replayed request is safe.
 
-pub mod acceptor;
-pub mod certificates;
+pub(crate) mod acceptor;
+pub(crate) mod certificates;
 #[cfg(test)]
 mod fixtures;
-pub mod negotiated;
-pub mod policy;
+pub(crate) mod negotiated;
+pub(crate) mod policy;
 
 use std::io;
 use std::path::PathBuf;
 
 use rustls_pki_types::pem;
 
-pub use acceptor::{HandshakeError, TlsAcceptor};
-pub use certificates::{load_certificates, CertificateSet};
-pub use negotiated::{handshake_info, HandshakeInfo};
-pub use policy::{security_policy, SecurityPolicy, DEFAULT_POLICY, POLICIES};
-
-/// Where one certificate and its key live (the config module resolves relative paths).
-pub use crate::config::CertificatePaths;
+pub(crate) use acceptor::TlsAcceptor;
+pub(crate) use negotiated::handshake_info;
 
 /// Why certificates or a policy could not be loaded. Every variant names the file (or the policy) and the reason;
 /// the underlying error, when there is one, is the `source()`.

@@ -7,7 +7,7 @@ use bytes::BufMut;
 
 /// The fixed hop-by-hop field names (RFC 9110 §7.6.1), in lower case: they describe one connection, not the
 /// message, so a proxy never passes them on. `Connection` may name more.
-pub const HOP_BY_HOP: [&str; 7] = [
+pub(crate) const HOP_BY_HOP: [&str; 7] = [
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -18,7 +18,7 @@ pub const HOP_BY_HOP: [&str; 7] = [
 ];
 
 /// Writes one field line: `name: value` and CRLF.
-pub fn put_field(buf: &mut impl BufMut, name: &[u8], value: &[u8]) {
+pub(crate) fn put_field(buf: &mut impl BufMut, name: &[u8], value: &[u8]) {
     buf.put_slice(name);
     buf.put_slice(b": ");
     buf.put_slice(value);
@@ -26,7 +26,7 @@ pub fn put_field(buf: &mut impl BufMut, name: &[u8], value: &[u8]) {
 }
 
 /// Trims optional whitespace (spaces and tabs, RFC 9110 §5.6.3) from both ends.
-pub fn trim_ows(mut bytes: &[u8]) -> &[u8] {
+pub(crate) fn trim_ows(mut bytes: &[u8]) -> &[u8] {
     while let [b' ' | b'\t', rest @ ..] = bytes {
         bytes = rest;
     }
@@ -37,27 +37,27 @@ pub fn trim_ows(mut bytes: &[u8]) -> &[u8] {
 }
 
 /// The elements of a comma-separated list field, trimmed, empty ones skipped (RFC 9110 §5.6.1).
-pub fn tokens(line: &[u8]) -> impl DoubleEndedIterator<Item = &[u8]> {
+pub(crate) fn tokens(line: &[u8]) -> impl DoubleEndedIterator<Item = &[u8]> {
     line.split(|&b| b == b',')
         .map(trim_ows)
         .filter(|token| !token.is_empty())
 }
 
 /// Whether a list field has `token` (case-insensitive).
-pub fn has_token(line: &[u8], token: &[u8]) -> bool {
+pub(crate) fn has_token(line: &[u8], token: &[u8]) -> bool {
     tokens(line).any(|t| t.eq_ignore_ascii_case(token))
 }
 
 /// Whether the last element of a list field is `token` (case-insensitive): a `Transfer-Encoding` whose last coding
 /// is `chunked` frames the body by chunks (RFC 9112 §6.3).
-pub fn last_token_is(line: &[u8], token: &[u8]) -> bool {
+pub(crate) fn last_token_is(line: &[u8], token: &[u8]) -> bool {
     tokens(line)
         .next_back()
         .is_some_and(|last| last.eq_ignore_ascii_case(token))
 }
 
 /// `1*DIGIT` that fits in a u64: no sign, no spaces, no list.
-pub fn parse_decimal(bytes: &[u8]) -> Option<u64> {
+pub(crate) fn parse_decimal(bytes: &[u8]) -> Option<u64> {
     if bytes.is_empty() {
         return None;
     }
@@ -72,7 +72,7 @@ pub fn parse_decimal(bytes: &[u8]) -> Option<u64> {
 
 /// A `Content-Length` line as a recipient may accept it (RFC 9110 §8.6): one decimal, or a list of the same
 /// decimal repeated. `None` for anything else.
-pub fn content_length(line: &[u8]) -> Option<u64> {
+pub(crate) fn content_length(line: &[u8]) -> Option<u64> {
     let mut length = None;
     for value in line.split(|&b| b == b',') {
         let value = parse_decimal(trim_ows(value))?;
@@ -85,7 +85,7 @@ pub fn content_length(line: &[u8]) -> Option<u64> {
 }
 
 /// Whether a field name, in any case, is one of the fixed hop-by-hop names.
-pub fn is_hop_by_hop(name: &[u8]) -> bool {
+pub(crate) fn is_hop_by_hop(name: &[u8]) -> bool {
     HOP_BY_HOP
         .iter()
         .any(|fixed| name.eq_ignore_ascii_case(fixed.as_bytes()))
@@ -93,7 +93,7 @@ pub fn is_hop_by_hop(name: &[u8]) -> bool {
 
 /// Splits a `host[:port]` value into host and port (`None` when absent or empty). An IPv6 literal keeps its
 /// brackets, as `http::uri::Authority::host` does. `None` overall when the port is not a number.
-pub fn split_host_port(value: &[u8]) -> Option<(&[u8], Option<u16>)> {
+pub(crate) fn split_host_port(value: &[u8]) -> Option<(&[u8], Option<u16>)> {
     let split_at = if value.first() == Some(&b'[') {
         let close = value.iter().position(|&b| b == b']')?;
         match value.get(close + 1) {

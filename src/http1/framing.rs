@@ -19,7 +19,7 @@ const MAX_CHUNK_LINE: usize = 4 * 1024;
 
 /// How the rest of a body is delimited.
 #[derive(Debug)]
-pub enum Download {
+pub(crate) enum Download {
     /// This many bytes are left.
     Length(u64),
     Chunked(Chunk),
@@ -30,7 +30,7 @@ pub enum Download {
 
 /// Where a chunked body's decoder is.
 #[derive(Debug, Clone, Copy)]
-pub enum Chunk {
+pub(crate) enum Chunk {
     Size,
     Data(u64),
     DataEnd,
@@ -39,7 +39,10 @@ pub enum Chunk {
 
 /// Takes the next frame of a body out of `buf`. `Ok(None)`: more bytes are needed, or the body ended
 /// (then `download` is `Done`).
-pub fn decode(download: &mut Download, buf: &mut BytesMut) -> io::Result<Option<Frame<Bytes>>> {
+pub(crate) fn decode(
+    download: &mut Download,
+    buf: &mut BytesMut,
+) -> io::Result<Option<Frame<Bytes>>> {
     loop {
         match download {
             Download::Done => return Ok(None),
@@ -189,18 +192,18 @@ fn trailers(buf: &mut BytesMut) -> io::Result<ChunkStep> {
 }
 
 /// The chunk-size line of a chunk of `len` bytes (`len` must not be 0: that is the last chunk).
-pub fn chunk_size_line(len: usize) -> Bytes {
+pub(crate) fn chunk_size_line(len: usize) -> Bytes {
     Bytes::from(format!("{len:x}\r\n"))
 }
 
 /// The CRLF that ends a chunk's data.
-pub const CHUNK_END: &[u8] = b"\r\n";
+pub(crate) const CHUNK_END: &[u8] = b"\r\n";
 
 /// The last chunk and the end of a chunked body, without trailers.
-pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+pub(crate) const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 
 /// The last chunk with a trailer section.
-pub fn last_chunk_with(trailers: &HeaderMap) -> Bytes {
+pub(crate) fn last_chunk_with(trailers: &HeaderMap) -> Bytes {
     let mut last = BytesMut::from(&b"0\r\n"[..]);
     for (name, value) in trailers {
         put_field(&mut last, name.as_str().as_bytes(), value.as_bytes());

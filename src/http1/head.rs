@@ -7,17 +7,17 @@ use bytes::Bytes;
 
 /// Where a part of a head lies in its bytes: `start..end`.
 #[derive(Debug, Clone, Copy)]
-pub struct Span(pub usize, pub usize);
+pub(crate) struct Span(pub usize, pub usize);
 
 impl Span {
     /// The span of `part`, which must be a slice of `buf`.
-    pub fn within(buf: &[u8], part: &[u8]) -> Span {
+    pub(crate) fn within(buf: &[u8], part: &[u8]) -> Span {
         let start = part.as_ptr() as usize - buf.as_ptr() as usize;
         Span(start, start + part.len())
     }
 
     /// This part of `head`, sharing its bytes.
-    pub fn of(self, head: &Bytes) -> Bytes {
+    pub(crate) fn of(self, head: &Bytes) -> Bytes {
         head.slice(self.0..self.1)
     }
 }
@@ -25,14 +25,14 @@ impl Span {
 /// The (name, value) spans of the header lines httparse found in a buffer: taken before the buffer is frozen into
 /// `Bytes`, so that header values can share the head's bytes instead of being copied. A head rarely has more than
 /// two dozen lines; those stay on the stack.
-pub struct FieldSpans {
+pub(crate) struct FieldSpans {
     few: [(Span, Span); 24],
     many: Vec<(Span, Span)>,
     len: usize,
 }
 
 impl FieldSpans {
-    pub fn new(buf: &[u8], headers: &[httparse::Header<'_>]) -> Self {
+    pub(crate) fn new(buf: &[u8], headers: &[httparse::Header<'_>]) -> Self {
         let at = |header: &httparse::Header<'_>| {
             (
                 Span::within(buf, header.name.as_bytes()),
@@ -54,7 +54,7 @@ impl FieldSpans {
         spans
     }
 
-    pub fn as_slice(&self) -> &[(Span, Span)] {
+    pub(crate) fn as_slice(&self) -> &[(Span, Span)] {
         if self.len <= self.few.len() {
             &self.few[..self.len]
         } else {

@@ -14,10 +14,10 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
 /// The most buffers one `writev` takes.
-pub const MAX_IOVECS: usize = 16;
+pub(crate) const MAX_IOVECS: usize = 16;
 
 /// A socket HTTP/1 is spoken on: plain TCP, or TLS over it.
-pub trait Stream: AsyncRead + AsyncWrite + Unpin {
+pub(crate) trait Stream: AsyncRead + AsyncWrite + Unpin {
     /// Appends what arrived to `buf`; `Ok(0)` is the end of the stream.
     fn poll_fill(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
         std::pin::pin!(self.read_buf(buf)).poll(cx)
@@ -39,7 +39,7 @@ impl Stream for TcpStream {
 /// with it (as nginx does with edge-triggered epoll): the next poll waits for the reactor instead of spending a
 /// system call to learn that nothing is there. The readiness seen *before* the read is what gets cleared, so bytes
 /// that arrive after it raise a new event and are never missed. Both ends of elbe read TCP sockets this way.
-pub fn poll_read_drained(
+pub(crate) fn poll_read_drained(
     stream: &TcpStream,
     cx: &mut Context<'_>,
     buf: &mut BytesMut,
@@ -67,38 +67,38 @@ pub fn poll_read_drained(
 /// Bytes waiting to be written, front first, as the buffers they came in (a head, body frames, chunk framing):
 /// written with one `writev` per call instead of being copied together.
 #[derive(Debug, Default)]
-pub struct WriteQueue {
+pub(crate) struct WriteQueue {
     buffers: VecDeque<Bytes>,
     bytes: usize,
 }
 
 impl WriteQueue {
-    pub fn push(&mut self, bytes: Bytes) {
+    pub(crate) fn push(&mut self, bytes: Bytes) {
         if !bytes.is_empty() {
             self.bytes += bytes.len();
             self.buffers.push_back(bytes);
         }
     }
 
-    pub fn push_static(&mut self, bytes: &'static [u8]) {
+    pub(crate) fn push_static(&mut self, bytes: &'static [u8]) {
         self.push(Bytes::from_static(bytes));
     }
 
     /// Bytes queued.
-    pub fn bytes(&self) -> usize {
+    pub(crate) fn bytes(&self) -> usize {
         self.bytes
     }
 
     /// Buffers queued.
-    pub fn buffers(&self) -> usize {
+    pub(crate) fn buffers(&self) -> usize {
         self.buffers.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.buffers.is_empty()
     }
 
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.buffers.clear();
         self.bytes = 0;
     }
@@ -123,7 +123,7 @@ impl WriteQueue {
 
 /// One `writev` of `first` (not queued: a request head the caller keeps, to send again if it must) and then the
 /// queue's buffers; what was written of the queue leaves it. Returns the bytes written, `first`'s included.
-pub fn poll_writev<W: AsyncWrite + Unpin>(
+pub(crate) fn poll_writev<W: AsyncWrite + Unpin>(
     io: &mut W,
     cx: &mut Context<'_>,
     first: &[u8],
@@ -152,30 +152,26 @@ pub fn poll_writev<W: AsyncWrite + Unpin>(
 /// it is re-armed for the deadline). A busy connection resets it about once per timeout instead of once per
 /// request.
 #[derive(Debug)]
-pub struct LazyTimer {
+pub(crate) struct LazyTimer {
     deadline: Instant,
     sleep: Pin<Box<Sleep>>,
 }
 
 impl LazyTimer {
-    pub fn new(deadline: Instant) -> Self {
+    pub(crate) fn new(deadline: Instant) -> Self {
         LazyTimer {
             deadline,
             sleep: Box::pin(tokio::time::sleep_until(deadline)),
         }
     }
 
-    pub fn deadline(&self) -> Instant {
-        self.deadline
-    }
-
     /// Moves the deadline, earlier or later.
-    pub fn set(&mut self, deadline: Instant) {
+    pub(crate) fn set(&mut self, deadline: Instant) {
         self.deadline = deadline;
     }
 
     /// Ready once the deadline has passed; otherwise the task is woken when the sleep fires.
-    pub fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+    pub(crate) fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         loop {
             if self.deadline < self.sleep.deadline() {
                 self.sleep.as_mut().reset(self.deadline);

@@ -30,6 +30,5 @@ mod entry;
 mod pending;
 mod writer;
 
-pub use entry::{Entry, RequestLine, MAX_USER_AGENT_BYTES};
-pub use pending::{Dispatched, PendingEntry, RequestFacts};
-pub use writer::{AccessLog, Destination, OpenError, WriterHandle, MAX_BATCH_LINES};
+pub(crate) use pending::{Dispatched, PendingEntry, RequestFacts};
+pub(crate) use writer::{AccessLog, Destination, WriterHandle};

@@ -51,21 +51,21 @@ impl Control {
     }
 
     /// Whether every load balancer has an instance in service that this process's nodes may use.
-    pub fn healthz(&self) -> Result<(), String> {
+    pub fn healthz(&self) -> Result<(), Unhealthy> {
         let state = self.lock();
         for lb in &state.load_balancers {
             if !lb.instances.iter().any(|i| i.health.in_service()) {
-                return Err(format!(
-                    "load balancer {} has no InService instance",
-                    lb.config.name
-                ));
+                return Err(Unhealthy::NoInstanceInService {
+                    load_balancer: lb.config.name.clone(),
+                });
             }
         }
         if let Some(listener) = state.listeners.iter().find(|l| l.bound.is_none()) {
-            return Err(format!(
-                "listener {}:{} of {} is not accepting",
-                listener.node, listener.listener.load_balancer_port, listener.load_balancer
-            ));
+            return Err(Unhealthy::ListenerNotAccepting {
+                load_balancer: listener.load_balancer.to_string(),
+                node: listener.node,
+                port: listener.listener.load_balancer_port,
+            });
         }
         Ok(())
     }
@@ -197,6 +197,19 @@ pub struct ConfigStatus {
     pub last_reload_error: Option<String>,
 }
 
+/// Why this process cannot serve (`/healthz` answers 503 with this as its one-line reason).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unhealthy {
+    #[error("load balancer {load_balancer} has no InService instance")]
+    NoInstanceInService { load_balancer: String },
+    #[error("listener {node}:{port} of {load_balancer} is not accepting")]
+    ListenerNotAccepting {
+        load_balancer: String,
+        node: std::net::IpAddr,
+        port: u16,
+    },
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
@@ -257,6 +270,9 @@ address = "127.0.0.21"
     #[test]
     fn healthz_names_a_load_balancer_without_an_instance_in_service() {
         let error = control().healthz().unwrap_err();
-        assert_eq!(error, "load balancer web has no InService instance");
+        assert_eq!(
+            error.to_string(),
+            "load balancer web has no InService instance"
+        );
     }
 }

@@ -91,7 +91,7 @@ enum Command {
 ///
 /// One supervisor task owns the per-instance tasks (no lock: `add` and `remove` are messages to it); aborting the
 /// supervisor drops its `JoinSet`, which aborts them all.
-pub struct Checker {
+pub(crate) struct Checker {
     commands: UnboundedSender<Command>,
     supervisor: AbortHandle,
 }
@@ -101,7 +101,7 @@ impl Checker {
     /// REGISTRATION_IN_PROGRESS (not sent); every later change is sent on `events`. Every probe failure that is a
     /// connection error increments `connection_errors` (CloudWatch counts health-check connection failures in
     /// BackendConnectionErrors).
-    pub fn start(
+    pub(crate) fn start(
         check: HealthCheck,
         instances: Vec<(Arc<str>, SocketAddr)>,
         events: UnboundedSender<HealthEvent>,
@@ -144,7 +144,7 @@ impl Checker {
     }
 
     /// Starts checking an instance now (first check right away); an instance with the same id is replaced.
-    pub fn add(&self, instance_id: Arc<str>, addr: SocketAddr) {
+    pub(crate) fn add(&self, instance_id: Arc<str>, addr: SocketAddr) {
         // Fails only after stop, when there is nothing left to add to.
         let _ = self.commands.send(Command::Add {
             instance_id,
@@ -154,15 +154,10 @@ impl Checker {
     }
 
     /// Stops checking an instance; a check in flight is cancelled.
-    pub fn remove(&self, instance_id: &str) {
+    pub(crate) fn remove(&self, instance_id: &str) {
         let _ = self.commands.send(Command::Remove {
             instance_id: instance_id.into(),
         });
-    }
-
-    /// Stops every check.
-    pub fn stop(&self) {
-        self.supervisor.abort();
     }
 }
 

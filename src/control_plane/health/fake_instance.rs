@@ -37,7 +37,10 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, status: u16) -
 }
 
 /// An HTTP server answering every request with the current `status`; counts the requests it answered.
-pub async fn http_server(ip: &str, status: Arc<AtomicU16>) -> (SocketAddr, Arc<AtomicUsize>) {
+pub(super) async fn http_server(
+    ip: &str,
+    status: Arc<AtomicU16>,
+) -> (SocketAddr, Arc<AtomicUsize>) {
     let listener = TcpListener::bind((ip, 0)).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let requests = Arc::new(AtomicUsize::new(0));
@@ -55,7 +58,9 @@ pub async fn http_server(ip: &str, status: Arc<AtomicU16>) -> (SocketAddr, Arc<A
 }
 
 /// Accepts one connection, reads once, writes `response` and closes; sends what it read.
-pub async fn raw_server(response: &'static [u8]) -> (SocketAddr, oneshot::Receiver<Vec<u8>>) {
+pub(super) async fn raw_server(
+    response: &'static [u8],
+) -> (SocketAddr, oneshot::Receiver<Vec<u8>>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = oneshot::channel();
@@ -71,7 +76,7 @@ pub async fn raw_server(response: &'static [u8]) -> (SocketAddr, oneshot::Receiv
 }
 
 /// A loopback address nothing listens on (the port was bound, then freed).
-pub async fn closed_port() -> SocketAddr {
+pub(super) async fn closed_port() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     listener.local_addr().unwrap()
 }
@@ -100,7 +105,7 @@ fn tls_acceptor() -> tokio_rustls::TlsAcceptor {
 }
 
 /// A TLS server answering HTTP with `status`.
-pub async fn https_server(status: u16) -> SocketAddr {
+pub(super) async fn https_server(status: u16) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let acceptor = tls_acceptor();

@@ -12,7 +12,7 @@
 //! lenient about header lines the verdict does not need (it skips invalid ones, as the hand parser before it did),
 //! and a status other than 200 fails as soon as its status line is in, without waiting for the rest of the head.
 
-pub mod tls;
+pub(crate) mod tls;
 
 use std::io;
 use std::net::SocketAddr;
@@ -27,11 +27,11 @@ use tokio_rustls::client::TlsStream;
 use crate::config::HealthTarget;
 
 /// The most of a response head a probe reads; a longer head fails the check as malformed.
-pub const MAX_RESPONSE_HEAD: usize = 8192;
+pub(crate) const MAX_RESPONSE_HEAD: usize = 8192;
 
 /// Why one probe failed.
 #[derive(Debug, thiserror::Error)]
-pub enum ProbeFailure {
+pub(crate) enum ProbeFailure {
     /// The instance refused the connection.
     #[error("connection refused")]
     Refused,
@@ -67,7 +67,7 @@ pub enum ProbeFailure {
 
 impl ProbeFailure {
     /// Whether this failure counts as a backend connection error (CloudWatch `BackendConnectionErrors`).
-    pub fn is_connection_error(&self) -> bool {
+    pub(crate) fn is_connection_error(&self) -> bool {
         matches!(
             self,
             ProbeFailure::Refused
@@ -80,7 +80,7 @@ impl ProbeFailure {
 
 /// What was wrong with a response that fails the check although its status is not the reason.
 #[derive(Debug, thiserror::Error)]
-pub enum MalformedResponse {
+pub(crate) enum MalformedResponse {
     /// The instance closed the connection without sending a byte.
     #[error("connection closed without a response")]
     Empty,
@@ -107,7 +107,7 @@ pub enum MalformedResponse {
 
 /// One check of one instance at `addr` (the caller picks the port: the target's, or the instance's own; DESIGN.md
 /// "Health-check port"). The whole probe, connect included, takes at most `timeout`.
-pub async fn probe(
+pub(crate) async fn probe(
     target: &HealthTarget,
     addr: SocketAddr,
     timeout: Duration,

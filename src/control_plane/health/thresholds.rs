@@ -18,7 +18,7 @@ enum Phase {
 
 /// Threshold counting for one instance: consecutive results in, DescribeInstanceHealth state out. Pure, no I/O.
 #[derive(Debug, Clone)]
-pub struct Thresholds {
+pub(crate) struct Thresholds {
     healthy: u32,
     unhealthy: u32,
     phase: Phase,
@@ -28,7 +28,7 @@ pub struct Thresholds {
 
 impl Thresholds {
     /// A newly registered instance, REGISTRATION_IN_PROGRESS. A threshold of 0 counts as 1.
-    pub fn new(healthy: u32, unhealthy: u32) -> Self {
+    pub(crate) fn new(healthy: u32, unhealthy: u32) -> Self {
         Thresholds {
             healthy: healthy.max(1),
             unhealthy: unhealthy.max(1),
@@ -39,7 +39,7 @@ impl Thresholds {
     }
 
     /// Counts one check; returns the new state when the reported state changed.
-    pub fn record(&mut self, passed: bool) -> Option<InstanceHealth> {
+    pub(crate) fn record(&mut self, passed: bool) -> Option<InstanceHealth> {
         let before = self.health();
         if passed {
             self.failures = 0;
@@ -62,7 +62,7 @@ impl Thresholds {
     }
 
     /// The state DescribeInstanceHealth reports now.
-    pub fn health(&self) -> InstanceHealth {
+    pub(crate) fn health(&self) -> InstanceHealth {
         match self.phase {
             Phase::Registering => InstanceHealth::REGISTRATION_IN_PROGRESS,
             Phase::InService => InstanceHealth::IN_SERVICE,

@@ -18,7 +18,7 @@ mod response;
 #[cfg(test)]
 mod tests;
 
-pub use connection::BackendConnection;
-pub use exchange::{Exchange, Resend};
-pub use request::Outgoing;
-pub use response::RawHead;
+pub(crate) use connection::BackendConnection;
+pub(crate) use exchange::{Exchange, Resend};
+pub(crate) use request::Outgoing;
+pub(crate) use response::RawHead;

@@ -43,7 +43,7 @@ use crate::observability::metrics::ZoneMetrics;
 use request::{Current, Fed, Feed, HeadLimits};
 use response::{Moved, Responding};
 
-pub use crate::http1::io::Stream as ClientStream;
+pub(crate) use crate::http1::io::Stream as ClientStream;
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// How long a closing connection that may have unread request bytes keeps reading (and discarding) them after
@@ -52,7 +52,7 @@ const LINGER: Duration = Duration::from_secs(2);
 
 /// The limits and timers of one client connection.
 #[derive(Debug, Clone, Copy)]
-pub struct Settings {
+pub(crate) struct Settings {
     pub max_head_bytes: usize,
     pub max_headers: usize,
     /// A new connection must send its first byte, and a request head must arrive whole, within this.
@@ -63,7 +63,7 @@ pub struct Settings {
 
 /// How a connection ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Served {
+pub(crate) enum Served {
     /// Closed, by either side.
     Closed,
     /// The client spoke the HTTP/2 preface: the socket and what was read from it ([`Connection::into_parts`])
@@ -108,7 +108,7 @@ enum Step {
 }
 
 /// One HTTP/1.x client connection, served until it closes.
-pub struct Connection<IO, S: Service<Request<RequestBody>>> {
+pub(crate) struct Connection<IO, S: Service<Request<RequestBody>>> {
     io: IO,
     read_buf: BytesMut,
     /// Bytes for the client, front first.
@@ -136,7 +136,7 @@ where
     S: Service<Request<RequestBody>, Response = Response<ResponseBody>, Error = Infallible>,
     S::Future: Unpin,
 {
-    pub fn new(io: IO, service: S, settings: Settings, metrics: Arc<ZoneMetrics>) -> Self {
+    pub(crate) fn new(io: IO, service: S, settings: Settings, metrics: Arc<ZoneMetrics>) -> Self {
         Connection {
             io,
             read_buf: request::read_buffer(),
@@ -158,12 +158,12 @@ where
 
     /// Stops taking requests: the response in progress finishes (with `Connection: close`), then the connection
     /// closes; an idle one closes now.
-    pub fn graceful_shutdown(&mut self) {
+    pub(crate) fn graceful_shutdown(&mut self) {
         self.shutting_down = true;
     }
 
     /// Serves the connection; the output says how it ended.
-    pub fn poll_serve(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Served>> {
+    pub(crate) fn poll_serve(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Served>> {
         loop {
             if let Err(error) = self.poll_feed(cx) {
                 // The client's socket failed under the body: the body has been told; nothing more to say.
@@ -206,7 +206,7 @@ where
     }
 
     /// Gives up the socket and what was read from it (after `Served::Http2`).
-    pub fn into_parts(self) -> (IO, Bytes) {
+    pub(crate) fn into_parts(self) -> (IO, Bytes) {
         (self.io, self.read_buf.freeze())
     }
 

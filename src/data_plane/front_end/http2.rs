@@ -22,7 +22,7 @@ use crate::data_plane::body::ConnectionState;
 use crate::observability::metrics::ZoneMetrics;
 
 /// An HTTP/2 client socket with ELB's idle timer.
-pub struct ClientIo<IO> {
+pub(crate) struct ClientIo<IO> {
     inner: IO,
     /// Bytes already read from the socket (by the HTTP/1 server, which saw the preface), read again first.
     prefix: Bytes,
@@ -35,7 +35,7 @@ pub struct ClientIo<IO> {
 }
 
 impl<IO> ClientIo<IO> {
-    pub fn new(inner: IO, state: Arc<ConnectionState>, idle_timeout: Duration) -> Self {
+    pub(crate) fn new(inner: IO, state: Arc<ConnectionState>, idle_timeout: Duration) -> Self {
         let deadline = Instant::now() + idle_timeout;
         ClientIo {
             inner,
@@ -50,13 +50,13 @@ impl<IO> ClientIo<IO> {
     }
 
     /// Reads `prefix` (already read from the socket and counted) before the socket itself.
-    pub fn with_prefix(mut self, prefix: Bytes) -> Self {
+    pub(crate) fn with_prefix(mut self, prefix: Bytes) -> Self {
         self.prefix = prefix;
         self
     }
 
     /// Counts bytes in the node's metrics.
-    pub fn with_metrics(mut self, metrics: Arc<ZoneMetrics>) -> Self {
+    pub(crate) fn with_metrics(mut self, metrics: Arc<ZoneMetrics>) -> Self {
         self.metrics = Some(metrics);
         self
     }

@@ -11,7 +11,7 @@ const MAX_METHOD_BYTES: usize = 127;
 
 /// Why elbe refuses a request before it reaches an instance. The proxy maps each to ELB's response (ELB-SPEC §9).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum Rejection {
+pub(crate) enum Rejection {
     /// 400 and close: ambiguous framing or malformed request.
     #[error("bad request: {0}")]
     BadRequest(&'static str),
@@ -44,7 +44,7 @@ pub enum Rejection {
 /// elbe's HTTP/1 server ([`crate::data_plane::front_end::http1`]) builds the header map as received, repairing nothing, so these
 /// checks see the framing the client actually sent; the server gives a request that fails them no body and closes
 /// the connection after the 400.
-pub fn check_request(
+pub(crate) fn check_request(
     method: &Method,
     uri: &Uri,
     version: Version,
@@ -84,7 +84,7 @@ fn target_len(uri: &Uri, is_http1: bool) -> usize {
 
 /// Checks 4 to 6 of [`check_request`]: a body framed one way only, by one plain `Content-Length` or by exactly
 /// one `chunked`. elbe's HTTP/1 server frames request bodies only when this passes.
-pub fn check_framing(headers: &HeaderMap) -> Result<(), Rejection> {
+pub(crate) fn check_framing(headers: &HeaderMap) -> Result<(), Rejection> {
     let mut lengths = headers.get_all(header::CONTENT_LENGTH).iter();
     let content_length = lengths.next();
     let has_te = headers.contains_key(header::TRANSFER_ENCODING);

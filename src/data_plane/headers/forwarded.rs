@@ -15,37 +15,32 @@ use http::{HeaderMap, HeaderValue};
 use crate::http1::fields::trim_ows;
 
 /// `X-Forwarded-For`: the chain of client addresses, right-most added last.
-pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub(crate) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 /// `X-Forwarded-Proto`: the front-end listener's protocol, `http` or `https`.
-pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub(crate) const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 /// `X-Forwarded-Port`: the front-end listener's port.
-pub const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+pub(crate) const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
 
 /// The value of `X-Forwarded-Proto`: the front-end listener's protocol in lower case. The listener builds it once and
 /// every request clones it (a static value: the clone copies a pointer).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ForwardedProto(HeaderValue);
+pub(crate) struct ForwardedProto(HeaderValue);
 
 impl ForwardedProto {
     /// `http`, for HTTP listeners.
-    pub const fn http() -> Self {
+    pub(crate) const fn http() -> Self {
         Self(HeaderValue::from_static("http"))
     }
 
     /// `https`, for HTTPS listeners.
-    pub const fn https() -> Self {
+    pub(crate) const fn https() -> Self {
         Self(HeaderValue::from_static("https"))
-    }
-
-    /// The header value as sent to the instance.
-    pub fn as_header_value(&self) -> &HeaderValue {
-        &self.0
     }
 }
 
 /// The value of `X-Forwarded-Port` for a listener on `port`: built once per listener, then passed to
 /// [`set_forwarded`] for every request.
-pub fn forwarded_port(port: u16) -> HeaderValue {
+pub(crate) fn forwarded_port(port: u16) -> HeaderValue {
     HeaderValue::from(port)
 }
 
@@ -71,7 +66,7 @@ pub fn forwarded_port(port: u16) -> HeaderValue {
 /// assert_eq!(headers["x-forwarded-proto"], "http");
 /// assert_eq!(headers["x-forwarded-port"], "80");
 /// ```
-pub fn set_forwarded(
+pub(crate) fn set_forwarded(
     headers: &mut HeaderMap,
     peer: IpAddr,
     proto: &ForwardedProto,
@@ -82,12 +77,12 @@ pub fn set_forwarded(
 
 /// A peer address as the header value elbe appends: made once per connection by callers that forward many
 /// requests for one peer.
-pub fn peer_value(peer: IpAddr) -> HeaderValue {
+pub(crate) fn peer_value(peer: IpAddr) -> HeaderValue {
     IpText::new(peer).to_header_value()
 }
 
 /// [`set_forwarded`] with the peer's address already made a header value ([`peer_value`]).
-pub fn set_forwarded_for(
+pub(crate) fn set_forwarded_for(
     headers: &mut HeaderMap,
     peer: &HeaderValue,
     proto: &ForwardedProto,

@@ -20,7 +20,7 @@ const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection")
 ///
 /// Fast path: one pass over the header names (typically 8 to 15) and no change when none is hop-by-hop; that pass
 /// also notes which of the fixed names are present, so only those are looked up again to be removed.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let present = headers
         .keys()
         .fold(0u8, |present, name| present | hop_by_hop_bit(name.as_str()));
@@ -48,11 +48,6 @@ const HOP_BY_HOP: [HeaderName; 7] = [
     header::UPGRADE,
 ];
 const CONNECTION_BIT: u8 = 1;
-
-/// Whether a (lower-case) header name is one of the fixed hop-by-hop headers.
-pub fn is_hop_by_hop(name: &str) -> bool {
-    hop_by_hop_bit(name) != 0
-}
 
 /// The bit of a (lower-case) header name in [`HOP_BY_HOP`], 0 for an end-to-end header. `as_str` of a standard
 /// header is a table lookup; the match compiles to a length switch and a compare.

@@ -17,7 +17,7 @@ use crate::data_plane::proxy::response_body::ResponseBody;
 
 /// Refuses requests that must not reach an instance, with ELB's status.
 #[derive(Clone)]
-pub struct CheckLayer {
+pub(crate) struct CheckLayer {
     pub max_uri_bytes: usize,
 }
 
@@ -32,7 +32,7 @@ impl<S> Layer<S> for CheckLayer {
 }
 
 #[derive(Clone)]
-pub struct Check<S> {
+pub(crate) struct Check<S> {
     inner: S,
     max_uri_bytes: usize,
 }
@@ -77,7 +77,7 @@ where
 }
 
 /// A response now (elbe's own) or later (the inner service's).
-pub enum Respond<F> {
+pub(crate) enum Respond<F> {
     /// Boxed: refusals are rare, and the future of every request should stay small.
     Now(Option<Box<Response<ResponseBody>>>),
     Later(F),

@@ -14,7 +14,7 @@ use crate::observability::access_log::AccessLog;
 use crate::observability::metrics::ZoneMetrics;
 
 /// Everything a listener's requests share, built once when the listener starts.
-pub struct ListenerContext {
+pub(crate) struct ListenerContext {
     /// What this node may route to (swapped by the control plane).
     pub routes: SharedNodeSnapshot,
     /// `X-Forwarded-Proto`: `http` or `https`.
@@ -34,7 +34,7 @@ pub struct ListenerContext {
 }
 
 /// A listener's access log and the facts every line of it shares.
-pub struct ListenerLog {
+pub(crate) struct ListenerLog {
     pub log: AccessLog,
     pub load_balancer: Arc<str>,
     /// `http` or `https`.
@@ -44,7 +44,7 @@ pub struct ListenerLog {
 
 /// What the access log needs to know about one client connection.
 #[derive(Debug, Clone, Copy)]
-pub struct ClientFacts {
+pub(crate) struct ClientFacts {
     pub peer: SocketAddr,
     /// (cipher, protocol) negotiated on an HTTPS listener.
     pub tls: Option<(&'static str, &'static str)>,
@@ -52,7 +52,7 @@ pub struct ClientFacts {
 
 /// The server a client connection is on, which decides what the stack tells it and how it hands responses over.
 #[derive(Debug, Clone)]
-pub enum ClientProtocol {
+pub(crate) enum ClientProtocol {
     /// elbe's HTTP/1 server ([`crate::data_plane::front_end::http1`]): it knows when a request is over itself, and writes an
     /// instance's response head as received ([`crate::data_plane::back_end::http1::RawHead`]).
     Http1,
@@ -63,7 +63,7 @@ pub enum ClientProtocol {
 
 /// Stand-ins the layers' tests share.
 #[cfg(test)]
-pub mod test_support {
+pub(crate) mod test_support {
     use std::convert::Infallible;
     use std::sync::Arc;
     use std::time::Duration;
@@ -79,7 +79,7 @@ pub mod test_support {
     use crate::data_plane::routing::surge::SurgeQueue;
     use crate::observability::metrics::Metrics;
 
-    pub fn context(metrics: &Metrics) -> Arc<ListenerContext> {
+    pub(crate) fn context(metrics: &Metrics) -> Arc<ListenerContext> {
         Arc::new(ListenerContext {
             routes: Arc::new(ArcSwap::from_pointee(
                 crate::data_plane::snapshot::NodeSnapshot {
@@ -99,7 +99,7 @@ pub mod test_support {
     }
 
     /// An instance stand-in that answers 200 with the request's headers copied into the response.
-    pub fn mirror() -> impl Service<
+    pub(crate) fn mirror() -> impl Service<
         Request<()>,
         Response = Response<ResponseBody>,
         Error = Infallible,

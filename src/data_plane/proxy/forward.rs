@@ -29,7 +29,7 @@ use crate::observability::access_log::Dispatched;
 
 /// Sends the request to an instance and returns its response, or ELB's.
 #[derive(Clone)]
-pub struct Forward {
+pub(crate) struct Forward {
     pub(super) context: Arc<ListenerContext>,
     /// The connection's request timer, between requests (see [`RequestTimer`]).
     pub(super) timers: Arc<ArrayQueue<Pin<Box<Sleep>>>>,

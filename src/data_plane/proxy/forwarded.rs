@@ -19,7 +19,7 @@ use crate::data_plane::proxy::response_body::ResponseBody;
 
 /// Rewrites the request for the instance (X-Forwarded-*, hop-by-hop headers, Host, Expect, origin-form target).
 #[derive(Clone)]
-pub struct ForwardedLayer {
+pub(crate) struct ForwardedLayer {
     pub(super) context: Arc<ListenerContext>,
     pub(super) peer: IpAddr,
 }
@@ -36,7 +36,7 @@ impl<S> Layer<S> for ForwardedLayer {
 }
 
 #[derive(Clone)]
-pub struct Forwarded<S> {
+pub(crate) struct Forwarded<S> {
     inner: S,
     context: Arc<ListenerContext>,
     /// The client's address as `X-Forwarded-For` text, made once per connection.
@@ -62,7 +62,7 @@ where
 }
 
 /// Turns a client's request into the HTTP/1.1 request an instance gets.
-pub fn rewrite_for_instance<B>(
+pub(crate) fn rewrite_for_instance<B>(
     request: &mut Request<B>,
     peer: &HeaderValue,
     context: &ListenerContext,

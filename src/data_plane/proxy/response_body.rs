@@ -16,7 +16,7 @@ use crate::data_plane::routing::surge::Outstanding;
 use crate::observability::access_log::PendingEntry;
 
 /// The response body sent to the client.
-pub struct ResponseBody {
+pub(crate) struct ResponseBody {
     kind: Kind,
     in_flight: Option<InFlight>,
     /// The request's access-log entry, written when this body is dropped (the request is over).
@@ -38,7 +38,7 @@ enum Kind {
 
 impl ResponseBody {
     /// An empty body (ELB's own responses).
-    pub fn empty() -> Self {
+    pub(crate) fn empty() -> Self {
         ResponseBody {
             kind: Kind::Empty,
             in_flight: None,
@@ -49,7 +49,7 @@ impl ResponseBody {
 
     /// An instance's response body. When it ends cleanly, the connection goes back to the instance's pool; the
     /// request stays outstanding on its instance until the body is dropped.
-    pub fn backend(exchange: Box<Exchange>, outstanding: Outstanding) -> Self {
+    pub(crate) fn backend(exchange: Box<Exchange>, outstanding: Outstanding) -> Self {
         let mut body = ResponseBody {
             kind: Kind::Backend {
                 exchange: Some(exchange),
@@ -67,7 +67,7 @@ impl ResponseBody {
     }
 
     /// The instance's response head as received, for an HTTP/1 client (taken once).
-    pub fn take_raw_head(&mut self) -> Option<RawHead> {
+    pub(crate) fn take_raw_head(&mut self) -> Option<RawHead> {
         match &mut self.kind {
             Kind::Backend {
                 exchange: Some(exchange),
@@ -78,13 +78,13 @@ impl ResponseBody {
     }
 
     /// Logs the request's access-log entry when this body is dropped.
-    pub fn with_log(mut self, entry: Box<PendingEntry>) -> Self {
+    pub(crate) fn with_log(mut self, entry: Box<PendingEntry>) -> Self {
         self.log = Some(entry);
         self
     }
 
     /// The request counts as in flight on its client connection until this body is dropped.
-    pub fn with_in_flight(mut self, in_flight: InFlight) -> Self {
+    pub(crate) fn with_in_flight(mut self, in_flight: InFlight) -> Self {
         self.in_flight = Some(in_flight);
         self
     }

@@ -20,7 +20,7 @@ use crate::observability::access_log::{Dispatched, PendingEntry, RequestFacts};
 
 /// Counts the request as in flight on its connection and in the node's metrics.
 #[derive(Clone)]
-pub struct TrackLayer {
+pub(crate) struct TrackLayer {
     pub(super) context: Arc<ListenerContext>,
     pub(super) connection: Option<Arc<ConnectionState>>,
     pub(super) client: ClientFacts,
@@ -39,7 +39,7 @@ impl<S> Layer<S> for TrackLayer {
 }
 
 #[derive(Clone)]
-pub struct Track<S> {
+pub(crate) struct Track<S> {
     inner: S,
     context: Arc<ListenerContext>,
     connection: Option<Arc<ConnectionState>>,
@@ -89,7 +89,7 @@ where
     }
 }
 
-pub struct TrackFuture<F> {
+pub(crate) struct TrackFuture<F> {
     inner: F,
     in_flight: Option<InFlight>,
     context: Arc<ListenerContext>,

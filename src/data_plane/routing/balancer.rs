@@ -28,7 +28,7 @@ fn seed() -> u64 {
 }
 
 /// A random number below `n` (n > 0), from the thread's xorshift64* generator.
-pub fn random_below(n: usize) -> usize {
+pub(crate) fn random_below(n: usize) -> usize {
     RNG.with(|cell| {
         let mut x = cell.get();
         x ^= x >> 12;
@@ -41,7 +41,7 @@ pub fn random_below(n: usize) -> usize {
 }
 
 /// Least outstanding requests by the power of two choices. `None` when there is no candidate.
-pub fn pick_least_outstanding(candidates: &[Arc<Target>]) -> Option<&Arc<Target>> {
+pub(crate) fn pick_least_outstanding(candidates: &[Arc<Target>]) -> Option<&Arc<Target>> {
     match candidates.len() {
         0 => None,
         1 => candidates.first(),
@@ -62,7 +62,7 @@ pub fn pick_least_outstanding(candidates: &[Arc<Target>]) -> Option<&Arc<Target>
 }
 
 /// Least outstanding requests among every candidate but `excluded` (a retry after `excluded` failed).
-pub fn pick_least_outstanding_except<'a>(
+pub(crate) fn pick_least_outstanding_except<'a>(
     candidates: &'a [Arc<Target>],
     excluded: &Arc<Target>,
 ) -> Option<&'a Arc<Target>> {
@@ -92,7 +92,8 @@ pub fn pick_least_outstanding_except<'a>(
 }
 
 /// Round robin for TCP/SSL listeners: `cursor` is the listener's own counter.
-pub fn pick_round_robin<'a>(
+#[allow(dead_code)] // TCP listeners balance round robin (ELB-SPEC §3); they arrive with issue 14.
+pub(crate) fn pick_round_robin<'a>(
     candidates: &'a [Arc<Target>],
     cursor: &AtomicUsize,
 ) -> Option<&'a Arc<Target>> {

@@ -26,7 +26,7 @@ static WAITING: AtomicUsize = AtomicUsize::new(0);
 static FREED: Notify = Notify::const_new();
 
 /// Called when a request leaves an instance: wakes queued requests, if there are any.
-pub fn instance_freed() {
+pub(crate) fn instance_freed() {
     if WAITING.load(Ordering::Acquire) > 0 {
         FREED.notify_waiters();
     }
@@ -34,15 +34,15 @@ pub fn instance_freed() {
 
 /// Counts a request as outstanding on its instance until dropped (the balancer reads it); its end wakes the
 /// requests queued for an instance.
-pub struct Outstanding(Arc<Target>);
+pub(crate) struct Outstanding(Arc<Target>);
 
 impl Outstanding {
-    pub fn begin(target: Arc<Target>) -> Self {
+    pub(crate) fn begin(target: Arc<Target>) -> Self {
         target.begin_request();
         Outstanding(target)
     }
 
-    pub fn target(&self) -> &Arc<Target> {
+    pub(crate) fn target(&self) -> &Arc<Target> {
         &self.0
     }
 }
@@ -56,7 +56,7 @@ impl Drop for Outstanding {
 
 /// One node's surge queue.
 #[derive(Debug)]
-pub struct SurgeQueue {
+pub(crate) struct SurgeQueue {
     /// `backend_max_requests`; 0 = no limit (the queue is never used).
     pub limit: usize,
     pub capacity: usize,
@@ -64,7 +64,7 @@ pub struct SurgeQueue {
 }
 
 impl SurgeQueue {
-    pub fn new(limit: usize, capacity: usize) -> Self {
+    pub(crate) fn new(limit: usize, capacity: usize) -> Self {
         SurgeQueue {
             limit,
             capacity,
@@ -73,13 +73,13 @@ impl SurgeQueue {
     }
 
     /// Whether `target` may take one more request now.
-    pub fn has_room(&self, target: &Target) -> bool {
+    pub(crate) fn has_room(&self, target: &Target) -> bool {
         self.limit == 0 || target.outstanding() < self.limit
     }
 
     /// Waits until one of the node's instances is below the limit and returns it; ELB's 503 when the queue is
     /// full (spillover) or nothing can take the request, 504 when the idle timeout passes while queued.
-    pub async fn wait_for_instance(
+    pub(crate) async fn wait_for_instance(
         &self,
         routes: &SharedNodeSnapshot,
         metrics: &ZoneMetrics,

@@ -37,14 +37,14 @@ const SESSION_CACHE_ENTRIES: usize = 4096;
 /// ALPN offers `h2` then `http/1.1`. Session resumption: stateless tickets (rustls' rotating ticketer, 6-hour keys)
 /// and a server-side cache of 4096 sessions.
 #[derive(Debug)]
-pub struct TlsAcceptor {
+pub(crate) struct TlsAcceptor {
     config: ArcSwap<ServerConfig>,
 }
 
 /// A handshake that did not complete. Always the client's side of the connection (or the network): there is
 /// nothing to retry; the caller closes the connection and counts it.
 #[derive(Debug, thiserror::Error)]
-pub enum HandshakeError {
+pub(crate) enum HandshakeError {
     #[error("TLS handshake did not finish within {0:?}")]
     Timeout(Duration),
     #[error("TLS handshake failed")]
@@ -53,7 +53,8 @@ pub enum HandshakeError {
 
 impl HandshakeError {
     /// The handshake ran out of time (a silent or slow client), as opposed to one that failed on what was sent.
-    pub fn is_timeout(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_timeout(&self) -> bool {
         matches!(self, HandshakeError::Timeout(_))
     }
 }
@@ -61,7 +62,7 @@ impl HandshakeError {
 impl TlsAcceptor {
     /// Loads the certificates and builds the configuration for `policy` (`None`:
     /// [`DEFAULT_POLICY`](super::policy::DEFAULT_POLICY)).
-    pub fn new(paths: &[CertificatePaths], policy: Option<&str>) -> Result<Self, TlsError> {
+    pub(crate) fn new(paths: &[CertificatePaths], policy: Option<&str>) -> Result<Self, TlsError> {
         Ok(TlsAcceptor {
             config: ArcSwap::new(server_config(paths, policy)?),
         })
@@ -69,20 +70,25 @@ impl TlsAcceptor {
 
     /// Re-reads the files and swaps in the new configuration for the handshakes that follow. On any error the
     /// current configuration stays and the error is returned (the caller logs it). Open connections are untouched.
-    pub fn reload(&self, paths: &[CertificatePaths], policy: Option<&str>) -> Result<(), TlsError> {
+    #[cfg(test)]
+    pub(crate) fn reload(
+        &self,
+        paths: &[CertificatePaths],
+        policy: Option<&str>,
+    ) -> Result<(), TlsError> {
         self.config.store(server_config(paths, policy)?);
         Ok(())
     }
 
     /// Takes over the configuration of `loaded` (built and checked beforehand), so a reload of several
     /// listeners can load everything first and then swap all of them, without reading any file twice.
-    pub fn replace_with(&self, loaded: TlsAcceptor) {
+    pub(crate) fn replace_with(&self, loaded: TlsAcceptor) {
         self.config.store(loaded.config.load_full());
     }
 
     /// Runs the server handshake on `io`, giving up after `timeout` (the connection is then dropped, which closes
     /// it). The configuration is loaded once, here; the returned stream takes no lock.
-    pub async fn accept<IO>(
+    pub(crate) async fn accept<IO>(
         &self,
         io: IO,
         timeout: Duration,

@@ -40,7 +40,7 @@ const EXPIRY_WARNING: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 ///
 /// Immutable once built; [`ResolvesServerCert::resolve`] does two hash lookups and takes no lock.
 #[derive(Debug)]
-pub struct CertificateSet {
+pub(crate) struct CertificateSet {
     /// In configuration order; `keys[0]` is the default. Never empty.
     keys: Vec<Arc<CertifiedKey>>,
     /// Lower-case DNS name -> index into `keys`.
@@ -79,7 +79,7 @@ impl ResolvesServerCert for CertificateSet {
 
 /// Reads and checks every certificate and key: PEM syntax, key type, key matches certificate, validity period.
 /// Logs a warning for a certificate that expires within 30 days.
-pub fn load_certificates(paths: &[CertificatePaths]) -> Result<CertificateSet, TlsError> {
+pub(crate) fn load_certificates(paths: &[CertificatePaths]) -> Result<CertificateSet, TlsError> {
     if paths.is_empty() {
         return Err(TlsError::NoCertificates);
     }

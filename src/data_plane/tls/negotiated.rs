@@ -15,7 +15,7 @@ use rustls::{CipherSuite, ProtocolVersion};
 
 /// What one connection negotiated, for the access log (`ssl_cipher`, `ssl_protocol`) and metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HandshakeInfo {
+pub(crate) struct HandshakeInfo {
     /// The client chose HTTP/2 by ALPN.
     pub alpn_h2: bool,
     /// As ELB's access log writes it: "TLSv1.2", "TLSv1.3" ("-" before the handshake).
@@ -35,7 +35,7 @@ impl fmt::Display for HandshakeInfo {
 }
 
 /// Reads the negotiated details of a connection whose handshake has finished.
-pub fn handshake_info(conn: &rustls::ServerConnection) -> HandshakeInfo {
+pub(crate) fn handshake_info(conn: &rustls::ServerConnection) -> HandshakeInfo {
     HandshakeInfo {
         alpn_h2: conn.alpn_protocol() == Some(b"h2"),
         protocol: conn.protocol_version().map_or("-", protocol_name),

@@ -13,17 +13,18 @@ use rustls::crypto::CryptoProvider;
 use rustls::version::{TLS12, TLS13};
 use rustls::{CipherSuite, SupportedProtocolVersion};
 
+#[cfg(test)]
 use super::negotiated::{cipher_name, protocol_name};
 use super::TlsError;
 
 /// The policy an HTTPS listener gets when its `ssl_policy` is not set (ELB's last predefined default).
-pub const DEFAULT_POLICY: &str = "ELBSecurityPolicy-TLS-1-2-2017-01";
+pub(crate) const DEFAULT_POLICY: &str = "ELBSecurityPolicy-TLS-1-2-2017-01";
 
 /// An ELB predefined SSL negotiation policy, as rustls serves it: the TLS 1.2 and 1.3 part of it, with AEAD suites
 /// only. SSLv3, TLS 1.0/1.1, RC4, 3DES, CBC, DHE and static-RSA suites do not exist in rustls; a policy that
 /// allowed them is served with its rustls subset. See [`POLICIES`] for the table.
 #[derive(Debug)]
-pub struct SecurityPolicy {
+pub(crate) struct SecurityPolicy {
     /// ELB's name for the policy.
     pub name: &'static str,
     /// Other names ELB accepted for the same policy.
@@ -40,17 +41,19 @@ pub struct SecurityPolicy {
 
 impl SecurityPolicy {
     /// The protocol versions served, as ELB's access log writes them ("TLSv1.3", "TLSv1.2").
-    pub fn protocols(&self) -> impl Iterator<Item = &'static str> + '_ {
+    #[cfg(test)]
+    pub(crate) fn protocols(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.versions.iter().map(|v| protocol_name(v.version))
     }
 
     /// The cipher suites served, by OpenSSL name, in the server's order of preference.
-    pub fn ciphers(&self) -> impl Iterator<Item = &'static str> + '_ {
+    #[cfg(test)]
+    pub(crate) fn ciphers(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.suites.iter().map(|s| cipher_name(*s))
     }
 
     /// Whether the server's cipher order wins over the client's (ELB's `Server-Defined-Cipher-Order`).
-    pub fn server_order(&self) -> bool {
+    pub(crate) fn server_order(&self) -> bool {
         self.server_order
     }
 
@@ -134,7 +137,7 @@ const fn elb(
 /// `ECDHE-ECDSA-AES256-GCM-SHA384`, `ECDHE-RSA-AES256-GCM-SHA384`; TLS 1.3 always offers `TLS_AES_128_GCM_SHA256`,
 /// `TLS_AES_256_GCM_SHA384`, `TLS_CHACHA20_POLY1305_SHA256`. "Floor raised": the policy allowed no protocol rustls
 /// speaks; refusing it would break configurations that name it, so it is served as TLS 1.2+ and a warning is logged.
-pub static POLICIES: &[SecurityPolicy] = &[
+pub(crate) static POLICIES: &[SecurityPolicy] = &[
     elb(
         "ELBSample-ELBDefaultNegotiationPolicy",
         &["ELBSample-ELBDefaultCipherPolicy"],
@@ -167,7 +170,7 @@ pub static POLICIES: &[SecurityPolicy] = &[
 ];
 
 /// Looks up a policy by ELB name (exact, case-sensitive, as ELB's API is); `None` is [`DEFAULT_POLICY`].
-pub fn security_policy(name: Option<&str>) -> Result<&'static SecurityPolicy, TlsError> {
+pub(crate) fn security_policy(name: Option<&str>) -> Result<&'static SecurityPolicy, TlsError> {
     let name = name.unwrap_or(DEFAULT_POLICY);
     POLICIES
         .iter()

@@ -13,14 +13,14 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// ELB truncates the user agent at 8 KB (ELB-SPEC §11, field 13).
-pub const MAX_USER_AGENT_BYTES: usize = 8 * 1024;
+pub(crate) const MAX_USER_AGENT_BYTES: usize = 8 * 1024;
 
 /// One request (HTTP/HTTPS listener) or connection (TCP/SSL listener) as the access log records it.
 ///
 /// Which kind of listener the line is for follows from `elb_status`: `Some` is an HTTP/HTTPS line,
 /// `None` is a TCP/SSL line, where ELB writes `-` for both status codes.
 #[derive(Debug, Clone)]
-pub struct Entry {
+pub(crate) struct Entry {
     /// When the request arrived (field 1), written as ISO-8601 UTC with microseconds.
     pub received_at: SystemTime,
     pub load_balancer: Arc<str>,
@@ -51,7 +51,7 @@ pub struct Entry {
 
 /// Field 12 of an HTTP line: `METHOD scheme://host:port/path HTTP/x.y`, the URL as the client sent it.
 #[derive(Debug, Clone)]
-pub struct RequestLine {
+pub(crate) struct RequestLine {
     pub method: String,
     /// `http` or `https`.
     pub scheme: &'static str,
@@ -65,7 +65,7 @@ pub struct RequestLine {
 
 impl Entry {
     /// Appends the line, without its trailing newline, to `out`.
-    pub fn format(&self, out: &mut String) {
+    pub(crate) fn format(&self, out: &mut String) {
         // Writing to a String cannot fail; the `let _ =` below discard an always-`Ok`.
         write_timestamp(out, self.received_at);
         out.push(' ');

@@ -20,7 +20,7 @@ use super::writer::AccessLog;
 
 /// What the proxy learned about a request it dispatched, carried to the access log in the response's extensions.
 #[derive(Debug, Clone, Copy)]
-pub struct Dispatched {
+pub(crate) struct Dispatched {
     pub backend: SocketAddr,
     /// When the request was handed to the instance's connection.
     pub request_sent: Instant,
@@ -30,7 +30,7 @@ pub struct Dispatched {
 
 /// One request's entry while the request is in progress; logged when the response body is dropped (the request
 /// is over, fully sent or not), so `sent_bytes` is what really went out.
-pub struct PendingEntry {
+pub(crate) struct PendingEntry {
     log: AccessLog,
     arrived: Instant,
     entry: Entry,
@@ -38,7 +38,7 @@ pub struct PendingEntry {
 
 /// The parts of a request head the access log records.
 #[derive(Debug, Clone, Copy)]
-pub struct RequestFacts<'a> {
+pub(crate) struct RequestFacts<'a> {
     pub method: &'a http::Method,
     pub uri: &'a http::Uri,
     pub version: http::Version,
@@ -49,7 +49,7 @@ impl PendingEntry {
     /// Starts an entry when the request head arrives; `request` is `None` for a head too malformed to name (ELB
     /// logs such requests too, with `"- - - "`). `received_bytes` is the request's Content-Length (a chunked
     /// upload counts 0: the body streams to the instance without being counted).
-    pub fn begin(
+    pub(crate) fn begin(
         log: &AccessLog,
         load_balancer: &Arc<str>,
         client: SocketAddr,
@@ -124,7 +124,12 @@ impl PendingEntry {
 
     /// The response is known: its status, and, when an instance answered, where and how long each phase took.
     /// `elb_generated` responses record backend status 0, and `-1` times unless the request was dispatched.
-    pub fn respond(&mut self, status: u16, elb_generated: bool, dispatched: Option<&Dispatched>) {
+    pub(crate) fn respond(
+        &mut self,
+        status: u16,
+        elb_generated: bool,
+        dispatched: Option<&Dispatched>,
+    ) {
         let entry = &mut self.entry;
         entry.elb_status = Some(status);
         entry.backend_status = (!elb_generated).then_some(status);
@@ -139,7 +144,7 @@ impl PendingEntry {
     }
 
     /// The response body is over: logs the line with the bytes that were sent.
-    pub fn finish(mut self, sent_bytes: u64) {
+    pub(crate) fn finish(mut self, sent_bytes: u64) {
         self.entry.sent_bytes = sent_bytes;
         self.log.log(self.entry);
     }

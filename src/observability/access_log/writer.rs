@@ -20,13 +20,13 @@ use tokio::task::JoinHandle;
 use super::entry::Entry;
 
 /// The writer takes at most this many queued entries into one write.
-pub const MAX_BATCH_LINES: u64 = 1024;
+pub(crate) const MAX_BATCH_LINES: u64 = 1024;
 /// ...or stops taking more once the batch is this large.
 const MAX_BATCH_BYTES: usize = 256 * 1024;
 
 /// Where lines go.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Destination {
+pub(crate) enum Destination {
     Stdout,
     /// Appended to; created if missing.
     File(PathBuf),
@@ -35,7 +35,7 @@ pub enum Destination {
 /// Opening the access log file failed; the `io::Error` returned by [`AccessLog::start`] wraps this.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot open access log file {}", path.display())]
-pub struct OpenError {
+pub(crate) struct OpenError {
     pub path: PathBuf,
     #[source]
     pub source: io::Error,
@@ -54,7 +54,7 @@ struct Shared {
 
 /// A cheap clonable handle to the access log; [`AccessLog::log`] never blocks.
 #[derive(Debug, Clone)]
-pub struct AccessLog {
+pub(crate) struct AccessLog {
     entries: mpsc::Sender<Entry>,
     shared: Arc<Shared>,
 }
@@ -63,7 +63,7 @@ impl AccessLog {
     /// Opens the destination and starts the writer task on the current tokio runtime. `capacity` bounds
     /// the entries waiting to be written (at least 1). Fails when the file cannot be opened (the error
     /// names the path, see [`OpenError`]) or when called outside a runtime.
-    pub fn start(
+    pub(crate) fn start(
         destination: Destination,
         capacity: usize,
     ) -> Result<(AccessLog, WriterHandle), io::Error> {
@@ -95,7 +95,7 @@ impl AccessLog {
 
     /// Queues one entry. When the channel is full (or the writer has stopped) the entry is dropped and
     /// counted in [`AccessLog::dropped`].
-    pub fn log(&self, entry: Entry) {
+    pub(crate) fn log(&self, entry: Entry) {
         if self.entries.try_send(entry).is_err() {
             self.shared.dropped.fetch_add(1, Ordering::Relaxed);
         }
@@ -103,17 +103,19 @@ impl AccessLog {
 
     /// Entries that never became a line: the channel was full, the writer had stopped, or the write
     /// failed.
-    pub fn dropped(&self) -> u64 {
+    pub(crate) fn dropped(&self) -> u64 {
         self.shared.dropped.load(Ordering::Relaxed)
     }
 
     /// Lines written (and flushed) so far.
-    pub fn written(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn written(&self) -> u64 {
         self.shared.written.load(Ordering::Relaxed)
     }
 
     /// Reopen attempts that failed (the old file stayed in use).
-    pub fn reopen_failures(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn reopen_failures(&self) -> u64 {
         self.shared.reopen_failures.load(Ordering::Relaxed)
     }
 
@@ -121,7 +123,7 @@ impl AccessLog {
     /// once; the writer reopens before writing its next batch, so every entry logged after this call
     /// goes to the new file (entries queued before it may land in either). A failure is logged, counted
     /// in [`AccessLog::reopen_failures`], and keeps the old file. No effect on stdout.
-    pub fn reopen(&self) {
+    pub(crate) fn reopen(&self) {
         self.shared.reopen_requested.store(true, Ordering::Release);
         self.shared.wake.notify_one();
     }
@@ -140,7 +142,7 @@ fn open_error(path: &Path, source: io::Error) -> io::Error {
 
 /// Owns the writer task. Dropping it leaves the task running until every [`AccessLog`] is dropped.
 #[derive(Debug)]
-pub struct WriterHandle {
+pub(crate) struct WriterHandle {
     stop: oneshot::Sender<()>,
     task: JoinHandle<()>,
 }
@@ -148,7 +150,7 @@ pub struct WriterHandle {
 impl WriterHandle {
     /// Stops taking entries (later [`AccessLog::log`] calls count as dropped), writes everything already
     /// queued, flushes, and waits for the task to end. Used at shutdown and in tests.
-    pub async fn flush_and_stop(self) {
+    pub(crate) async fn flush_and_stop(self) {
         // An error means the task already ended (every handle was dropped): nothing left to drain.
         let _ = self.stop.send(());
         if let Err(error) = self.task.await {

@@ -14,7 +14,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 
 /// The one TLS client configuration of every SSL/HTTPS probe in the process, or why it cannot be built.
-pub fn client_config() -> Result<Arc<ClientConfig>, rustls::Error> {
+pub(crate) fn client_config() -> Result<Arc<ClientConfig>, rustls::Error> {
     // A OnceLock, not a lock: built once, then only read. A failure is kept too: it cannot change on a retry.
     static CONFIG: OnceLock<Result<Arc<ClientConfig>, rustls::Error>> = OnceLock::new();
     CONFIG.get_or_init(build).clone()

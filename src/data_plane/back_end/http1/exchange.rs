@@ -28,7 +28,7 @@ use crate::http1::io::WriteQueue;
 const MAX_HEAD_BYTES: usize = 64 * 1024;
 
 /// What may be done with a request whose exchange failed before a response head arrived.
-pub enum Resend {
+pub(crate) enum Resend {
     /// Not a byte of it reached the instance: it can go anywhere.
     Anywhere(Outgoing),
     /// It reached the instance, which closed the connection without answering; the request is safe to send
@@ -40,7 +40,7 @@ pub enum Resend {
 
 /// One request on a connection and its response: driven by the request's future until the response head has
 /// arrived, then by the response body until the response ends.
-pub struct Exchange {
+pub(crate) struct Exchange {
     conn: BackendConnection,
     request: Outgoing,
     /// How much of the request head has been written (an offset, not a copy: cloning the head's `Bytes` would
@@ -61,7 +61,7 @@ pub struct Exchange {
 }
 
 impl Exchange {
-    pub fn new(conn: BackendConnection, request: Outgoing) -> Self {
+    pub(crate) fn new(conn: BackendConnection, request: Outgoing) -> Self {
         Exchange {
             conn,
             head_written: 0,
@@ -78,12 +78,12 @@ impl Exchange {
     }
 
     /// Sends the request and waits for the response head (interim 1xx responses skipped).
-    pub async fn response_head(&mut self) -> Result<Response<()>, BackendError> {
+    pub(crate) async fn response_head(&mut self) -> Result<Response<()>, BackendError> {
         std::future::poll_fn(|cx| self.poll_head(cx)).await
     }
 
     /// After a failed [`Exchange::response_head`]: whether and where the request may be sent again.
-    pub fn resend(self, error: &BackendError) -> Resend {
+    pub(crate) fn resend(self, error: &BackendError) -> Resend {
         if self.body_started || self.received_any {
             return Resend::Never;
         }
@@ -252,7 +252,10 @@ impl Exchange {
 
 impl Exchange {
     /// The next frame of the response body, keeping the request body going meanwhile.
-    pub fn poll_body(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Frame<Bytes>>>> {
+    pub(crate) fn poll_body(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<io::Result<Frame<Bytes>>>> {
         if let Poll::Ready(Err(error)) = self.poll_upload(cx) {
             return Poll::Ready(Some(Err(error)));
         }
@@ -280,16 +283,16 @@ impl Exchange {
     }
 
     /// The response head as received, when the request asked for it ([`Outgoing::raw_response`]).
-    pub fn take_raw_head(&mut self) -> Option<RawHead> {
+    pub(crate) fn take_raw_head(&mut self) -> Option<RawHead> {
         self.raw.take()
     }
 
     /// Whether the response body is complete.
-    pub fn is_end_stream(&self) -> bool {
+    pub(crate) fn is_end_stream(&self) -> bool {
         matches!(self.response, Download::Done | Download::Length(0))
     }
 
-    pub fn size_hint(&self) -> SizeHint {
+    pub(crate) fn size_hint(&self) -> SizeHint {
         match self.response {
             Download::Length(n) => SizeHint::with_exact(n),
             Download::Done => SizeHint::with_exact(0),
@@ -299,7 +302,7 @@ impl Exchange {
 
     /// The connection, if the exchange ended so cleanly that the next request can use it: the whole request
     /// sent, the whole response read and nothing more, and neither side asked to close.
-    pub fn into_reusable(self) -> Option<BackendConnection> {
+    pub(crate) fn into_reusable(self) -> Option<BackendConnection> {
         let clean = self.is_end_stream()
             && self.keep_alive
             && self.request.body.is_none()

@@ -21,7 +21,7 @@ pub(super) enum RequestFraming {
 
 /// A request serialized for an instance whose body has not been sent: what a retry on another connection, or
 /// another instance, sends again. The head is kept as bytes, so resending it costs nothing.
-pub struct Outgoing {
+pub(crate) struct Outgoing {
     pub(super) head: Bytes,
     pub(super) body: Option<RequestBody>,
     pub(super) framing: RequestFraming,
@@ -36,7 +36,7 @@ pub struct Outgoing {
 
 impl Outgoing {
     /// Serializes a request already rewritten for the instance (origin-form target, hop-by-hop headers gone).
-    pub fn new(request: Request<RequestBody>) -> Self {
+    pub(crate) fn new(request: Request<RequestBody>) -> Self {
         let (parts, body) = request.into_parts();
         let (body, length, framing) = if body.is_end_stream() {
             // POST, PUT and PATCH without a body still say so, as clients do; other methods say nothing.
@@ -70,7 +70,7 @@ impl Outgoing {
     }
 
     /// Whether the request has a body still to send (it cannot be replayed once the body has started).
-    pub fn has_body(&self) -> bool {
+    pub(crate) fn has_body(&self) -> bool {
         self.body.is_some()
     }
 }

@@ -153,7 +153,7 @@ pub(super) fn build_response(
 /// the instance sent them (hop-by-hop lines left out), written on without being parsed into a header map.
 /// Building the map and writing it out again measured as a sixth of elbe's work per request.
 #[derive(Debug, Clone)]
-pub struct RawHead {
+pub(crate) struct RawHead {
     /// The reason phrase (may be empty).
     pub reason: Bytes,
     /// The kept header lines, each ending in CRLF.

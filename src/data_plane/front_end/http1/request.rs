@@ -33,14 +33,14 @@ const MIN_READ: usize = 8 * 1024;
 
 /// The limits a request head is read under.
 #[derive(Debug, Clone, Copy)]
-pub struct HeadLimits {
+pub(super) struct HeadLimits {
     pub max_head_bytes: usize,
     pub max_headers: usize,
 }
 
 /// What the connection remembers of the request being answered.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Current {
+pub(super) struct Current {
     pub http10: bool,
     pub head_only: bool,
     /// The connection closes after this response.
@@ -51,7 +51,7 @@ pub struct Current {
 
 /// A request head read off the connection: the request for the stack, what the connection must remember of it,
 /// and the feed of its body.
-pub struct Head {
+pub(super) struct Head {
     pub request: Request<RequestBody>,
     pub current: Current,
     pub feed: Option<Feed>,
@@ -59,20 +59,20 @@ pub struct Head {
 
 /// Makes room in `buf` for the next read: at least half of [`MIN_READ`], growing by `MIN_READ` or by what the
 /// buffer already holds, whichever is more (a large body streams through in reads that keep up with it).
-pub fn reserve_read(buf: &mut BytesMut) {
+pub(super) fn reserve_read(buf: &mut BytesMut) {
     if buf.capacity() - buf.len() < MIN_READ / 2 {
         buf.reserve(MIN_READ.max(buf.len()));
     }
 }
 
 /// A fresh read buffer.
-pub fn read_buffer() -> BytesMut {
+pub(super) fn read_buffer() -> BytesMut {
     BytesMut::with_capacity(MIN_READ)
 }
 
 /// Parses a request head out of `buf` (taking its bytes): `Ok(None)` while it is incomplete, `Err` for ELB's
 /// refusal.
-pub fn parse(buf: &mut BytesMut, limits: HeadLimits) -> Result<Option<Head>, ElbResponse> {
+pub(super) fn parse(buf: &mut BytesMut, limits: HeadLimits) -> Result<Option<Head>, ElbResponse> {
     let mut on_stack = [const { MaybeUninit::uninit() }; STACK_HEADERS];
     let mut on_heap = Vec::new();
     let slots = if limits.max_headers <= STACK_HEADERS {
@@ -213,7 +213,7 @@ fn request_body(
 }
 
 /// The connection's side of a [`ClientBody`]: decodes the body out of what the client sends, when the body asks.
-pub struct Feed {
+pub(super) struct Feed {
     sender: BodySender,
     body: Download,
     /// The client waits for `100 Continue` before it sends the body.
@@ -222,7 +222,7 @@ pub struct Feed {
 
 /// Where a body's feed is after a poll.
 #[derive(Debug)]
-pub enum Fed {
+pub(super) enum Fed {
     /// More to come, when the body asks for it or the socket has it.
     Going,
     /// The whole body was handed on.
@@ -237,7 +237,7 @@ impl Feed {
     /// Moves the body along when it has asked for more: decodes what was read, reads the socket when nothing is
     /// left, queues `100 Continue` the first time the socket is read. Never waits itself; the socket's readiness
     /// or the body's demand wakes the task.
-    pub fn poll<IO: Stream>(
+    pub(super) fn poll<IO: Stream>(
         &mut self,
         cx: &mut Context<'_>,
         io: &mut IO,

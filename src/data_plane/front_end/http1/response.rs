@@ -37,7 +37,7 @@ enum Outbound {
 }
 
 /// A response being written: its body, and how it is framed.
-pub struct Responding {
+pub(super) struct Responding {
     body: ResponseBody,
     framing: Outbound,
     /// The body has ended (the last chunk is queued).
@@ -46,7 +46,7 @@ pub struct Responding {
 
 /// What moving a response body's frames into the write queue came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Moved {
+pub(super) enum Moved {
     /// The queue is full, or the body ended (see [`Responding::ended`]).
     Queued,
     /// The body has nothing more now; it wakes the task when it has.
@@ -57,7 +57,7 @@ pub enum Moved {
 
 /// Queues the head of `response` and returns the response being written. `current.close` is set when the
 /// connection must close after it (the client asked, the response asked, shutdown, HTTP/1.0 without a length).
-pub fn start(
+pub(super) fn start(
     response: Response<ResponseBody>,
     current: &mut Current,
     shutting_down: bool,
@@ -171,13 +171,13 @@ fn framing(
 
 impl Responding {
     /// Whether the whole body is queued.
-    pub fn ended(&self) -> bool {
+    pub(super) fn ended(&self) -> bool {
         self.ended
     }
 
     /// Moves body frames into `out` while there is room, framed for the client; `progress` counts the frames
     /// (the connection's idle timer reads it).
-    pub fn poll_move(
+    pub(super) fn poll_move(
         &mut self,
         cx: &mut Context<'_>,
         out: &mut WriteQueue,

@@ -1,7 +1,7 @@
 //! elbe's HTTP/1 server over real sockets, with a stand-in for the proxy stack.
 
 use super::*;
-use crate::data_plane::proxy::elb_answer;
+use crate::data_plane::proxy::answer::elb_answer;
 use crate::shutdown::{self, ShutdownWatch, Trigger};
 use http::HeaderValue;
 use http_body_util::BodyExt;
