@@ -52,11 +52,25 @@ pub enum HarnessError {
     Config(#[from] Box<config::ConfigError>),
     #[error(transparent)]
     Start(#[from] Box<server::StartError>),
-    #[error("{0}")]
-    Control(String),
-    #[error("DNS: {0}")]
-    Dns(String),
+    /// The instance address is not an IP, `ip:port` or `host:port`.
+    #[error("instance address {address:?}: {reason}")]
+    Address { address: String, reason: String },
+    /// The load balancer does not exist, or a `host:port` address did not resolve.
+    #[error(transparent)]
+    Registration(#[from] ControlError),
+    /// The DNS query could not be made or its answer not read.
+    #[error("DNS query for {name}: {source}")]
+    Dns {
+        name: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The responder answered without an A record.
+    #[error("no A record for {name}: {response_code}")]
+    NoAnswer { name: String, response_code: String },
 }
+
+pub use crate::control_plane::control::ControlError;
 
 /// An emulated ELB running in this process.
 pub struct Emulator {
@@ -116,9 +130,13 @@ impl Emulator {
         zone: &str,
         address: &str,
     ) -> Result<(), HarnessError> {
-        let address: InstanceAddress = address
-            .parse()
-            .map_err(|e: String| HarnessError::Control(e))?;
+        let address: InstanceAddress =
+            address
+                .parse()
+                .map_err(|reason: String| HarnessError::Address {
+                    address: address.to_owned(),
+                    reason,
+                })?;
         let instance = config::Instance {
             id: id.to_owned(),
             zone: zone.to_owned(),
@@ -128,7 +146,7 @@ impl Emulator {
             .control()
             .register(load_balancer, instance)
             .await
-            .map_err(|e| HarnessError::Control(e.to_string()))
+            .map_err(HarnessError::from)
     }
 
     /// Deregisters an instance; returns whether it was registered.
@@ -136,7 +154,7 @@ impl Emulator {
         self.server
             .control()
             .deregister(load_balancer, id)
-            .map_err(|e| HarnessError::Control(e.to_string()))
+            .map_err(HarnessError::from)
     }
 
     /// Flips an instance's health at once (until its health checks see a change of their own).
@@ -193,32 +211,35 @@ impl CachingResolver {
     }
 
     async fn query(&self, name: &str) -> Result<(IpAddr, u32), HarnessError> {
-        let dns = |e: &dyn std::fmt::Display| HarnessError::Dns(e.to_string());
+        let dns = |source: Box<dyn std::error::Error + Send + Sync>| HarnessError::Dns {
+            name: name.to_owned(),
+            source,
+        };
         let mut message = Message::query();
         message.metadata.id = rand_id();
         message.add_query(Query::query(
-            Name::from_ascii(name).map_err(|e| dns(&e))?,
+            Name::from_ascii(name).map_err(|e| dns(e.into()))?,
             RecordType::A,
         ));
-        let bytes = message.to_vec().map_err(|e| dns(&e))?;
+        let bytes = message.to_vec().map_err(|e| dns(e.into()))?;
         let bind: SocketAddr = if self.server.is_ipv4() {
             "0.0.0.0:0"
         } else {
             "[::]:0"
         }
         .parse()
-        .map_err(|e| dns(&e))?;
-        let socket = UdpSocket::bind(bind).await.map_err(|e| dns(&e))?;
+        .map_err(|e: std::net::AddrParseError| dns(e.into()))?;
+        let socket = UdpSocket::bind(bind).await.map_err(|e| dns(e.into()))?;
         socket
             .send_to(&bytes, self.server)
             .await
-            .map_err(|e| dns(&e))?;
+            .map_err(|e| dns(e.into()))?;
         let mut buffer = vec![0u8; 4096];
         let len = tokio::time::timeout(Duration::from_secs(2), socket.recv(&mut buffer))
             .await
-            .map_err(|e| dns(&e))?
-            .map_err(|e| dns(&e))?;
-        let reply = Message::from_vec(&buffer[..len]).map_err(|e| dns(&e))?;
+            .map_err(|e| dns(e.into()))?
+            .map_err(|e| dns(e.into()))?;
+        let reply = Message::from_vec(&buffer[..len]).map_err(|e| dns(e.into()))?;
         reply
             .answers
             .iter()
@@ -226,11 +247,9 @@ impl CachingResolver {
                 RData::A(a) => Some((IpAddr::V4(a.0), record.ttl)),
                 _ => None,
             })
-            .ok_or_else(|| {
-                HarnessError::Dns(format!(
-                    "no A record for {name}: {:?}",
-                    reply.metadata.response_code
-                ))
+            .ok_or_else(|| HarnessError::NoAnswer {
+                name: name.to_owned(),
+                response_code: format!("{:?}", reply.metadata.response_code),
             })
     }
 }
