@@ -210,7 +210,7 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
             }
         });
     }
-    let tracker = Tracker::default();
+    let tracker = Tracker::new();
     let connections = Arc::new(Connections::new(&config.limits, tracker.clone()));
     let (trigger, shutdown) = shutdown::channel();
     let mut tasks = Vec::new();
@@ -498,12 +498,13 @@ impl Server {
     /// Returns whether every connection finished in time.
     pub async fn shutdown(self) -> bool {
         self.trigger.trigger();
-        let drained = tokio::time::timeout(self.shutdown_grace, self.tracker.wait_idle())
+        self.tracker.close();
+        let drained = tokio::time::timeout(self.shutdown_grace, self.tracker.wait())
             .await
             .is_ok();
         if !drained {
             tracing::warn!(
-                live = self.tracker.live(),
+                live = self.tracker.len(),
                 "shutdown grace ran out; closing remaining connections"
             );
         }

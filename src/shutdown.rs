@@ -2,13 +2,16 @@
 //!
 //! SIGTERM, Ctrl-C, a test and a reload that retires a listener all use the same path (STYLE.md habit 2):
 //! [`Trigger::trigger`] tells every accept loop to stop and every connection to finish its in-flight requests;
-//! [`Tracker::wait_idle`] returns once the last connection guard is dropped; the caller bounds that wait with its
-//! drain deadline and then stops the runtime.
+//! the [`Tracker`] (tokio-util's `TaskTracker`) is waited on until the last connection's token is dropped; the
+//! caller bounds that wait with its drain deadline and then stops the runtime.
+//!
+//! Why not tokio-util's `CancellationToken` for the signal too: a connection checks for shutdown on every poll,
+//! and `CancellationToken::is_cancelled` takes a mutex, while a `watch` channel's version is an atomic load
+//! ([`ShutdownWatch`]). The cold paths (accept loops, the admin and DNS listeners) share the same signal.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 
 /// The sending side: triggers shutdown once.
 #[derive(Debug, Clone)]
@@ -84,75 +87,13 @@ impl ShutdownWatch {
     }
 }
 
-/// Counts live connections so shutdown can wait for them.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Tracker(Arc<TrackerInner>);
-
-#[derive(Debug, Default)]
-struct TrackerInner {
-    live: AtomicUsize,
-    idle: Notify,
-}
-
-/// Held by one live connection.
-#[derive(Debug)]
-pub(crate) struct ConnectionGuard(Arc<TrackerInner>);
-
-impl Tracker {
-    pub(crate) fn guard(&self) -> ConnectionGuard {
-        self.0.live.fetch_add(1, Ordering::AcqRel);
-        ConnectionGuard(self.0.clone())
-    }
-
-    pub(crate) fn live(&self) -> usize {
-        self.0.live.load(Ordering::Acquire)
-    }
-
-    /// Completes when no connection is live.
-    pub(crate) async fn wait_idle(&self) {
-        loop {
-            let notified = self.0.idle.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.live() == 0 {
-                return;
-            }
-            notified.await;
-        }
-    }
-}
-
-impl Drop for ConnectionGuard {
-    fn drop(&mut self) {
-        if self.0.live.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.idle.notify_waiters();
-        }
-    }
-}
+/// Counts live connections so shutdown can wait for them: tokio-util's `TaskTracker`, whose tokens are the
+/// connections' drop guards (one atomic each way; waiting needs the tracker closed, which shutdown does first).
+pub(crate) type Tracker = tokio_util::task::TaskTracker;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
-
-    #[tokio::test]
-    async fn wait_idle_returns_when_the_last_guard_drops() {
-        let tracker = Tracker::default();
-        let a = tracker.guard();
-        let b = tracker.guard();
-        let waiter = tokio::spawn({
-            let tracker = tracker.clone();
-            async move { tracker.wait_idle().await }
-        });
-        drop(a);
-        tokio::task::yield_now().await;
-        assert!(!waiter.is_finished());
-        drop(b);
-        tokio::time::timeout(Duration::from_secs(1), waiter)
-            .await
-            .expect("wait_idle must finish once idle")
-            .unwrap();
-    }
 
     #[tokio::test]
     async fn shutdown_is_seen_by_late_subscribers() {

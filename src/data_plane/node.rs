@@ -51,7 +51,7 @@ impl Connections {
 
     /// Connections open now, across all listeners.
     pub(crate) fn live(&self) -> usize {
-        self.tracker.live()
+        self.tracker.len()
     }
 }
 
@@ -86,7 +86,7 @@ pub(crate) async fn serve_listener(
             _ = shutdown.triggered() => return,
         };
         let _ = stream.set_nodelay(true);
-        let guard = connections.tracker.guard();
+        let guard = connections.tracker.token();
         let context = context.clone();
         let connections = connections.clone();
         let shutdown = shutdown.clone();
