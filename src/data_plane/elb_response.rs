@@ -4,7 +4,7 @@
 //! phrase (`503 Service Unavailable: Back-end server is at capacity`, `504 GATEWAY_TIMEOUT`...). Whoever detects
 //! the condition (the HTTP/1 server reading a head, the Check layer, the surge queue, the Forward layer) names an
 //! [`ElbResponse`]; the proxy turns it into a response marked as elbe's own
-//! ([`crate::data_plane::proxy::elb_answer`]), the Track layer counts it in `HTTPCode_ELB_*` and writes its
+//! ([`crate::data_plane::proxy::answer::elb_answer`]), the Track layer counts it in `HTTPCode_ELB_*` and writes its
 //! access-log line, and the HTTP/1 server writes [`ElbResponse::http1_bytes`]. So there is one path, and elbe never
 //! invents a status of its own.
 

@@ -6,7 +6,7 @@
 //!   the way to the instance and on the way back to the client.
 //! * [`check_request`] refuses what ELB refuses (ELB-SPEC §1.1 and §9: `CONNECT`, over-long methods) and what would make
 //!   the framing ambiguous between elbe and an instance (request smuggling).
-//! * [`trusted_client_ip`] is for the instances: it reads `X-Forwarded-For` the only safe way, from the right.
+//! * [`trusted_client_ip`](forwarded::trusted_client_ip) is for the instances: it reads `X-Forwarded-For` the only safe way, from the right.
 //!
 //! Everything here is on the request path, so it takes no lock and allocates at most once per call (the new
 //! `X-Forwarded-For` value); IP addresses are formatted into a stack buffer. These are plain functions over `http`

@@ -10,14 +10,14 @@
 //! 3DES, CBC, DHE and static-RSA suites do not exist here. What is left of every ELB policy is the same four
 //! ECDHE AES-GCM suites, in ELB's order; the policies still differ in whether the server's cipher order wins
 //! (`Server-Defined-Cipher-Order`). Every policy also offers TLS 1.3, which ELB Classic never had: it is strictly
-//! stronger than what the policy allowed, and clients that cannot speak it fall back to TLS 1.2. See [`POLICIES`].
+//! stronger than what the policy allowed, and clients that cannot speak it fall back to TLS 1.2. See [`policy::POLICIES`].
 //!
 //! # Layout
 //!
 //! In the order a listener uses them:
 //!
-//! - [`policy`]: ELB's predefined policies ([`POLICIES`]) and what rustls serves of each.
-//! - [`certificates`]: PEM files loaded and checked; [`CertificateSet`] picks one by SNI.
+//! - [`policy`]: ELB's predefined policies ([`policy::POLICIES`]) and what rustls serves of each.
+//! - [`certificates`]: PEM files loaded and checked; [`certificates::CertificateSet`] picks one by SNI.
 //! - [`acceptor`]: [`TlsAcceptor`], the policy and certificates as a rustls configuration, its handshake with a
 //!   timeout, and its swap on reload.
 //! - [`negotiated`]: what a finished handshake agreed on ([`handshake_info`]), named as OpenSSL and ELB's access

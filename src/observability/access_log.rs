@@ -1,10 +1,10 @@
 //! Access logs in ELB's line format (ELB-SPEC.md §11): one line per request, to a file or stdout.
 //!
 //! The proxy starts a [`PendingEntry`] when a request head arrives and, when the response ends, hands its
-//! [`Entry`] to [`AccessLog::log`], which never blocks: the entry goes into a bounded channel read by one
+//! [`Entry`](entry::Entry) to [`AccessLog::log`], which never blocks: the entry goes into a bounded channel read by one
 //! writer task, and when the channel is full the entry is dropped and counted ([`AccessLog::dropped`]). A
 //! slow disk therefore costs log lines, never request latency. The writer formats entries into one reused
-//! buffer, takes whatever else is already queued (up to [`MAX_BATCH_LINES`]), and writes and flushes the
+//! buffer, takes whatever else is already queued (up to [`MAX_BATCH_LINES`](writer::MAX_BATCH_LINES)), and writes and flushes the
 //! batch at once.
 //!
 //! Lines carry all 15 fields, including the 2015 ones (`user_agent`, `ssl_cipher`, `ssl_protocol`).
@@ -21,7 +21,7 @@
 //!
 //! # Layout
 //!
-//! - `entry`: the line, [`Entry`] and [`Entry::format`]: the 15 fields, timestamps, quoting, truncation.
+//! - `entry`: the line, [`Entry`](entry::Entry) and [`Entry::format`](entry::Entry::format): the 15 fields, timestamps, quoting, truncation.
 //! - `writer`: [`AccessLog`], the handle the proxy logs through, and the task that batches lines to a
 //!   [`Destination`]; [`WriterHandle`] stops it at shutdown.
 //! - `pending`: [`PendingEntry`], one request's entry while it is in flight on the request path.

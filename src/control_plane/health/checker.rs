@@ -86,8 +86,7 @@ enum Command {
     },
 }
 
-/// Checks a set of instances on ELB's schedule and sends every state change. Dropping it, or [`Checker::stop`],
-/// stops every check.
+/// Checks a set of instances on ELB's schedule and sends every state change. Dropping it stops every check.
 ///
 /// One supervisor task owns the per-instance tasks (no lock: `add` and `remove` are messages to it); aborting the
 /// supervisor drops its `JoinSet`, which aborts them all.

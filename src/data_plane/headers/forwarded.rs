@@ -52,7 +52,7 @@ pub(crate) fn forwarded_port(port: u16) -> HeaderValue {
 /// reports for an IPv4 client) is written as `1.2.3.4`. Empty `X-Forwarded-For` lines are ignored, so a client sending
 /// an empty header gets `"<peer>"`, not `", <peer>"`.
 ///
-/// Call it after [`strip_hop_by_hop`] (see the module documentation).
+/// Call it after [`strip_hop_by_hop`](super::strip_hop_by_hop) (see the module documentation).
 ///
 /// ```
 /// use elbe::headers::{forwarded_port, set_forwarded, ForwardedProto};

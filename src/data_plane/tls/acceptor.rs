@@ -31,7 +31,7 @@ const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
 /// Server-side TLS session cache size per listener (sessions resumed by ID rather than by ticket).
 const SESSION_CACHE_ENTRIES: usize = 4096;
 
-/// A listener's TLS acceptor. Its configuration can be swapped at run time ([`TlsAcceptor::reload`]) without
+/// A listener's TLS acceptor. Its configuration can be swapped at run time ([`TlsAcceptor::replace_with`] on SIGHUP) without
 /// dropping open connections: a connection keeps the configuration it was accepted with.
 ///
 /// ALPN offers `h2` then `http/1.1`. Session resumption: stateless tickets (rustls' rotating ticketer, 6-hour keys)
@@ -106,7 +106,7 @@ impl TlsAcceptor {
 }
 
 /// Builds the whole rustls configuration for one listener from its files and policy name, checking everything
-/// first: [`TlsAcceptor::new`] and [`TlsAcceptor::reload`] both go through here, so a reload cannot accept what a
+/// first: [`TlsAcceptor::new`] (start and reload alike) goes through here, so a reload cannot accept what a
 /// start would refuse.
 fn server_config(
     paths: &[CertificatePaths],

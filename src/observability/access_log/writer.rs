@@ -122,7 +122,7 @@ impl AccessLog {
     /// Asks the writer to reopen the file at its path (SIGHUP after logrotate renamed it). Returns at
     /// once; the writer reopens before writing its next batch, so every entry logged after this call
     /// goes to the new file (entries queued before it may land in either). A failure is logged, counted
-    /// in [`AccessLog::reopen_failures`], and keeps the old file. No effect on stdout.
+    /// (`reopen_failures`), and keeps the old file. No effect on stdout.
     pub(crate) fn reopen(&self) {
         self.shared.reopen_requested.store(true, Ordering::Release);
         self.shared.wake.notify_one();
