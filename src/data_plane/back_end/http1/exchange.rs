@@ -6,26 +6,21 @@
 //! (DESIGN.md: the keep-alive race).
 
 use std::io;
-use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use http::Response;
 use http_body::{Body, Frame, SizeHint};
 
 use super::connection::BackendConnection;
 use super::request::{Outgoing, RequestFraming};
-use super::response::{build_response, raw_head, scan_response, HeadIndex, RawHead, MAX_HEADERS};
+use super::response::{read_head, RawHead};
 use crate::data_plane::back_end::error::BackendError;
 use crate::http1::framing::{
     chunk_size_line, decode, last_chunk_with, Download, CHUNK_END, LAST_CHUNK,
 };
-use crate::http1::head::{FieldSpans, Span};
 use crate::http1::io::WriteQueue;
-
-/// Largest response head accepted; a longer one is a 502.
-const MAX_HEAD_BYTES: usize = 64 * 1024;
 
 /// What may be done with a request whose exchange failed before a response head arrived.
 pub(crate) enum Resend {
@@ -198,55 +193,18 @@ impl Exchange {
 
     /// Parses a response head from what has been read, skipping interim responses. `None`: not all there yet.
     fn parse_head(&mut self) -> Result<Option<Response<()>>, BackendError> {
-        loop {
-            if self.conn.read_buf.is_empty() {
-                return Ok(None);
-            }
-            // Uninitialized slots: zeroing 100 of them on every response measured as 11 % of elbe's instructions.
-            let mut slots = [const { MaybeUninit::uninit() }; MAX_HEADERS];
-            let mut parsed = httparse::Response::new(&mut []);
-            let parsing = httparse::ParserConfig::default().parse_response_with_uninit_headers(
-                &mut parsed,
-                &self.conn.read_buf,
-                &mut slots,
-            );
-            let length = match parsing {
-                Ok(httparse::Status::Complete(length)) => length,
-                Ok(httparse::Status::Partial) if self.conn.read_buf.len() > MAX_HEAD_BYTES => {
-                    return Err(BackendError::BadResponse("response head too large"))
-                }
-                Ok(httparse::Status::Partial) => return Ok(None),
-                Err(_) => return Err(BackendError::BadResponse("malformed response head")),
-            };
-            let code = parsed.code.unwrap_or(0);
-            if (100..200).contains(&code) && code != 101 {
-                self.conn.read_buf.advance(length);
-                continue;
-            }
-            let buf = &self.conn.read_buf[..];
-            let fields = FieldSpans::new(buf, parsed.headers);
-            let index = HeadIndex {
-                code,
-                http10: parsed.version == Some(0),
-                reason: parsed
-                    .reason
-                    .map(|reason| Span::within(buf, reason.as_bytes())),
-                fields: fields.as_slice(),
-            };
-            let head = self.conn.read_buf.split_to(length).freeze();
-            let scanned = scan_response(&head, &index, self.request.head_only)?;
-            let response = if self.request.raw_response {
-                self.raw = Some(raw_head(&head, &index, &scanned));
-                let mut response = Response::new(());
-                *response.status_mut() = scanned.status;
-                response
-            } else {
-                build_response(&head, &index, &scanned)?
-            };
-            self.response = scanned.download;
-            self.keep_alive = scanned.keep_alive;
-            return Ok(Some(response));
-        }
+        let Some(head) = read_head(
+            &mut self.conn.read_buf,
+            self.request.head_only,
+            self.request.raw_response,
+        )?
+        else {
+            return Ok(None);
+        };
+        self.raw = head.raw;
+        self.response = head.download;
+        self.keep_alive = head.keep_alive;
+        Ok(Some(head.response))
     }
 }
 

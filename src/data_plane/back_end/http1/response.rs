@@ -6,19 +6,94 @@
 //! For an HTTP/1 client the kept lines are passed on as received ([`RawHead`]); for an HTTP/2 client, whose server
 //! needs a header map, one is built ([`build_response`]).
 
-use bytes::{Bytes, BytesMut};
+use std::mem::MaybeUninit;
+
+use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 
 use crate::data_plane::back_end::error::BackendError;
 use crate::http1::fields::{content_length, is_hop_by_hop, last_token_is, put_field, tokens};
 use crate::http1::framing::{Chunk, Download};
-use crate::http1::head::Span;
+use crate::http1::head::{FieldSpans, Span};
 
 /// Most header lines a response head may have (hyper's limit too); more is a 502.
-pub(super) const MAX_HEADERS: usize = 100;
+const MAX_HEADERS: usize = 100;
+/// Largest response head accepted; a longer one is a 502.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+
+/// A response head read off an instance's connection.
+#[derive(Debug)]
+pub(crate) struct ResponseHead {
+    /// The status, and for an HTTP/2 client the header map; for an HTTP/1 client the lines are in `raw`.
+    pub(crate) response: Response<()>,
+    pub(crate) raw: Option<RawHead>,
+    /// How the body is delimited.
+    pub(crate) download: Download,
+    /// Whether the connection may carry another request after this response.
+    pub(crate) keep_alive: bool,
+}
+
+/// Reads a response head out of `buf` (taking its bytes), skipping interim 1xx responses. `Ok(None)`: not all of it
+/// has arrived. `raw`: keep the header lines as received ([`RawHead`]) instead of building a header map.
+pub(crate) fn read_head(
+    buf: &mut BytesMut,
+    head_only: bool,
+    raw: bool,
+) -> Result<Option<ResponseHead>, BackendError> {
+    loop {
+        if buf.is_empty() {
+            return Ok(None);
+        }
+        // Uninitialized slots: zeroing 100 of them on every response measured as 11 % of elbe's instructions.
+        let mut slots = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+        let mut parsed = httparse::Response::new(&mut []);
+        let parsing = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+            &mut parsed,
+            buf,
+            &mut slots,
+        );
+        let length = match parsing {
+            Ok(httparse::Status::Complete(length)) => length,
+            Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD_BYTES => {
+                return Err(BackendError::BadResponse("response head too large"))
+            }
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(_) => return Err(BackendError::BadResponse("malformed response head")),
+        };
+        let code = parsed.code.unwrap_or(0);
+        if (100..200).contains(&code) && code != 101 {
+            buf.advance(length);
+            continue;
+        }
+        let fields = FieldSpans::new(buf, parsed.headers);
+        let index = HeadIndex {
+            code,
+            http10: parsed.version == Some(0),
+            reason: parsed
+                .reason
+                .map(|reason| Span::within(buf, reason.as_bytes())),
+            fields: fields.as_slice(),
+        };
+        let head = buf.split_to(length).freeze();
+        let scanned = scan_response(&head, &index, head_only)?;
+        let (response, raw) = if raw {
+            let mut response = Response::new(());
+            *response.status_mut() = scanned.status;
+            (response, Some(raw_head(&head, &index, &scanned)))
+        } else {
+            (build_response(&head, &index, &scanned)?, None)
+        };
+        return Ok(Some(ResponseHead {
+            response,
+            raw,
+            download: scanned.download,
+            keep_alive: scanned.keep_alive,
+        }));
+    }
+}
 
 /// A parsed response head, as positions in its bytes.
-pub(super) struct HeadIndex<'a> {
+struct HeadIndex<'a> {
     pub code: u16,
     pub http10: bool,
     pub reason: Option<Span>,
@@ -29,7 +104,7 @@ pub(super) struct HeadIndex<'a> {
 /// An instance's response head, checked: its status, the header lines that go on to the client (hop-by-hop ones
 /// left out, RFC 9110 §7.6.1: they are the instance's business with elbe), how its body is delimited (RFC 9112
 /// §6.3) and whether the connection stays open after it.
-pub(super) struct Scanned {
+struct Scanned {
     pub status: StatusCode,
     /// Per header line of the head: whether it goes on to the client.
     keep: [bool; MAX_HEADERS],
@@ -38,7 +113,7 @@ pub(super) struct Scanned {
 }
 
 /// Checks a response head without building anything from it.
-pub(super) fn scan_response(
+fn scan_response(
     head: &Bytes,
     index: &HeadIndex<'_>,
     head_only: bool,
@@ -120,7 +195,7 @@ pub(super) fn scan_response(
 }
 
 /// The response as a header map, for clients whose server needs one (hyper's HTTP/2 server).
-pub(super) fn build_response(
+fn build_response(
     head: &Bytes,
     index: &HeadIndex<'_>,
     scanned: &Scanned,
@@ -162,7 +237,7 @@ pub(crate) struct RawHead {
     pub has_length: bool,
 }
 
-pub(super) fn raw_head(head: &Bytes, index: &HeadIndex<'_>, scanned: &Scanned) -> RawHead {
+fn raw_head(head: &Bytes, index: &HeadIndex<'_>, scanned: &Scanned) -> RawHead {
     let reason = index.reason.map_or_else(Bytes::new, |span| span.of(head));
     let kept = || {
         index
