@@ -70,11 +70,11 @@ fn serve_streaming(
     (client, ended, frames)
 }
 
-/// Far beyond every timer here: a wait that reaches it fails the test instead of hanging it (paused, it costs
+/// Far beyond every timer here: [`bounded`] fails a test still waiting after it instead of hanging (paused, it costs
 /// nothing).
 const NEVER: Duration = Duration::from_secs(3600);
 
-async fn within_never<F: Future>(future: F) -> F::Output {
+async fn bounded<F: Future>(future: F) -> F::Output {
     match tokio::time::timeout(NEVER, future).await {
         Ok(output) => output,
         Err(_) => panic!("still waiting after {NEVER:?}"),
@@ -86,7 +86,7 @@ async fn read_until(client: &mut DuplexStream, end: &str) -> String {
     let mut out = Vec::new();
     while !String::from_utf8_lossy(&out).contains(end) {
         let mut buf = [0u8; 4096];
-        let n = within_never(client.read(&mut buf)).await.unwrap();
+        let n = bounded(client.read(&mut buf)).await.unwrap();
         assert!(
             n > 0,
             "closed before {end:?}: {:?}",
@@ -100,13 +100,13 @@ async fn read_until(client: &mut DuplexStream, end: &str) -> String {
 /// Reads until elbe closes the connection (or drops it); returns what arrived and when it closed.
 async fn read_to_close(client: &mut DuplexStream) -> (Vec<u8>, Instant) {
     let mut out = Vec::new();
-    within_never(client.read_to_end(&mut out)).await.unwrap();
+    bounded(client.read_to_end(&mut out)).await.unwrap();
     (out, Instant::now())
 }
 
 /// Waits for the served connection to end; returns how it ended and when.
 async fn ended(served: Ended) -> (io::Result<Served>, Instant) {
-    let (served, _) = within_never(served).await.unwrap();
+    let (served, _) = bounded(served).await.unwrap();
     (served, Instant::now())
 }
 
