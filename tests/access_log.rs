@@ -278,7 +278,7 @@ async fn heads_refused_before_they_are_requests_are_logged_and_counted() {
     let backend = Backend::start(Behaviour::Echo).await;
     let builder = ConfigBuilder::new()
         .instance(instance("i-1", "zone-a", &backend))
-        .limit("request_header_timeout = \"300ms\"")
+        .limit("request_header_timeout = \"150ms\"")
         .limit("max_request_header_bytes = 8192");
     let log = logged(builder, |address, _| async move {
         let malformed = raw(

@@ -42,7 +42,8 @@ impl Dnsmasq {
                     "--listen-address=127.0.0.1",
                     "--bind-interfaces",
                 ])
-                .args(["--local-ttl=1", "--user=root"])
+                // TTL 0: the answer is not cached, so elbe asks again after its min_ttl (200 ms), not a second.
+                .args(["--local-ttl=0", "--user=root"])
                 .arg(format!("--port={port}"))
                 .arg(format!("--addn-hosts={}", hosts.display()))
                 .kill_on_drop(true)

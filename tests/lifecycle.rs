@@ -94,7 +94,7 @@ async fn a_1_gib_upload_and_download_stream_with_flat_memory() {
 
 #[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
-    let (_backend, elbe) = one_instance_with_idle_timeout(Behaviour::Echo, "300ms").await;
+    let (_backend, elbe) = one_instance_with_idle_timeout(Behaviour::Echo, "150ms").await;
     let mut stream = send(elbe.node("zone-a"), b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
     let response = read_response(&mut stream, Duration::from_secs(2)).await;
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
@@ -104,7 +104,7 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
     assert!(closed.is_ok(), "elbe must close an idle connection");
     let waited = idle_since.elapsed();
     assert!(
-        waited >= Duration::from_millis(250),
+        waited >= Duration::from_millis(100),
         "closed too early: {waited:?}"
     );
     assert!(
@@ -154,7 +154,8 @@ async fn keep_alive_connections_outlive_the_request_header_timeout() {
             .unwrap();
         let response = read_response(&mut stream, Duration::from_secs(2)).await;
         assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Idle for twice the request-header timeout: still open.
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

@@ -257,3 +257,89 @@ fn answer_for(error: &BackendError) -> ElbResponse {
         BackendError::ClientBody(_) => ElbResponse::BadRequest,
     }
 }
+
+/// The request timer on tokio's paused clock: one timer taken, moved to another task and given back in turn, as a
+/// connection's requests share it.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    const IDLE_TIMEOUT: Duration = Duration::from_millis(300);
+
+    /// Takes the connection's timer, moves it to a task of its own (as a request's future is), and runs a request
+    /// that never answers under it; returns when the timer fired, the timer given back on the task's end.
+    async fn unanswered(home: &Arc<ArrayQueue<Pin<Box<Sleep>>>>, deadline: Instant) -> Instant {
+        let mut timer = RequestTimer::take(home);
+        let request = tokio::spawn(async move {
+            let answer = timer.run(deadline, std::future::pending::<()>()).await;
+            assert!(answer.is_none(), "a request that never answers");
+            Instant::now()
+        });
+        request.await.unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_timer_taken_moved_and_given_back_fires_at_the_next_requests_deadline() {
+        let home = Arc::new(ArrayQueue::new(1));
+        let start = Instant::now();
+
+        // A request answered in time: no wait, and the timer made for it goes home with its deadline unspent.
+        let mut timer = RequestTimer::take(&home);
+        let answer = timer.run(start + IDLE_TIMEOUT, async { 200 }).await;
+        assert_eq!((answer, Instant::now()), (Some(200), start));
+        drop(timer);
+        assert_eq!(home.len(), 1, "given back");
+
+        // The next request, later: its deadline, not the first's.
+        tokio::time::sleep(IDLE_TIMEOUT / 2).await;
+        let deadline = Instant::now() + IDLE_TIMEOUT;
+        assert_eq!(unanswered(&home, deadline).await, deadline);
+        assert_eq!(home.len(), 1, "given back from the request's task");
+
+        // The timer has fired; taken again it waits out the new deadline, not firing at once.
+        let deadline = Instant::now() + IDLE_TIMEOUT;
+        let mut timer = RequestTimer::take(&home);
+        assert!(home.is_empty(), "the pooled timer is the one taken");
+        let answer = timer
+            .run(
+                deadline,
+                tokio::time::sleep(IDLE_TIMEOUT - Duration::from_millis(1)),
+            )
+            .await;
+        assert_eq!(
+            answer,
+            Some(()),
+            "answered a millisecond before the deadline"
+        );
+        drop(timer);
+
+        // A deadline earlier than the one the timer was last set to.
+        let deadline = Instant::now() + IDLE_TIMEOUT / 3;
+        assert_eq!(unanswered(&home, deadline).await, deadline);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_in_flight_together_each_get_a_timer_and_the_connection_keeps_one() {
+        let home = Arc::new(ArrayQueue::new(1));
+        let (first, second) = (RequestTimer::take(&home), RequestTimer::take(&home));
+        let start = Instant::now();
+        let mut requests = Vec::new();
+        for (mut timer, after) in [(first, IDLE_TIMEOUT), (second, IDLE_TIMEOUT / 2)] {
+            requests.push(tokio::spawn(async move {
+                timer.run(start + after, std::future::pending::<()>()).await;
+                Instant::now() - start
+            }));
+        }
+        let mut fired = Vec::new();
+        for request in requests {
+            fired.push(request.await.unwrap());
+        }
+        assert_eq!(fired, [IDLE_TIMEOUT, IDLE_TIMEOUT / 2]);
+        assert_eq!(
+            home.len(),
+            1,
+            "one kept, the other dropped: a connection keeps one timer"
+        );
+    }
+}

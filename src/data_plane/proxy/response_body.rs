@@ -34,6 +34,10 @@ enum Kind {
         exchange: Option<Box<Exchange>>,
         outstanding: Outstanding,
     },
+    /// Frames a test hands over one by one, ending when its sender is dropped: a streaming body without an
+    /// instance's socket, so the front end's timers can be tested on tokio's paused clock.
+    #[cfg(test)]
+    Scripted(tokio::sync::mpsc::Receiver<Bytes>),
 }
 
 impl ResponseBody {
@@ -64,6 +68,18 @@ impl ResponseBody {
             body.release_connection();
         }
         body
+    }
+
+    /// A body whose frames are what the test sends on `frames`, of unknown length (chunked to an HTTP/1.1
+    /// client); it ends when the sender is dropped.
+    #[cfg(test)]
+    pub(crate) fn scripted(frames: tokio::sync::mpsc::Receiver<Bytes>) -> Self {
+        ResponseBody {
+            kind: Kind::Scripted(frames),
+            in_flight: None,
+            log: None,
+            sent: 0,
+        }
     }
 
     /// The instance's response head as received, for an HTTP/1 client (taken once).
@@ -121,6 +137,10 @@ impl Body for ResponseBody {
                 exchange: Some(exchange),
                 ..
             } => exchange.poll_body(cx),
+            #[cfg(test)]
+            Kind::Scripted(frames) => frames
+                .poll_recv(cx)
+                .map(|data| data.map(|data| Ok(Frame::data(data)))),
         };
         if let Poll::Ready(Some(Ok(frame))) = &polled {
             this.sent += frame.data_ref().map_or(0, |d| d.len() as u64);
@@ -145,6 +165,8 @@ impl Body for ResponseBody {
             Kind::Backend { exchange, .. } => {
                 exchange.as_deref().is_none_or(Exchange::is_end_stream)
             }
+            #[cfg(test)]
+            Kind::Scripted(_) => false,
         }
     }
 
@@ -154,6 +176,8 @@ impl Body for ResponseBody {
             Kind::Backend { exchange, .. } => exchange
                 .as_deref()
                 .map_or(SizeHint::with_exact(0), Exchange::size_hint),
+            #[cfg(test)]
+            Kind::Scripted(_) => SizeHint::default(),
         }
     }
 }
