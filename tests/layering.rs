@@ -459,8 +459,8 @@ fn the_reader_finds_grouped_relative_and_inline_paths() {
 /// A cycle the checker must report: a made-up pair of modules importing each other.
 #[test]
 fn a_planted_cycle_and_an_upward_import_are_caught() {
-    let dir = std::env::temp_dir().join(format!("elbe-layering-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
     std::fs::create_dir_all(dir.join("data_plane")).unwrap();
     std::fs::write(
         dir.join("data_plane/body.rs"),
@@ -472,8 +472,7 @@ fn a_planted_cycle_and_an_upward_import_are_caught() {
         "use crate::data_plane::body::Y;\n",
     )
     .unwrap();
-    let edges = graph(&dir);
-    std::fs::remove_dir_all(&dir).ok();
+    let edges = graph(dir);
     assert!(edges["data_plane::body"].contains("control_plane"));
     assert!(edges["control_plane"].contains("data_plane::body"));
     assert!(rank("data_plane::body").unwrap().0 < rank("control_plane").unwrap().0);
