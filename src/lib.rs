@@ -23,6 +23,7 @@
 //! - [`metrics`]: ELB's CloudWatch metrics as Prometheus series; [`access_log`]: ELB's access-log lines.
 //! - [`admin`]: `/status`, `/healthz`, `/metrics`, instance registration.
 //! - [`dns`]: the authoritative responder for load balancer names.
+//! - [`notify`]: readiness for systemd (`sd_notify`): `READY=1` once every listener is bound.
 //! - [`testing`]: the harness for users' own tests (an emulated ELB in-process, a DNS-caching client).
 //! - [`demo`]: the embedded demonstration that `cargo run` starts.
 #![forbid(unsafe_code)]
@@ -34,6 +35,7 @@ pub mod data_plane;
 pub mod demo;
 pub mod dns;
 pub mod http1;
+pub mod notify;
 pub mod observability;
 pub mod server;
 pub mod shutdown;
