@@ -161,11 +161,16 @@ fn check(config: &std::path::Path, print: bool) -> ExitCode {
             }
             match effective::render(&parsed) {
                 Ok(text) => {
-                    println!("# {summary}; the effective configuration, every default filled in\n{text}");
+                    println!(
+                        "# {summary}; the effective configuration, every default filled in\n{text}"
+                    );
                     ExitCode::SUCCESS
                 }
                 Err(error) => {
-                    eprintln!("{}: cannot print the configuration: {error}", config.display());
+                    eprintln!(
+                        "{}: cannot print the configuration: {error}",
+                        config.display()
+                    );
                     ExitCode::FAILURE
                 }
             }

@@ -487,7 +487,10 @@ fn no_module_is_over_six_hundred_lines() {
             if path.is_dir() {
                 stack.push(path);
             } else if path.extension().is_some_and(|e| e == "rs") {
-                let lines = std::fs::read_to_string(&path).expect("readable").lines().count();
+                let lines = std::fs::read_to_string(&path)
+                    .expect("readable")
+                    .lines()
+                    .count();
                 if lines > 600 {
                     long.push(format!("{} ({lines} lines)", path.display()));
                 }

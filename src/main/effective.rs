@@ -153,10 +153,12 @@ impl From<&Config> for File {
             admin: Admin {
                 listen: admin.listen.to_string(),
             },
-            dns: dns.as_ref().map(|elbe::config::Dns { listen, domain }| Dns {
-                listen: listen.to_string(),
-                domain: domain.clone(),
-            }),
+            dns: dns
+                .as_ref()
+                .map(|elbe::config::Dns { listen, domain }| Dns {
+                    listen: listen.to_string(),
+                    domain: domain.clone(),
+                }),
             discovery: Discovery {
                 name_servers: name_servers.iter().map(ToString::to_string).collect(),
                 min_ttl: duration(*min_ttl),
@@ -239,10 +241,12 @@ fn load_balancer(lb: &elbe::config::LoadBalancer) -> LoadBalancer {
         health_check: self::health_check(health_check),
         availability_zone: availability_zones
             .iter()
-            .map(|elbe::config::AvailabilityZone { name, node }| AvailabilityZone {
-                name: name.clone(),
-                node: node.to_string(),
-            })
+            .map(
+                |elbe::config::AvailabilityZone { name, node }| AvailabilityZone {
+                    name: name.clone(),
+                    node: node.to_string(),
+                },
+            )
             .collect(),
         listener: listeners.iter().map(listener).collect(),
         instance: instances
