@@ -3,7 +3,8 @@
 # tests drive, and says which:
 #   curl, dig (dnsutils), openssl  real clients of the proxy, the DNS responder and TLS
 #   dnsmasq (dnsmasq-base)          a real DNS server for DNS discovery (the binary only, no system service)
-#   systemd-analyze (systemd)       checks packaging/systemd/elbe.service
+#   systemd-analyze (systemd)       checks packaging/systemd/elbe.service (and /bin/kill, procps, that its
+#                                   ExecReload runs)
 #   python3                         runs the scale-out hook, examples/prometheus/scale-out-hook.py
 #   promtool (prometheus)           checks /metrics and the alert rules; unpacked into target/promtool, not
 #                                   installed, so no Prometheus server is started
@@ -26,6 +27,8 @@ have dig || missing+=(dnsutils)
 have openssl || missing+=(openssl)
 have dnsmasq || missing+=(dnsmasq-base)
 have systemd-analyze || missing+=(systemd)
+# The unit's ExecReload runs /bin/kill, and systemd-analyze verify checks that it exists.
+[ -x /bin/kill ] || missing+=(procps)
 have python3 || missing+=(python3)
 
 as_root() {

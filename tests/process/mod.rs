@@ -81,7 +81,9 @@ impl Running {
             .args(["run", "--log-format", "json", "--config"])
             .arg(file)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(Stdio::inherit())
+            // Only a test's own socket: never the service manager the test itself may run under.
+            .env_remove("NOTIFY_SOCKET");
         for (key, value) in env {
             command.env(key, value);
         }
