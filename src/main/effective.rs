@@ -321,7 +321,7 @@ fn duration(d: Duration) -> String {
         (1_000_000, "ms"),
     ];
     for (per, unit) in UNITS {
-        if nanos % per == 0 {
+        if nanos.is_multiple_of(per) {
             return format!("{}{unit}", nanos / per);
         }
     }
