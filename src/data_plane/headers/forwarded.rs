@@ -60,7 +60,7 @@ pub fn forwarded_port(port: u16) -> HeaderValue {
 /// Call it after [`strip_hop_by_hop`] (see the module documentation).
 ///
 /// ```
-/// use elbe::headers::{forwarded_port, set_forwarded, ForwardedProto};
+/// use elbe::data_plane::headers::{forwarded_port, set_forwarded, ForwardedProto};
 /// use http::HeaderMap;
 ///
 /// let mut headers = HeaderMap::new();
@@ -210,7 +210,7 @@ impl fmt::Write for IpText {
 /// your own proxies appended are facts. Everything to their left is whatever the client typed:
 ///
 /// ```
-/// use elbe::headers::{forwarded_port, set_forwarded, trusted_client_ip, ForwardedProto};
+/// use elbe::data_plane::headers::{forwarded_port, set_forwarded, trusted_client_ip, ForwardedProto};
 /// use http::HeaderMap;
 /// use std::net::IpAddr;
 ///
