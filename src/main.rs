@@ -276,6 +276,11 @@ fn run(command: Option<Command>) -> ExitCode {
 }
 
 async fn serve(command: Option<Command>) -> anyhow::Result<()> {
+    // Signal handlers first: a SIGTERM that arrives while elbe starts (systemd may send one right after READY=1)
+    // then drains instead of killing the process by the default action.
+    let stop = stop_signal();
+    tokio::pin!(stop);
+    let mut hangup = hangup_signal();
     let mut path = None;
     let (config, demo) = match command {
         Some(Command::Run { config }) => {
@@ -303,9 +308,6 @@ async fn serve(command: Option<Command>) -> anyhow::Result<()> {
         elbe::demo::wait_until_in_service(&server).await;
         println!("{}", elbe::demo::banner());
     }
-    let stop = stop_signal();
-    tokio::pin!(stop);
-    let mut hangup = hangup_signal();
     loop {
         tokio::select! {
             _ = &mut stop => break,
@@ -341,25 +343,34 @@ fn hangup_signal() -> tokio::sync::mpsc::Receiver<()> {
     rx
 }
 
-/// SIGTERM or Ctrl-C.
-async fn stop_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// SIGTERM or Ctrl-C. The handlers are installed when this is called, not when the future is first polled.
+fn stop_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let term = signal(SignalKind::terminate());
+        let interrupt = signal(SignalKind::interrupt());
+        async move {
+            tokio::select! {
+                _ = received(term) => {},
+                _ = received(interrupt) => {},
             }
-            Err(_) => std::future::pending::<()>().await,
         }
-    };
+    }
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// The first delivery of a signal; never, when its handler could not be installed (its default action stays).
+#[cfg(unix)]
+async fn received(signal: std::io::Result<tokio::signal::unix::Signal>) {
+    match signal {
+        Ok(mut signal) => {
+            signal.recv().await;
+        }
+        Err(_) => std::future::pending::<()>().await,
     }
 }
 
