@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 /// (module path prefix, layer rank, data-plane rank). Higher ranks may import lower ones.
 const LAYERS: &[(&str, u32, u32)] = &[
     ("server", 6, 0),
+    ("main", 6, 0),
     ("testing", 6, 0),
     ("demo", 6, 0),
     ("bench_support", 6, 0),
@@ -33,6 +34,7 @@ const LAYERS: &[(&str, u32, u32)] = &[
     ("http1", 2, 0),
     ("observability", 2, 0),
     ("shutdown", 2, 0),
+    ("notify", 2, 0),
     ("config", 1, 0),
 ];
 
