@@ -4,7 +4,7 @@
 //! linkerd do: `raw` mirrors the TOML exactly and rejects unknown keys (a typo must be an error, not a setting
 //! silently ignored); [`parse`] then turns it into [`Config`], applying every default from [`defaults`] and checking
 //! the rules ELB's API checks (listener pairing, ELB-SPEC §1; health-check target syntax, §2.1; load balancer names,
-//! §4). Every error names the file, the key path (`load_balancer[0].listener[1].protocol`) and the reason in plain
+//! §4) and that every certificate and key file can be read. Every error names the file, the key path (`load_balancer[0].listener[1].protocol`) and the reason in plain
 //! words, because `elbe check` and a refused SIGHUP reload print nothing else.
 //!
 //! Trade-off: durations and thresholds accept any positive value so tests can run in milliseconds (DESIGN.md);
