@@ -131,6 +131,7 @@ async fn serve_connection<IO>(
     let settings = front_end::Settings {
         max_head_bytes: connections.max_head_bytes,
         max_headers: connections.max_headers,
+        max_uri_bytes: context.max_uri_bytes,
         request_header_timeout: connections.request_header_timeout.min(idle_timeout),
         idle_timeout,
     };

@@ -55,6 +55,8 @@ const LINGER: Duration = Duration::from_secs(2);
 pub(crate) struct Settings {
     pub max_head_bytes: usize,
     pub max_headers: usize,
+    /// A request target longer than this is ELB's 414, even when the whole head is also too large.
+    pub max_uri_bytes: usize,
     /// A new connection must send its first byte, and a request head must arrive whole, within this.
     pub request_header_timeout: Duration,
     /// A keep-alive connection with no request is closed after this (ELB's idle timeout).
@@ -231,6 +233,7 @@ where
                     let limits = HeadLimits {
                         max_head_bytes: self.settings.max_head_bytes,
                         max_headers: self.settings.max_headers,
+                        max_uri_bytes: self.settings.max_uri_bytes,
                     };
                     match request::parse(&mut self.read_buf, limits) {
                         Ok(Some(head)) => {

@@ -263,6 +263,7 @@ impl Exchange {
     pub(crate) fn into_reusable(self) -> Option<BackendConnection> {
         let clean = self.is_end_stream()
             && self.keep_alive
+            && !self.request.close_after
             && self.request.body.is_none()
             && self.head_written == self.request.head.len()
             && self.to_write.is_empty()
