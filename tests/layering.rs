@@ -29,6 +29,7 @@ const LAYERS: &[(&str, u32, u32)] = &[
     ("data_plane::headers", 3, 2),
     ("data_plane::tls", 3, 2),
     ("data_plane::body", 3, 1),
+    ("data_plane::tunnel", 3, 1),
     ("data_plane::elb_response", 3, 1),
     ("data_plane", 3, 10),
     ("http1", 2, 0),

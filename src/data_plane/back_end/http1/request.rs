@@ -3,7 +3,7 @@
 //! known, chunked when it is not (an HTTP/2 client's body, a chunked upload).
 
 use bytes::{BufMut, Bytes};
-use http::header::{HeaderName, CONTENT_LENGTH};
+use http::header::{HeaderName, CONTENT_LENGTH, UPGRADE};
 use http::{Method, Request};
 use http_body::Body;
 
@@ -32,6 +32,8 @@ pub(crate) struct Outgoing {
     /// The connection is not reused after this request (it carries a body its method gives no meaning to, and
     /// says `Connection: close`).
     pub(super) close_after: bool,
+    /// The request asks to switch to WebSocket (the Forwarded layer kept its `Upgrade` line for that alone).
+    pub(super) upgrade: bool,
     /// The client speaks HTTP/1: the response head is passed on as received ([`super::response::RawHead`]) instead of as a header
     /// map.
     pub raw_response: bool,
@@ -62,6 +64,7 @@ impl Outgoing {
                     | Method::PUT
                     | Method::DELETE
             );
+        let upgrade = parts.headers.contains_key(UPGRADE);
         let close_after = body.is_some() && body_is_ignored_on(&parts.method);
         Outgoing {
             head: serialize_head(&parts, length, framing, close_after),
@@ -70,6 +73,7 @@ impl Outgoing {
             replayable,
             head_only: parts.method == Method::HEAD,
             close_after,
+            upgrade,
             raw_response: false,
         }
     }
