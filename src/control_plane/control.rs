@@ -16,6 +16,7 @@
 //! - [`status`]: the `/status` document, `/healthz`, the pool gauges and request counts.
 #![allow(clippy::disallowed_types)] // the control plane's one lock; see above.
 
+mod draining;
 mod names;
 mod publish;
 mod registration;
@@ -49,6 +50,9 @@ struct InstanceState {
     /// Addresses of a `host:port` instance, as last resolved.
     resolved: Vec<IpAddr>,
     health: InstanceHealth,
+    /// Deregistered with connection draining on: no new requests while its requests finish. The number tells
+    /// one drain from another (a re-registration ends the drain; a later deregistration starts a new one).
+    draining: Option<u64>,
 }
 
 /// One listener of one node, and the snapshot it routes by.
@@ -92,6 +96,8 @@ pub struct Control {
     state: Mutex<State>,
     metrics: Arc<Metrics>,
     discovery: Arc<Discovery>,
+    /// Numbers the drains of deregistered instances (see `control/draining.rs`).
+    drains: std::sync::atomic::AtomicU64,
 }
 
 /// One load balancer's health checkers, one per enabled zone, so each zone's probe connection failures count in
@@ -154,6 +160,7 @@ impl Control {
             }),
             metrics,
             discovery,
+            drains: std::sync::atomic::AtomicU64::new(0),
         };
         control.publish(&mut control.lock());
         control
@@ -234,6 +241,7 @@ fn instance_state(
         } else {
             InstanceHealth::ZONE_NOT_ENABLED
         },
+        draining: None,
     }
 }
 

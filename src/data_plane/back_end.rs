@@ -1,5 +1,6 @@
 //! The back end: connections to instances, elbe's HTTP/1.1 client over them, and their pools.
 
+pub(crate) mod cut;
 pub(crate) mod error;
 pub(crate) mod http1;
 pub(crate) mod pool;

@@ -45,6 +45,10 @@ impl Control {
                 .any(|lb| *lb.config.name == *key.0 && lb.instances.iter().any(|i| i.id == key.1));
             if registered {
                 live.entry(key).or_insert(target);
+            } else {
+                // Gone (deregistered, with its drain over if it had one): its requests still in flight end with
+                // ELB's 504, its idle connections close (ELB-SPEC §5).
+                target.cut();
             }
         }
         state.targets = live;
@@ -108,10 +112,11 @@ fn candidates(
     existing: &HashMap<TargetKey, Arc<Target>>,
     live: &mut HashMap<TargetKey, Arc<Target>>,
 ) -> Vec<Arc<Target>> {
+    // A draining instance reports InService but takes no new requests (ELB-SPEC §5).
     let routable: Vec<&InstanceState> = lb
         .instances
         .iter()
-        .filter(|i| i.health.in_service())
+        .filter(|i| i.health.in_service() && i.draining.is_none())
         .collect();
     let own: Vec<&InstanceState> = routable
         .iter()
@@ -127,9 +132,11 @@ fn candidates(
     for instance in chosen {
         for addr in target_addresses(instance, listener.listener.instance_port) {
             let key = (listener.load_balancer.clone(), instance.id.clone(), addr);
+            // A target retired by a drain that a re-registration ended is not reused: it takes no connections back.
             let target = live
                 .get(&key)
                 .or_else(|| existing.get(&key))
+                .filter(|target| !target.is_retired())
                 .cloned()
                 .unwrap_or_else(|| new_target(lb, instance, addr, limits));
             live.insert(key, target.clone());

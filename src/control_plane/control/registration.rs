@@ -50,8 +50,10 @@ impl Control {
             &instance,
             &HashMap::from([(instance.id.clone(), resolved)]),
         );
+        // A draining instance registered again is a new registration: its drain ends.
         let unchanged = lb.instances.iter().find(|i| {
             i.id == new.id
+                && i.draining.is_none()
                 && i.zone == new.zone
                 && i.address == new.address
                 && i.resolved == new.resolved
@@ -71,19 +73,6 @@ impl Control {
         Self::sync_checker(&mut state, load_balancer, &id, &zone, probe);
         self.publish(&mut state);
         Ok(())
-    }
-
-    /// Deregisters an instance; returns whether it was registered.
-    pub fn deregister(&self, load_balancer: &str, instance_id: &str) -> Result<bool, ControlError> {
-        let mut state = self.lock();
-        let lb = find_lb(&mut state, load_balancer)?;
-        let before = lb.instances.len();
-        lb.instances.retain(|existing| &*existing.id != instance_id);
-        let removed = lb.instances.len() != before;
-        Self::sync_checker(&mut state, load_balancer, &instance_id.into(), "", None);
-        state.watchers.stop_instance(load_balancer, instance_id);
-        self.publish(&mut state);
-        Ok(removed)
     }
 
     /// Starts the health checkers of every load balancer that has none (one per enabled zone); their results
@@ -213,7 +202,7 @@ impl Control {
     }
 
     /// Moves an instance's health check to `probe` (or stops it with `None`), when its load balancer is checked.
-    fn sync_checker(
+    pub(super) fn sync_checker(
         state: &mut State,
         load_balancer: &str,
         instance_id: &Arc<str>,

@@ -45,6 +45,13 @@ impl InstanceHealth {
         description: "Instance is in the EC2 Availability Zone for which LoadBalancer is not configured to route \
                       traffic to.",
     };
+    /// Deregistered with connection draining on, while its requests finish (ELB-SPEC §5: it still reports
+    /// InService, but gets no new requests).
+    pub const DEREGISTRATION_IN_PROGRESS: InstanceHealth = InstanceHealth {
+        state: "InService",
+        reason_code: "N/A",
+        description: "Instance deregistration currently in progress.",
+    };
     /// Asked about by id but not registered.
     pub const NOT_REGISTERED: InstanceHealth = InstanceHealth {
         state: "OutOfService",

@@ -22,6 +22,9 @@ pub enum BackendError {
     /// The instance's response could not be parsed as HTTP/1.1.
     #[error("instance sent an unparseable response: {0}")]
     BadResponse(&'static str),
+    /// The instance was deregistered while the request was on it (connection draining off, or its timeout over).
+    #[error("instance deregistered while the request was in flight")]
+    Cut,
     /// The client's own request body failed (it went away mid-upload, or its chunked framing was wrong).
     #[error("client request body failed")]
     ClientBody(#[source] io::Error),

@@ -85,6 +85,11 @@ impl Pool {
         });
     }
 
+    /// Closes every idle connection (the instance is leaving).
+    pub(crate) fn clear(&self) {
+        while self.idle.pop().is_some() {}
+    }
+
     /// Drops the idle connections that sat idle longer than the idle timeout or that the instance closed, keeping
     /// the others (each is taken out and put back: a request meanwhile may open a new connection instead). Returns
     /// how many were dropped.

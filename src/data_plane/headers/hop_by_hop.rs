@@ -108,7 +108,8 @@ pub(crate) fn asks_for_websocket(headers: &HeaderMap) -> bool {
             .iter()
             .any(|line| tokens(line.as_bytes()).any(|t| t.eq_ignore_ascii_case(token)))
     };
-    has(header::CONNECTION, b"upgrade") && has(header::UPGRADE, b"websocket")
+    // Upgrade first: most requests have none, so one lookup decides.
+    has(header::UPGRADE, b"websocket") && has(header::CONNECTION, b"upgrade")
 }
 
 #[cfg(test)]

@@ -208,7 +208,7 @@ async fn send(
     mut request: Outgoing,
 ) -> Result<(Response<()>, Box<Exchange>), Failed> {
     while let Some(conn) = target.pool.checkout(request.has_body()) {
-        let mut exchange = Box::new(Exchange::new(conn, request));
+        let mut exchange = Box::new(Exchange::new(conn, request).watching(target.watch_cut()));
         let error = match exchange.response_head().await {
             Ok(response) => return Ok((response, exchange)),
             Err(error) => error,
@@ -232,7 +232,7 @@ async fn send(
             })
         }
     };
-    let mut exchange = Box::new(Exchange::new(conn, request));
+    let mut exchange = Box::new(Exchange::new(conn, request).watching(target.watch_cut()));
     match exchange.response_head().await {
         Ok(response) => Ok((response, exchange)),
         Err(error) => {
@@ -252,7 +252,8 @@ fn answer_for(error: &BackendError) -> ElbResponse {
         BackendError::Connect { .. } | BackendError::ConnectTimeout { .. } => {
             ElbResponse::NoInstance
         }
-        BackendError::Closed(_) => ElbResponse::GatewayTimeout,
+        // ELB-SPEC §5: a request cut by deregistration (draining off, or past its timeout) gets 504.
+        BackendError::Closed(_) | BackendError::Cut => ElbResponse::GatewayTimeout,
         BackendError::BadResponse(_) => ElbResponse::BadGateway,
         BackendError::ClientBody(_) => ElbResponse::BadRequest,
     }

@@ -140,7 +140,7 @@ impl ResponseBody {
                 .take()
                 .and_then(|exchange| exchange.into_reusable())
             {
-                outstanding.target().pool.checkin(conn);
+                outstanding.target().checkin(conn);
             }
         }
     }

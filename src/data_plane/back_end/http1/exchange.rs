@@ -16,6 +16,7 @@ use http_body::{Body, Frame, SizeHint};
 use super::connection::BackendConnection;
 use super::request::{Outgoing, RequestFraming};
 use super::response::{read_head, RawHead};
+use crate::data_plane::back_end::cut::CutWatch;
 use crate::data_plane::back_end::error::BackendError;
 use crate::http1::framing::{
     chunk_size_line, decode, last_chunk_with, Download, CHUNK_END, LAST_CHUNK,
@@ -55,6 +56,8 @@ pub(crate) struct Exchange {
     raw: Option<RawHead>,
     /// The instance switched to WebSocket: the connection is a tunnel now ([`Exchange::into_switched`]).
     switched: bool,
+    /// The target's cut, when the exchange is on a routed target: deregistration ends the exchange.
+    cut: Option<CutWatch>,
 }
 
 impl Exchange {
@@ -72,7 +75,19 @@ impl Exchange {
             keep_alive: false,
             raw: None,
             switched: false,
+            cut: None,
         }
+    }
+
+    /// Ends the exchange (a [`BackendError::Cut`]) when `cut` fires: its target was deregistered.
+    pub(crate) fn watching(mut self, cut: CutWatch) -> Self {
+        self.cut = Some(cut);
+        self
+    }
+
+    /// Whether the target was cut; checked when the exchange would wait, so the cut wakes it.
+    fn poll_cut(&mut self, cx: &mut Context<'_>) -> bool {
+        self.cut.as_mut().is_some_and(|cut| cut.poll_cut(cx))
     }
 
     /// Sends the request and waits for the response head (interim 1xx responses skipped).
@@ -102,7 +117,12 @@ impl Exchange {
             if let Some(response) = self.parse_head()? {
                 return Poll::Ready(Ok(response));
             }
-            match ready!(self.conn.poll_fill(cx)) {
+            let filled = match self.conn.poll_fill(cx) {
+                Poll::Pending if self.poll_cut(cx) => return Poll::Ready(Err(BackendError::Cut)),
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(filled) => filled,
+            };
+            match filled {
                 Ok(0) if self.received_any => {
                     return Poll::Ready(Err(BackendError::BadResponse(
                         "closed in the response head",
@@ -229,7 +249,16 @@ impl Exchange {
                 Ok(None) => {}
                 Err(error) => return Poll::Ready(Some(Err(error))),
             }
-            match ready!(self.conn.poll_fill(cx)) {
+            let filled = match self.conn.poll_fill(cx) {
+                Poll::Pending if self.poll_cut(cx) => {
+                    let cut =
+                        io::Error::new(io::ErrorKind::ConnectionAborted, "instance deregistered");
+                    return Poll::Ready(Some(Err(cut)));
+                }
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(filled) => filled,
+            };
+            match filled {
                 Ok(0) => {
                     if matches!(self.response, Download::UntilClose) {
                         self.response = Download::Done;
