@@ -13,11 +13,12 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tower::ServiceExt;
 
 use crate::config::Limits;
 use crate::data_plane::body::ConnectionState;
 use crate::data_plane::front_end::http1::{self as front_end, ClientStream, Served};
-use crate::data_plane::front_end::http2::ClientIo;
+use crate::data_plane::front_end::http2::{ClientIo, Underway};
 use crate::data_plane::proxy::{self, ClientFacts, ClientProtocol, ListenerContext};
 use crate::data_plane::tls::TlsAcceptor;
 use crate::shutdown::{Shutdown, ShutdownWatch, Tracker};
@@ -148,11 +149,17 @@ async fn serve_connection<IO>(
         Ok(Served::Http2) => {
             let (io, read) = connection.into_parts();
             let state = Arc::new(ConnectionState::default());
-            let io = ClientIo::new(io, state.clone(), idle_timeout)
+            let underway = Arc::new(Underway::default());
+            let io = ClientIo::new(io, state.clone(), underway.clone(), idle_timeout)
                 .with_prefix(read)
                 .with_metrics(metrics.clone());
             let protocol = ClientProtocol::Http2(state);
-            let service = TowerToHyperService::new(proxy::stack(context, client, protocol));
+            // Each response body is counted while under way, for the stalled-response rule of the idle timeout.
+            let stack = ServiceExt::<http::Request<hyper::body::Incoming>>::map_response(
+                proxy::stack(context, client, protocol),
+                move |response: http::Response<_>| response.map(|body| underway.track(body)),
+            );
+            let service = TowerToHyperService::new(stack);
             let http2 = connections
                 .http2
                 .serve_connection(TokioIo::new(io), service);
