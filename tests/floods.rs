@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{bounded, ConfigBuilder};
-use elbe_process::{normal_client, ElbeProcess, Instance, Latencies};
+use elbe_process::{machine, normal_client, ElbeProcess, Instance, Latencies};
 use h2_wire::*;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -172,6 +172,7 @@ fn assert_every_connection_got_goaway(exchanges: &[Exchange], code: u32, what: &
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rapid_reset_gets_goaway_and_hardly_reaches_the_instance() {
+    let _machine = machine().await;
     bounded(Duration::from_secs(60), async {
         let (backend, elbe) = start().await;
         let address = elbe.listener("HTTP");
@@ -203,6 +204,7 @@ async fn rapid_reset_gets_goaway_and_hardly_reaches_the_instance() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn continuation_flood_gets_goaway_before_elbe_reads_it_all() {
+    let _machine = machine().await;
     bounded(Duration::from_secs(60), async {
         let (backend, elbe) = start().await;
         let address = elbe.listener("HTTP");
@@ -233,6 +235,7 @@ async fn continuation_flood_gets_goaway_before_elbe_reads_it_all() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hpack_bomb_gets_goaway_and_costs_no_memory() {
+    let _machine = machine().await;
     bounded(Duration::from_secs(60), async {
         let (backend, elbe) = start().await;
         let address = elbe.listener("HTTP");
@@ -316,6 +319,7 @@ fn assert_closed_by_idle_timeout(took: Duration, error: &std::io::Error, what: &
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ping_flood_whose_answers_are_never_read_is_closed_at_the_idle_timeout() {
+    let _machine = machine().await;
     bounded(Duration::from_secs(60), async {
         let (_backend, elbe) = start().await;
         let address = elbe.listener("HTTP");
@@ -330,6 +334,7 @@ async fn ping_flood_whose_answers_are_never_read_is_closed_at_the_idle_timeout()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn settings_flood_whose_acks_are_never_read_is_closed_at_the_idle_timeout() {
+    let _machine = machine().await;
     bounded(Duration::from_secs(60), async {
         let (_backend, elbe) = start().await;
         let address = elbe.listener("HTTP");
@@ -344,6 +349,7 @@ async fn settings_flood_whose_acks_are_never_read_is_closed_at_the_idle_timeout(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ping_flood_over_tls_whose_answers_are_never_read_is_closed_at_the_idle_timeout() {
+    let _machine = machine().await;
     bounded(Duration::from_secs(60), async {
         let (_backend, elbe) = start().await;
         let address = elbe.listener("HTTPS");
@@ -384,6 +390,7 @@ async fn tls_h2(tcp: TcpStream) -> tokio_rustls::client::TlsStream<TcpStream> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zero_window_responses_are_closed_one_idle_timeout_after_they_stall() {
+    let _machine = machine().await;
     bounded(Duration::from_secs(60), async {
         let (_backend, elbe) = start().await;
         let address = elbe.listener("HTTP");
@@ -439,6 +446,7 @@ async fn zero_window_responses_are_closed_one_idle_timeout_after_they_stall() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn downloads_with_every_window_open_and_nothing_read_are_bounded_and_closed_at_the_idle_timeout(
 ) {
+    let _machine = machine().await;
     bounded(Duration::from_secs(60), async {
         let (_backend, elbe) = start().await;
         let address = elbe.listener("HTTP");

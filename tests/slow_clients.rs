@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{bounded, ConfigBuilder};
-use elbe_process::{normal_client, raise_nofile, ElbeProcess, Instance};
+use elbe_process::{machine, normal_client, raise_nofile, ElbeProcess, Instance};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -101,6 +101,7 @@ async fn slowloris(address: SocketAddr, offset: Duration) -> (String, Duration) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slowloris_and_ten_thousand_idle_connections_leave_a_normal_client_under_10ms() {
+    let _machine = machine().await;
     bounded(Duration::from_secs(120), async {
         raise_nofile(16_384);
         let backend = Instance::start().await;
@@ -179,6 +180,7 @@ async fn slowloris_and_ten_thousand_idle_connections_leave_a_normal_client_under
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_connections_holds_and_the_next_connection_waits_in_the_backlog_until_one_closes() {
+    let _machine = machine().await;
     bounded(Duration::from_secs(120), async {
         raise_nofile(16_384);
         let backend = Instance::start().await;
@@ -215,6 +217,7 @@ async fn max_connections_holds_and_the_next_connection_waits_in_the_backlog_unti
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_1000_connects_fits_the_listen_backlog() {
+    let _machine = machine().await;
     bounded(Duration::from_secs(60), async {
         raise_nofile(4096);
         // No instance: every request gets ELB's own 503, so the burst measures accepting, not an instance.
@@ -253,6 +256,7 @@ async fn a_burst_of_1000_connects_fits_the_listen_backlog() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accept_failing_with_emfile_backs_off_and_recovers() {
+    let _machine = machine().await;
     bounded(Duration::from_secs(60), async {
         let backend = Instance::start().await;
         let toml = ConfigBuilder::new()

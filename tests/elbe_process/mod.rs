@@ -224,11 +224,19 @@ fn unique() -> u64 {
 pub struct Instance {
     pub address: SocketAddr,
     requests: Arc<AtomicUsize>,
-    task: tokio::task::JoinHandle<()>,
+    runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl Instance {
+    /// Starts the instance on its own runtime (two threads), so the attacks the test runs on its runtime do not
+    /// slow the instance down: what the normal client measures is elbe.
     pub async fn start() -> Instance {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let _entered = runtime.enter();
         // A backlog of 1,024: the floods open 128 connections to the instance at once, which would overflow the
         // default 128 and cost the normal client a SYN retransmit (1 s) that is the instance's, not elbe's.
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
@@ -237,7 +245,7 @@ impl Instance {
         let address = listener.local_addr().unwrap();
         let requests = Arc::new(AtomicUsize::new(0));
         let counted = requests.clone();
-        let task = tokio::spawn(async move {
+        runtime.spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let counted = counted.clone();
                 let service = hyper::service::service_fn(move |request: http::Request<_>| {
@@ -254,10 +262,11 @@ impl Instance {
                 );
             }
         });
+        drop(_entered);
         Instance {
             address,
             requests,
-            task,
+            runtime: Some(runtime),
         }
     }
 
@@ -277,8 +286,32 @@ impl Instance {
 
 impl Drop for Instance {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
     }
+}
+
+/// The machine, held by one heavy test at a time: the flood and slow-client tests measure latency and memory and
+/// hold thousands of sockets, so they must not run beside each other, whether the runner puts tests on threads
+/// (`cargo test`) or in processes (`cargo nextest`). An advisory lock on a file in the target folder, held until
+/// dropped. Take it before the test's time limit starts: waiting for another test is not this one being slow.
+pub struct Machine(#[allow(dead_code)] std::fs::File);
+
+pub async fn machine() -> Machine {
+    let path = concat!(env!("CARGO_TARGET_TMPDIR"), "/elbe-heavy-tests.lock");
+    let file = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .unwrap();
+    tokio::task::spawn_blocking(move || {
+        file.lock().expect("the heavy-test lock");
+        Machine(file)
+    })
+    .await
+    .unwrap()
 }
 
 /// Raises this test process's open-file limit to `wanted` (setrlimit), failing the test if the hard limit is lower.
@@ -317,12 +350,29 @@ impl Latencies {
 }
 
 /// A normal client: GET / on one keep-alive HTTP/1.1 connection every `every` until `stop` is set; the latencies.
-/// A request that fails or gets anything but 200 fails the test.
-pub async fn normal_client(
+/// It runs on its own thread and runtime, so what the test's instance and attackers do on the test's runtime does
+/// not delay it: its latency is elbe's. A request that fails or gets anything but 200 fails the test.
+pub fn normal_client(
     address: SocketAddr,
     every: Duration,
     stop: Arc<AtomicBool>,
-) -> Latencies {
+) -> impl std::future::Future<Output = Latencies> {
+    let (done, latencies) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _ = done.send(runtime.block_on(requests(address, every, stop)));
+    });
+    async move {
+        latencies
+            .await
+            .expect("the normal client finished (its panic is above)")
+    }
+}
+
+async fn requests(address: SocketAddr, every: Duration, stop: Arc<AtomicBool>) -> Latencies {
     let stream = tokio::net::TcpStream::connect(address).await.unwrap();
     stream.set_nodelay(true).unwrap();
     let (mut sender, connection) =
