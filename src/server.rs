@@ -163,11 +163,7 @@ async fn resolve_instances(
     Ok(resolved)
 }
 
-fn bind(
-    address: SocketAddr,
-    what: impl Into<String>,
-    backlog: u32,
-) -> Result<TcpListener, StartError> {
+fn bind(address: SocketAddr, what: &str, backlog: u32) -> Result<TcpListener, StartError> {
     node::bind(address, backlog).map_err(|source| StartError::Bind {
         address,
         what: what.into(),
@@ -244,13 +240,10 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
             });
         }
         let what = format!("{load_balancer} {zone} {} listener", listener.protocol);
-        let socket = bind(
-            SocketAddr::new(node, listener.load_balancer_port),
-            what,
-            backlog,
-        )?;
+        let wanted = SocketAddr::new(node, listener.load_balancer_port);
+        let socket = bind(wanted, &what, backlog)?;
         let address = socket.local_addr().map_err(|source| StartError::Bind {
-            address: SocketAddr::new(node, listener.load_balancer_port),
+            address: wanted,
             what: "listener".into(),
             source,
         })?;

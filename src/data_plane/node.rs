@@ -26,10 +26,10 @@ use crate::shutdown::{Shutdown, ShutdownWatch, Tracker};
 /// Streams an HTTP/2 client may have open at once (ALB's and nginx's number).
 const MAX_CONCURRENT_STREAMS: u32 = 128;
 
-/// Response bytes h2 buffers per stream beyond what the socket takes. hyper's 400 KiB let a client that opens
-/// every flow-control window and reads nothing make one connection cost ~100 MiB (128 streams of buffered
-/// downloads, measured in `tests/floods.rs`); 64 KiB is four full DATA frames, still enough to keep the socket fed
-/// (h2load measured the same download throughput with either), and holds that connection to a third of it.
+/// Response bytes h2 buffers per stream beyond what the socket takes. With hyper's 400 KiB a client that opens
+/// every flow-control window and reads nothing made one connection cost ~100 MiB (100 streams of downloads,
+/// measured with `tests/floods.rs`); with 64 KiB (four full DATA frames) it costs ~45 MiB, most of it the instance
+/// reads in flight, and h2load measured the same download throughput with either.
 const MAX_SEND_BUF_SIZE: usize = 64 * 1024;
 
 /// What every connection of the process shares: the HTTP server settings, the connection limit and the tracker.
