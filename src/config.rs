@@ -4,7 +4,7 @@
 //! linkerd do: `raw` mirrors the TOML exactly and rejects unknown keys (a typo must be an error, not a setting
 //! silently ignored); [`parse`] then turns it into [`Config`], applying every default from [`defaults`] and checking
 //! the rules ELB's API checks (listener pairing, ELB-SPEC §1; health-check target syntax, §2.1; load balancer names,
-//! §4). Every error names the file, the key path (`load_balancer[0].listener[1].protocol`) and the reason in plain
+//! §4) and that every certificate and key file can be read. Every error names the file, the key path (`load_balancer[0].listener[1].protocol`) and the reason in plain
 //! words, because `elbe check` and a refused SIGHUP reload print nothing else.
 //!
 //! Trade-off: durations and thresholds accept any positive value so tests can run in milliseconds (DESIGN.md);
@@ -71,31 +71,101 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
 }
 
 /// Turns a serde/TOML error into a [`ConfigError`] that names the key path and, when TOML knows it, the line.
+///
+/// serde's words are for Rust programmers (`missing field`, `expected u16`, `expected a sequence`); they are
+/// reworded here for the person fixing the file: a missing key is blamed on its own path, numbers are given
+/// their range, and a table written with single brackets where the file needs an array of tables says so.
 fn toml_error(
     text: &str,
     path: &Path,
     err: serde_path_to_error::Error<toml::de::Error>,
 ) -> ConfigError {
-    let key = err.path().to_string();
-    let key = if key == "." { String::new() } else { key };
+    let mut key = err.path().to_string();
+    if key == "." {
+        key.clear();
+    }
     let inner = err.inner();
-    let message = inner.message().trim_end();
-    let reason = match inner.span() {
-        Some(span) => {
-            let before = &text[..span.start.min(text.len())];
-            let line = before.matches('\n').count() + 1;
-            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-            if key.is_empty() {
-                format!("TOML syntax error at line {line}, column {column}: {message}")
-            } else {
-                format!("{message} (line {line}, column {column})")
-            }
+    // toml's messages may span lines ("invalid table header\nexpected `.`, `]]`"); logs and /status want one.
+    let message: Vec<&str> = inner.message().lines().map(str::trim).collect();
+    let message = message.join("; ");
+    let location = inner.span().map(|span| line_and_column(text, span.start));
+    let reason = if let Some(field) = missing_field(&message) {
+        if !key.is_empty() {
+            key.push('.');
         }
-        None => message.to_owned(),
+        key.push_str(field);
+        match location {
+            Some((line, _)) => {
+                format!("is required, and the table at line {line} does not give it")
+            }
+            None => "is required, and the file does not give it".to_owned(),
+        }
+    } else {
+        let message = plain_words(&message, &key);
+        match location {
+            Some((line, column)) if key.is_empty() => {
+                format!("TOML syntax error at line {line}, column {column}: {message}")
+            }
+            Some((line, column)) => format!("{message} (line {line}, column {column})"),
+            None => message,
+        }
     };
     ConfigError {
         file: path.to_owned(),
         key,
         reason,
     }
+}
+
+/// The 1-based line and column of byte `offset` in `text`.
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset.min(text.len())).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+/// The key serde says is missing (`missing field `name``), if that is the error.
+fn missing_field(message: &str) -> Option<&str> {
+    message
+        .strip_prefix("missing field `")?
+        .split_once('`')
+        .map(|(field, _)| field)
+}
+
+/// serde's type names in words; a single-bracket table where the file needs `[[...]]`, explained.
+fn plain_words(message: &str, key: &str) -> String {
+    if message.starts_with("invalid type: map, expected a sequence") {
+        return format!(
+            "is a list of tables: write each entry as [[{}]] (double brackets)",
+            without_indices(key)
+        );
+    }
+    let mut message = message
+        .replace("expected u16", "expected a whole number from 0 to 65535")
+        .replace(
+            "expected u32",
+            "expected a whole number from 0 to 4294967295",
+        )
+        .replace("expected usize", "expected a whole number, 0 or more")
+        .replace("expected u64", "expected a whole number, 0 or more");
+    if message.starts_with("invalid type: string") && message.contains("expected a whole number") {
+        message.push_str(" (write numbers without quotes)");
+    }
+    message
+}
+
+/// `load_balancer[0].listener` -> `load_balancer.listener`: the table header the file writes.
+fn without_indices(key: &str) -> String {
+    let mut header = String::with_capacity(key.len());
+    let mut in_index = false;
+    for c in key.chars() {
+        match c {
+            '[' => in_index = true,
+            ']' => in_index = false,
+            c if !in_index => header.push(c),
+            _ => {}
+        }
+    }
+    header
 }

@@ -12,3 +12,4 @@ pub(crate) mod proxy;
 pub(crate) mod routing;
 pub(crate) mod snapshot;
 pub(crate) mod tls;
+pub(crate) mod tunnel;

@@ -10,6 +10,7 @@
 //!   clients do.
 //! - [`headers::trusted_client_ip`]: for instances, the client's address from `X-Forwarded-For`, read safely.
 //! - [`demo`]: the demonstration `cargo run` starts, and its echo instances.
+//! - [`notify`]: readiness for systemd (`sd_notify`), which the `elbe` command sends.
 //!
 //! # Layout
 //!
@@ -52,6 +53,7 @@
 
 pub mod config;
 pub mod demo;
+pub mod notify;
 pub mod server;
 pub mod testing;
 

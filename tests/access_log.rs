@@ -44,14 +44,8 @@ where
     F: FnOnce(std::net::SocketAddr, Option<std::net::SocketAddr>) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
-    let dir = std::env::temp_dir().join(format!(
-        "elbe-access-{}-{:?}",
-        std::process::id(),
-        std::thread::current().id()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("access.log");
-    let _ = std::fs::remove_file(&path);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("access.log");
     let elbe = builder
         .lb(&format!(
             "access_log = {{ enabled = true, path = \"{}\" }}",
@@ -70,7 +64,6 @@ where
     let metrics = String::from_utf8(admin_get(&elbe, "/metrics").await.body.to_vec()).unwrap();
     assert!(elbe.shutdown().await);
     let text = std::fs::read_to_string(&path).unwrap();
-    std::fs::remove_dir_all(&dir).ok();
     Logged {
         lines: text.lines().map(fields).collect(),
         node,
@@ -223,10 +216,9 @@ async fn an_https_request_records_cipher_and_protocol() {
 #[tokio::test]
 async fn a_reload_reopens_the_log_file_like_logrotate_expects() {
     let backend = Backend::start(Behaviour::Echo).await;
-    let dir = std::env::temp_dir().join(format!("elbe-rotate-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let log_path = dir.join("access.log");
-    let config_path = dir.join("elbe.toml");
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("access.log");
+    let config_path = dir.path().join("elbe.toml");
     let builder = ConfigBuilder::new()
         .lb(&format!(
             "access_log = {{ enabled = true, path = \"{}\" }}",
@@ -255,7 +247,7 @@ async fn a_reload_reopens_the_log_file_like_logrotate_expects() {
         .await
     };
     wait_for(log_path.clone(), "/before").await;
-    let rotated = dir.join("access.log.1");
+    let rotated = dir.path().join("access.log.1");
     std::fs::rename(&log_path, &rotated).unwrap();
     elbe.server()
         .reload_from(&config_path)
@@ -266,7 +258,6 @@ async fn a_reload_reopens_the_log_file_like_logrotate_expects() {
     let old = std::fs::read_to_string(&rotated).unwrap();
     assert!(old.contains("/before") && !old.contains("/after"), "{old}");
     elbe.shutdown().await;
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// ELB-SPEC §11: requests that never reached an instance are logged too, including those elbe's HTTP/1 server

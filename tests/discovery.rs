@@ -48,7 +48,7 @@ impl Dnsmasq {
                 .arg(format!("--addn-hosts={}", hosts.display()))
                 .kill_on_drop(true)
                 .spawn()
-                .expect("dnsmasq runs (.ci/run installs dnsmasq-base)");
+                .expect("dnsmasq runs (./test.sh installs dnsmasq-base)");
             // Ready once it accepts on its TCP port (a query sent before it listens would wait out the
             // resolver's timeout).
             let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
@@ -71,13 +71,9 @@ impl Dnsmasq {
     /// Points backend.test at `address` and tells dnsmasq to re-read its hosts file.
     async fn point_to(&self, address: &str) {
         std::fs::write(&self.hosts, format!("{address} backend.test\n")).unwrap();
-        let pid = self.child.id().unwrap().to_string();
-        let status = tokio::process::Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .await
-            .unwrap();
-        assert!(status.success());
+        // The signal is sent from Rust: the `kill` program (procps) is not on a minimal Debian.
+        let pid = nix::unistd::Pid::from_raw(self.child.id().unwrap() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
     }
 }
 

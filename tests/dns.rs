@@ -33,7 +33,7 @@ async fn dig(server: std::net::SocketAddr, args: &[&str]) -> String {
         .args(args)
         .output()
         .await
-        .expect("dig is installed (.ci/run installs dnsutils)");
+        .expect("dig is installed (./test.sh installs dnsutils)");
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 

@@ -154,7 +154,7 @@ async fn no_instance_is_counted_as_elb_5xx_not_backend() {
     );
 }
 
-/// promtool from Debian's prometheus package: $PROMTOOL, `promtool` on PATH, or where .ci/run unpacks it.
+/// promtool from Debian's prometheus package: $PROMTOOL, `promtool` on PATH, or where ./test.sh unpacks it.
 fn promtool() -> std::path::PathBuf {
     if let Some(path) = std::env::var_os("PROMTOOL") {
         return path.into();
@@ -183,7 +183,7 @@ async fn promtool_accepts_the_exposition() {
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .expect("promtool runs (.ci/run unpacks it into target/promtool; or set PROMTOOL)");
+        .expect("promtool runs (./test.sh unpacks it into target/promtool; or set PROMTOOL)");
     use tokio::io::AsyncWriteExt;
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(text.as_bytes()).await.unwrap();

@@ -38,7 +38,9 @@ pub const HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 pub const HEALTHY_THRESHOLD: u32 = 10;
 /// ELB `HealthCheck.UnhealthyThreshold` default: 2 (ELB-SPEC §2.1).
 pub const UNHEALTHY_THRESHOLD: u32 = 2;
-/// The whole request head must arrive within this time, else 408 and close (slowloris protection).
+/// The whole request head must arrive within this time, else 408 and close (slowloris protection); a new
+/// connection must send its first byte within it too. Never longer than the listener's idle timeout: the node
+/// uses the shorter of the two (DESIGN.md "Client timers never outlast ELB's").
 pub const REQUEST_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// A TLS handshake that takes longer is abandoned.
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);

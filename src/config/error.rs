@@ -7,16 +7,27 @@
 //! reader is a person, and each check words its reason for the mistake it catches. It lives apart from
 //! `config.rs` so the validation modules can build it without importing their parent.
 
+use std::fmt;
 use std::path::PathBuf;
 
 /// A configuration file that cannot be used: which file, which key, and why.
 ///
 /// `key` is a path into the TOML (`load_balancer[0].listener[1].protocol`); it is empty for I/O and TOML syntax
-/// errors, whose `reason` then carries the cause (and the line and column for syntax errors).
+/// errors, whose `reason` then carries the cause (and the line and column for syntax errors). Displayed as
+/// `file: key: reason`, or `file: reason` when there is no key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}: {key}: {reason}")]
 pub struct ConfigError {
     pub file: PathBuf,
     pub key: String,
     pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: ", self.file.display())?;
+        if !self.key.is_empty() {
+            write!(f, "{}: ", self.key)?;
+        }
+        f.write_str(&self.reason)
+    }
 }

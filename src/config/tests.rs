@@ -83,8 +83,10 @@ fn listener(
     )
 }
 
-/// One certificate, for the HTTPS and SSL listeners of [`listener`].
-const CERTS: &str = r#"certificates = [{ cert = "a.crt", key = "a.key" }]"#;
+/// One certificate, for the HTTPS and SSL listeners of [`listener`]: the development certificate, relative to
+/// [`file`]'s folder (`examples/`), since validation checks that the files are there.
+const CERTS: &str =
+    r#"certificates = [{ cert = "../certs/localhost.crt", key = "../certs/localhost.key" }]"#;
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)

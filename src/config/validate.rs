@@ -120,7 +120,13 @@ impl Cx<'_> {
             max_ttl: raw.max_ttl.map_or(defaults.max_ttl, |v| v.0),
         };
         if discovery.min_ttl > discovery.max_ttl {
-            return Err(self.err("discovery.min_ttl", "must not be longer than max_ttl"));
+            return Err(self.err(
+                "discovery.min_ttl",
+                format!(
+                    "min_ttl {:?} must not be longer than max_ttl {:?}",
+                    discovery.min_ttl, discovery.max_ttl
+                ),
+            ));
         }
         Ok(discovery)
     }

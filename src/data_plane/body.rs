@@ -226,3 +226,14 @@ impl Drop for InFlight {
         self.0.end_request();
     }
 }
+
+/// Whether a body on a request with this method has no defined meaning (RFC 9110 §9.3: GET, HEAD, DELETE; TRACE
+/// must not have one). Instances often ignore such a body, and a body an instance ignores becomes the start of the
+/// next request on its connection (AWS's desync guardian calls it `UndefinedContentLengthSemantics`). elbe forwards
+/// the body framed exactly, then closes the client's connection and the instance's after the response.
+pub(crate) fn body_is_ignored_on(method: &http::Method) -> bool {
+    matches!(
+        *method,
+        http::Method::GET | http::Method::HEAD | http::Method::DELETE | http::Method::TRACE
+    )
+}

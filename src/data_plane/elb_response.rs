@@ -26,6 +26,9 @@ pub(crate) enum ElbResponse {
     RequestTimeout,
     /// 414: request target longer than `max_uri_bytes`.
     UriTooLong,
+    /// 417: an expectation other than `100-continue`; the connection is closed after it (the client may send the
+    /// body it held back, or not: where the next request starts is unknown).
+    ExpectationFailed,
     /// 431: request head larger than `max_request_header_bytes`, or more fields than `max_headers`; the connection
     /// is closed after it.
     HeadersTooLarge,
@@ -44,6 +47,7 @@ impl ElbResponse {
             ElbResponse::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ElbResponse::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ElbResponse::UriTooLong => StatusCode::URI_TOO_LONG,
+            ElbResponse::ExpectationFailed => StatusCode::EXPECTATION_FAILED,
             ElbResponse::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ElbResponse::NoInstance => StatusCode::SERVICE_UNAVAILABLE,
             ElbResponse::BadGateway => StatusCode::BAD_GATEWAY,
@@ -58,6 +62,7 @@ impl ElbResponse {
             ElbResponse::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             ElbResponse::RequestTimeout => "REQUEST_TIMEOUT",
             ElbResponse::UriTooLong => "URI_TOO_LONG",
+            ElbResponse::ExpectationFailed => "EXPECTATION_FAILED",
             ElbResponse::HeadersTooLarge => "Request Header Fields Too Large",
             ElbResponse::NoInstance => "Service Unavailable: Back-end server is at capacity",
             ElbResponse::BadGateway => "Bad Gateway",
@@ -70,7 +75,10 @@ impl ElbResponse {
     pub(crate) fn closes_connection(self) -> bool {
         matches!(
             self,
-            ElbResponse::BadRequest | ElbResponse::HeadersTooLarge | ElbResponse::RequestTimeout
+            ElbResponse::BadRequest
+                | ElbResponse::HeadersTooLarge
+                | ElbResponse::RequestTimeout
+                | ElbResponse::ExpectationFailed
         )
     }
 

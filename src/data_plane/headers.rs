@@ -23,4 +23,4 @@ pub(crate) use checks::{check_framing, check_request, Rejection};
 pub(crate) use forwarded::{
     forwarded_port, peer_value, set_forwarded, set_forwarded_for, ForwardedProto,
 };
-pub(crate) use hop_by_hop::strip_hop_by_hop;
+pub(crate) use hop_by_hop::{asks_for_websocket, strip_hop_by_hop};

@@ -168,10 +168,13 @@ async fn serve_connection<IO>(
     let metrics = context.metrics.clone();
     metrics.client_connections.inc();
     let idle_timeout = context.routes.load().idle_timeout;
+    // DESIGN.md "Client timers never outlast ELB's": the header timer (and with it the silent-connection timer)
+    // is elbe's tighter limit, never a looser one than the listener's idle timeout.
     let settings = front_end::Settings {
         max_head_bytes: connections.max_head_bytes,
         max_headers: connections.max_headers,
-        request_header_timeout: connections.request_header_timeout,
+        max_uri_bytes: context.max_uri_bytes,
+        request_header_timeout: connections.request_header_timeout.min(idle_timeout),
         idle_timeout,
     };
     let client = ClientFacts { peer, tls };

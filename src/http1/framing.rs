@@ -98,7 +98,12 @@ fn decode_chunked(chunk: &mut Chunk, buf: &mut BytesMut) -> io::Result<ChunkStep
                 }
                 return Ok(ChunkStep::NeedMore);
             };
-            let size = chunk_size(&buf[..end])?;
+            // RFC 9112 §7.1: the line ends in CRLF. A bare LF is where parsers disagree on where the chunk starts.
+            let line = match buf[..end].strip_suffix(b"\r") {
+                Some(line) if !line.contains(&b'\r') => line,
+                _ => return Err(malformed("chunk size line not ended by CRLF")),
+            };
+            let size = chunk_size(line)?;
             buf.advance(end + 1);
             *chunk = if size == 0 {
                 Chunk::Trailers
@@ -123,29 +128,26 @@ fn decode_chunked(chunk: &mut Chunk, buf: &mut BytesMut) -> io::Result<ChunkStep
         }
         Chunk::DataEnd => match buf.first() {
             None => Ok(ChunkStep::NeedMore),
-            Some(b'\n') => {
-                buf.advance(1);
-                *chunk = Chunk::Size;
-                Ok(ChunkStep::Continue)
-            }
+            Some(b'\n') => Err(malformed("chunk data not ended by CRLF")),
             Some(b'\r') if buf.len() < 2 => Ok(ChunkStep::NeedMore),
             Some(b'\r') if buf[1] == b'\n' => {
                 buf.advance(2);
                 *chunk = Chunk::Size;
                 Ok(ChunkStep::Continue)
             }
+            Some(b'\r') => Err(malformed("chunk data not ended by CRLF")),
             Some(_) => Err(malformed("chunk data longer than its size")),
         },
         Chunk::Trailers => trailers(buf),
     }
 }
 
-/// The size on a chunk-size line (hex digits, then optional extensions and CR).
+/// The size on a chunk-size line without its CRLF (hex digits, then optional extensions).
 fn chunk_size(line: &[u8]) -> io::Result<u64> {
     let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
     // Optional whitespace, then extensions or the end of the line (RFC 9112 §7.1.1).
     let rest = line[digits..].trim_ascii_start();
-    let rest_ok = matches!(rest.first(), None | Some(b';') | Some(b'\r'));
+    let rest_ok = matches!(rest.first(), None | Some(b';'));
     if digits == 0 || digits > 15 || !rest_ok {
         return Err(malformed("invalid chunk size"));
     }
@@ -158,10 +160,7 @@ fn chunk_size(line: &[u8]) -> io::Result<u64> {
 fn trailers(buf: &mut BytesMut) -> io::Result<ChunkStep> {
     match buf.first() {
         None => return Ok(ChunkStep::NeedMore),
-        Some(b'\n') => {
-            buf.advance(1);
-            return Ok(ChunkStep::End(None));
-        }
+        Some(b'\n') => return Err(malformed("trailer section not ended by CRLF")),
         Some(b'\r') if buf.len() < 2 => return Ok(ChunkStep::NeedMore),
         Some(b'\r') if buf[1] == b'\n' => {
             buf.advance(2);
@@ -178,8 +177,14 @@ fn trailers(buf: &mut BytesMut) -> io::Result<ChunkStep> {
         Ok(httparse::Status::Partial) => return Ok(ChunkStep::NeedMore),
         Err(_) => return Err(malformed("malformed trailer section")),
     };
+    if has_bare_lf(&buf[..length]) {
+        return Err(malformed("trailer section not ended by CRLF"));
+    }
     let mut map = HeaderMap::with_capacity(fields.len());
     for field in fields {
+        if !allowed_in_trailers(field.name.as_bytes()) {
+            continue;
+        }
         if let (Ok(name), Ok(value)) = (
             HeaderName::from_bytes(field.name.as_bytes()),
             HeaderValue::from_bytes(field.value),
@@ -189,6 +194,54 @@ fn trailers(buf: &mut BytesMut) -> io::Result<ChunkStep> {
     }
     buf.advance(length);
     Ok(ChunkStep::End(Some(map)))
+}
+
+/// Whether a line of `bytes` ends in a bare LF (no CR before it).
+fn has_bare_lf(bytes: &[u8]) -> bool {
+    bytes
+        .iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'\n' && (i == 0 || bytes[i - 1] != b'\r'))
+}
+
+/// Fields that never travel in a trailer section (RFC 9110 §6.5.1): they frame the message, route it, control the
+/// connection or authenticate, and a recipient that merged them into the header section would act on what elbe
+/// never checked. They are dropped; the rest of the trailers go on.
+const NOT_IN_TRAILERS: [&str; 22] = [
+    "content-length",
+    "transfer-encoding",
+    "trailer",
+    "te",
+    "host",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "upgrade",
+    "expect",
+    "max-forwards",
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+    "content-type",
+    "content-encoding",
+    "content-range",
+    "range",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-port",
+];
+
+/// Whether a field may be passed on in a trailer section (names compared without regard to case, and with `_`
+/// read as `-`, as some servers normalise names).
+fn allowed_in_trailers(name: &[u8]) -> bool {
+    !NOT_IN_TRAILERS.iter().any(|denied| {
+        denied.len() == name.len()
+            && denied
+                .bytes()
+                .zip(name)
+                .all(|(d, &n)| d == n.to_ascii_lowercase() || (d == b'-' && n == b'_'))
+    })
 }
 
 /// The chunk-size line of a chunk of `len` bytes (`len` must not be 0: that is the last chunk).
@@ -219,7 +272,7 @@ mod tests {
     #[test]
     fn chunk_sizes_are_strict_hex() {
         assert_eq!(chunk_size(b"1a").unwrap(), 26);
-        assert_eq!(chunk_size(b"A;name=value\r").unwrap(), 10);
+        assert_eq!(chunk_size(b"A;name=value").unwrap(), 10);
         for bad in [
             &b""[..],
             b"x",
@@ -245,5 +298,58 @@ mod tests {
         assert!(decode(&mut body, &mut buf).unwrap().is_none());
         assert!(matches!(body, Download::Done));
         assert_eq!(&buf[..], b"GET / HTTP/1.1\r\n");
+    }
+
+    /// Decodes `input` whole as a chunked body: the data, the trailers, or the error.
+    fn chunked(input: &[u8]) -> io::Result<(Vec<u8>, Option<HeaderMap>)> {
+        let mut buf = BytesMut::from(input);
+        let mut body = Download::Chunked(Chunk::Size);
+        let (mut data, mut trailers) = (Vec::new(), None);
+        loop {
+            match decode(&mut body, &mut buf)? {
+                Some(frame) => match frame.into_data() {
+                    Ok(bytes) => data.extend_from_slice(&bytes),
+                    Err(frame) => trailers = frame.into_trailers().ok(),
+                },
+                None if matches!(body, Download::Done) => return Ok((data, trailers)),
+                None => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "incomplete")),
+            }
+        }
+    }
+
+    #[test]
+    fn chunked_framing_needs_crlf_everywhere() {
+        assert_eq!(chunked(b"3\r\nabc\r\n0\r\n\r\n").unwrap().0, b"abc");
+        for bare in [
+            &b"3\nabc\r\n0\r\n\r\n"[..],
+            b"3\r\nabc\n0\r\n\r\n",
+            b"3\r\nabc\r\n0\n\r\n",
+            b"3\r\nabc\r\n0\r\n\n",
+            b"3\r\nabc\r\n0\r\nX-Late: 1\n\r\n",
+            b"3;a\rb\r\nabc\r\n0\r\n\r\n",
+            b"3\r\r\nabc\r\n0\r\n\r\n",
+            b"3\r\nabc\rx0\r\n\r\n",
+        ] {
+            let error = chunked(bare).unwrap_err();
+            assert_eq!(
+                error.kind(),
+                io::ErrorKind::InvalidData,
+                "{:?}",
+                String::from_utf8_lossy(bare)
+            );
+        }
+    }
+
+    #[test]
+    fn framing_and_routing_fields_never_pass_in_trailers() {
+        let (data, trailers) = chunked(
+            b"1\r\nx\r\n0\r\nContent-Length: 5\r\nHost: evil\r\nTransfer_Encoding: chunked\r\n\
+              X-Checksum: abc\r\nCookie: a=b\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!(data, b"x");
+        let trailers = trailers.unwrap();
+        assert_eq!(trailers.len(), 1, "{trailers:?}");
+        assert_eq!(trailers["x-checksum"], "abc");
     }
 }

@@ -17,6 +17,7 @@
 //! | `elbe_surge_queue_length` | SurgeQueueLength |
 //! | `elbe_spillover_total` | SpilloverCount |
 //! | `elbe_client_connections`, `elbe_received_bytes_total`, `elbe_sent_bytes_total` | (none: elbe's own) |
+//! | `elbe_websocket_upgrades_total` | (none: elbe's own; ELB Classic had no WebSockets on HTTP listeners) |
 //! | `elbe_tls_handshakes_total`, `elbe_tls_handshake_failures_total` | (none) |
 //! | `elbe_backend_idle_connections`, `elbe_backend_active_requests` | (none: pool occupancy) |
 //! | `elbe_config_reloads_total{result}` | (none) |
@@ -51,6 +52,7 @@ pub struct Metrics {
     access_log_dropped: IntCounter,
     surge_queue_length: IntGaugeVec,
     spillover: IntCounterVec,
+    websocket_upgrades: IntCounterVec,
 }
 
 /// One node's (load balancer and zone) pre-bound series.
@@ -74,6 +76,7 @@ pub struct ZoneMetrics {
     pub backend_active_requests: IntGauge,
     pub surge_queue_length: IntGauge,
     pub spillover: IntCounter,
+    pub websocket_upgrades: IntCounter,
 }
 
 impl ZoneMetrics {
@@ -213,6 +216,12 @@ impl Metrics {
                 "Requests refused with 503 because the surge queue was full (CloudWatch SpilloverCount).",
                 LABELS,
             ),
+            websocket_upgrades: counter(
+                &r,
+                "elbe_websocket_upgrades_total",
+                "WebSocket upgrades the instances accepted (elbe's own: ELB Classic had none); each is one request.",
+                LABELS,
+            ),
             access_log_dropped: register(
                 &r,
                 IntCounter::new(
@@ -250,6 +259,7 @@ impl Metrics {
             backend_active_requests: self.backend_active_requests.with_label_values(&labels),
             surge_queue_length: self.surge_queue_length.with_label_values(&labels),
             spillover: self.spillover.with_label_values(&labels),
+            websocket_upgrades: self.websocket_upgrades.with_label_values(&labels),
         }
     }
 

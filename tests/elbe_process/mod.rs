@@ -319,13 +319,14 @@ pub async fn machine() -> Machine {
 
 /// Raises this test process's open-file limit to `wanted` (setrlimit), failing the test if the hard limit is lower.
 pub fn raise_nofile(wanted: u64) {
-    let (soft, hard) = rlimit::Resource::NOFILE.get().unwrap();
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
     assert!(
         hard >= wanted,
         "this test needs {wanted} open files; the hard RLIMIT_NOFILE is {hard} (raise it: ulimit -Hn)"
     );
     if soft < wanted {
-        rlimit::Resource::NOFILE.set(wanted, hard).unwrap();
+        setrlimit(Resource::RLIMIT_NOFILE, wanted, hard).unwrap();
     }
 }
 

@@ -2,12 +2,12 @@
 //! default from `config::defaults` (ELB's where ELB has one).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::Duration;
 
 use super::{ms, ok, with_lb, MINIMAL};
 use crate::config::{
-    AvailabilityZone, CertificatePaths, ConnectionDraining, Dns, HealthCheck, HealthTarget,
+    parse, AvailabilityZone, CertificatePaths, ConnectionDraining, Dns, HealthCheck, HealthTarget,
     Instance, InstanceAddress, Limits, Listener, LoadBalancer, Protocol,
 };
 
@@ -71,9 +71,14 @@ max_connections = 10000             # per process; further connections wait in t
 shutdown_grace = "30s"              # SIGTERM: drain deadline (connection_draining's timeout when that is enabled)
 "#;
 
+/// Where the DESIGN example's relative certificate paths (`certs/localhost.crt`) exist: the repository's root.
+const DESIGN_EXAMPLE_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/elbe.toml");
+
 #[test]
 fn design_example_parses_to_the_expected_values() {
-    let config = ok(DESIGN_EXAMPLE);
+    let config = parse(DESIGN_EXAMPLE, Path::new(DESIGN_EXAMPLE_FILE))
+        .unwrap_or_else(|e| panic!("the DESIGN example must be valid: {e}"));
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     assert_eq!(config.admin.listen, "127.0.0.1:9900".parse().unwrap());
     assert_eq!(
         config.dns,
@@ -119,8 +124,8 @@ fn design_example_parses_to_the_expected_values() {
                 instance_protocol: Protocol::Http,
                 instance_port: 8000,
                 certificates: vec![CertificatePaths {
-                    cert: PathBuf::from("examples/certs/localhost.crt"),
-                    key: PathBuf::from("examples/certs/localhost.key"),
+                    cert: root.join("certs/localhost.crt"),
+                    key: root.join("certs/localhost.key"),
                 }],
                 ssl_policy: Some("ELBSecurityPolicy-TLS-1-2-2017-01".into()),
             },

@@ -9,7 +9,7 @@ fn listener_rules() {
     fails(
         &format!("{MINIMAL}{}", listener("HTTP", 81, "TCP", 8000, "")),
         &format!("{l0}.instance_protocol"),
-        "HTTP or HTTPS",
+        "an HTTP listener needs an instance_protocol of HTTP or HTTPS, not TCP",
     );
     fails(
         &format!("{MINIMAL}{}", listener("SSL", 81, "HTTPS", 9000, CERTS)),
@@ -62,6 +62,35 @@ fn listener_rules() {
         ),
         &format!("{l0}.certificates[0].cert"),
         "empty",
+    );
+    // Missing or unreadable files are blamed on their key, before the TLS layer ever reads them.
+    fails(
+        &format!(
+            "{MINIMAL}{}",
+            listener(
+                "HTTPS",
+                443,
+                "HTTP",
+                8000,
+                r#"certificates = [{ cert = "../certs/localhost.crt", key = "../certs/localhost.key" }, { cert = "missing.crt", key = "../certs/example.key" }]"#
+            )
+        ),
+        &format!("{l0}.certificates[1].cert"),
+        "cannot read the certificate file examples/missing.crt: no such file",
+    );
+    fails(
+        &format!(
+            "{MINIMAL}{}",
+            listener(
+                "SSL",
+                443,
+                "TCP",
+                8000,
+                r#"certificates = [{ cert = "../certs/localhost.crt", key = "../certs" }]"#
+            )
+        ),
+        &format!("{l0}.certificates[0].key"),
+        "cannot read the private key file examples/../certs: it is a directory, not a file",
     );
     fails(
         &format!("{MINIMAL}{}", listener("http2", 81, "HTTP", 8000, "")),

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{fails, file, listener, with_lb, CERTS, MINIMAL};
+use super::{fails, file, listener, with_lb, MINIMAL};
 use crate::config::{load, parse, CertificatePaths};
 
 #[test]
@@ -45,7 +45,12 @@ fn type_errors_name_their_path_and_line() {
     fails(
         &MINIMAL.replace("instance_port = 8000", "instance_port = 70000"),
         "load_balancer[0].listener[0].instance_port",
-        "u16",
+        "invalid value: integer `70000`, expected a whole number from 0 to 65535",
+    );
+    fails(
+        &MINIMAL.replace("instance_port = 8000", "instance_port = \"8000\""),
+        "load_balancer[0].listener[0].instance_port",
+        "(write numbers without quotes)",
     );
     fails(
         &with_lb("cross_zone_load_balancing = \"yes\""),
@@ -67,10 +72,17 @@ fn type_errors_name_their_path_and_line() {
         "limits.max_headers",
         "invalid value",
     );
+    // A missing key is blamed on its own path, with the line of the table that lacks it.
     fails(
         &MINIMAL.replace("name = \"web\"\n", ""),
-        "load_balancer[0]",
-        "missing field `name`",
+        "load_balancer[0].name",
+        "is required, and the table at line 2 does not give it",
+    );
+    // `[load_balancer.listener]` where the file needs `[[load_balancer.listener]]`.
+    fails(
+        &MINIMAL.replace("[[load_balancer.listener]]", "[load_balancer.listener]"),
+        "load_balancer[0].listener",
+        "write each entry as [[load_balancer.listener]] (double brackets)",
     );
 }
 
@@ -79,6 +91,12 @@ fn syntax_and_io_errors_say_where() {
     let e = parse("[[load_balancer]\nname = 1", file()).unwrap_err();
     assert_eq!(e.key, "");
     assert!(e.reason.contains("line 1, column"), "{}", e.reason);
+    assert!(!e.reason.contains('\n'), "one line: {:?}", e.reason);
+    assert!(
+        e.to_string()
+            .starts_with("examples/web.toml: TOML syntax error"),
+        "no empty key in: {e}"
+    );
     let e = load(Path::new("/nonexistent/elbe.toml")).unwrap_err();
     assert_eq!(
         (e.key.as_str(), e.file.as_path()),
@@ -87,7 +105,7 @@ fn syntax_and_io_errors_say_where() {
     assert!(e.reason.contains("cannot read"), "{}", e.reason);
     assert!(
         e.to_string()
-            .starts_with("/nonexistent/elbe.toml: : cannot read"),
+            .starts_with("/nonexistent/elbe.toml: cannot read"),
         "{e}"
     );
 }
@@ -108,7 +126,12 @@ fn error_display_is_file_key_reason() {
 #[test]
 fn load_reads_a_file_and_resolves_paths_against_its_folder() {
     let dir = std::env::temp_dir().join(format!("elbe-config-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::create_dir_all(dir.join("certs")).unwrap();
+    // Validation only checks that the files can be read; their contents are the TLS layer's to judge.
+    for name in ["certs/a.crt", "b.crt", "b.key"] {
+        std::fs::write(dir.join(name), "").unwrap();
+    }
+    let absolute = concat!(env!("CARGO_MANIFEST_DIR"), "/certs/localhost.key");
     let path = dir.join("web.toml");
     let text = format!(
         "{MINIMAL}{}",
@@ -117,7 +140,9 @@ fn load_reads_a_file_and_resolves_paths_against_its_folder() {
             8443,
             "TCP",
             9000,
-            r#"certificates = [{ cert = "certs/a.crt", key = "/abs/a.key" }, { cert = "b.crt", key = "b.key" }]"#
+            &format!(
+                r#"certificates = [{{ cert = "certs/a.crt", key = "{absolute}" }}, {{ cert = "b.crt", key = "b.key" }}]"#
+            )
         )
     );
     std::fs::write(&path, text).unwrap();
@@ -128,7 +153,7 @@ fn load_reads_a_file_and_resolves_paths_against_its_folder() {
         certificates[0],
         CertificatePaths {
             cert: dir.join("certs/a.crt"),
-            key: PathBuf::from("/abs/a.key")
+            key: PathBuf::from(absolute)
         }
     );
     assert_eq!(
@@ -138,11 +163,12 @@ fn load_reads_a_file_and_resolves_paths_against_its_folder() {
             key: dir.join("b.key")
         }
     );
-    // A file name without a folder leaves relative paths relative to the current folder.
-    let text = format!("{MINIMAL}{}", listener("HTTPS", 443, "HTTP", 8000, CERTS));
+    // A file name without a folder leaves relative paths relative to the current folder (the crate's root here).
+    let certs = r#"certificates = [{ cert = "certs/localhost.crt", key = "certs/localhost.key" }]"#;
+    let text = format!("{MINIMAL}{}", listener("HTTPS", 443, "HTTP", 8000, certs));
     let bare = parse(&text, Path::new("web.toml")).unwrap();
     assert_eq!(
         bare.load_balancers[0].listeners[1].certificates[0].cert,
-        PathBuf::from("a.crt")
+        PathBuf::from("certs/localhost.crt")
     );
 }

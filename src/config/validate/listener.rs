@@ -5,8 +5,15 @@
 //! and only they, carry certificates (ELB's `SSLCertificateId`; here PEM files) and an SSL policy. Two listeners
 //! may not bind the same load balancer port, except 0 (any free port), which tests use.
 //!
-//! Trade-off: the SSL policy's name is only checked to be present here; whether elbe knows it is the TLS
-//! module's question, which holds the list of policies.
+//! Each certificate and key file must exist and be readable when the file is validated, so a missing one is
+//! blamed on its key (`load_balancer[0].listener[1].certificates[0].cert`) by `elbe check`, start and reload alike.
+//!
+//! Trade-off: the SSL policy's name is only checked to be present here, and a certificate file only to be
+//! readable; whether elbe knows the policy and whether the file holds a certificate matching its key are the TLS
+//! module's questions, which holds the list of policies and parses the PEM.
+
+use std::fs::File;
+use std::path::Path;
 
 use crate::config::error::ConfigError;
 use crate::config::model::{CertificatePaths, Listener};
@@ -87,7 +94,10 @@ impl Cx<'_> {
             };
             return Err(self.err(
                 format!("{key}.instance_protocol"),
-                format!("a {protocol} listener needs an instance_protocol of {expected}, not {instance_protocol}"),
+                format!(
+                    "{} {protocol} listener needs an instance_protocol of {expected}, not {instance_protocol}",
+                    article(protocol)
+                ),
             ));
         }
         if raw.instance_port == 0 {
@@ -108,7 +118,8 @@ impl Cx<'_> {
         })
     }
 
-    /// Certificate paths, resolved against the file's folder: at least one for HTTPS/SSL, none otherwise.
+    /// Certificate paths, resolved against the file's folder, each file there and readable: at least one for
+    /// HTTPS/SSL, none otherwise.
     fn certificates(
         &self,
         key: &str,
@@ -118,17 +129,27 @@ impl Cx<'_> {
         let mut certificates = Vec::with_capacity(raw.len());
         for (c, certificate) in raw.into_iter().enumerate() {
             let ckey = format!("{key}.certificates[{c}]");
-            for (name, path) in [("cert", &certificate.cert), ("key", &certificate.key)] {
-                if path.as_os_str().is_empty() {
+            let paths = CertificatePaths {
+                cert: self.base.join(&certificate.cert),
+                key: self.base.join(&certificate.key),
+            };
+            for (name, given, path, what) in [
+                ("cert", &certificate.cert, &paths.cert, "certificate"),
+                ("key", &certificate.key, &paths.key, "private key"),
+            ] {
+                if given.as_os_str().is_empty() {
                     return Err(
                         self.err(format!("{ckey}.{name}"), "must be a file path, not empty")
                     );
                 }
+                check_readable(path).map_err(|why| {
+                    self.err(
+                        format!("{ckey}.{name}"),
+                        format!("cannot read the {what} file {}: {why}", path.display()),
+                    )
+                })?;
             }
-            certificates.push(CertificatePaths {
-                cert: self.base.join(certificate.cert),
-                key: self.base.join(certificate.key),
-            });
+            certificates.push(paths);
         }
         if protocol.is_secure() && certificates.is_empty() {
             return Err(self.err(
@@ -164,4 +185,28 @@ impl Cx<'_> {
             _ => Ok(()),
         }
     }
+}
+
+/// "an HTTP listener", "a TCP listener": the article as the protocol's name is spoken.
+fn article(protocol: Protocol) -> &'static str {
+    match protocol {
+        Protocol::Http | Protocol::Https | Protocol::Ssl => "an",
+        Protocol::Tcp => "a",
+    }
+}
+
+/// Whether `path` is a file elbe can open for reading. Checked when the file is validated, so `elbe check`, start
+/// and reload name the key (`...certificates[0].key`) of a missing file rather than the TLS layer's listener and
+/// port; whether its contents are a certificate is still the TLS layer's question.
+fn check_readable(path: &Path) -> Result<(), String> {
+    let file = File::open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file".to_owned(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
+        _ => e.to_string(),
+    })?;
+    let metadata = file.metadata().map_err(|e| e.to_string())?;
+    if metadata.is_dir() {
+        return Err("it is a directory, not a file".to_owned());
+    }
+    Ok(())
 }

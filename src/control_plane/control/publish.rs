@@ -65,21 +65,25 @@ impl Control {
     }
 }
 
-/// Where an instance is health-checked (DESIGN.md): the target's port on the instance's IP, or the instance's own
-/// port when it was given as `ip:port` or `host:port` (the first resolved address).
+/// Where an instance is health-checked (DESIGN.md "Health-check port"): the target's port on the instance's IP.
+/// An instance given as `ip:port` or `host:port` (the first resolved address) serves the listeners'
+/// `instance_port` at its own port, so a target on a listener's `instance_port` is probed there; a target on any
+/// other port is a separate health port, probed at that port on the instance's address.
 pub(super) fn probe_address(
     lb: &config::LoadBalancer,
     instance: &InstanceState,
 ) -> Option<SocketAddr> {
     let target_port = lb.health_check.target.port();
-    match &instance.address {
-        InstanceAddress::Ip(ip) => Some(SocketAddr::new(*ip, target_port)),
-        InstanceAddress::Socket(addr) => Some(*addr),
-        InstanceAddress::Host { port, .. } => instance
-            .resolved
-            .first()
-            .map(|ip| SocketAddr::new(*ip, *port)),
-    }
+    let (ip, own_port) = match &instance.address {
+        InstanceAddress::Ip(ip) => return Some(SocketAddr::new(*ip, target_port)),
+        InstanceAddress::Socket(addr) => (addr.ip(), addr.port()),
+        InstanceAddress::Host { port, .. } => (*instance.resolved.first()?, *port),
+    };
+    let traffic_port = lb.listeners.iter().any(|l| l.instance_port == target_port);
+    Some(SocketAddr::new(
+        ip,
+        if traffic_port { own_port } else { target_port },
+    ))
 }
 
 /// The addresses one listener reaches an instance on.

@@ -31,6 +31,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::{Request, Response};
+use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tower::Service;
 
@@ -38,6 +39,7 @@ use crate::data_plane::body::RequestBody;
 use crate::data_plane::elb_response::ElbResponse;
 use crate::data_plane::proxy::response_body::ResponseBody;
 use crate::data_plane::proxy::Refused;
+use crate::data_plane::tunnel::Tunnel;
 use crate::http1::io::{poll_writev, LazyTimer, Stream, WriteQueue};
 use crate::observability::metrics::ZoneMetrics;
 use request::{Current, Fed, Feed, HeadLimits};
@@ -55,6 +57,8 @@ const LINGER: Duration = Duration::from_secs(2);
 pub(crate) struct Settings {
     pub max_head_bytes: usize,
     pub max_headers: usize,
+    /// A request target longer than this is ELB's 414, even when the whole head is also too large.
+    pub max_uri_bytes: usize,
     /// A new connection must send its first byte, and a request head must arrive whole, within this.
     pub request_header_timeout: Duration,
     /// A keep-alive connection with no request is closed after this (ELB's idle timeout).
@@ -83,6 +87,14 @@ enum Stage<F> {
     Close { linger: bool },
     /// Closed for writing, discarding what the client sends until it closes or [`LINGER`] passes.
     Linger,
+    /// The instance switched to WebSocket: bytes pass both ways until either side closes or the tunnel idles.
+    Tunnel(Box<Tunneling>),
+}
+
+/// A WebSocket tunnel, and the upgrade request's bookkeeping (its access-log line is written when it ends).
+struct Tunneling {
+    tunnel: Tunnel<TcpStream>,
+    body: ResponseBody,
 }
 
 /// Which wait the connection's timer is timing while no request is in flight.
@@ -184,6 +196,7 @@ where
                     self.poll_close(cx, linger)
                 }
                 Stage::Linger => self.poll_linger(cx),
+                Stage::Tunnel(_) => self.poll_tunnel(cx),
             };
             match step {
                 Poll::Ready(Ok(Step::Continue)) => {}
@@ -231,6 +244,7 @@ where
                     let limits = HeadLimits {
                         max_head_bytes: self.settings.max_head_bytes,
                         max_headers: self.settings.max_headers,
+                        max_uri_bytes: self.settings.max_uri_bytes,
                     };
                     match request::parse(&mut self.read_buf, limits) {
                         Ok(Some(head)) => {
@@ -393,7 +407,9 @@ where
             Poll::Pending => return self.poll_stalled(cx),
         }
         if ended {
-            self.end_response();
+            if !self.switch_to_tunnel() {
+                self.end_response();
+            }
         } else if moved == Moved::Waiting {
             // All written; the body wakes the task when it has more.
             return self.poll_stalled(cx);
@@ -414,6 +430,50 @@ where
         } else {
             self.wait = Wait::None;
         }
+    }
+
+    /// After a `101 Switching Protocols` (the head is written): the connection becomes a tunnel to the instance,
+    /// starting with what each side already sent past its head.
+    fn switch_to_tunnel(&mut self) -> bool {
+        let Stage::Respond(responding) = &mut self.stage else {
+            return false;
+        };
+        let Some((backend, from_backend)) = responding.take_switched() else {
+            return false;
+        };
+        let Stage::Respond(responding) = std::mem::replace(&mut self.stage, Stage::Head) else {
+            return false;
+        };
+        self.metrics.websocket_upgrades.inc();
+        let tunnel = Tunnel::new(
+            backend,
+            self.read_buf.split().freeze(),
+            from_backend,
+            self.settings.idle_timeout,
+            self.metrics.received_bytes.clone(),
+            self.metrics.sent_bytes.clone(),
+        );
+        self.wait = Wait::None;
+        self.feed = None;
+        self.stage = Stage::Tunnel(Box::new(Tunneling {
+            tunnel,
+            body: responding.into_body(),
+        }));
+        true
+    }
+
+    fn poll_tunnel(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Step>> {
+        let Stage::Tunnel(tunneling) = &mut self.stage else {
+            return Poll::Ready(Ok(Step::Continue));
+        };
+        let ended = ready!(tunneling.tunnel.poll(cx, &mut self.io));
+        let sent = tunneling.tunnel.sent();
+        tunneling.body.count_sent(sent);
+        match ended {
+            Ok(end) => tracing::debug!(?end, sent, "WebSocket tunnel ended"),
+            Err(error) => tracing::debug!(%error, sent, "WebSocket tunnel failed"),
+        }
+        Poll::Ready(Ok(Step::Closed))
     }
 
     /// Writes everything queued.

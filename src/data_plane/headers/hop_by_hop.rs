@@ -4,7 +4,7 @@
 use http::header::{self, HeaderName};
 use http::HeaderMap;
 
-use crate::http1::fields::trim_ows;
+use crate::http1::fields::{tokens, trim_ows};
 
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
@@ -97,6 +97,18 @@ fn is_fixed_hop_by_hop(name: &str) -> bool {
     HOP_BY_HOP
         .iter()
         .any(|fixed| fixed.as_str().eq_ignore_ascii_case(name))
+}
+
+/// Whether a request asks to switch to WebSocket (RFC 6455 §4.1): `Connection` has the `upgrade` option and
+/// `Upgrade` names `websocket` (tokens compared without regard to case).
+pub(crate) fn asks_for_websocket(headers: &HeaderMap) -> bool {
+    let has = |name, token: &[u8]| {
+        headers
+            .get_all(name)
+            .iter()
+            .any(|line| tokens(line.as_bytes()).any(|t| t.eq_ignore_ascii_case(token)))
+    };
+    has(header::CONNECTION, b"upgrade") && has(header::UPGRADE, b"websocket")
 }
 
 #[cfg(test)]

@@ -69,6 +69,7 @@ where
                     headers::Rejection::BadRequest(_) => ElbResponse::BadRequest,
                     headers::Rejection::MethodNotAllowed => ElbResponse::MethodNotAllowed,
                     headers::Rejection::UriTooLong => ElbResponse::UriTooLong,
+                    headers::Rejection::ExpectationFailed => ElbResponse::ExpectationFailed,
                 };
                 Respond::Now(Some(Box::new(elb_answer(kind))))
             }

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::header::{HeaderValue, COOKIE, EXPECT, HOST};
+use http::header::{HeaderValue, CONNECTION, COOKIE, EXPECT, HOST, UPGRADE};
 use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response, Version};
 use tower::{Layer, Service};
@@ -69,8 +69,17 @@ pub(crate) fn rewrite_for_instance<B>(
 ) {
     let version = request.version();
     let authority = request.uri().authority().cloned();
+    let websocket = version == Version::HTTP_11
+        && request.method() == http::Method::GET
+        && headers::asks_for_websocket(request.headers());
     let headers = request.headers_mut();
     headers::strip_hop_by_hop(headers);
+    if websocket {
+        // The one upgrade elbe passes on (elbe's departure from ELB, DESIGN.md "WebSockets"): the instance's 101
+        // turns the connection into a tunnel. Any other Upgrade (h2c included) was just stripped.
+        headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
+        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    }
     headers.remove(EXPECT);
     if !headers.contains_key(HOST) {
         match authority {

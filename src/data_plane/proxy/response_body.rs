@@ -93,6 +93,26 @@ impl ResponseBody {
         }
     }
 
+    /// After the instance's `101 Switching Protocols`: its socket and the bytes it already sent, for the tunnel
+    /// (taken once). The body stays the request's bookkeeping until the tunnel ends.
+    pub(crate) fn take_switched(&mut self) -> Option<(tokio::net::TcpStream, Bytes)> {
+        match &mut self.kind {
+            Kind::Backend { exchange, .. }
+                if exchange.as_deref().is_some_and(Exchange::is_switched) =>
+            {
+                exchange
+                    .take()
+                    .and_then(|exchange| exchange.into_switched())
+            }
+            _ => None,
+        }
+    }
+
+    /// Bytes a tunnel passed on to the client count as the response's (the access log's `sent_bytes`).
+    pub(crate) fn count_sent(&mut self, bytes: u64) {
+        self.sent += bytes;
+    }
+
     /// Logs the request's access-log entry when this body is dropped.
     pub(crate) fn with_log(mut self, entry: Box<PendingEntry>) -> Self {
         self.log = Some(entry);
@@ -112,6 +132,10 @@ impl ResponseBody {
             outstanding,
         } = &mut self.kind
         {
+            // A connection the instance switched to WebSocket is the tunnel's, taken by the client connection.
+            if exchange.as_deref().is_some_and(Exchange::is_switched) {
+                return;
+            }
             if let Some(conn) = exchange
                 .take()
                 .and_then(|exchange| exchange.into_reusable())

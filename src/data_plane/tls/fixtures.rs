@@ -3,7 +3,6 @@
 //! for contents no committed file should hold.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
@@ -32,24 +31,15 @@ pub(super) fn leaf(name: &str) -> CertificateDer<'static> {
 }
 
 /// A file with `contents` in the temporary folder, removed when dropped.
-pub(super) struct Scratch(pub(super) PathBuf);
+/// A scratch file with the given contents, removed when dropped.
+/// The second field is never read: it is held so that the file is removed when the scratch is dropped.
+pub(super) struct Scratch(pub(super) PathBuf, #[allow(dead_code)] tempfile::TempPath);
 
 impl Scratch {
     pub(super) fn new(contents: &[u8]) -> Scratch {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let name = format!(
-            "elbe-tls-test-{}-{}.pem",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        let path = std::env::temp_dir().join(name);
-        std::fs::write(&path, contents).unwrap();
-        Scratch(path)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        let file = tempfile::Builder::new().suffix(".pem").tempfile().unwrap();
+        std::fs::write(file.path(), contents).unwrap();
+        let path = file.into_temp_path();
+        Scratch(path.to_path_buf(), path)
     }
 }

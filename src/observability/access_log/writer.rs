@@ -284,30 +284,7 @@ impl Writer {
 mod tests {
     use super::*;
     use crate::observability::access_log::entry::tests::{dispatched, parse};
-    use std::sync::atomic::AtomicUsize;
     use std::time::Duration;
-
-    /// A fresh directory under the system temp dir, removed on drop.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(name: &str) -> TempDir {
-            static NEXT: AtomicUsize = AtomicUsize::new(0);
-            let dir = std::env::temp_dir().join(format!(
-                "elbe-access-log-{}-{name}-{}",
-                std::process::id(),
-                NEXT.fetch_add(1, Ordering::Relaxed)
-            ));
-            std::fs::create_dir_all(&dir).unwrap();
-            TempDir(dir)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
 
     fn lines_of(path: &Path) -> Vec<String> {
         std::fs::read_to_string(path)
@@ -337,8 +314,8 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn writes_one_line_per_entry() {
-        let dir = TempDir::new("lines");
-        let path = dir.0.join("access.log");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
         let (log, writer) = AccessLog::start(Destination::File(path.clone()), 65_536).unwrap();
         for n in 0..5000 {
             log.log(numbered(n));
@@ -359,8 +336,8 @@ mod tests {
 
     #[tokio::test]
     async fn appends_to_an_existing_file() {
-        let dir = TempDir::new("append");
-        let path = dir.0.join("access.log");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
         std::fs::write(&path, "old line\n").unwrap();
         let (log, writer) = AccessLog::start(Destination::File(path.clone()), 16).unwrap();
         log.log(numbered(1));
@@ -372,9 +349,9 @@ mod tests {
 
     #[tokio::test]
     async fn reopen_after_rename_writes_to_a_new_file() {
-        let dir = TempDir::new("reopen");
-        let path = dir.0.join("access.log");
-        let rotated = dir.0.join("access.log.1");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        let rotated = dir.path().join("access.log.1");
         let (log, writer) = AccessLog::start(Destination::File(path.clone()), 1024).unwrap();
         for n in 0..3 {
             log.log(numbered(n));
@@ -399,8 +376,8 @@ mod tests {
 
     #[tokio::test]
     async fn reopen_when_idle_creates_the_file_without_waiting_for_a_request() {
-        let dir = TempDir::new("idle-reopen");
-        let path = dir.0.join("access.log");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
         let (log, writer) = AccessLog::start(Destination::File(path.clone()), 16).unwrap();
         std::fs::remove_file(&path).unwrap();
         log.reopen();
@@ -416,11 +393,11 @@ mod tests {
 
     #[tokio::test]
     async fn failed_reopen_keeps_the_old_file() {
-        let dir = TempDir::new("reopen-fails");
-        let logs = dir.0.join("logs");
+        let dir = tempfile::tempdir().unwrap();
+        let logs = dir.path().join("logs");
         std::fs::create_dir(&logs).unwrap();
         let path = logs.join("access.log");
-        let rotated = dir.0.join("access.log.1");
+        let rotated = dir.path().join("access.log.1");
         let (log, writer) = AccessLog::start(Destination::File(path.clone()), 16).unwrap();
         log.log(numbered(0));
         wait_written(&log, 1).await;
@@ -436,8 +413,8 @@ mod tests {
 
     #[tokio::test]
     async fn full_channel_drops_and_counts_without_blocking() {
-        let dir = TempDir::new("full");
-        let path = dir.0.join("access.log");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
         // A current-thread runtime: the writer cannot run until this test awaits, so the channel fills.
         let (log, writer) = AccessLog::start(Destination::File(path.clone()), 1).unwrap();
         for n in 0..100 {
@@ -451,8 +428,8 @@ mod tests {
 
     #[tokio::test]
     async fn writer_ends_when_every_handle_is_dropped() {
-        let dir = TempDir::new("dropped");
-        let path = dir.0.join("access.log");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
         let (log, writer) = AccessLog::start(Destination::File(path.clone()), 16).unwrap();
         log.log(numbered(0));
         drop(log);
@@ -465,8 +442,8 @@ mod tests {
 
     #[tokio::test]
     async fn open_failure_names_the_path() {
-        let dir = TempDir::new("open-fails");
-        let path = dir.0.join("missing-dir").join("access.log");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("missing-dir").join("access.log");
         let error = AccessLog::start(Destination::File(path.clone()), 16).unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::NotFound);
         assert!(

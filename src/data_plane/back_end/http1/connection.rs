@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::task::{ready, Context, Poll, Waker};
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use tokio::net::TcpStream;
 
 use crate::data_plane::back_end::error::BackendError;
@@ -87,5 +87,10 @@ impl BackendConnection {
             *head_written += written.min(first.len());
         }
         Poll::Ready(Ok(()))
+    }
+
+    /// The socket and what was read from it and not consumed (after a `101`, for a tunnel).
+    pub(crate) fn into_parts(self) -> (TcpStream, Bytes) {
+        (self.stream, self.read_buf.freeze())
     }
 }

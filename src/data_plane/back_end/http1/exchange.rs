@@ -53,6 +53,8 @@ pub(crate) struct Exchange {
     keep_alive: bool,
     /// The response head, for an HTTP/1 client ([`Outgoing::raw_response`]).
     raw: Option<RawHead>,
+    /// The instance switched to WebSocket: the connection is a tunnel now ([`Exchange::into_switched`]).
+    switched: bool,
 }
 
 impl Exchange {
@@ -69,6 +71,7 @@ impl Exchange {
             response: Download::Done,
             keep_alive: false,
             raw: None,
+            switched: false,
         }
     }
 
@@ -197,11 +200,13 @@ impl Exchange {
             &mut self.conn.read_buf,
             self.request.head_only,
             self.request.raw_response,
+            self.request.upgrade,
         )?
         else {
             return Ok(None);
         };
         self.raw = head.raw;
+        self.switched = head.response.status() == http::StatusCode::SWITCHING_PROTOCOLS;
         self.response = head.download;
         self.keep_alive = head.keep_alive;
         Ok(Some(head.response))
@@ -263,11 +268,23 @@ impl Exchange {
     pub(crate) fn into_reusable(self) -> Option<BackendConnection> {
         let clean = self.is_end_stream()
             && self.keep_alive
+            && !self.request.close_after
             && self.request.body.is_none()
             && self.head_written == self.request.head.len()
             && self.to_write.is_empty()
             && !self.write_failed
             && self.conn.read_buf.is_empty();
         clean.then_some(self.conn)
+    }
+
+    /// Whether the instance answered `101 Switching Protocols`: the connection carries a tunnel now.
+    pub(crate) fn is_switched(&self) -> bool {
+        self.switched
+    }
+
+    /// The connection after a `101`: its socket, and the bytes the instance sent after the head (its first
+    /// WebSocket frames).
+    pub(crate) fn into_switched(self) -> Option<(tokio::net::TcpStream, Bytes)> {
+        self.switched.then(|| self.conn.into_parts())
     }
 }

@@ -3,11 +3,11 @@
 //! known, chunked when it is not (an HTTP/2 client's body, a chunked upload).
 
 use bytes::{BufMut, Bytes};
-use http::header::{HeaderName, CONTENT_LENGTH};
+use http::header::{HeaderName, CONTENT_LENGTH, UPGRADE};
 use http::{Method, Request};
 use http_body::Body;
 
-use crate::data_plane::body::RequestBody;
+use crate::data_plane::body::{body_is_ignored_on, RequestBody};
 use crate::http1::fields::put_field;
 
 /// How a request body is framed on the wire to the instance.
@@ -29,6 +29,11 @@ pub(crate) struct Outgoing {
     pub(super) replayable: bool,
     /// HEAD: the response has no body, whatever its headers say.
     pub(super) head_only: bool,
+    /// The connection is not reused after this request (it carries a body its method gives no meaning to, and
+    /// says `Connection: close`).
+    pub(super) close_after: bool,
+    /// The request asks to switch to WebSocket (the Forwarded layer kept its `Upgrade` line for that alone).
+    pub(super) upgrade: bool,
     /// The client speaks HTTP/1: the response head is passed on as received ([`super::response::RawHead`]) instead of as a header
     /// map.
     pub raw_response: bool,
@@ -59,12 +64,16 @@ impl Outgoing {
                     | Method::PUT
                     | Method::DELETE
             );
+        let upgrade = parts.headers.contains_key(UPGRADE);
+        let close_after = body.is_some() && body_is_ignored_on(&parts.method);
         Outgoing {
-            head: serialize_head(&parts, length, framing),
+            head: serialize_head(&parts, length, framing, close_after),
             body,
             framing,
             replayable,
             head_only: parts.method == Method::HEAD,
+            close_after,
+            upgrade,
             raw_response: false,
         }
     }
@@ -81,8 +90,10 @@ fn serialize_head(
     parts: &http::request::Parts,
     length: Option<u64>,
     framing: RequestFraming,
+    close: bool,
 ) -> Bytes {
     const CHUNKED: &[u8] = b"transfer-encoding: chunked\r\n";
+    const CLOSE: &[u8] = b"connection: close\r\n";
     let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let replace_length = length.is_some() || framing == RequestFraming::Chunked;
     let skip = |name: &HeaderName| replace_length && name == CONTENT_LENGTH;
@@ -100,6 +111,9 @@ fn serialize_head(
     if framing == RequestFraming::Chunked {
         size += CHUNKED.len();
     }
+    if close {
+        size += CLOSE.len();
+    }
     let mut head = Vec::with_capacity(size);
     head.put_slice(parts.method.as_str().as_bytes());
     head.put_u8(b' ');
@@ -115,6 +129,9 @@ fn serialize_head(
     }
     if framing == RequestFraming::Chunked {
         head.put_slice(CHUNKED);
+    }
+    if close {
+        head.put_slice(CLOSE);
     }
     head.put_slice(b"\r\n");
     debug_assert_eq!(head.len(), size);

@@ -35,10 +35,13 @@ pub(crate) struct ResponseHead {
 
 /// Reads a response head out of `buf` (taking its bytes), skipping interim 1xx responses. `Ok(None)`: not all of it
 /// has arrived. `raw`: keep the header lines as received ([`RawHead`]) instead of building a header map.
+/// `upgrade`: the request asked to switch to WebSocket, so a `101 Switching Protocols` is its answer (any other
+/// 101 is the instance's error).
 pub(crate) fn read_head(
     buf: &mut BytesMut,
     head_only: bool,
     raw: bool,
+    upgrade: bool,
 ) -> Result<Option<ResponseHead>, BackendError> {
     loop {
         if buf.is_empty() {
@@ -75,7 +78,11 @@ pub(crate) fn read_head(
             fields: fields.as_slice(),
         };
         let head = buf.split_to(length).freeze();
-        let scanned = scan_response(&head, &index, head_only)?;
+        let scanned = if code == 101 {
+            scan_switch(&head, &index, upgrade)?
+        } else {
+            scan_response(&head, &index, head_only)?
+        };
         let (response, raw) = if raw {
             let mut response = Response::new(());
             *response.status_mut() = scanned.status;
@@ -191,6 +198,46 @@ fn scan_response(
         keep,
         download,
         keep_alive,
+    })
+}
+
+/// Checks a `101 Switching Protocols`: only to a request that asked to switch to WebSocket, and only to WebSocket.
+/// Its `Upgrade` and `Connection` lines go on to the client, who needs them to complete the handshake (RFC 6455
+/// §4.2.2); the connection then carries the tunnel, never another request.
+fn scan_switch(
+    head: &Bytes,
+    index: &HeadIndex<'_>,
+    upgrade: bool,
+) -> Result<Scanned, BackendError> {
+    if !upgrade {
+        return Err(BackendError::BadResponse(
+            "101 to a request that did not ask to switch",
+        ));
+    }
+    let mut keep = [false; MAX_HEADERS];
+    let mut to_websocket = false;
+    for (i, (name, value)) in index.fields.iter().enumerate() {
+        let name = &head[name.0..name.1];
+        if name.eq_ignore_ascii_case(b"upgrade") {
+            to_websocket =
+                tokens(&head[value.0..value.1]).any(|t| t.eq_ignore_ascii_case(b"websocket"));
+            keep[i] = true;
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            keep[i] = true;
+        } else {
+            keep[i] = !is_hop_by_hop(name) && !name.eq_ignore_ascii_case(b"content-length");
+        }
+    }
+    if !to_websocket {
+        return Err(BackendError::BadResponse(
+            "101 to something other than WebSocket",
+        ));
+    }
+    Ok(Scanned {
+        status: StatusCode::SWITCHING_PROTOCOLS,
+        keep,
+        download: Download::Length(0),
+        keep_alive: false,
     })
 }
 

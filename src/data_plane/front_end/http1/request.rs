@@ -18,7 +18,7 @@ use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version};
 use prometheus::IntCounter;
 
-use crate::data_plane::body::{BodySender, ClientBody, RequestBody};
+use crate::data_plane::body::{body_is_ignored_on, BodySender, ClientBody, RequestBody};
 use crate::data_plane::elb_response::ElbResponse;
 use crate::data_plane::headers;
 use crate::http1::fields::{has_token, parse_decimal};
@@ -36,6 +36,7 @@ const MIN_READ: usize = 8 * 1024;
 pub(super) struct HeadLimits {
     pub max_head_bytes: usize,
     pub max_headers: usize,
+    pub max_uri_bytes: usize,
 }
 
 /// What the connection remembers of the request being answered.
@@ -82,20 +83,21 @@ pub(super) fn parse(buf: &mut BytesMut, limits: HeadLimits) -> Result<Option<Hea
         &mut on_heap[..]
     };
     let mut parsed = httparse::Request::new(&mut []);
+    let too_large = |buf: &[u8]| Err(too_large(buf, limits.max_uri_bytes));
     let length = match httparse::ParserConfig::default().parse_request_with_uninit_headers(
         &mut parsed,
         buf,
         slots,
     ) {
         Ok(httparse::Status::Complete(length)) if length > limits.max_head_bytes => {
-            return Err(ElbResponse::HeadersTooLarge)
+            return too_large(buf)
         }
         Ok(httparse::Status::Complete(length)) => length,
         Ok(httparse::Status::Partial) if buf.len() > limits.max_head_bytes => {
-            return Err(ElbResponse::HeadersTooLarge)
+            return too_large(buf)
         }
         Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => return Err(ElbResponse::HeadersTooLarge),
+        Err(httparse::Error::TooManyHeaders) => return too_large(buf),
         Err(_) => return Err(ElbResponse::BadRequest),
     };
     let method = parsed.method.map(str::as_bytes).unwrap_or_default();
@@ -126,10 +128,11 @@ pub(super) fn parse(buf: &mut BytesMut, limits: HeadLimits) -> Result<Option<Hea
     } else {
         options.close
     };
+    let ignored_body = feed.is_some() && body_is_ignored_on(&method);
     let current = Current {
         http10,
         head_only: method == Method::HEAD,
-        close: close || body.is_none(),
+        close: close || body.is_none() || ignored_body,
         unread: false,
     };
     let mut request = Request::new(body.unwrap_or(RequestBody::Empty));
@@ -146,6 +149,28 @@ pub(super) fn parse(buf: &mut BytesMut, limits: HeadLimits) -> Result<Option<Hea
         current,
         feed,
     }))
+}
+
+/// ELB's answer to a head over the limits: 414 when the request target alone is longer than `max_uri_bytes`
+/// (the request line says so before any field does), else 431.
+fn too_large(buf: &[u8], max_uri_bytes: usize) -> ElbResponse {
+    let line_end = buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len());
+    let line = &buf[..line_end];
+    let target_len = match line.iter().position(|&b| b == b' ') {
+        Some(start) => {
+            let target = &line[start + 1..];
+            target
+                .iter()
+                .position(|&b| b == b' ')
+                .unwrap_or(target.len())
+        }
+        None => 0,
+    };
+    if target_len > max_uri_bytes {
+        ElbResponse::UriTooLong
+    } else {
+        ElbResponse::HeadersTooLarge
+    }
 }
 
 /// What a request's `Connection` and `Expect` lines say.

@@ -175,6 +175,16 @@ impl Responding {
         self.ended
     }
 
+    /// After an instance's `101 Switching Protocols`: its socket and the bytes it sent past the head.
+    pub(super) fn take_switched(&mut self) -> Option<(tokio::net::TcpStream, bytes::Bytes)> {
+        self.body.take_switched()
+    }
+
+    /// The body, which carries the request's bookkeeping until it is dropped.
+    pub(super) fn into_body(self) -> ResponseBody {
+        self.body
+    }
+
     /// Moves body frames into `out` while there is room, framed for the client; `progress` counts the frames
     /// (the connection's idle timer reads it).
     pub(super) fn poll_move(

@@ -57,6 +57,7 @@ fn settings() -> Settings {
     Settings {
         max_head_bytes: 8192,
         max_headers: 32,
+        max_uri_bytes: 1024,
         request_header_timeout: Duration::from_millis(300),
         idle_timeout: Duration::from_millis(300),
     }

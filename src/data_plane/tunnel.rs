@@ -1,0 +1,196 @@
+//! Bytes both ways between a client and an instance once HTTP is over: after a WebSocket upgrade (the instance
+//! answered `101 Switching Protocols`) every byte either side sends is passed on unchanged.
+//!
+//! Each direction reads into a buffer and writes it on as the other side takes it, so a slow reader slows its
+//! sender instead of filling memory. A side's end of stream is passed on as a half-close (the other direction goes
+//! on, so the rest of an answer still comes back); the tunnel is over when both directions have ended. ELB's idle
+//! timeout (ELB-SPEC §5) closes a tunnel in which no byte moved either way for that long, on the connection's lazy
+//! timer, read only when the tunnel would otherwise wait.
+//!
+//! Trade-off: bytes go through a user-space buffer (16 KiB each way) rather than splice(2); a TLS client side
+//! could not splice anyway, and the copy costs what a proxied response body already costs.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use prometheus::IntCounter;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Instant;
+use tokio_util::io::poll_read_buf;
+
+use crate::http1::io::LazyTimer;
+
+/// The most each direction holds before it waits for its writer.
+const BUFFER: usize = 16 * 1024;
+
+/// One direction of a tunnel: what was read and not yet written, and how far the end of stream got.
+struct Direction {
+    pending: BytesMut,
+    /// The reader reached its end of stream.
+    read_done: bool,
+    /// The end of stream was passed on (the writer was shut down).
+    shut: bool,
+    /// Bytes written so far.
+    moved: u64,
+}
+
+impl Direction {
+    fn new(already_read: Bytes) -> Self {
+        let mut pending = BytesMut::with_capacity(BUFFER.max(already_read.len()));
+        pending.extend_from_slice(&already_read);
+        Direction {
+            pending,
+            read_done: false,
+            shut: false,
+            moved: 0,
+        }
+    }
+
+    /// Moves bytes from `reader` to `writer` until this direction has ended (`Ready(Ok)`) or both sides would
+    /// wait. `progress` counts every read and write (the idle timer reads it); `counted` gets the bytes written.
+    fn poll_move<R, W>(
+        &mut self,
+        cx: &mut Context<'_>,
+        reader: &mut R,
+        writer: &mut W,
+        progress: &mut u64,
+        counted: Option<&IntCounter>,
+    ) -> Poll<io::Result<()>>
+    where
+        R: AsyncRead + Unpin + ?Sized,
+        W: AsyncWrite + Unpin + ?Sized,
+    {
+        loop {
+            if !self.pending.is_empty() {
+                let written = ready!(Pin::new(&mut *writer).poll_write(cx, &self.pending))?;
+                if written == 0 {
+                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                }
+                self.pending.advance(written);
+                self.moved += written as u64;
+                *progress += 1;
+                if let Some(counter) = counted {
+                    counter.inc_by(written as u64);
+                }
+                if self.pending.is_empty() {
+                    // TLS holds what the socket did not take until it is flushed.
+                    ready!(Pin::new(&mut *writer).poll_flush(cx))?;
+                }
+                continue;
+            }
+            if self.read_done {
+                if !self.shut {
+                    ready!(Pin::new(&mut *writer).poll_shutdown(cx))?;
+                    self.shut = true;
+                }
+                return Poll::Ready(Ok(()));
+            }
+            self.pending.reserve(BUFFER);
+            let n = ready!(poll_read_buf(Pin::new(&mut *reader), cx, &mut self.pending))?;
+            if n == 0 {
+                self.read_done = true;
+            } else {
+                *progress += 1;
+            }
+        }
+    }
+}
+
+/// A tunnel between a client (polled by whoever owns it, the client connection) and an instance's connection.
+pub(crate) struct Tunnel<B> {
+    backend: B,
+    /// Client to instance.
+    up: Direction,
+    /// Instance to client.
+    down: Direction,
+    idle_timeout: Duration,
+    timer: LazyTimer,
+    progress: u64,
+    progress_mark: u64,
+    /// Bytes from the client and to the client, for the node's metrics.
+    received: IntCounter,
+    sent: IntCounter,
+}
+
+/// How a tunnel ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TunnelEnd {
+    /// Both sides closed their end.
+    Closed,
+    /// No byte moved either way for the idle timeout.
+    Idle,
+}
+
+impl<B: AsyncRead + AsyncWrite + Unpin> Tunnel<B> {
+    /// A tunnel over `backend`, with what each side already sent that has not been passed on yet.
+    pub(crate) fn new(
+        backend: B,
+        from_client: Bytes,
+        from_backend: Bytes,
+        idle_timeout: Duration,
+        received: IntCounter,
+        sent: IntCounter,
+    ) -> Self {
+        Tunnel {
+            backend,
+            up: Direction::new(from_client),
+            down: Direction::new(from_backend),
+            idle_timeout,
+            timer: LazyTimer::new(Instant::now() + idle_timeout),
+            progress: 0,
+            progress_mark: 0,
+            received,
+            sent,
+        }
+    }
+
+    /// Bytes passed on to the client so far.
+    pub(crate) fn sent(&self) -> u64 {
+        self.down.moved
+    }
+
+    /// Moves bytes both ways until both directions have ended or the tunnel idled for the idle timeout.
+    pub(crate) fn poll<C: AsyncRead + AsyncWrite + Unpin + ?Sized>(
+        &mut self,
+        cx: &mut Context<'_>,
+        client: &mut C,
+    ) -> Poll<io::Result<TunnelEnd>> {
+        let up = self.up.poll_move(
+            cx,
+            client,
+            &mut self.backend,
+            &mut self.progress,
+            Some(&self.received),
+        );
+        let down = self.down.poll_move(
+            cx,
+            &mut self.backend,
+            client,
+            &mut self.progress,
+            Some(&self.sent),
+        );
+        match (up, down) {
+            (Poll::Ready(Err(error)), _) | (_, Poll::Ready(Err(error))) => {
+                return Poll::Ready(Err(error))
+            }
+            (Poll::Ready(Ok(())), Poll::Ready(Ok(()))) => {
+                return Poll::Ready(Ok(TunnelEnd::Closed))
+            }
+            _ => {}
+        }
+        // Both directions wait: the idle timeout runs from the last byte that moved.
+        loop {
+            if self.progress != self.progress_mark {
+                self.progress_mark = self.progress;
+                self.timer.set(Instant::now() + self.idle_timeout);
+            }
+            ready!(self.timer.poll_expired(cx));
+            if self.progress == self.progress_mark {
+                return Poll::Ready(Ok(TunnelEnd::Idle));
+            }
+        }
+    }
+}

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Runs every test of elbe. On a fresh Debian 12 with only the Rust toolchain it first installs the programs the
+# tests drive, and says which:
+#   curl, dig (dnsutils), openssl  real clients of the proxy, the DNS responder and TLS
+#   dnsmasq (dnsmasq-base)          a real DNS server for DNS discovery (the binary only, no system service)
+#   systemd-analyze (systemd)       checks packaging/systemd/elbe.service (and /bin/kill, procps, that its
+#                                   ExecReload runs)
+#   python3                         runs the scale-out hook, examples/prometheus/scale-out-hook.py
+#   promtool (prometheus)           checks /metrics and the alert rules; unpacked into target/promtool, not
+#                                   installed, so no Prometheus server is started
+# A test whose program is missing fails (tests/tools.rs names it); none is skipped.
+#
+# Then: `cargo nextest run` (every test binary, one process per test) and `cargo test --doc` (nextest does not
+# run doctests), or plain `cargo test` (doctests included) when cargo-nextest is
+# not installed. Arguments go to the test runner:
+#   ./test.sh -E 'binary(cli)'      (nextest)       ./test.sh --test cli      (cargo test)
+set -euo pipefail
+cd "$(dirname "$0")"
+export PATH="$PATH:/usr/sbin:/sbin"
+
+have() { command -v "$1" >/dev/null 2>&1; }
+
+# The Debian packages that provide the missing programs.
+missing=()
+have curl || missing+=(curl)
+have dig || missing+=(dnsutils)
+have openssl || missing+=(openssl)
+have dnsmasq || missing+=(dnsmasq-base)
+have systemd-analyze || missing+=(systemd)
+# The unit's ExecReload runs /bin/kill, and systemd-analyze verify checks that it exists.
+[ -x /bin/kill ] || missing+=(procps)
+have python3 || missing+=(python3)
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; elif have sudo; then sudo "$@"; else
+    echo "test.sh: need root (or sudo) to run: $*" >&2; exit 1
+  fi
+}
+
+apt_updated=
+apt_update() {
+  if [ -z "$apt_updated" ]; then as_root apt-get update -qq; apt_updated=1; fi
+}
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "test.sh: installing ${missing[*]} (apt-get)"
+  apt_update
+  # systemd comes without its recommends: only systemd-analyze is used, nothing is started.
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+promtool=target/promtool/usr/bin/promtool
+if [ -z "${PROMTOOL:-}" ] && ! have promtool && [ ! -x "$promtool" ]; then
+  echo "test.sh: unpacking promtool from Debian's prometheus package into target/promtool"
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  (cd "$tmp" && { apt-get download prometheus >/dev/null 2>&1 || { apt_update && apt-get download prometheus >/dev/null; }; })
+  mkdir -p target/promtool
+  dpkg -x "$tmp"/prometheus_*.deb target/promtool
+fi
+if [ -z "${PROMTOOL:-}" ] && [ -x "$promtool" ]; then
+  PROMTOOL="$PWD/$promtool"
+  export PROMTOOL
+fi
+
+if cargo nextest --version >/dev/null 2>&1; then
+  echo "test.sh: running the suite with cargo nextest, then the doctests with cargo test --doc"
+  cargo nextest run --locked "$@"
+  if [ $# -eq 0 ]; then
+    cargo test --locked --doc
+  fi
+else
+  echo "test.sh: cargo-nextest is not installed; running the suite with cargo test (slower: one test binary at a time)"
+  cargo test --locked "$@"
+fi
