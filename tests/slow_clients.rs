@@ -215,6 +215,24 @@ async fn max_connections_holds_and_the_next_connection_waits_in_the_backlog_unti
     .await;
 }
 
+/// The kernel's count of connections dropped because a listen queue was full (`ListenOverflows` in
+/// /proc/net/netstat), for the report: it counts every listener of the network namespace, other tests' too.
+fn listen_overflows() -> u64 {
+    let netstat = std::fs::read_to_string("/proc/net/netstat").unwrap_or_default();
+    let mut lines = netstat.lines();
+    while let (Some(names), Some(values)) = (lines.next(), lines.next()) {
+        if names.starts_with("TcpExt:") {
+            let at = names
+                .split_whitespace()
+                .position(|n| n == "ListenOverflows");
+            return at
+                .and_then(|at| values.split_whitespace().nth(at)?.parse().ok())
+                .unwrap_or(0);
+        }
+    }
+    0
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_1000_connects_fits_the_listen_backlog() {
     let _machine = machine().await;
@@ -224,6 +242,7 @@ async fn a_burst_of_1000_connects_fits_the_listen_backlog() {
         let builder = ConfigBuilder::new();
         let elbe = ElbeProcess::start(&builder.toml(), 4096).await;
         let address = elbe.listener("HTTP");
+        let overflows_before = listen_overflows();
         let start = Arc::new(tokio::sync::Barrier::new(1000));
         let tasks: Vec<_> = (0..1000)
             .map(|_| {
@@ -244,10 +263,14 @@ async fn a_burst_of_1000_connects_fits_the_listen_backlog() {
         for task in tasks {
             slowest = slowest.max(task.await.unwrap());
         }
-        println!("1,000 concurrent connects: the slowest answered after {slowest:?}");
-        // An overflowed backlog shows as a SYN retransmitted after 1 s.
+        let overflows = listen_overflows() - overflows_before;
+        println!(
+            "1,000 concurrent connects: the slowest answered after {slowest:?}; {overflows} listen overflows"
+        );
+        // A connect the backlog dropped waits for its SYN's retransmission, after the initial RTO of 1 s (measured:
+        // 1.2-1.9 s with a backlog of 128); every other one is answered in 0.1-0.2 s, 0.6 s on a loaded machine.
         assert!(
-            slowest < Duration::from_millis(500),
+            slowest < Duration::from_millis(900),
             "a connect waited {slowest:?}"
         );
     })

@@ -51,7 +51,7 @@ fn limits_rules() {
     fails(
         &lim("listen_backlog = -1"),
         "limits.listen_backlog",
-        "expected u32",
+        "whole number",
     );
     assert_eq!(ok(&lim("listen_backlog = 511")).limits.listen_backlog, 511);
     let config = ok(&lim(
