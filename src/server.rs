@@ -163,14 +163,12 @@ async fn resolve_instances(
     Ok(resolved)
 }
 
-async fn bind(address: SocketAddr, what: impl Into<String>) -> Result<TcpListener, StartError> {
-    TcpListener::bind(address)
-        .await
-        .map_err(|source| StartError::Bind {
-            address,
-            what: what.into(),
-            source,
-        })
+fn bind(address: SocketAddr, what: &str, backlog: u32) -> Result<TcpListener, StartError> {
+    node::bind(address, backlog).map_err(|source| StartError::Bind {
+        address,
+        what: what.into(),
+        source,
+    })
 }
 
 /// Checks what validating the file cannot: every HTTPS listener's certificates load and its policy is known
@@ -217,6 +215,7 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
     let mut listeners = Vec::new();
 
     // Bind every listener first, so a bind failure leaves nothing half-started.
+    let backlog = node::listen_backlog(config.limits.listen_backlog);
     let plans = control.with_listeners(|nodes| {
         nodes
             .iter()
@@ -241,9 +240,10 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
             });
         }
         let what = format!("{load_balancer} {zone} {} listener", listener.protocol);
-        let socket = bind(SocketAddr::new(node, listener.load_balancer_port), what).await?;
+        let wanted = SocketAddr::new(node, listener.load_balancer_port);
+        let socket = bind(wanted, &what, backlog)?;
         let address = socket.local_addr().map_err(|source| StartError::Bind {
-            address: SocketAddr::new(node, listener.load_balancer_port),
+            address: wanted,
             what: "listener".into(),
             source,
         })?;
@@ -258,7 +258,7 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
             address,
         ));
     }
-    let admin_socket = bind(config.admin.listen, "admin").await?;
+    let admin_socket = bind(config.admin.listen, "admin", backlog)?;
     let admin_address = admin_socket
         .local_addr()
         .map_err(|source| StartError::Bind {

@@ -55,6 +55,12 @@ pub const MAX_HEADERS: usize = 100;
 pub const MAX_URI_BYTES: usize = 16384;
 /// Open client connections per process; further connections wait in the kernel's accept backlog.
 pub const MAX_CONNECTIONS: usize = 10000;
+/// Connections the kernel queues for each listener before elbe accepts them (`listen(2)`'s backlog), the
+/// `max_connections` overflow included. Linux's default `net.core.somaxconn` since 5.4, which caps it: a burst of
+/// 1,000 connects fits (std's 128 overflowed, costing clients a 1 s SYN retransmit; nginx uses 511).
+pub const LISTEN_BACKLOG: u32 = 4096;
+/// The largest `listen_backlog` accepted: `somaxconn`'s historical 16-bit limit; a larger value is a typo.
+pub const MAX_LISTEN_BACKLOG: u32 = 65535;
 /// SIGTERM drain deadline (connection draining's timeout applies instead when draining is enabled).
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// elbe extension: how long to wait for a TCP connect to an instance before the attempt counts as failed.

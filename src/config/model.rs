@@ -54,6 +54,8 @@ pub struct Limits {
     pub max_headers: usize,
     pub max_uri_bytes: usize,
     pub max_connections: usize,
+    /// Connections queued by the kernel per listener before elbe accepts them (capped by `net.core.somaxconn`).
+    pub listen_backlog: u32,
     pub shutdown_grace: Duration,
     pub backend_connect_timeout: Duration,
     pub backend_idle_connections: usize,
@@ -72,6 +74,7 @@ impl Default for Limits {
             max_headers: defaults::MAX_HEADERS,
             max_uri_bytes: defaults::MAX_URI_BYTES,
             max_connections: defaults::MAX_CONNECTIONS,
+            listen_backlog: defaults::LISTEN_BACKLOG,
             shutdown_grace: defaults::SHUTDOWN_GRACE,
             backend_connect_timeout: defaults::BACKEND_CONNECT_TIMEOUT,
             backend_idle_connections: defaults::BACKEND_IDLE_CONNECTIONS,

@@ -58,6 +58,7 @@ pub(super) struct Limits {
     pub max_headers: Option<usize>,
     pub max_uri_bytes: Option<usize>,
     pub max_connections: Option<usize>,
+    pub listen_backlog: Option<u32>,
     pub shutdown_grace: Option<DurationValue>,
     pub backend_connect_timeout: Option<DurationValue>,
     pub backend_idle_connections: Option<usize>,

@@ -160,6 +160,7 @@ impl Cx<'_> {
             max_headers: raw.max_headers.unwrap_or(d.max_headers),
             max_uri_bytes: raw.max_uri_bytes.unwrap_or(d.max_uri_bytes),
             max_connections: raw.max_connections.unwrap_or(d.max_connections),
+            listen_backlog: raw.listen_backlog.unwrap_or(d.listen_backlog),
             shutdown_grace: time(raw.shutdown_grace, d.shutdown_grace),
             backend_connect_timeout: time(raw.backend_connect_timeout, d.backend_connect_timeout),
             backend_idle_connections: raw
@@ -176,6 +177,16 @@ impl Cx<'_> {
         ];
         if let Some((name, _)) = counts.iter().find(|(_, value)| *value == 0) {
             return Err(self.err(format!("limits.{name}"), "must be greater than 0"));
+        }
+        if !(1..=defaults::MAX_LISTEN_BACKLOG).contains(&limits.listen_backlog) {
+            return Err(self.err(
+                "limits.listen_backlog",
+                format!(
+                    "must be between 1 and {} (the kernel caps it at net.core.somaxconn), got {}",
+                    defaults::MAX_LISTEN_BACKLOG,
+                    limits.listen_backlog
+                ),
+            ));
         }
         if limits.max_request_header_bytes < defaults::MIN_REQUEST_HEADER_BYTES {
             return Err(self.err(

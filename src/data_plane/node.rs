@@ -11,16 +11,26 @@ use std::sync::Arc;
 use hyper::server::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::Semaphore;
+use tower::ServiceExt;
 
 use crate::config::Limits;
 use crate::data_plane::body::ConnectionState;
 use crate::data_plane::front_end::http1::{self as front_end, ClientStream, Served};
-use crate::data_plane::front_end::http2::ClientIo;
+use crate::data_plane::front_end::http2::{ClientIo, Underway};
 use crate::data_plane::proxy::{self, ClientFacts, ClientProtocol, ListenerContext};
 use crate::data_plane::tls::TlsAcceptor;
 use crate::shutdown::{Shutdown, ShutdownWatch, Tracker};
+
+/// Streams an HTTP/2 client may have open at once (ALB's and nginx's number).
+const MAX_CONCURRENT_STREAMS: u32 = 128;
+
+/// Response bytes h2 buffers per stream beyond what the socket takes. With hyper's 400 KiB a client that opens
+/// every flow-control window and reads nothing made one connection cost ~100 MiB (100 streams of downloads,
+/// measured with `tests/floods.rs`); with 64 KiB (four full DATA frames) it costs ~45 MiB, most of it the instance
+/// reads in flight, and h2load measured the same download throughput with either.
+const MAX_SEND_BUF_SIZE: usize = 64 * 1024;
 
 /// What every connection of the process shares: the HTTP server settings, the connection limit and the tracker.
 pub(crate) struct Connections {
@@ -36,7 +46,9 @@ pub(crate) struct Connections {
 impl Connections {
     pub(crate) fn new(limits: &Limits, tracker: Tracker) -> Self {
         let mut http2 = http2::Builder::new(TokioExecutor::new());
-        http2.max_concurrent_streams(128);
+        http2
+            .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+            .max_send_buf_size(MAX_SEND_BUF_SIZE);
         Connections {
             http2,
             max_head_bytes: limits.max_request_header_bytes,
@@ -52,6 +64,36 @@ impl Connections {
     /// Connections open now, across all listeners.
     pub(crate) fn live(&self) -> usize {
         self.tracker.len()
+    }
+}
+
+/// Binds `address` for listening with `backlog` connections queued (as tokio's `bind`, with `SO_REUSEADDR`).
+pub(crate) fn bind(address: std::net::SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = match address {
+        std::net::SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        std::net::SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(backlog)
+}
+
+/// The backlog the kernel will grant for `configured`: it silently caps `listen(2)` at `net.core.somaxconn`, so
+/// elbe reads that (Linux) and says so once at start when the configured value is over it.
+pub(crate) fn listen_backlog(configured: u32) -> u32 {
+    let cap = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|text| text.trim().parse::<u32>().ok());
+    match cap {
+        Some(cap) if cap < configured => {
+            tracing::warn!(
+                listen_backlog = configured,
+                somaxconn = cap,
+                "the kernel caps listen_backlog at net.core.somaxconn; raise it (sysctl) for bursts of connects"
+            );
+            cap
+        }
+        _ => configured,
     }
 }
 
@@ -151,11 +193,17 @@ async fn serve_connection<IO>(
         Ok(Served::Http2) => {
             let (io, read) = connection.into_parts();
             let state = Arc::new(ConnectionState::default());
-            let io = ClientIo::new(io, state.clone(), idle_timeout)
+            let underway = Arc::new(Underway::default());
+            let io = ClientIo::new(io, state.clone(), underway.clone(), idle_timeout)
                 .with_prefix(read)
                 .with_metrics(metrics.clone());
             let protocol = ClientProtocol::Http2(state);
-            let service = TowerToHyperService::new(proxy::stack(context, client, protocol));
+            // Each response body is counted while under way, for the stalled-response rule of the idle timeout.
+            let stack = ServiceExt::<http::Request<hyper::body::Incoming>>::map_response(
+                proxy::stack(context, client, protocol),
+                move |response: http::Response<_>| response.map(|body| underway.track(body)),
+            );
+            let service = TowerToHyperService::new(stack);
             let http2 = connections
                 .http2
                 .serve_connection(TokioIo::new(io), service);

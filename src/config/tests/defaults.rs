@@ -164,6 +164,7 @@ fn minimal_file_gets_every_default() {
     assert_eq!(limits.max_headers, 100);
     assert_eq!(limits.max_uri_bytes, 16384);
     assert_eq!(limits.max_connections, 10000);
+    assert_eq!(limits.listen_backlog, 4096);
     assert_eq!(limits.shutdown_grace, Duration::from_secs(30));
     assert_eq!(limits.backend_connect_timeout, Duration::from_secs(5));
     assert_eq!(limits.backend_idle_connections, 128);

@@ -1,4 +1,5 @@
-//! `[limits]`: counts greater than 0, a head limit a browser fits in, positive durations with units.
+//! `[limits]`: counts greater than 0, a head limit a browser fits in, a listen backlog `listen(2)` takes, positive
+//! durations with units.
 
 use super::{fails, ms, ok, MINIMAL};
 
@@ -40,6 +41,19 @@ fn limits_rules() {
             "needs a unit",
         );
     }
+    for bad in ["0", "65536"] {
+        fails(
+            &lim(&format!("listen_backlog = {bad}")),
+            "limits.listen_backlog",
+            "between 1 and 65535",
+        );
+    }
+    fails(
+        &lim("listen_backlog = -1"),
+        "limits.listen_backlog",
+        "whole number",
+    );
+    assert_eq!(ok(&lim("listen_backlog = 511")).limits.listen_backlog, 511);
     let config = ok(&lim(
         "backend_connect_timeout = \"1.5s\"\nbackend_idle_connections = 4",
     ));
