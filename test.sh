@@ -6,6 +6,7 @@
 #   systemd-analyze (systemd)       checks packaging/systemd/elbe.service (and /bin/kill, procps, that its
 #                                   ExecReload runs)
 #   python3                         runs the scale-out hook, examples/prometheus/scale-out-hook.py
+#   testssl (testssl.sh)            audits the HTTPS listener: no HIGH or CRITICAL finding
 #   promtool (prometheus)           checks /metrics and the alert rules; unpacked into target/promtool, not
 #                                   installed, so no Prometheus server is started
 # A test whose program is missing fails (tests/tools.rs names it); none is skipped.
@@ -30,6 +31,8 @@ have systemd-analyze || missing+=(systemd)
 # The unit's ExecReload runs /bin/kill, and systemd-analyze verify checks that it exists.
 [ -x /bin/kill ] || missing+=(procps)
 have python3 || missing+=(python3)
+# testssl.sh audits the HTTPS listener (tests/testssl.rs).
+have testssl || missing+=(testssl.sh)
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; elif have sudo; then sudo "$@"; else

@@ -11,6 +11,7 @@ const PROGRAMS: &[(&str, &[&str], &str)] = &[
     ("dnsmasq", &["--version"], "dnsmasq-base"),
     ("systemd-analyze", &["--version"], "systemd"),
     ("python3", &["--version"], "python3"),
+    ("testssl", &["--version"], "testssl.sh"),
 ];
 
 /// `name` on PATH or in /usr/sbin and /sbin, where Debian puts dnsmasq (not on a non-root PATH).
