@@ -45,6 +45,7 @@ impl RequestPath {
             routes: Arc::new(ArcSwap::from_pointee(NodeSnapshot {
                 candidates,
                 idle_timeout: Duration::from_secs(60),
+                ..NodeSnapshot::default()
             })),
             proto: ForwardedProto::http(),
             port: HeaderValue::from_static("80"),

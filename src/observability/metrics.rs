@@ -16,6 +16,7 @@
 //! | `elbe_backend_connection_errors_total` | BackendConnectionErrors (proxying and health checks) |
 //! | `elbe_surge_queue_length` | SurgeQueueLength |
 //! | `elbe_spillover_total` | SpilloverCount |
+//! | `elbe_http_redirects_total`, `elbe_http_fixed_responses_total` | ALB's HTTP_Redirect_Count, HTTP_Fixed_Response_Count (listener rules) |
 //! | `elbe_client_connections`, `elbe_received_bytes_total`, `elbe_sent_bytes_total` | (none: elbe's own) |
 //! | `elbe_tls_handshakes_total`, `elbe_tls_handshake_failures_total` | (none) |
 //! | `elbe_backend_idle_connections`, `elbe_backend_active_requests` | (none: pool occupancy) |
@@ -51,6 +52,8 @@ pub struct Metrics {
     access_log_dropped: IntCounter,
     surge_queue_length: IntGaugeVec,
     spillover: IntCounterVec,
+    redirects: IntCounterVec,
+    fixed_responses: IntCounterVec,
 }
 
 /// One node's (load balancer and zone) pre-bound series.
@@ -74,6 +77,9 @@ pub struct ZoneMetrics {
     pub backend_active_requests: IntGauge,
     pub surge_queue_length: IntGauge,
     pub spillover: IntCounter,
+    /// Listener rules' redirects and fixed responses (ALB's HTTP_Redirect_Count, HTTP_Fixed_Response_Count).
+    pub redirects: IntCounter,
+    pub fixed_responses: IntCounter,
 }
 
 impl ZoneMetrics {
@@ -213,6 +219,18 @@ impl Metrics {
                 "Requests refused with 503 because the surge queue was full (CloudWatch SpilloverCount).",
                 LABELS,
             ),
+            redirects: counter(
+                &r,
+                "elbe_http_redirects_total",
+                "Redirects answered by listener rules (ALB's CloudWatch HTTP_Redirect_Count).",
+                LABELS,
+            ),
+            fixed_responses: counter(
+                &r,
+                "elbe_http_fixed_responses_total",
+                "Fixed responses answered by listener rules (ALB's CloudWatch HTTP_Fixed_Response_Count).",
+                LABELS,
+            ),
             access_log_dropped: register(
                 &r,
                 IntCounter::new(
@@ -250,6 +268,8 @@ impl Metrics {
             backend_active_requests: self.backend_active_requests.with_label_values(&labels),
             surge_queue_length: self.surge_queue_length.with_label_values(&labels),
             spillover: self.spillover.with_label_values(&labels),
+            redirects: self.redirects.with_label_values(&labels),
+            fixed_responses: self.fixed_responses.with_label_values(&labels),
         }
     }
 
