@@ -79,7 +79,7 @@ impl CookieKey {
 
     /// The instance id a cookie value names, if this key made it; `None` for anything else.
     pub(crate) fn decode(&self, value: &[u8]) -> Option<String> {
-        if value.len() % 2 != 0
+        if !value.len().is_multiple_of(2)
             || value.len() < 2 * (1 + 1 + TAG_BYTES)
             || value.len() > 2 * (1 + MAX_ID_BYTES + TAG_BYTES)
         {

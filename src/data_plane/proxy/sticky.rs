@@ -101,16 +101,17 @@ where
 }
 
 /// What the request's cookie said, kept for its response.
-struct Plan {
+pub(crate) struct Plan {
     snapshot: Arc<NodeSnapshot>,
     /// The target the cookie's instance has here, when the cookie was good and the instance routable.
-    stuck: Option<Arc<Target>>,
+    pub(crate) stuck: Option<Arc<Target>>,
     /// The request carried an AWSELB cookie (good or not).
     had_cookie: bool,
 }
 
 impl Plan {
-    fn for_request(snapshot: Arc<NodeSnapshot>, headers: &HeaderMap) -> Self {
+    /// Reads the request's AWSELB cookie against the listener's policy in `snapshot`.
+    pub(crate) fn for_request(snapshot: Arc<NodeSnapshot>, headers: &HeaderMap) -> Self {
         let mut had_cookie = false;
         let mut stuck = None;
         if let Some(stickiness) = &snapshot.stickiness {
@@ -183,8 +184,8 @@ fn app_cookie_set_by(response: &Response<ResponseBody>, name: &str) -> Option<Ap
             .headers()
             .get_all(SET_COOKIE)
             .iter()
-            .filter_map(|value| app_cookie(value.as_bytes(), name))
-            .last(),
+            .rev()
+            .find_map(|value| app_cookie(value.as_bytes(), name)),
     }
 }
 
