@@ -54,10 +54,10 @@ async fn from(
         .await
         .unwrap();
     tokio::spawn(connection);
-    let mut request = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", "app.example");
+    let mut request = Request::builder().method(method).uri(path);
+    if !headers.iter().any(|(name, _)| *name == "host") {
+        request = request.header("host", "app.example");
+    }
     for (name, value) in headers {
         request = request.header(*name, *value);
     }

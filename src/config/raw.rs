@@ -23,10 +23,10 @@ pub(super) struct Config {
     pub dns: Option<Dns>,
     pub discovery: Option<Discovery>,
     pub limits: Option<Limits>,
-    /// Where elbe keeps what it must remember across restarts (the stickiness key).
-    pub state_dir: Option<String>,
     #[serde(default)]
     pub load_balancer: Vec<LoadBalancer>,
+    /// Where elbe keeps what it must remember across restarts (the stickiness key).
+    pub state_dir: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

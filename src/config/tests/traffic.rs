@@ -9,7 +9,7 @@ use crate::config::{PolicyKind, RuleAction};
 
 /// MINIMAL plus `tables` (policies, rules) after the listener, and `listener_keys` on the listener.
 fn with(listener_keys: &str, tables: &str) -> String {
-    format!("{}{listener_keys}\n{tables}", MINIMAL.trim_end())
+    format!("{}\n{listener_keys}\n{tables}", MINIMAL.trim_end())
 }
 
 const LB_POLICY: &str =
