@@ -133,3 +133,63 @@ fn action(action: &RuleAction) -> Action {
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    #[test]
+    fn policies_and_rules_are_printed_back_as_they_validate() {
+        let text = r##"
+[[load_balancer]]
+name = "web"
+stickiness_key = "sixteen bytes or more"
+[[load_balancer.availability_zone]]
+name = "a"
+node = "127.0.0.1"
+[[load_balancer.listener]]
+protocol = "HTTP"
+load_balancer_port = 80
+instance_protocol = "HTTP"
+instance_port = 8080
+policy_names = ["app"]
+[[load_balancer.policy]]
+name = "lb"
+type = "LBCookieStickinessPolicyType"
+cookie_expiration_period = "600s"
+[[load_balancer.policy]]
+name = "app"
+type = "AppCookieStickinessPolicyType"
+cookie_name = "JSESSIONID"
+[[load_balancer.rule]]
+load_balancer_port = 80
+priority = 2
+path_pattern = ["/export/*"]
+source_ip = ["203.0.113.0/24", "2001:db8::/32"]
+action = { type = "forward" }
+[[load_balancer.rule]]
+load_balancer_port = 80
+priority = 3
+http_request_method = ["DELETE"]
+action = { type = "fixed_response", status_code = 403, content_type = "text/plain", message_body = "no" }
+[[load_balancer.rule]]
+load_balancer_port = 80
+priority = 1
+host_header = ["Example.com"]
+action = { type = "redirect", protocol = "HTTPS", port = 443, path = "/new/#{path}", query = "#{query}&a=1", status_code = "HTTP_302" }
+"##;
+        let config = elbe::config::parse(text, Path::new("/etc/elbe/elbe.toml")).unwrap();
+        let printed = super::super::render(&config).unwrap();
+        let reparsed = elbe::config::parse(&printed, Path::new("/printed.toml"))
+            .unwrap_or_else(|e| panic!("the printed configuration does not parse: {e}\n{printed}"));
+        assert_eq!(reparsed, config, "{printed}");
+        for line in [
+            "type = \"AppCookieStickinessPolicyType\"",
+            "cookie_expiration_period = \"10m\"",
+            "policy_names = [\"app\"]",
+            "state_dir = \"/etc/elbe/state\"",
+        ] {
+            assert!(printed.contains(line), "{line} missing from:\n{printed}");
+        }
+    }
+}
