@@ -1,7 +1,7 @@
 //! The per-request work of the data plane, without sockets: load the node's snapshot, pick an instance (least
 //! outstanding, power of two choices), rewrite the request for the instance (hop-by-hop headers, X-Forwarded-*).
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion};
-use elbe::bench_support::RequestPath;
+use elbe::bench_support::{RequestPath, TrafficPath};
 use http::Request;
 
 /// A typical browser request as hyper hands it over.
@@ -79,5 +79,60 @@ fn metrics_on_and_off(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, request_path, metrics_on_and_off);
+/// What the Rules and Sticky layers cost a request, on a listener without them (a snapshot load and a test each)
+/// and with them: the seed's three rules (no match, a source-address match), an LB-cookie policy (a request with a
+/// good cookie: hex decode, HMAC check, instance lookup; a new session: HMAC and the Set-Cookie line).
+fn rules_and_stickiness(c: &mut Criterion) {
+    let plain = TrafficPath::new(8, false, false);
+    let configured = TrafficPath::new(8, true, true);
+    let browser = request();
+    let export = Request::get("/export/report.csv")
+        .header("host", "www.example.org")
+        .body(())
+        .unwrap();
+    c.bench_function("rules: none configured", |b| {
+        b.iter(|| black_box(plain.rules_answer(black_box(&browser))))
+    });
+    c.bench_function("rules: 3 configured, none matches", |b| {
+        b.iter(|| black_box(configured.rules_answer(black_box(&browser))))
+    });
+    c.bench_function("rules: 3 configured, the 2nd answers (403)", |b| {
+        b.iter(|| black_box(configured.rules_answer(black_box(&export))))
+    });
+    c.bench_function("stickiness: none configured", |b| {
+        b.iter(|| black_box(plain.sticky_target(black_box(&browser))))
+    });
+    let cookie = configured.new_cookie("i-3").unwrap();
+    let value = cookie
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let mut sticky = request();
+    sticky
+        .headers_mut()
+        .append("cookie", http::HeaderValue::from_str(&value).unwrap());
+    assert!(
+        configured.sticky_target(&sticky).is_some(),
+        "the cookie is good"
+    );
+    c.bench_function("stickiness: request with a good AWSELB cookie", |b| {
+        b.iter(|| black_box(configured.sticky_target(black_box(&sticky))))
+    });
+    c.bench_function("stickiness: request without a cookie", |b| {
+        b.iter(|| black_box(configured.sticky_target(black_box(&browser))))
+    });
+    c.bench_function("stickiness: a new session's cookie", |b| {
+        b.iter(|| black_box(configured.new_cookie(black_box("i-3"))))
+    });
+}
+
+criterion_group!(
+    benches,
+    request_path,
+    metrics_on_and_off,
+    rules_and_stickiness
+);
 criterion_main!(benches);

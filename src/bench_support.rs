@@ -10,12 +10,15 @@ use http::{HeaderMap, HeaderValue, Method, Request, Uri, Version};
 
 use crate::data_plane::back_end::pool::Pool;
 use crate::data_plane::back_end::target::Target;
+use crate::data_plane::headers::sticky_cookie::{lb_set_cookie, CookieKey};
 use crate::data_plane::headers::{self, ForwardedProto};
 use crate::data_plane::proxy::forwarded::rewrite_for_instance;
+use crate::data_plane::proxy::rules::{first_match, RequestFacts};
+use crate::data_plane::proxy::sticky::Plan;
 use crate::data_plane::proxy::ListenerContext;
 use crate::data_plane::routing::balancer::pick_least_outstanding;
 use crate::data_plane::routing::surge::SurgeQueue;
-use crate::data_plane::snapshot::NodeSnapshot;
+use crate::data_plane::snapshot::{NodeSnapshot, Stickiness, StickyPolicy};
 use crate::observability::metrics::Metrics;
 
 /// One node listener's request path without sockets: its snapshot of `instances` instances, its metrics, and the
@@ -45,6 +48,7 @@ impl RequestPath {
             routes: Arc::new(ArcSwap::from_pointee(NodeSnapshot {
                 candidates,
                 idle_timeout: Duration::from_secs(60),
+                ..NodeSnapshot::default()
             })),
             proto: ForwardedProto::http(),
             port: HeaderValue::from_static("80"),
@@ -101,4 +105,113 @@ pub fn set_forwarded_https_443(headers: &mut HeaderMap, peer: IpAddr) {
 /// The Check layer's checks of one request head; whether it passes.
 pub fn check_request(method: &Method, uri: &Uri, version: Version, headers: &HeaderMap) -> bool {
     headers::check_request(method, uri, version, headers, 16384).is_ok()
+}
+
+/// The Rules and Sticky layers' per-request work, on a listener with or without rules and a stickiness policy.
+pub struct TrafficPath {
+    path: RequestPath,
+    peer: IpAddr,
+}
+
+impl TrafficPath {
+    /// `instances` instances; `rules`: the seed's three (restricted export by source address, its 403, an apex
+    /// redirect); `sticky`: an LB-cookie policy with `MAX-AGE=600`.
+    pub fn new(instances: usize, rules: bool, sticky: bool) -> Self {
+        let path = RequestPath::new(instances);
+        let routes = path.context.routes.load_full();
+        let rules: std::sync::Arc<[crate::config::Rule]> = if rules {
+            seed_rules().into()
+        } else {
+            std::sync::Arc::from(Vec::new())
+        };
+        let stickiness = sticky.then(|| {
+            Stickiness::new(
+                StickyPolicy::LbCookie { max_age: Some(600) },
+                CookieKey::new(b"0123456789abcdef0123456789abcdef", "web", 8000),
+                &routes.candidates,
+            )
+        });
+        path.context.routes.store(Arc::new(NodeSnapshot {
+            candidates: routes.candidates.clone(),
+            idle_timeout: routes.idle_timeout,
+            stickiness,
+            rules,
+        }));
+        TrafficPath {
+            path,
+            peer: IpAddr::V4(Ipv4Addr::new(198, 51, 100, 22)),
+        }
+    }
+
+    /// The Rules layer's decision: whether a rule answers the request itself (redirect or fixed response).
+    pub fn rules_answer(&self, request: &Request<()>) -> bool {
+        let routes = self.path.context.routes.load();
+        if routes.rules.is_empty() {
+            return false;
+        }
+        let facts = RequestFacts::of(request, self.peer);
+        !matches!(
+            first_match(&routes.rules, &facts),
+            None | Some(crate::config::RuleAction::Forward)
+        )
+    }
+
+    /// The Sticky layer's work on the way in: the instance the request's AWSELB cookie names, if good.
+    pub fn sticky_target(&self, request: &Request<()>) -> Option<SocketAddr> {
+        let routes = self.path.context.routes.load();
+        routes.stickiness.as_ref()?;
+        let plan = Plan::for_request(arc_swap::Guard::into_inner(routes), request.headers());
+        plan.stuck.as_ref().map(|target| target.addr)
+    }
+
+    /// The Sticky layer's work on a new session's response: the cookie value and its `Set-Cookie` line.
+    pub fn new_cookie(&self, instance_id: &str) -> Option<HeaderValue> {
+        let routes = self.path.context.routes.load();
+        let stickiness = routes.stickiness.as_ref()?;
+        lb_set_cookie(&stickiness.key.encode(instance_id), Some(600))
+    }
+}
+
+/// The seed's rules (DESIGN.md "Listener rules"): export allowed from a block, else 403; the apex redirected.
+fn seed_rules() -> Vec<crate::config::Rule> {
+    use crate::config::{
+        FixedResponse, Pattern, Redirect, RedirectProtocol, Rule, RuleAction, Template,
+    };
+    let rule = |priority, action| Rule {
+        load_balancer_port: 80,
+        priority,
+        path_pattern: vec![],
+        host_header: vec![],
+        http_request_method: vec![],
+        source_ip: vec![],
+        action,
+    };
+    let mut allowed = rule(10, RuleAction::Forward);
+    allowed.path_pattern = vec![Pattern::new("/export/*", false)];
+    allowed.source_ip = vec![
+        "203.0.113.0/24".parse().unwrap_or_else(|_| unreachable!()),
+        "2001:db8::/32".parse().unwrap_or_else(|_| unreachable!()),
+    ];
+    let mut denied = rule(
+        20,
+        RuleAction::FixedResponse(FixedResponse {
+            status_code: 403,
+            content_type: Some("text/plain".into()),
+            message_body: "export controlled".into(),
+        }),
+    );
+    denied.path_pattern = vec![Pattern::new("/export/*", false)];
+    let mut apex = rule(
+        30,
+        RuleAction::Redirect(Redirect {
+            protocol: Some(RedirectProtocol::Https),
+            host: Template::new("www.example.com", &["host"]).ok(),
+            port: Some(443),
+            path: None,
+            query: None,
+            status_code: 301,
+        }),
+    );
+    apex.host_header = vec![Pattern::new("example.com", true)];
+    vec![allowed, denied, apex]
 }

@@ -21,6 +21,7 @@
 //!   load balancer names, labels, host names and ports.
 //! - `model`: [`Config`] and its tables, the validated types; `protocol`, `health_target` and
 //!   `instance_address`: the values parsed from text ([`Protocol`], [`HealthTarget`], [`InstanceAddress`]).
+//! - `traffic`: sticky-session policies and listener rules ([`Policy`], [`Rule`]), with their matchers compiled.
 //! - `error`: [`ConfigError`], what every refusal returns.
 //!
 //! Every public item is re-exported here, so the rest of elbe names them `config::Item`, whatever file they are in.
@@ -34,6 +35,7 @@ mod model;
 mod names;
 mod protocol;
 mod raw;
+mod traffic;
 mod validate;
 
 #[cfg(test)]
@@ -51,6 +53,10 @@ pub use model::{
 };
 pub use names::check_label;
 pub use protocol::Protocol;
+pub use traffic::{
+    FixedResponse, IpNet, Pattern, Piece, Policy, PolicyKind, Redirect, RedirectProtocol,
+    RequestParts, Rule, RuleAction, Template,
+};
 
 /// Reads and validates the configuration file at `path`. Relative paths inside it resolve against its folder.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {

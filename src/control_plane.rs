@@ -5,3 +5,4 @@ pub(crate) mod admin;
 pub(crate) mod control;
 pub(crate) mod discovery;
 pub(crate) mod health;
+pub(crate) mod state_dir;

@@ -18,6 +18,7 @@ use crate::config::{AccessLogDestination, Config, InstanceAddress, Protocol};
 use crate::control_plane::admin::{self, Admin};
 use crate::control_plane::control::{self, Control};
 use crate::control_plane::discovery::Discovery;
+use crate::control_plane::state_dir::{self, StateDirError};
 use crate::data_plane::headers::ForwardedProto;
 use crate::data_plane::node::{self, Connections};
 use crate::data_plane::passive::PassiveReporter;
@@ -60,6 +61,8 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{0}")]
+    StateDir(#[from] StateDirError),
     #[error("load balancer {load_balancer}, listener on port {port}: {source}")]
     Tls {
         load_balancer: String,
@@ -194,6 +197,9 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
     let resolved = resolve_instances(&config, &discovery).await?;
     let metrics = Arc::new(Metrics::new());
     let control = Arc::new(Control::new(&config, &resolved, metrics.clone(), discovery));
+    if let Some(secret) = state_dir::kept_stickiness_secret(&config)? {
+        control.use_stickiness_secret(secret);
+    }
     control.start_health_checks();
     control.watch_names();
     let (passive_events, mut passive_failures) = tokio::sync::mpsc::unbounded_channel();

@@ -16,6 +16,7 @@ use crate::config::defaults;
 use crate::config::health_target::HealthTarget;
 use crate::config::instance_address::InstanceAddress;
 use crate::config::protocol::Protocol;
+use crate::config::traffic::{Policy, Rule};
 
 /// A validated configuration: everything elbe runs from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +28,9 @@ pub struct Config {
     /// How `host:port` instances are resolved (DNS discovery).
     pub discovery: Discovery,
     pub limits: Limits,
+    /// Where elbe keeps what must survive a restart (the generated stickiness key); `state_dir`, resolved
+    /// against the file's folder, default a folder `state` beside the file. Created only when something is kept.
+    pub state_dir: PathBuf,
     pub load_balancers: Vec<LoadBalancer>,
 }
 
@@ -102,6 +106,13 @@ pub struct LoadBalancer {
     pub health_check: HealthCheck,
     /// May be empty (instances can be registered at run time); ids unique within the load balancer.
     pub instances: Vec<Instance>,
+    /// The key that authenticates this load balancer's AWSELB cookies (at least 16 bytes); `None`: the process's
+    /// key, generated once and kept in `state_dir`.
+    pub stickiness_key: Option<String>,
+    /// `[[load_balancer.policy]]`, names unique; listeners attach them by name.
+    pub policies: Vec<Policy>,
+    /// `[[load_balancer.rule]]`, sorted by listener port and then priority.
+    pub rules: Vec<Rule>,
 }
 
 /// DNS discovery: `host:port` instances are resolved through these name servers (none: the system's
@@ -159,6 +170,9 @@ pub struct Listener {
     pub certificates: Vec<CertificatePaths>,
     /// Only for HTTPS/SSL; the TLS module checks the name.
     pub ssl_policy: Option<String>,
+    /// ELB's SetLoadBalancerPoliciesOfListener: names of the load balancer's policies, each one known; at most one
+    /// stickiness policy, and only on HTTP/HTTPS listeners.
+    pub policy_names: Vec<String>,
 }
 
 /// A PEM certificate chain and its private key.

@@ -25,6 +25,8 @@ pub(super) struct Config {
     pub limits: Option<Limits>,
     #[serde(default)]
     pub load_balancer: Vec<LoadBalancer>,
+    /// Where elbe keeps what it must remember across restarts (the stickiness key).
+    pub state_dir: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -83,6 +85,12 @@ pub(super) struct LoadBalancer {
     pub health_check: Option<HealthCheck>,
     #[serde(default)]
     pub instance: Vec<Instance>,
+    /// The key that authenticates AWSELB cookies; without one elbe keeps a generated key in `state_dir`.
+    pub stickiness_key: Option<String>,
+    #[serde(default)]
+    pub policy: Vec<Policy>,
+    #[serde(default)]
+    pub rule: Vec<Rule>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -116,6 +124,8 @@ pub(super) struct Listener {
     #[serde(default)]
     pub certificates: Vec<Certificate>,
     pub ssl_policy: Option<String>,
+    #[serde(default)]
+    pub policy_names: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -141,6 +151,79 @@ pub(super) struct Instance {
     pub id: String,
     pub zone: String,
     pub address: String,
+}
+
+/// One `[[load_balancer.policy]]` (DESIGN.md "Policies"); which keys apply depends on `type`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Policy {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub policy_type: String,
+    pub cookie_expiration_period: Option<DurationValue>,
+    pub cookie_name: Option<String>,
+    pub proxy_protocol: Option<bool>,
+}
+
+/// One `[[load_balancer.rule]]` (DESIGN.md "Listener rules", ALB's model).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Rule {
+    pub load_balancer_port: u16,
+    pub priority: u32,
+    pub path_pattern: Option<Vec<String>>,
+    pub host_header: Option<Vec<String>>,
+    pub http_request_method: Option<Vec<String>>,
+    pub source_ip: Option<Vec<String>>,
+    pub action: RuleAction,
+}
+
+/// A rule's `action`; which keys apply depends on `type`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RuleAction {
+    #[serde(rename = "type")]
+    pub action_type: String,
+    pub protocol: Option<String>,
+    pub host: Option<String>,
+    pub port: Option<TextOrNumber>,
+    pub path: Option<String>,
+    pub query: Option<String>,
+    pub status_code: Option<TextOrNumber>,
+    pub content_type: Option<String>,
+    pub message_body: Option<String>,
+}
+
+/// A value ALB writes as a string that people write as a number too (`port = 443`, `status_code = 403`).
+#[derive(Debug, Clone)]
+pub(super) struct TextOrNumber(pub String);
+
+impl<'de> Deserialize<'de> for TextOrNumber {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TextOrNumberVisitor;
+
+        impl Visitor<'_> for TextOrNumberVisitor {
+            type Value = TextOrNumber;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or a whole number")
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<TextOrNumber, E> {
+                Ok(TextOrNumber(v.to_owned()))
+            }
+
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<TextOrNumber, E> {
+                Ok(TextOrNumber(v.to_string()))
+            }
+
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<TextOrNumber, E> {
+                Ok(TextOrNumber(v.to_string()))
+            }
+        }
+
+        deserializer.deserialize_any(TextOrNumberVisitor)
+    }
 }
 
 /// A duration string, parsed while deserializing so that a bad value (or a bare number) is reported with

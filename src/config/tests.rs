@@ -15,6 +15,7 @@ mod limits;
 mod listeners;
 mod load_balancers;
 mod parse;
+mod traffic;
 
 use std::path::Path;
 use std::time::Duration;

@@ -17,6 +17,8 @@ mod context;
 mod health_check;
 mod listener;
 mod load_balancer;
+mod policy;
+mod rule;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
@@ -47,12 +49,14 @@ impl Cx<'_> {
         };
         let limits = self.limits(raw.limits.unwrap_or_default())?;
         let discovery = self.discovery(raw.discovery)?;
+        let state_dir = self.state_dir(raw.state_dir)?;
         let load_balancers = self.load_balancers(raw.load_balancer)?;
         let config = Config {
             admin,
             dns,
             discovery,
             limits,
+            state_dir,
             load_balancers,
         };
         self.check_binds(&config)?;

@@ -87,6 +87,9 @@ struct State {
     checkers: HashMap<String, ZoneCheckers>,
     /// DNS watchers of `host:port` instances; they stop when the state goes.
     watchers: names::Watchers,
+    /// The secret AWSELB cookies are authenticated with where a load balancer configures no `stickiness_key`:
+    /// random per process until the server hands over the one kept in `state_dir` ([`Control::use_stickiness_secret`]).
+    stickiness_secret: Vec<u8>,
 }
 
 /// The control plane.
@@ -157,6 +160,7 @@ impl Control {
                 last_reload_error: None,
                 checkers: HashMap::new(),
                 watchers: names::Watchers::default(),
+                stickiness_secret: crate::control_plane::state_dir::random_secret(),
             }),
             metrics,
             discovery,
@@ -177,6 +181,14 @@ impl Control {
     /// Runs `f` over every node listener (to bind them, or to read their snapshots).
     pub fn with_listeners<R>(&self, f: impl FnOnce(&mut [NodeListener]) -> R) -> R {
         f(&mut self.lock().listeners)
+    }
+
+    /// Authenticates AWSELB cookies with `secret` from now on (the one kept in `state_dir`, so cookies survive a
+    /// restart), and republishes.
+    pub fn use_stickiness_secret(&self, secret: Vec<u8>) {
+        let mut state = self.lock();
+        state.stickiness_secret = secret;
+        self.publish(&mut state);
     }
 
     /// The resolver for `host:port` instances.

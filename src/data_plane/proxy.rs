@@ -6,9 +6,13 @@
 //!    that), is counted in the node's metrics when its response is known, and gets its access-log line.
 //! 2. [`check`]: requests elbe must refuse (ambiguous framing, CONNECT, long methods and URIs, heads the HTTP/1
 //!    server could not read) get ELB's 400/405/408/414/431 and never reach an instance (ELB-SPEC.md §1.1).
-//! 3. [`forwarded`]: the request is rewritten for the instance: hop-by-hop headers removed, X-Forwarded-* set
+//! 3. [`rules`]: the listener's rules (ALB's model): the first matching one forwards, redirects or answers with a
+//!    fixed response; no match forwards. Nothing but a snapshot load when the listener has none.
+//! 4. [`forwarded`]: the request is rewritten for the instance: hop-by-hop headers removed, X-Forwarded-* set
 //!    (ELB-SPEC.md §1.2), `Host` supplied for HTTP/1.0 and HTTP/2, `Expect` dropped (elbe answered it).
-//! 4. [`forward`]: pick an instance (least outstanding requests), take a pooled connection, send, and turn every
+//! 5. [`sticky`]: the listener's sticky-session policy (ELB-SPEC.md §6): a good AWSELB cookie names the instance
+//!    Forward uses; the response gets ELB's cookie where the policy gives one.
+//! 6. [`forward`]: pick an instance (least outstanding requests), take a pooled connection, send, and turn every
 //!    failure into ELB's response (503, 502, 504), retrying once on a fresh connection when a pooled one was
 //!    closed under us and the request is safe to resend.
 //!
@@ -21,7 +25,8 @@
 //! Responses: elbe's own carry their headers in the response's map. An instance's response to an HTTP/1 client
 //! carries its header lines as received, in the body ([`response_body::ResponseBody::take_raw_head`]), and the map holds only
 //! what layers add; for an HTTP/2 client the instance's headers are in the map (hyper's HTTP/2 server needs one).
-//! A layer that must read an instance's response headers (stickiness, one day) parses the raw head.
+//! A layer that must read an instance's response headers (stickiness) reads the raw head's lines
+//! ([`crate::data_plane::back_end::http1::RawHead::values`]); the headers it adds go in the map.
 
 pub(crate) mod answer;
 pub(crate) mod check;
@@ -29,6 +34,8 @@ pub(crate) mod context;
 pub(crate) mod forward;
 pub(crate) mod forwarded;
 pub(crate) mod response_body;
+pub(crate) mod rules;
+pub(crate) mod sticky;
 pub(crate) mod track;
 
 use std::sync::Arc;
@@ -42,6 +49,8 @@ pub(crate) use context::{ClientFacts, ClientProtocol, ListenerContext, ListenerL
 use check::{Check, CheckLayer};
 use forward::Forward;
 use forwarded::{Forwarded, ForwardedLayer};
+use rules::{Rules, RulesLayer};
+use sticky::{Sticky, StickyLayer};
 use track::{Track, TrackLayer};
 
 /// The whole stack for one client connection.
@@ -49,7 +58,7 @@ pub(crate) fn stack(
     context: Arc<ListenerContext>,
     client: ClientFacts,
     protocol: ClientProtocol,
-) -> Track<Check<Forwarded<Forward>>> {
+) -> Track<Check<Rules<Forwarded<Sticky<Forward>>>>> {
     let peer = client.peer;
     let (connection, raw_responses) = match protocol {
         ClientProtocol::Http1 => (None, true),
@@ -60,15 +69,24 @@ pub(crate) fn stack(
         timers: Arc::new(ArrayQueue::new(1)),
         raw_responses,
     };
+    let sticky = StickyLayer {
+        context: context.clone(),
+    }
+    .layer(forward);
     let forwarded = ForwardedLayer {
         context: context.clone(),
         peer: peer.ip(),
     }
-    .layer(forward);
+    .layer(sticky);
+    let rules = RulesLayer {
+        context: context.clone(),
+        peer: peer.ip(),
+    }
+    .layer(forwarded);
     let check = CheckLayer {
         max_uri_bytes: context.max_uri_bytes,
     }
-    .layer(forwarded);
+    .layer(rules);
     TrackLayer {
         context,
         connection,

@@ -5,13 +5,21 @@
 //! Per-instance live state (outstanding requests, the connection pool) lives in the back end's [`Target`]s behind
 //! `Arc`s that the control plane carries over from one snapshot to the next, so a rebuild never loses a count or a
 //! pooled connection.
+//!
+//! A listener's sticky-session policy ([`stickiness`]) and its rules are compiled into the snapshot too, so a
+//! reload that changes them is a swap like any other, and a request reads them from the snapshot it already holds.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
+use crate::config::Rule;
 use crate::data_plane::back_end::target::Target;
+
+pub(crate) mod stickiness;
+
+pub(crate) use stickiness::{Stickiness, StickyPolicy};
 
 /// What one node's listener may route to right now.
 #[derive(Debug, Default)]
@@ -21,6 +29,10 @@ pub struct NodeSnapshot {
     pub candidates: Vec<Arc<Target>>,
     /// ELB's idle timeout: how long an instance may take to start its response before the client gets a 504.
     pub idle_timeout: Duration,
+    /// The listener's sticky-session policy, if it has one (ELB-SPEC §6).
+    pub(crate) stickiness: Option<Stickiness>,
+    /// The listener's rules, lowest priority first; empty when it has none (the usual case, and free).
+    pub(crate) rules: Arc<[Rule]>,
 }
 
 /// The published, swappable handle a node's listener holds.

@@ -17,6 +17,9 @@ use serde::Serialize;
 
 use elbe::config::{AccessLogDestination, Config};
 
+#[path = "effective/traffic.rs"]
+mod traffic;
+
 /// The configuration as TOML text.
 pub(crate) fn render(config: &Config) -> Result<String, toml::ser::Error> {
     toml::to_string(&File::from(config))
@@ -29,6 +32,7 @@ struct File {
     dns: Option<Dns>,
     discovery: Discovery,
     limits: Limits,
+    state_dir: String,
     load_balancer: Vec<LoadBalancer>,
 }
 
@@ -73,12 +77,18 @@ struct LoadBalancer {
     cross_zone_load_balancing: bool,
     idle_timeout: String,
     passive_health_checks: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stickiness_key: Option<String>,
     connection_draining: ConnectionDraining,
     access_log: AccessLog,
     health_check: HealthCheck,
     availability_zone: Vec<AvailabilityZone>,
     listener: Vec<Listener>,
     instance: Vec<Instance>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    policy: Vec<traffic::Policy>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    rule: Vec<traffic::Rule>,
 }
 
 #[derive(Serialize)]
@@ -119,6 +129,8 @@ struct Listener {
     ssl_policy: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     certificates: Vec<Certificate>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    policy_names: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -143,6 +155,7 @@ impl From<&Config> for File {
             dns,
             discovery,
             limits,
+            state_dir,
             load_balancers,
         } = config;
         let elbe::config::Discovery {
@@ -166,6 +179,7 @@ impl From<&Config> for File {
                 max_ttl: duration(*max_ttl),
             },
             limits: self::limits(limits),
+            state_dir: absolute(state_dir),
             load_balancer: load_balancers.iter().map(load_balancer).collect(),
         }
     }
@@ -215,6 +229,9 @@ fn load_balancer(lb: &elbe::config::LoadBalancer) -> LoadBalancer {
         listeners,
         health_check,
         instances,
+        stickiness_key,
+        policies,
+        rules,
     } = lb;
     let elbe::config::ConnectionDraining { enabled, timeout } = connection_draining;
     LoadBalancer {
@@ -223,6 +240,9 @@ fn load_balancer(lb: &elbe::config::LoadBalancer) -> LoadBalancer {
         cross_zone_load_balancing: *cross_zone_load_balancing,
         idle_timeout: duration(*idle_timeout),
         passive_health_checks: *passive_health_checks,
+        stickiness_key: stickiness_key.clone(),
+        policy: policies.iter().map(traffic::policy).collect(),
+        rule: rules.iter().map(traffic::rule).collect(),
         connection_draining: ConnectionDraining {
             enabled: *enabled,
             timeout: duration(*timeout),
@@ -288,6 +308,7 @@ fn listener(listener: &elbe::config::Listener) -> Listener {
         instance_port,
         certificates,
         ssl_policy,
+        policy_names,
     } = listener;
     Listener {
         protocol: protocol.to_string(),
@@ -295,6 +316,7 @@ fn listener(listener: &elbe::config::Listener) -> Listener {
         instance_protocol: instance_protocol.to_string(),
         instance_port: *instance_port,
         ssl_policy: ssl_policy.clone(),
+        policy_names: policy_names.clone(),
         certificates: certificates
             .iter()
             .map(|elbe::config::CertificatePaths { cert, key }| Certificate {

@@ -16,6 +16,7 @@
 //! | `elbe_backend_connection_errors_total` | BackendConnectionErrors (proxying and health checks) |
 //! | `elbe_surge_queue_length` | SurgeQueueLength |
 //! | `elbe_spillover_total` | SpilloverCount |
+//! | `elbe_http_redirects_total`, `elbe_http_fixed_responses_total` | ALB's HTTP_Redirect_Count, HTTP_Fixed_Response_Count (listener rules) |
 //! | `elbe_client_connections`, `elbe_received_bytes_total`, `elbe_sent_bytes_total` | (none: elbe's own) |
 //! | `elbe_websocket_upgrades_total` | (none: elbe's own; ELB Classic had no WebSockets on HTTP listeners) |
 //! | `elbe_tls_handshakes_total`, `elbe_tls_handshake_failures_total` | (none) |
@@ -53,6 +54,8 @@ pub struct Metrics {
     surge_queue_length: IntGaugeVec,
     spillover: IntCounterVec,
     websocket_upgrades: IntCounterVec,
+    redirects: IntCounterVec,
+    fixed_responses: IntCounterVec,
 }
 
 /// One node's (load balancer and zone) pre-bound series.
@@ -77,6 +80,9 @@ pub struct ZoneMetrics {
     pub surge_queue_length: IntGauge,
     pub spillover: IntCounter,
     pub websocket_upgrades: IntCounter,
+    /// Listener rules' redirects and fixed responses (ALB's HTTP_Redirect_Count, HTTP_Fixed_Response_Count).
+    pub redirects: IntCounter,
+    pub fixed_responses: IntCounter,
 }
 
 impl ZoneMetrics {
@@ -222,6 +228,18 @@ impl Metrics {
                 "WebSocket upgrades the instances accepted (elbe's own: ELB Classic had none); each is one request.",
                 LABELS,
             ),
+            redirects: counter(
+                &r,
+                "elbe_http_redirects_total",
+                "Redirects answered by listener rules (ALB's CloudWatch HTTP_Redirect_Count).",
+                LABELS,
+            ),
+            fixed_responses: counter(
+                &r,
+                "elbe_http_fixed_responses_total",
+                "Fixed responses answered by listener rules (ALB's CloudWatch HTTP_Fixed_Response_Count).",
+                LABELS,
+            ),
             access_log_dropped: register(
                 &r,
                 IntCounter::new(
@@ -260,6 +278,8 @@ impl Metrics {
             surge_queue_length: self.surge_queue_length.with_label_values(&labels),
             spillover: self.spillover.with_label_values(&labels),
             websocket_upgrades: self.websocket_upgrades.with_label_values(&labels),
+            redirects: self.redirects.with_label_values(&labels),
+            fixed_responses: self.fixed_responses.with_label_values(&labels),
         }
     }
 

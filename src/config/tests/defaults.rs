@@ -117,6 +117,7 @@ fn design_example_parses_to_the_expected_values() {
                 instance_port: 8000,
                 certificates: vec![],
                 ssl_policy: None,
+                policy_names: vec![],
             },
             Listener {
                 protocol: Protocol::Https,
@@ -128,6 +129,7 @@ fn design_example_parses_to_the_expected_values() {
                     key: root.join("certs/localhost.key"),
                 }],
                 ssl_policy: Some("ELBSecurityPolicy-TLS-1-2-2017-01".into()),
+                policy_names: vec![],
             },
         ],
         health_check: HealthCheck {
@@ -145,6 +147,9 @@ fn design_example_parses_to_the_expected_values() {
             zone: "zone-a".into(),
             address: InstanceAddress::Ip(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 21))),
         }],
+        stickiness_key: None,
+        policies: vec![],
+        rules: vec![],
     };
     assert_eq!(config.load_balancers, vec![expected]);
 }

@@ -115,6 +115,8 @@ impl Cx<'_> {
             instance_port: raw.instance_port,
             certificates,
             ssl_policy: raw.ssl_policy,
+            // Checked against the load balancer's policies once both are read (`traffic`).
+            policy_names: raw.policy_names,
         })
     }
 

@@ -39,6 +39,10 @@ impl Cx<'_> {
             default_port,
         )?;
         let instances = self.instances(key, raw.instance)?;
+        let stickiness_key = self.stickiness_key(key, raw.stickiness_key)?;
+        let policies = self.policies(key, raw.policy)?;
+        self.check_policy_names(key, &listeners, &policies)?;
+        let rules = self.rules(key, raw.rule, &listeners)?;
         Ok(LoadBalancer {
             name: raw.name,
             region,
@@ -55,6 +59,9 @@ impl Cx<'_> {
             listeners,
             health_check,
             instances,
+            stickiness_key,
+            policies,
+            rules,
         })
     }
 

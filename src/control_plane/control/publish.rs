@@ -14,7 +14,8 @@ use super::{Control, InstanceState, LoadBalancerState, NodeListener, State, Targ
 use crate::config::{self, InstanceAddress, Limits};
 use crate::data_plane::back_end::pool::Pool;
 use crate::data_plane::back_end::target::Target;
-use crate::data_plane::snapshot::NodeSnapshot;
+use crate::data_plane::headers::sticky_cookie::CookieKey;
+use crate::data_plane::snapshot::{NodeSnapshot, Stickiness, StickyPolicy};
 
 impl Control {
     /// Rebuilds and swaps in every node listener's snapshot.
@@ -30,9 +31,12 @@ impl Control {
                 continue;
             };
             let candidates = candidates(lb, listener, &state.limits, &state.targets, &mut live);
+            let stickiness = stickiness(lb, listener, &state.stickiness_secret, &candidates);
             listener.routes.store(Arc::new(NodeSnapshot {
                 candidates,
                 idle_timeout: lb.config.idle_timeout,
+                stickiness,
+                rules: listener_rules(lb, listener),
             }));
         }
         // Targets of instances still registered are kept even while out of service, so their request counts
@@ -67,6 +71,42 @@ impl Control {
             }
         }
     }
+}
+
+/// The listener's sticky-session policy (its `policy_names`, ELB-SPEC §6), keyed with the load balancer's
+/// `stickiness_key` or else the process's secret, and bound to the load balancer and the listener's instance port.
+fn stickiness(
+    lb: &LoadBalancerState,
+    listener: &NodeListener,
+    process_secret: &[u8],
+    candidates: &[Arc<Target>],
+) -> Option<Stickiness> {
+    let policy = listener
+        .listener
+        .policy_names
+        .iter()
+        .find_map(|name| lb.config.policies.iter().find(|p| p.name == *name))?;
+    let secret = lb
+        .config
+        .stickiness_key
+        .as_deref()
+        .map_or(process_secret, str::as_bytes);
+    let key = CookieKey::new(secret, &lb.config.name, listener.listener.instance_port);
+    Some(Stickiness::new(
+        StickyPolicy::new(&policy.kind),
+        key,
+        candidates,
+    ))
+}
+
+/// The rules of the listener on this port, in the order they are tried (validation sorted them).
+fn listener_rules(lb: &LoadBalancerState, listener: &NodeListener) -> Arc<[config::Rule]> {
+    lb.config
+        .rules
+        .iter()
+        .filter(|rule| rule.load_balancer_port == listener.listener.load_balancer_port)
+        .cloned()
+        .collect()
 }
 
 /// Where an instance is health-checked (DESIGN.md "Health-check port"): the target's port on the instance's IP.

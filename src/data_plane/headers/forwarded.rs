@@ -36,6 +36,11 @@ impl ForwardedProto {
     pub(crate) const fn https() -> Self {
         Self(HeaderValue::from_static("https"))
     }
+
+    /// Whether the listener is HTTPS (a redirect's `#{protocol}`).
+    pub(crate) fn is_https(&self) -> bool {
+        self.0 == "https"
+    }
 }
 
 /// The value of `X-Forwarded-Port` for a listener on `port`: built once per listener, then passed to

@@ -85,6 +85,7 @@ pub(crate) mod test_support {
                 crate::data_plane::snapshot::NodeSnapshot {
                     candidates: Vec::new(),
                     idle_timeout: Duration::from_secs(60),
+                    ..Default::default()
                 },
             )),
             proto: ForwardedProto::https(),

@@ -23,6 +23,7 @@ use crate::data_plane::elb_response::ElbResponse;
 use crate::data_plane::proxy::answer::elb_answer;
 use crate::data_plane::proxy::context::ListenerContext;
 use crate::data_plane::proxy::response_body::ResponseBody;
+use crate::data_plane::proxy::sticky::{Picked, StickTo};
 use crate::data_plane::routing::balancer;
 use crate::data_plane::routing::surge::Outstanding;
 use crate::observability::access_log::Dispatched;
@@ -48,11 +49,13 @@ impl<B: Into<RequestBody>> Service<Request<B>> for Forward {
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let context = self.context.clone();
+        // A sticky listener's request: the instance its cookie names, if any (the Sticky layer).
+        let stick = request.extensions().get::<StickTo>().map(|s| s.0.clone());
         // Serialized now: the future then carries a few words instead of the whole request.
         let mut request = Outgoing::new(request.map(Into::into));
         request.raw_response = self.raw_responses;
         let timer = RequestTimer::take(&self.timers);
-        Box::pin(async move { Ok(forward(&context, request, timer).await) })
+        Box::pin(async move { Ok(forward(&context, request, timer, stick).await) })
     }
 }
 
@@ -106,14 +109,18 @@ impl Drop for RequestTimer {
     }
 }
 
+/// `stick`: `Some` on a sticky listener, holding the target its cookie names (if any); the instance that answers
+/// is then reported in the response ([`Picked`]).
 async fn forward(
     context: &ListenerContext,
     mut request: Outgoing,
     mut timer: RequestTimer,
+    stick: Option<Option<Arc<Target>>>,
 ) -> Response<ResponseBody> {
     let (mut target, idle_timeout) = {
         let routes = context.routes.load();
-        match balancer::pick_least_outstanding(&routes.candidates) {
+        let stuck = stick.as_ref().and_then(Option::as_ref);
+        match stuck.or_else(|| balancer::pick_least_outstanding(&routes.candidates)) {
             Some(target) => (target.clone(), routes.idle_timeout),
             None => return elb_answer(ElbResponse::NoInstance),
         }
@@ -143,6 +150,9 @@ async fn forward(
                     .latency
                     .observe(sent_at.elapsed().as_secs_f64());
                 let (mut parts, ()) = response.into_parts();
+                if stick.is_some() {
+                    parts.extensions.insert(Picked(target.instance_id.clone()));
+                }
                 if context.access_log.is_some() {
                     parts.extensions.insert(Dispatched {
                         backend: target.addr,

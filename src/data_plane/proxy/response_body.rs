@@ -27,6 +27,8 @@ pub(crate) struct ResponseBody {
 
 enum Kind {
     Empty,
+    /// A body elbe made whole (a listener rule's fixed response), sent as one frame.
+    Full(Option<Bytes>),
     Backend {
         /// The exchange with the instance; taken when the response ends (its connection goes back to the pool).
         /// Boxed: a response is moved several times on its way to the client (tower, hyper), and copying the
@@ -45,6 +47,16 @@ impl ResponseBody {
     pub(crate) fn empty() -> Self {
         ResponseBody {
             kind: Kind::Empty,
+            in_flight: None,
+            log: None,
+            sent: 0,
+        }
+    }
+
+    /// A body elbe made whole (a listener rule's fixed response).
+    pub(crate) fn full(bytes: Bytes) -> Self {
+        ResponseBody {
+            kind: Kind::Full((!bytes.is_empty()).then_some(bytes)),
             in_flight: None,
             log: None,
             sent: 0,
@@ -108,6 +120,17 @@ impl ResponseBody {
         }
     }
 
+    /// The instance's response head as received, for an HTTP/1 client, left in place.
+    pub(crate) fn raw_head(&self) -> Option<&RawHead> {
+        match &self.kind {
+            Kind::Backend {
+                exchange: Some(exchange),
+                ..
+            } => exchange.raw_head(),
+            _ => None,
+        }
+    }
+
     /// Bytes a tunnel passed on to the client count as the response's (the access log's `sent_bytes`).
     pub(crate) fn count_sent(&mut self, bytes: u64) {
         self.sent += bytes;
@@ -157,6 +180,7 @@ impl Body for ResponseBody {
         let this = self.get_mut();
         let polled = match &mut this.kind {
             Kind::Empty | Kind::Backend { exchange: None, .. } => return Poll::Ready(None),
+            Kind::Full(bytes) => Poll::Ready(bytes.take().map(|data| Ok(Frame::data(data)))),
             Kind::Backend {
                 exchange: Some(exchange),
                 ..
@@ -186,6 +210,7 @@ impl Body for ResponseBody {
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             Kind::Empty => true,
+            Kind::Full(bytes) => bytes.is_none(),
             Kind::Backend { exchange, .. } => {
                 exchange.as_deref().is_none_or(Exchange::is_end_stream)
             }
@@ -197,6 +222,7 @@ impl Body for ResponseBody {
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
             Kind::Empty => SizeHint::with_exact(0),
+            Kind::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
             Kind::Backend { exchange, .. } => exchange
                 .as_deref()
                 .map_or(SizeHint::with_exact(0), Exchange::size_hint),

@@ -16,6 +16,7 @@ use crate::data_plane::body::{ConnectionState, InFlight};
 use crate::data_plane::proxy::answer::{ElbGenerated, Refused};
 use crate::data_plane::proxy::context::{ClientFacts, ListenerContext};
 use crate::data_plane::proxy::response_body::ResponseBody;
+use crate::data_plane::proxy::rules::RuleAnswer;
 use crate::observability::access_log::{Dispatched, PendingEntry, RequestFacts};
 
 /// Counts the request as in flight on its connection and in the node's metrics.
@@ -109,7 +110,16 @@ where
         };
         let status = response.status().as_u16();
         let metrics = &this.context.metrics;
-        let elb_generated = response.extensions().get::<ElbGenerated>().is_some();
+        let mut elb_generated = response.extensions().get::<ElbGenerated>().is_some();
+        // A listener rule's redirect or fixed response is the load balancer's own answer too (ALB counts it in
+        // HTTPCode_ELB_* as well as in its own count), and is logged as one.
+        if let Some(answer) = response.extensions().get::<RuleAnswer>() {
+            match answer {
+                RuleAnswer::Redirect => metrics.redirects.inc(),
+                RuleAnswer::FixedResponse => metrics.fixed_responses.inc(),
+            }
+            elb_generated = true;
+        }
         if elb_generated {
             metrics.elb_status(status);
         } else {

@@ -177,6 +177,7 @@ mod tests {
             let snapshot = NodeSnapshot {
                 candidates,
                 idle_timeout: IDLE_TIMEOUT,
+                ..NodeSnapshot::default()
             };
             Node {
                 queue: Arc::new(SurgeQueue::new(limit, capacity)),

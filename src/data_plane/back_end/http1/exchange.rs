@@ -279,6 +279,11 @@ impl Exchange {
         self.raw.take()
     }
 
+    /// The response head as received, left in place (a layer reading the instance's headers, e.g. stickiness).
+    pub(crate) fn raw_head(&self) -> Option<&RawHead> {
+        self.raw.as_ref()
+    }
+
     /// Whether the response body is complete.
     pub(crate) fn is_end_stream(&self) -> bool {
         matches!(self.response, Download::Done | Download::Length(0))

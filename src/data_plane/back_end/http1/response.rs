@@ -284,6 +284,20 @@ pub(crate) struct RawHead {
     pub has_length: bool,
 }
 
+impl RawHead {
+    /// The values of the header lines named `name` (any case), in order, trimmed: how a layer reads an instance's
+    /// response headers without the header map an HTTP/1 client's response never builds.
+    pub(crate) fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.lines.split(|&b| b == b'\n').filter_map(move |line| {
+            let colon = line.iter().position(|&b| b == b':')?;
+            let (field, value) = line.split_at(colon);
+            field
+                .eq_ignore_ascii_case(name.as_bytes())
+                .then(|| value[1..].trim_ascii())
+        })
+    }
+}
+
 fn raw_head(head: &Bytes, index: &HeadIndex<'_>, scanned: &Scanned) -> RawHead {
     let reason = index.reason.map_or_else(Bytes::new, |span| span.of(head));
     let kept = || {
