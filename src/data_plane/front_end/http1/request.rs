@@ -33,14 +33,14 @@ const MIN_READ: usize = 8 * 1024;
 
 /// The limits a request head is read under.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct HeadLimits {
+pub(crate) struct HeadLimits {
     pub max_head_bytes: usize,
     pub max_headers: usize,
 }
 
 /// What the connection remembers of the request being answered.
 #[derive(Debug, Clone, Copy, Default)]
-pub(super) struct Current {
+pub(crate) struct Current {
     pub http10: bool,
     pub head_only: bool,
     /// The connection closes after this response.
@@ -51,7 +51,7 @@ pub(super) struct Current {
 
 /// A request head read off the connection: the request for the stack, what the connection must remember of it,
 /// and the feed of its body.
-pub(super) struct Head {
+pub(crate) struct Head {
     pub request: Request<RequestBody>,
     pub current: Current,
     pub feed: Option<Feed>,
@@ -72,7 +72,7 @@ pub(super) fn read_buffer() -> BytesMut {
 
 /// Parses a request head out of `buf` (taking its bytes): `Ok(None)` while it is incomplete, `Err` for ELB's
 /// refusal.
-pub(super) fn parse(buf: &mut BytesMut, limits: HeadLimits) -> Result<Option<Head>, ElbResponse> {
+pub(crate) fn parse(buf: &mut BytesMut, limits: HeadLimits) -> Result<Option<Head>, ElbResponse> {
     let mut on_stack = [const { MaybeUninit::uninit() }; STACK_HEADERS];
     let mut on_heap = Vec::new();
     let slots = if limits.max_headers <= STACK_HEADERS {
@@ -213,7 +213,7 @@ fn request_body(
 }
 
 /// The connection's side of a [`ClientBody`]: decodes the body out of what the client sends, when the body asks.
-pub(super) struct Feed {
+pub(crate) struct Feed {
     sender: BodySender,
     body: Download,
     /// The client waits for `100 Continue` before it sends the body.
