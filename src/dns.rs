@@ -127,7 +127,7 @@ pub(crate) fn answer(zone: &Zone, query: &Message) -> Message {
     response
 }
 
-fn respond(zone: &SharedZone, packet: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn respond(zone: &SharedZone, packet: &[u8]) -> Option<Vec<u8>> {
     let query = Message::from_vec(packet).ok()?;
     if query.metadata.message_type != MessageType::Query {
         return None;

@@ -62,6 +62,8 @@ pub mod headers {
 
 #[doc(hidden)]
 pub mod bench_support;
+#[doc(hidden)]
+pub mod fuzz_support;
 
 mod control_plane;
 mod data_plane;
