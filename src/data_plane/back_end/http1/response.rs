@@ -69,8 +69,11 @@ pub(crate) fn read_head(
         let index = HeadIndex {
             code,
             http10: parsed.version == Some(0),
+            // httparse returns a static "" (not a slice of `buf`) for a missing reason phrase and for one with
+            // obs-text; both are no phrase (RFC 9110 §15.1: clients ignore it). Its position would be garbage.
             reason: parsed
                 .reason
+                .filter(|reason| !reason.is_empty())
                 .map(|reason| Span::within(buf, reason.as_bytes())),
             fields: fields.as_slice(),
         };
@@ -328,3 +331,6 @@ impl Framing {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;
