@@ -264,16 +264,14 @@ fn raw_head(head: &Bytes, index: &HeadIndex<'_>, scanned: &Scanned) -> RawHead {
     let mut contiguous = true;
     let mut end = 0;
     for (_, (name, value)) in kept() {
-        match (first, line_end(value)) {
-            (_, None) => contiguous = false,
-            (None, Some(e)) => {
-                first = Some(name.0);
-                end = e;
-            }
-            (Some(_), Some(e)) => {
-                contiguous &= name.0 == end;
-                end = e;
-            }
+        match first {
+            None => first = Some(name.0),
+            Some(_) => contiguous &= name.0 == end,
+        }
+        // A line that ends in a bare LF is written anew with CRLF (the kept lines are then copied).
+        match line_end(value) {
+            Some(e) => end = e,
+            None => contiguous = false,
         }
     }
     let lines = match first {

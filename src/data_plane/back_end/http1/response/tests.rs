@@ -46,3 +46,34 @@ fn a_reason_phrase_is_kept_as_received() {
         .unwrap();
     assert_eq!(reason.as_bytes(), b"Fine, thanks");
 }
+
+/// Found by `fuzz/corpus/response_head/seed-found-bare-lf-lines`: when every kept line ended in a bare LF (an
+/// instance writing LF-only heads), the raw lines for an HTTP/1 client came out empty: every header, even
+/// `Content-Length`, was lost while `has_length` still said it was there.
+#[test]
+fn lines_ending_in_a_bare_lf_are_kept_and_written_with_crlf() {
+    for head in [
+        &b"HTTP/1.1 200 OK\nContent-Type: text/plain\nContent-Length: 2\nConnection: keep-alive\n\nok"[..],
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\nContent-Length: 2\r\n\r\nok",
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\n\nok",
+    ] {
+        let scanned = read_head(&mut BytesMut::from(head), false, true).unwrap().unwrap();
+        let raw = scanned.raw.unwrap();
+        assert_eq!(
+            raw.lines,
+            "Content-Type: text/plain\r\nContent-Length: 2\r\n",
+            "{:?}",
+            String::from_utf8_lossy(head)
+        );
+        assert!(raw.has_length);
+    }
+}
+
+#[test]
+fn contiguous_crlf_lines_are_one_slice_of_the_head() {
+    let head = b"HTTP/1.1 200 OK\r\nConnection: close\r\nA: 1\r\nB: 2\r\n\r\n";
+    let scanned = read_head(&mut BytesMut::from(&head[..]), false, true)
+        .unwrap()
+        .unwrap();
+    assert_eq!(scanned.raw.unwrap().lines, "A: 1\r\nB: 2\r\n");
+}
