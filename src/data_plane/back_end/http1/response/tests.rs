@@ -77,3 +77,30 @@ fn contiguous_crlf_lines_are_one_slice_of_the_head() {
         .unwrap();
     assert_eq!(scanned.raw.unwrap().lines, "A: 1\r\nB: 2\r\n");
 }
+
+/// The `response_head` fuzz target's invariant (the same verdict for one read or two), on an input longer than
+/// its runs make: a head over 64 KiB was accepted when it came whole in one read and refused when a first read
+/// held more than 64 KiB without its end.
+#[test]
+fn a_head_over_the_limit_is_refused_however_it_arrives() {
+    let mut head = b"HTTP/1.1 200 OK\r\nX-Big: ".to_vec();
+    head.resize(MAX_HEAD_BYTES + 100, b'x');
+    let split = head.len();
+    head.extend_from_slice(b"\r\nContent-Length: 0\r\n\r\n");
+    let too_large = "instance sent an unparseable response: response head too large";
+    let whole = read_head(&mut BytesMut::from(&head[..]), false, true);
+    assert_eq!(whole.unwrap_err().to_string(), too_large);
+    let mut buf = BytesMut::from(&head[..split]);
+    assert_eq!(
+        read_head(&mut buf, false, true).unwrap_err().to_string(),
+        too_large
+    );
+    // A head of exactly the limit is read.
+    let mut head = b"HTTP/1.1 200 OK\r\nX-Big: ".to_vec();
+    head.resize(MAX_HEAD_BYTES - b"\r\n\r\n".len(), b'x');
+    head.extend_from_slice(b"\r\n\r\n");
+    assert!(matches!(
+        read_head(&mut BytesMut::from(&head[..]), false, true),
+        Ok(Some(_))
+    ));
+}
