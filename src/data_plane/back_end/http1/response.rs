@@ -130,21 +130,15 @@ fn scan_response(
         .ok_or(BackendError::BadResponse("invalid status code"))?;
     let mut keep = [false; MAX_HEADERS];
     let mut framing = Framing::default();
-    // Header names the Connection lines list (more than a few is unheard of; beyond 16 they are ignored).
-    let mut named = [Span(0, 0); 16];
-    let mut named_len = 0;
+    // Header names the Connection lines list, all of them (RFC 9110 §7.6.1: each is removed). Most responses
+    // name none, and then nothing is allocated.
+    let mut named: Vec<&[u8]> = Vec::new();
     let mut length_line = None;
     for (i, (name, value)) in index.fields.iter().enumerate() {
         let name_bytes = &head[name.0..name.1];
         let value_bytes = &head[value.0..value.1];
         if name_bytes.eq_ignore_ascii_case(b"connection") {
-            framing.connection(value_bytes, |option| {
-                if let Some(slot) = named.get_mut(named_len) {
-                    let start = option.as_ptr() as usize - head.as_ptr() as usize;
-                    *slot = Span(start, start + option.len());
-                    named_len += 1;
-                }
-            });
+            framing.connection(value_bytes, |option| named.push(option));
         } else if name_bytes.eq_ignore_ascii_case(b"transfer-encoding") {
             framing.chunked_last = last_token_is(value_bytes, b"chunked");
             framing.transfer_encoding = true;
@@ -156,8 +150,7 @@ fn scan_response(
             keep[i] = !is_hop_by_hop(name_bytes);
         }
     }
-    for option in &named[..named_len] {
-        let option = &head[option.0..option.1];
+    for option in named {
         for (i, (name, _)) in index.fields.iter().enumerate() {
             if head[name.0..name.1].eq_ignore_ascii_case(option) {
                 keep[i] = false;

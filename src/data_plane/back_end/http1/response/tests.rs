@@ -104,3 +104,28 @@ fn a_head_over_the_limit_is_refused_however_it_arrives() {
         Ok(Some(_))
     ));
 }
+
+/// Found by `fuzz/corpus/response_head/seed-found-connection-names-17`: only the first 16 names the `Connection`
+/// lines listed were removed; a line named 17th or later went on to the client (RFC 9110 §7.6.1: each must go).
+#[test]
+fn every_line_connection_names_is_dropped() {
+    let options: Vec<String> = (1..=40).map(|i| format!("x-hop-{i}")).collect();
+    let mut head = format!("HTTP/1.1 200 OK\r\nConnection: {}\r\n", options.join(", "));
+    for option in &options {
+        head.push_str(&format!("{option}: secret\r\n"));
+    }
+    head.push_str("X-Kept: 1\r\nContent-Length: 0\r\n\r\n");
+    let [raw, map] = both(head.as_bytes());
+    assert_eq!(
+        raw.unwrap().unwrap().raw.unwrap().lines,
+        "X-Kept: 1\r\nContent-Length: 0\r\n"
+    );
+    let map = map.unwrap().unwrap();
+    let names: Vec<&str> = map
+        .response
+        .headers()
+        .keys()
+        .map(|name| name.as_str())
+        .collect();
+    assert_eq!(names, ["x-kept", "content-length"]);
+}
