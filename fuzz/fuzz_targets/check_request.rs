@@ -7,7 +7,7 @@
 //! Invariants (each written out here, independently of elbe's code):
 //! - an HTTP/1 head that passes has at most one Host line, never both Content-Length and Transfer-Encoding, at
 //!   most one Content-Length and it is a plain decimal that fits 64 bits, a Transfer-Encoding that is exactly one
-//!   `chunked`, and an absolute-form target that names the Host line's host and port;
+//!   `chunked`, and an absolute-form target whose port is a number and that names the Host line's host and port;
 //! - what passes is not CONNECT, has a method of at most 127 bytes and a target within the limit;
 //! - a head that passes fails once a second Host line, or the other framing field, is added;
 //! - HTTP/2 heads are judged on method and target only: their fields change nothing.
@@ -115,20 +115,40 @@ fn build(head: &[u8], version_byte: u8) -> Option<(Method, Uri, Version, HeaderM
 }
 
 /// An absolute-form target's `host[:port]` and the Host line name the same host (case-insensitively) and port
-/// (a missing one being the scheme's default).
+/// (a missing one being the scheme's default), and the target's port, if written, is a number.
 fn host_agrees(uri: &Uri, authority: &http::uri::Authority, host: &HeaderValue) -> bool {
     let default = match uri.scheme_str().map(str::to_ascii_lowercase).as_deref() {
         Some("http") => Some(80),
         Some("https") => Some(443),
         _ => None,
     };
+    let Some(target_port) = port_of(authority.as_str().rsplit('@').next().unwrap_or_default()) else {
+        return false;
+    };
     let Ok(host) = host.to_str() else {
         return false;
     };
+    if host.contains('@') {
+        return false;
+    }
+    if host.is_empty() {
+        return authority.host().is_empty() && target_port.or(default) == default;
+    }
     let Ok(line) = host.parse::<http::uri::Authority>() else {
         return false;
     };
-    line.host().eq_ignore_ascii_case(authority.host())
-        && line.port_u16().or(default) == authority.port_u16().or(default)
-        && !host.contains('@')
+    line.host().eq_ignore_ascii_case(authority.host()) && line.port_u16().or(default) == target_port.or(default)
+}
+
+/// The port written after `host`, if any (`Some(None)`: none, or empty); `None` when it is not a number.
+fn port_of(hostport: &str) -> Option<Option<u16>> {
+    let after_host = match hostport.strip_prefix('[') {
+        Some(rest) => rest.split_once(']').map_or("", |(_, after)| after),
+        None => hostport.find(':').map_or("", |colon| &hostport[colon..]),
+    };
+    match after_host.strip_prefix(':') {
+        None | Some("") => Some(None),
+        Some(port) if port.bytes().all(|b| b.is_ascii_digit()) => port.parse().ok().map(Some),
+        Some(_) => None,
+    }
 }

@@ -143,7 +143,13 @@ fn check_host(uri: &Uri, headers: &HeaderMap) -> Result<(), Rejection> {
         Some(s) if s.eq_ignore_ascii_case("https") => Some(443),
         _ => None,
     };
-    let target_port = authority.port_u16().or(default_port);
+    // The target's own port as written: `Authority::port_u16` is `None` for a port that is not a number, which
+    // would then compare equal to a Host line without one.
+    let hostport = authority.as_str().rsplit('@').next().unwrap_or_default();
+    let Some((_, port)) = split_host_port(hostport.as_bytes()) else {
+        return Err(Rejection::BadRequest("invalid port in the request target"));
+    };
+    let target_port = port.or(default_port);
     let agrees = match split_host_port(host.as_bytes()) {
         Some((name, port)) => {
             name.eq_ignore_ascii_case(authority.host().as_bytes())
@@ -249,6 +255,22 @@ mod tests {
         assert!(is_bad(get("http://[2001:db8::1]/", "[2001:db8::2]")));
         assert!(is_bad(get("http://[2001:db8::1]/", "[2001:db8::1]x")));
         assert!(is_bad(get("http://user@example.com/", "user@example.com")));
+    }
+
+    /// Found by the `check_request` fuzz target (`fuzz/corpus/check_request/seed-found-port-not-a-number`): a
+    /// target whose port is not a number passed, its port taken as absent.
+    #[test]
+    fn an_absolute_form_port_that_is_not_a_number_is_bad() {
+        let get = |uri, host| check("GET", uri, Version::HTTP_11, &[("host", host)]);
+        let invalid = Err(Rejection::BadRequest("invalid port in the request target"));
+        assert_eq!(get("http://example.com:abc/", "example.com"), invalid);
+        assert_eq!(get("http://example.com:abc/", "example.com:abc"), invalid);
+        assert_eq!(get("E://:ex+e/ple", ""), invalid);
+        assert_eq!(
+            get("http://user@example.com:8o/", "example.com:80"),
+            invalid
+        );
+        assert_eq!(get("http://user@example.com:80/", "example.com"), Ok(()));
     }
 
     #[test]
