@@ -15,7 +15,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA};
-use hickory_proto::rr::{RData, Record, RecordType};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
 
@@ -76,17 +76,17 @@ pub(crate) fn answer(zone: &Zone, query: &Message) -> Message {
         response.metadata.response_code = ResponseCode::NotImp;
         return response;
     }
-    let name = question
-        .name()
-        .to_ascii()
-        .trim_end_matches('.')
-        .to_ascii_lowercase();
-    let inside = name == zone.domain || name.ends_with(&format!(".{}", zone.domain));
+    // Inside the domain label by label: as text, a label holding a dot (`x\.elb`) would end with the domain.
+    let inside = Name::from_ascii(&zone.domain).is_ok_and(|domain| domain.zone_of(question.name()));
     if !inside {
         response.metadata.response_code = ResponseCode::Refused;
         return response;
     }
     response.metadata.authoritative = true;
+    let Some(name) = plain_name(question.name()) else {
+        response.metadata.response_code = ResponseCode::NXDomain;
+        return response;
+    };
     let (nodes, all) = match zone.names.get(&name) {
         Some(nodes) => (nodes, false),
         None => match name
@@ -127,7 +127,23 @@ pub(crate) fn answer(zone: &Zone, query: &Message) -> Message {
     response
 }
 
-fn respond(zone: &SharedZone, packet: &[u8]) -> Option<Vec<u8>> {
+/// A name as lower-case text without the trailing dot, or `None` when a label holds a dot or a byte that is not
+/// printable ASCII: no load balancer has such a name, and its text would not show where its labels are.
+fn plain_name(name: &Name) -> Option<String> {
+    let mut text = String::new();
+    for label in name.iter() {
+        if label.is_empty() || !label.iter().all(|b| b.is_ascii_graphic() && *b != b'.') {
+            return None;
+        }
+        if !text.is_empty() {
+            text.push('.');
+        }
+        text.extend(label.iter().map(|b| char::from(b.to_ascii_lowercase())));
+    }
+    Some(text)
+}
+
+pub(crate) fn respond(zone: &SharedZone, packet: &[u8]) -> Option<Vec<u8>> {
     let query = Message::from_vec(packet).ok()?;
     if query.metadata.message_type != MessageType::Query {
         return None;
@@ -238,7 +254,6 @@ mod tests {
         assert_ne!(a, dns_name("web2", "local-1", "elb.localhost"));
     }
     use hickory_proto::op::Query;
-    use hickory_proto::rr::Name;
 
     fn zone() -> Zone {
         Zone {
@@ -287,6 +302,33 @@ mod tests {
         let v6 = ask("WEB-1234567890.local-1.elb.localhost", RecordType::AAAA);
         assert_eq!(v6.answers.len(), 1);
         assert!(matches!(v6.answers[0].data, RData::AAAA(_)));
+    }
+
+    fn ask_labels(labels: &[&[u8]], kind: RecordType) -> Message {
+        let mut query = Message::query();
+        query.add_query(Query::query(
+            Name::from_labels(labels.iter().copied()).unwrap(),
+            kind,
+        ));
+        answer(&zone(), &query)
+    }
+
+    /// A label may hold any byte, a dot included (RFC 1035 §3.1); as text it is escaped (`x\\.elb`), and the
+    /// text ends with `.elb.localhost` although the name is not inside `elb.localhost`.
+    #[test]
+    fn a_dot_inside_a_label_does_not_put_a_name_inside_the_domain() {
+        let outside = ask_labels(&[b"x.elb", b"localhost"], RecordType::A);
+        assert_eq!(outside.metadata.response_code, ResponseCode::Refused);
+        assert!(!outside.metadata.authoritative);
+        let outside = ask_labels(
+            &[b"web-1234567890.local-1.elb", b"localhost"],
+            RecordType::A,
+        );
+        assert_eq!(outside.metadata.response_code, ResponseCode::Refused);
+        assert!(outside.answers.is_empty());
+        let inside = ask_labels(&[b"x.y", b"elb", b"localhost"], RecordType::A);
+        assert_eq!(inside.metadata.response_code, ResponseCode::NXDomain);
+        assert!(inside.metadata.authoritative);
     }
 
     #[test]

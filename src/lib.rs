@@ -64,6 +64,8 @@ pub mod headers {
 
 #[doc(hidden)]
 pub mod bench_support;
+#[doc(hidden)]
+pub mod fuzz_support;
 
 mod control_plane;
 mod data_plane;

@@ -17,6 +17,7 @@ const LAYERS: &[(&str, u32, u32)] = &[
     ("testing", 6, 0),
     ("demo", 6, 0),
     ("bench_support", 6, 0),
+    ("fuzz_support", 6, 0),
     ("control_plane", 5, 0),
     ("dns", 4, 0),
     ("data_plane::node", 3, 9),

@@ -21,4 +21,4 @@ mod tests;
 pub(crate) use connection::BackendConnection;
 pub(crate) use exchange::{Exchange, Resend};
 pub(crate) use request::Outgoing;
-pub(crate) use response::RawHead;
+pub(crate) use response::{read_head, RawHead};

@@ -16,7 +16,7 @@
 //! response that makes no progress for the idle timeout is cut. A connection that starts with the HTTP/2 preface
 //! is handed back ([`Served::Http2`]) for hyper's HTTP/2 server, with the bytes already read.
 
-mod request;
+pub(crate) mod request;
 mod response;
 #[cfg(test)]
 mod tests;

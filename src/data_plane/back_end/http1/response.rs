@@ -50,9 +50,12 @@ pub(crate) fn read_head(
         // Uninitialized slots: zeroing 100 of them on every response measured as 11 % of elbe's instructions.
         let mut slots = [const { MaybeUninit::uninit() }; MAX_HEADERS];
         let mut parsed = httparse::Response::new(&mut []);
+        // Parsed within the limit only: a head over it is a 502 however its bytes arrived (it was accepted when it
+        // came whole in one read, refused when a first read held more than the limit without its end).
+        let within = &buf[..buf.len().min(MAX_HEAD_BYTES)];
         let parsing = httparse::ParserConfig::default().parse_response_with_uninit_headers(
             &mut parsed,
-            buf,
+            within,
             &mut slots,
         );
         let length = match parsing {
@@ -72,8 +75,11 @@ pub(crate) fn read_head(
         let index = HeadIndex {
             code,
             http10: parsed.version == Some(0),
+            // httparse returns a static "" (not a slice of `buf`) for a missing reason phrase and for one with
+            // obs-text; both are no phrase (RFC 9110 §15.1: clients ignore it). Its position would be garbage.
             reason: parsed
                 .reason
+                .filter(|reason| !reason.is_empty())
                 .map(|reason| Span::within(buf, reason.as_bytes())),
             fields: fields.as_slice(),
         };
@@ -131,21 +137,15 @@ fn scan_response(
         .ok_or(BackendError::BadResponse("invalid status code"))?;
     let mut keep = [false; MAX_HEADERS];
     let mut framing = Framing::default();
-    // Header names the Connection lines list (more than a few is unheard of; beyond 16 they are ignored).
-    let mut named = [Span(0, 0); 16];
-    let mut named_len = 0;
+    // Header names the Connection lines list, all of them (RFC 9110 §7.6.1: each is removed). Most responses
+    // name none, and then nothing is allocated.
+    let mut named: Vec<&[u8]> = Vec::new();
     let mut length_line = None;
     for (i, (name, value)) in index.fields.iter().enumerate() {
         let name_bytes = &head[name.0..name.1];
         let value_bytes = &head[value.0..value.1];
         if name_bytes.eq_ignore_ascii_case(b"connection") {
-            framing.connection(value_bytes, |option| {
-                if let Some(slot) = named.get_mut(named_len) {
-                    let start = option.as_ptr() as usize - head.as_ptr() as usize;
-                    *slot = Span(start, start + option.len());
-                    named_len += 1;
-                }
-            });
+            framing.connection(value_bytes, |option| named.push(option));
         } else if name_bytes.eq_ignore_ascii_case(b"transfer-encoding") {
             framing.chunked_last = last_token_is(value_bytes, b"chunked");
             framing.transfer_encoding = true;
@@ -157,8 +157,7 @@ fn scan_response(
             keep[i] = !is_hop_by_hop(name_bytes);
         }
     }
-    for option in &named[..named_len] {
-        let option = &head[option.0..option.1];
+    for option in named {
         for (i, (name, _)) in index.fields.iter().enumerate() {
             if head[name.0..name.1].eq_ignore_ascii_case(option) {
                 keep[i] = false;
@@ -322,16 +321,14 @@ fn raw_head(head: &Bytes, index: &HeadIndex<'_>, scanned: &Scanned) -> RawHead {
     let mut contiguous = true;
     let mut end = 0;
     for (_, (name, value)) in kept() {
-        match (first, line_end(value)) {
-            (_, None) => contiguous = false,
-            (None, Some(e)) => {
-                first = Some(name.0);
-                end = e;
-            }
-            (Some(_), Some(e)) => {
-                contiguous &= name.0 == end;
-                end = e;
-            }
+        match first {
+            None => first = Some(name.0),
+            Some(_) => contiguous &= name.0 == end,
+        }
+        // A line that ends in a bare LF is written anew with CRLF (the kept lines are then copied).
+        match line_end(value) {
+            Some(e) => end = e,
+            None => contiguous = false,
         }
     }
     let lines = match first {
@@ -389,3 +386,6 @@ impl Framing {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

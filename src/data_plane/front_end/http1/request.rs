@@ -33,7 +33,7 @@ const MIN_READ: usize = 8 * 1024;
 
 /// The limits a request head is read under.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct HeadLimits {
+pub(crate) struct HeadLimits {
     pub max_head_bytes: usize,
     pub max_headers: usize,
     pub max_uri_bytes: usize,
@@ -41,7 +41,7 @@ pub(super) struct HeadLimits {
 
 /// What the connection remembers of the request being answered.
 #[derive(Debug, Clone, Copy, Default)]
-pub(super) struct Current {
+pub(crate) struct Current {
     pub http10: bool,
     pub head_only: bool,
     /// The connection closes after this response.
@@ -52,7 +52,7 @@ pub(super) struct Current {
 
 /// A request head read off the connection: the request for the stack, what the connection must remember of it,
 /// and the feed of its body.
-pub(super) struct Head {
+pub(crate) struct Head {
     pub request: Request<RequestBody>,
     pub current: Current,
     pub feed: Option<Feed>,
@@ -73,7 +73,7 @@ pub(super) fn read_buffer() -> BytesMut {
 
 /// Parses a request head out of `buf` (taking its bytes): `Ok(None)` while it is incomplete, `Err` for ELB's
 /// refusal.
-pub(super) fn parse(buf: &mut BytesMut, limits: HeadLimits) -> Result<Option<Head>, ElbResponse> {
+pub(crate) fn parse(buf: &mut BytesMut, limits: HeadLimits) -> Result<Option<Head>, ElbResponse> {
     let mut on_stack = [const { MaybeUninit::uninit() }; STACK_HEADERS];
     let mut on_heap = Vec::new();
     let slots = if limits.max_headers <= STACK_HEADERS {
@@ -84,20 +84,21 @@ pub(super) fn parse(buf: &mut BytesMut, limits: HeadLimits) -> Result<Option<Hea
     };
     let mut parsed = httparse::Request::new(&mut []);
     let too_large = |buf: &[u8]| Err(too_large(buf, limits.max_uri_bytes));
+    // Only the first `max_head_bytes` are parsed: a head already over the limit is 431 whatever follows, so the
+    // verdict does not depend on how the bytes arrived (a malformed byte past the limit is not a 400 in one read
+    // and a 431 in two).
+    let within = &buf[..buf.len().min(limits.max_head_bytes)];
     let length = match httparse::ParserConfig::default().parse_request_with_uninit_headers(
         &mut parsed,
-        buf,
+        within,
         slots,
     ) {
-        Ok(httparse::Status::Complete(length)) if length > limits.max_head_bytes => {
-            return too_large(buf)
-        }
         Ok(httparse::Status::Complete(length)) => length,
         Ok(httparse::Status::Partial) if buf.len() > limits.max_head_bytes => {
-            return too_large(buf)
+            return too_large(within)
         }
         Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => return too_large(buf),
+        Err(httparse::Error::TooManyHeaders) => return too_large(within),
         Err(_) => return Err(ElbResponse::BadRequest),
     };
     let method = parsed.method.map(str::as_bytes).unwrap_or_default();
@@ -238,7 +239,7 @@ fn request_body(
 }
 
 /// The connection's side of a [`ClientBody`]: decodes the body out of what the client sends, when the body asks.
-pub(super) struct Feed {
+pub(crate) struct Feed {
     sender: BodySender,
     body: Download,
     /// The client waits for `100 Continue` before it sends the body.
@@ -311,3 +312,6 @@ impl Feed {
         Fed::Going
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -44,6 +44,16 @@ pub(super) fn check_form(method: &Method, uri: &Uri, is_http1: bool) -> Result<(
     if !is_http1 && uri.authority().is_some_and(|a| a.host().is_empty()) {
         return Err(Rejection::BadRequest("empty :authority"));
     }
+    // `Authority::port_u16` is `None` for a port that is not a number, which would then compare equal to a Host
+    // without one: the authority itself must be a `host[:port]` (found by the `check_request` fuzz target).
+    if uri
+        .authority()
+        .is_some_and(|a| !is_host_port(a.as_str().as_bytes()))
+    {
+        return Err(Rejection::BadRequest(
+            "invalid authority in the request target",
+        ));
+    }
     Ok(())
 }
 

@@ -99,6 +99,20 @@ fn absolute_form_disagreeing_with_host_is_bad() {
     );
 }
 
+/// Found by the `check_request` fuzz target (`fuzz/corpus/check_request/seed-found-port-not-a-number`): a target
+/// whose port is not a number passed, its port taken as absent.
+#[test]
+fn an_absolute_form_port_that_is_not_a_number_is_bad() {
+    let get = |uri, host| check("GET", uri, Version::HTTP_11, &[("host", host)]);
+    let invalid = Err(Rejection::BadRequest(
+        "invalid authority in the request target",
+    ));
+    assert_eq!(get("http://example.com:abc/", "example.com"), invalid);
+    assert_eq!(get("http://example.com:abc/", "example.com:abc"), invalid);
+    assert_eq!(get("http://example.com:8o/", "example.com:80"), invalid);
+    assert_eq!(get("http://example.com:80/", "example.com"), Ok(()));
+}
+
 #[test]
 fn two_host_lines_are_bad() {
     assert!(is_bad(check(
