@@ -71,6 +71,7 @@ const VECTORS: &[Vector] = &[
     Vector { name: "empty Host", bytes: b"GET / HTTP/1.1\r\nHost: \r\n\r\n", outcome: Refused(400) },
     Vector { name: "absolute-form disagreeing with Host", bytes: b"GET http://other/ HTTP/1.1\r\nHost: x\r\n\r\n", outcome: Refused(400) },
     Vector { name: "absolute-form with userinfo", bytes: b"GET http://u@x/ HTTP/1.1\r\nHost: x\r\n\r\n", outcome: Refused(400) },
+    Vector { name: "absolute-form with a port that is not a number", bytes: b"GET http://x:8o/ HTTP/1.1\r\nHost: x:80\r\n\r\n", outcome: Refused(400) },
     Vector { name: "absolute-form not http", bytes: b"GET ftp://x/ HTTP/1.1\r\nHost: x\r\n\r\n", outcome: Refused(400) },
     Vector { name: "authority-form with GET", bytes: b"GET x:80 HTTP/1.1\r\nHost: x\r\n\r\n", outcome: Refused(400) },
     Vector { name: "asterisk-form with GET", bytes: b"GET * HTTP/1.1\r\nHost: x\r\n\r\n", outcome: Refused(400) },

@@ -6,15 +6,15 @@
 //!    that), is counted in the node's metrics when its response is known, and gets its access-log line.
 //! 2. [`check`]: requests elbe must refuse (ambiguous framing, CONNECT, long methods and URIs, heads the HTTP/1
 //!    server could not read) get ELB's 400/405/408/414/431 and never reach an instance (ELB-SPEC.md §1.1).
-//! 3. [`rules`]: the listener's rules (ALB's model): the first matching one forwards, redirects or answers with a
-//!    fixed response; no match forwards. Nothing but a snapshot load when the listener has none.
-//! 4. [`forwarded`]: the request is rewritten for the instance: hop-by-hop headers removed, X-Forwarded-* set
+//! 3. [`forwarded`]: the request is rewritten for the instance: hop-by-hop headers removed, X-Forwarded-* set
 //!    (ELB-SPEC.md §1.2), `Host` supplied for HTTP/1.0 and HTTP/2, `Expect` dropped (elbe answered it).
-//! 5. [`sticky`]: the listener's sticky-session policy (ELB-SPEC.md §6): a good AWSELB cookie names the instance
-//!    Forward uses; the response gets ELB's cookie where the policy gives one.
-//! 6. [`forward`]: pick an instance (least outstanding requests), take a pooled connection, send, and turn every
-//!    failure into ELB's response (503, 502, 504), retrying once on a fresh connection when a pooled one was
-//!    closed under us and the request is safe to resend.
+//! 4. [`forward`]: on the listener's snapshot, loaded once: its [`rules`] (ALB's model: the first matching one
+//!    forwards, redirects or answers with a fixed response), its [`sticky`] policy (ELB-SPEC.md §6: a good AWSELB
+//!    cookie names the instance; the response gets ELB's cookie where the policy gives one); then pick an instance
+//!    (least outstanding requests), take a pooled connection, send, and turn every failure into ELB's response
+//!    (503, 502, 504), retrying once on a fresh connection when a pooled one was closed under us and the request
+//!    is safe to resend. Rules and stickiness are phases, not layers: a layer costs every request a move of the
+//!    request and of its future, configured or not.
 //!
 //! ELB's own responses are made by [`answer`] and carried by [`response_body`] like an instance's; [`context`]
 //! holds what a listener's requests share.
@@ -49,8 +49,6 @@ pub(crate) use context::{ClientFacts, ClientProtocol, ListenerContext, ListenerL
 use check::{Check, CheckLayer};
 use forward::Forward;
 use forwarded::{Forwarded, ForwardedLayer};
-use rules::{Rules, RulesLayer};
-use sticky::{Sticky, StickyLayer};
 use track::{Track, TrackLayer};
 
 /// The whole stack for one client connection.
@@ -58,7 +56,7 @@ pub(crate) fn stack(
     context: Arc<ListenerContext>,
     client: ClientFacts,
     protocol: ClientProtocol,
-) -> Track<Check<Rules<Forwarded<Sticky<Forward>>>>> {
+) -> Track<Check<Forwarded<Forward>>> {
     let peer = client.peer;
     let (connection, raw_responses) = match protocol {
         ClientProtocol::Http1 => (None, true),
@@ -68,25 +66,17 @@ pub(crate) fn stack(
         context: context.clone(),
         timers: Arc::new(ArrayQueue::new(1)),
         raw_responses,
+        peer: peer.ip(),
     };
-    let sticky = StickyLayer {
-        context: context.clone(),
-    }
-    .layer(forward);
     let forwarded = ForwardedLayer {
         context: context.clone(),
         peer: peer.ip(),
     }
-    .layer(sticky);
-    let rules = RulesLayer {
-        context: context.clone(),
-        peer: peer.ip(),
-    }
-    .layer(forwarded);
+    .layer(forward);
     let check = CheckLayer {
         max_uri_bytes: context.max_uri_bytes,
     }
-    .layer(rules);
+    .layer(forwarded);
     TrackLayer {
         context,
         connection,

@@ -6,10 +6,13 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
+use arc_swap::Guard;
 use crossbeam_queue::ArrayQueue;
 use http::{Request, Response};
 use tokio::time::{Instant, Sleep};
@@ -23,9 +26,11 @@ use crate::data_plane::elb_response::ElbResponse;
 use crate::data_plane::proxy::answer::elb_answer;
 use crate::data_plane::proxy::context::ListenerContext;
 use crate::data_plane::proxy::response_body::ResponseBody;
-use crate::data_plane::proxy::sticky::{Picked, StickTo};
+use crate::data_plane::proxy::rules;
+use crate::data_plane::proxy::sticky::{Picked, Plan};
 use crate::data_plane::routing::balancer;
 use crate::data_plane::routing::surge::Outstanding;
+use crate::data_plane::snapshot::NodeSnapshot;
 use crate::observability::access_log::Dispatched;
 
 /// Sends the request to an instance and returns its response, or ELB's.
@@ -36,6 +41,8 @@ pub(crate) struct Forward {
     pub(super) timers: Arc<ArrayQueue<Pin<Box<Sleep>>>>,
     /// Instances' response heads are passed on as received (an HTTP/1 client's connection).
     pub(super) raw_responses: bool,
+    /// The client connection's peer address, which rules' `source_ip` matches.
+    pub(super) peer: IpAddr,
 }
 
 impl<B: Into<RequestBody>> Service<Request<B>> for Forward {
@@ -49,14 +56,48 @@ impl<B: Into<RequestBody>> Service<Request<B>> for Forward {
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let context = self.context.clone();
-        // A sticky listener's request: the instance its cookie names, if any (the Sticky layer).
-        let stick = request.extensions().get::<StickTo>().map(|s| s.0.clone());
+        let routes = context.routes.load();
+        // The listener's rules: a redirect or a fixed response is elbe's own answer.
+        if !routes.rules.is_empty() {
+            if let Some(answer) = rules::answer(&routes.rules, &request, self.peer, &context) {
+                return Box::pin(std::future::ready(Ok(answer)));
+            }
+        }
+        // A sticky listener: the instance the request's cookie names, if any, and the cookie for its response.
+        let (first, plan) = if routes.stickiness.is_some() {
+            let plan = Box::new(Plan::for_request(
+                Guard::into_inner(routes),
+                request.headers(),
+            ));
+            (first_pick(plan.snapshot(), plan.stuck.as_ref()), Some(plan))
+        } else {
+            (first_pick(&routes, None), None)
+        };
         // Serialized now: the future then carries a few words instead of the whole request.
         let mut request = Outgoing::new(request.map(Into::into));
         request.raw_response = self.raw_responses;
         let timer = RequestTimer::take(&self.timers);
-        Box::pin(async move { Ok(forward(&context, request, timer, stick).await) })
+        Box::pin(async move {
+            let Some(first) = first else {
+                return Ok(elb_answer(ElbResponse::NoInstance));
+            };
+            let mut response = forward(&context, request, timer, first, plan.is_some()).await;
+            if let Some(plan) = plan {
+                plan.respond(&mut response);
+            }
+            Ok(response)
+        })
     }
+}
+
+/// The first instance a request goes to: the one its sticky cookie names (`stuck`), else the least busy of this
+/// node's candidates; with the idle timeout the exchange runs under.
+fn first_pick(
+    routes: &NodeSnapshot,
+    stuck: Option<&Arc<Target>>,
+) -> Option<(Arc<Target>, Duration)> {
+    let target = stuck.or_else(|| balancer::pick_least_outstanding(&routes.candidates))?;
+    Some((target.clone(), routes.idle_timeout))
 }
 
 /// The idle timeout of one request, on a timer the connection's requests share in turn.
@@ -109,22 +150,15 @@ impl Drop for RequestTimer {
     }
 }
 
-/// `stick`: `Some` on a sticky listener, holding the target its cookie names (if any); the instance that answers
-/// is then reported in the response ([`Picked`]).
+/// `first`: the instance picked and the idle timeout; `sticky`: the listener has a stickiness policy, so the
+/// instance that answers is reported in the response ([`Picked`]).
 async fn forward(
     context: &ListenerContext,
     mut request: Outgoing,
     mut timer: RequestTimer,
-    stick: Option<Option<Arc<Target>>>,
+    (mut target, idle_timeout): (Arc<Target>, Duration),
+    sticky: bool,
 ) -> Response<ResponseBody> {
-    let (mut target, idle_timeout) = {
-        let routes = context.routes.load();
-        let stuck = stick.as_ref().and_then(Option::as_ref);
-        match stuck.or_else(|| balancer::pick_least_outstanding(&routes.candidates)) {
-            Some(target) => (target.clone(), routes.idle_timeout),
-            None => return elb_answer(ElbResponse::NoInstance),
-        }
-    };
     if !context.surge.has_room(&target) {
         let deadline = Instant::now() + idle_timeout;
         match context
@@ -150,7 +184,7 @@ async fn forward(
                     .latency
                     .observe(sent_at.elapsed().as_secs_f64());
                 let (mut parts, ()) = response.into_parts();
-                if stick.is_some() {
+                if sticky {
                     parts.extensions.insert(Picked(target.instance_id.clone()));
                 }
                 if context.access_log.is_some() {

@@ -1,8 +1,7 @@
-//! The Sticky layer: a listener's sticky-session policy (ELB-SPEC §6), between the request's rewriting and
-//! Forward.
+//! Sticky sessions, a phase of Forward: a listener's sticky-session policy (ELB-SPEC §6).
 //!
 //! On the way in, a request's `AWSELB` cookie is checked (its tag, [`sticky_cookie`]) and, if it names an instance
-//! this node may route to now, Forward is told to send it there ([`StickTo`]). On the way out, the response gets a
+//! this node may route to now, Forward sends it there ([`Plan::stuck`]). On the way out, the response gets a
 //! new `AWSELB` when ELB would give one:
 //!
 //! | policy | cookie good, instance routable | no cookie | cookie tampered, or its instance not routable |
@@ -15,90 +14,25 @@
 //!
 //! Trade-off: the instance that answered is reported by Forward ([`Picked`]) rather than chosen here, so a retry on
 //! another instance (passive health checks) gets the cookie of the instance that really answered. With no policy
-//! a request pays one snapshot load and a test.
+//! a request pays a test on the snapshot Forward loads anyway (a layer of its own cost every request a move of the
+//! request and of its future).
 
-use std::convert::Infallible;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use arc_swap::Guard;
 use http::header::{CACHE_CONTROL, SET_COOKIE};
-use http::{HeaderMap, Request, Response};
-use tower::{Layer, Service};
+use http::{HeaderMap, Response};
 
 use crate::data_plane::back_end::target::Target;
 use crate::data_plane::headers::sticky_cookie::{
     self, app_cookie, app_set_cookie, lb_set_cookie, AppCookie, Lifetime, AWSELB,
 };
-use crate::data_plane::proxy::context::ListenerContext;
 use crate::data_plane::proxy::response_body::ResponseBody;
 use crate::data_plane::routing::balancer;
 use crate::data_plane::snapshot::{NodeSnapshot, StickyPolicy};
 
-/// A request extension for Forward: the listener is sticky, and the request goes to this target if it is `Some`
-/// (the instance its cookie names), else to the usual pick.
-#[derive(Debug, Clone)]
-pub(crate) struct StickTo(pub Option<Arc<Target>>);
-
-/// A response extension from Forward, on requests that carried [`StickTo`]: the instance that answered.
+/// A response extension from Forward, on a sticky listener's requests: the instance that answered.
 #[derive(Debug, Clone)]
 pub(crate) struct Picked(pub Arc<str>);
-
-/// Applies the listener's stickiness policy, if it has one.
-#[derive(Clone)]
-pub(crate) struct StickyLayer {
-    pub(super) context: Arc<ListenerContext>,
-}
-
-impl<S> Layer<S> for StickyLayer {
-    type Service = Sticky<S>;
-    fn layer(&self, inner: S) -> Sticky<S> {
-        Sticky {
-            inner,
-            context: self.context.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
-pub(crate) struct Sticky<S> {
-    inner: S,
-    context: Arc<ListenerContext>,
-}
-
-impl<S, B> Service<Request<B>> for Sticky<S>
-where
-    S: Service<Request<B>, Response = Response<ResponseBody>, Error = Infallible>,
-    S::Future: Unpin,
-{
-    type Response = Response<ResponseBody>;
-    type Error = Infallible;
-    type Future = StickyFuture<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let routes = self.context.routes.load();
-        if routes.stickiness.is_none() {
-            drop(routes);
-            return StickyFuture {
-                inner: self.inner.call(request),
-                plan: None,
-            };
-        }
-        let snapshot = Guard::into_inner(routes);
-        let plan = Plan::for_request(snapshot, request.headers());
-        request.extensions_mut().insert(StickTo(plan.stuck.clone()));
-        StickyFuture {
-            inner: self.inner.call(request),
-            plan: Some(Box::new(plan)),
-        }
-    }
-}
 
 /// What the request's cookie said, kept for its response.
 pub(crate) struct Plan {
@@ -110,6 +44,11 @@ pub(crate) struct Plan {
 }
 
 impl Plan {
+    /// The snapshot the cookie was read against (Forward picks from it).
+    pub(crate) fn snapshot(&self) -> &NodeSnapshot {
+        &self.snapshot
+    }
+
     /// Reads the request's AWSELB cookie against the listener's policy in `snapshot`.
     pub(crate) fn for_request(snapshot: Arc<NodeSnapshot>, headers: &HeaderMap) -> Self {
         let mut had_cookie = false;
@@ -133,7 +72,7 @@ impl Plan {
     }
 
     /// Adds ELB's cookie to `response` where the policy gives one.
-    fn respond(&self, response: &mut Response<ResponseBody>) {
+    pub(crate) fn respond(&self, response: &mut Response<ResponseBody>) {
         let Some(stickiness) = &self.snapshot.stickiness else {
             return;
         };
@@ -186,29 +125,5 @@ fn app_cookie_set_by(response: &Response<ResponseBody>, name: &str) -> Option<Ap
             .iter()
             .rev()
             .find_map(|value| app_cookie(value.as_bytes(), name)),
-    }
-}
-
-pub(crate) struct StickyFuture<F> {
-    inner: F,
-    /// Boxed: only sticky listeners' requests carry one, and every request's future should stay small.
-    plan: Option<Box<Plan>>,
-}
-
-impl<F> Future for StickyFuture<F>
-where
-    F: Future<Output = Result<Response<ResponseBody>, Infallible>> + Unpin,
-{
-    type Output = Result<Response<ResponseBody>, Infallible>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
-        let Poll::Ready(Ok(mut response)) = Pin::new(&mut this.inner).poll(cx) else {
-            return Poll::Pending;
-        };
-        if let Some(plan) = this.plan.take() {
-            plan.respond(&mut response);
-        }
-        Poll::Ready(Ok(response))
     }
 }
