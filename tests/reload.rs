@@ -380,6 +380,44 @@ async fn load_balancers_added_and_removed_and_the_dns_responder_follows() {
     .await;
 }
 
+/// A removed load balancer's requests in flight drain by its own `connection_draining`: with it on the request
+/// finishes (200); with it off it is cut at once with ELB's 504.
+#[tokio::test]
+async fn a_removed_load_balancer_drains_by_its_connection_draining() {
+    bounded(Duration::from_secs(60), async {
+        let slow = Backend::start(Behaviour::Slow(Duration::from_millis(1500))).await;
+        let mut draining = Lb::new("draining", "127.0.0.1").instance("i-d", &slow);
+        draining.extra = "connection_draining = { enabled = true, timeout = \"10s\" }\n".into();
+        let mut cut = Lb::new("cut", "127.0.0.4").instance("i-c", &slow);
+        cut.extra = "connection_draining = { enabled = false }\n".into();
+        let keeper = Backend::start(Behaviour::Echo).await;
+        let kept = Lb::new("kept", "127.0.0.5").instance("i-k", &keeper);
+        let elbe = Reloading::start(&Setup::new(vec![draining, cut, kept.clone()])).await;
+        let finishing = tokio::spawn(try_get(elbe.listeners("draining")[0], "/drains"));
+        let cutting = tokio::spawn(try_get(elbe.listeners("cut")[0], "/cut"));
+        wait_until("both requests reached the instance", || async {
+            slow.requests() == 2
+        })
+        .await;
+
+        elbe.reload(&Setup::new(vec![kept])).await.expect("reload");
+        let (code, _) = cutting.await.unwrap().expect("an answer");
+        assert_eq!(code, 504, "draining off: cut with ELB's 504");
+        let (code, _) = finishing.await.unwrap().expect("an answer");
+        assert_eq!(code, 200, "draining on: the request finishes");
+        let status = elbe.status().await;
+        let names: Vec<&str> = status["load_balancers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|l| l["name"].as_str())
+            .collect();
+        assert_eq!(names, ["kept"]);
+        assert!(elbe.elbe.shutdown().await);
+    })
+    .await;
+}
+
 /// A zone added binds its node's listener and joins the DNS answer; a zone removed leaves both.
 #[tokio::test]
 async fn zones_added_and_removed() {

@@ -5,6 +5,10 @@
 //! server ([`crate::data_plane::front_end::http1`]); a connection that opens with the HTTP/2 preface (prior knowledge, or ALPN `h2`
 //! over TLS) goes on to hyper's HTTP/2 server with ELB's idle timer ([`crate::data_plane::front_end::http2`]). The request
 //! path is [`crate::data_plane::proxy::stack`] either way.
+//!
+//! A reload never rebinds a socket that stays ([`SocketKey`]): the accept loop reads what it serves new
+//! connections with from an [`Accepting`] the server swaps, one atomic load per accepted connection. Each listener
+//! drains on its own signal ([`ListenerSignals`]), so a reload can retire one listener while the others serve.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;

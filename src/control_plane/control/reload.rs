@@ -176,9 +176,15 @@ impl Control {
                 drains.push(drain);
             }
         }
+        let traffic_ports = |lb: &config::LoadBalancer| {
+            let mut ports: Vec<u16> = lb.listeners.iter().map(|l| l.instance_port).collect();
+            ports.sort_unstable();
+            ports.dedup();
+            ports
+        };
         let restart = lb.config.health_check != new.health_check
             || lb.config.availability_zones != new.availability_zones
-            || lb.config.listeners != new.listeners;
+            || traffic_ports(&lb.config) != traffic_ports(new);
         if restart {
             // New thresholds, target, zones or traffic ports (which decide the probe port): checks start afresh.
             checkers.remove(&new.name);
