@@ -35,14 +35,19 @@ impl Page {
             command["sessionId"] = json!(session);
         }
         let command = command.to_string();
-        self.socket.send(Message::text(command)).await.expect("DevTools send");
+        self.socket
+            .send(Message::text(command))
+            .await
+            .expect("DevTools send");
         loop {
             let message = tokio::time::timeout(Duration::from_secs(20), self.socket.next())
                 .await
                 .unwrap_or_else(|_| panic!("{method}: no answer from chromium in 20 s"))
                 .expect("DevTools connection closed")
                 .expect("DevTools read");
-            let Message::Text(text) = message else { continue };
+            let Message::Text(text) = message else {
+                continue;
+            };
             let reply: Value = serde_json::from_str(&text).expect("DevTools JSON");
             if reply["id"] == id && reply["sessionId"].as_str() == self.session.as_deref() {
                 assert!(reply["error"].is_null(), "{method}: {}", reply["error"]);
@@ -77,7 +82,10 @@ impl Page {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let shown = self.eval("document.body.innerText").await;
-        panic!("the page never showed {what}; it shows:\n{}", shown.as_str().unwrap_or_default());
+        panic!(
+            "the page never showed {what}; it shows:\n{}",
+            shown.as_str().unwrap_or_default()
+        );
     }
 }
 
@@ -136,14 +144,21 @@ async fn open(browser: &str, url: &str) -> Page {
         next_id: 0,
         session: None,
     };
-    let target = page.call("Target.createTarget", json!({ "url": url })).await;
+    let target = page
+        .call("Target.createTarget", json!({ "url": url }))
+        .await;
     let attached = page
         .call(
             "Target.attachToTarget",
             json!({ "targetId": target["targetId"], "flatten": true }),
         )
         .await;
-    page.session = Some(attached["sessionId"].as_str().expect("a session").to_string());
+    page.session = Some(
+        attached["sessionId"]
+            .as_str()
+            .expect("a session")
+            .to_string(),
+    );
     page
 }
 
@@ -171,7 +186,9 @@ fn base64_decode(text: &str) -> Vec<u8> {
 }
 
 async fn screenshot(page: &mut Page) -> Vec<u8> {
-    let shot = page.call("Page.captureScreenshot", json!({ "format": "png" })).await;
+    let shot = page
+        .call("Page.captureScreenshot", json!({ "format": "png" }))
+        .await;
     let png = base64_decode(shot["data"].as_str().expect("screenshot data"));
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "a PNG");
     png
@@ -221,8 +238,18 @@ async fn the_status_page_shows_instance_states_and_follows_a_health_flip() {
     let text = page.eval("document.body.innerText").await;
     let text = text.as_str().unwrap();
     let dns_name = elbe.server().status().load_balancers[0].dns_name.clone();
-    for shown in ["web", &dns_name, "zone-a", "zone-b", "HTTP 127.0.0.11:", "N/A"] {
-        assert!(text.contains(shown), "the page does not show {shown:?}:\n{text}");
+    for shown in [
+        "web",
+        &dns_name,
+        "zone-a",
+        "zone-b",
+        "HTTP 127.0.0.11:",
+        "N/A",
+    ] {
+        assert!(
+            text.contains(shown),
+            "the page does not show {shown:?}:\n{text}"
+        );
     }
     // The rate comes from two samples of the counters, 2 s apart.
     page.wait_for(
@@ -245,9 +272,16 @@ async fn the_status_page_shows_instance_states_and_follows_a_health_flip() {
         "[...document.querySelectorAll('#changes tbody tr')][0]?.innerText.includes('i-b')",
     )
     .await;
-    assert_eq!(page.eval("window.notReloaded === true").await, true, "the page reloaded");
+    assert_eq!(
+        page.eval("window.notReloaded === true").await,
+        true,
+        "the page reloaded"
+    );
     let states = page.eval(INSTANCE_STATES).await;
-    assert!(states.as_str().unwrap().contains(r#"["i-a","InService""#), "{states}");
+    assert!(
+        states.as_str().unwrap().contains(r#"["i-a","InService""#),
+        "{states}"
+    );
 
     let png = screenshot(&mut page).await;
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));

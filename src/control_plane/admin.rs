@@ -90,8 +90,9 @@ async fn handle(admin: &Admin, request: Request<Incoming>) -> Response<Full<Byte
         .collect();
     let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
     match (request.method(), segments.as_slice()) {
-        (&Method::GET, [file @ ("" | "status.css" | "status.js")]) => page::asset(file)
-            .unwrap_or_else(|| json_error(StatusCode::NOT_FOUND, "no such file")),
+        (&Method::GET, [file @ ("" | "status.css" | "status.js")]) => {
+            page::asset(file).unwrap_or_else(|| json_error(StatusCode::NOT_FOUND, "no such file"))
+        }
         (&Method::GET, ["status"]) => {
             let status = admin.control.status(admin.dns_address);
             match serde_json::to_string_pretty(&status) {

@@ -52,7 +52,11 @@ mod tests {
 
     #[test]
     fn the_page_and_its_files_are_served_with_a_strict_policy() {
-        for (path, kind) in [("", "text/html"), ("status.css", "text/css"), ("status.js", "text/javascript")] {
+        for (path, kind) in [
+            ("", "text/html"),
+            ("status.css", "text/css"),
+            ("status.js", "text/javascript"),
+        ] {
             let response = asset(path).unwrap();
             let header = |name: &str| response.headers()[name].to_str().unwrap().to_string();
             assert!(header("content-type").starts_with(kind), "{path}");
@@ -66,9 +70,21 @@ mod tests {
     fn the_page_loads_only_its_own_files_and_says_its_language() {
         assert!(HTML.contains(r#"<html lang="en">"#));
         assert!(HTML.contains(r#"<script src="/status.js""#));
-        assert!(!HTML.contains("<script>"), "no inline script: the policy forbids it");
-        assert!(!HTML.contains("style="), "no inline style: the policy forbids it");
-        assert!(!HTML.contains("http://") && !HTML.contains("https://"), "nothing from elsewhere");
-        assert!(!JS.contains("innerHTML"), "server text is never parsed as HTML");
+        assert!(
+            !HTML.contains("<script>"),
+            "no inline script: the policy forbids it"
+        );
+        assert!(
+            !HTML.contains("style="),
+            "no inline style: the policy forbids it"
+        );
+        assert!(
+            !HTML.contains("http://") && !HTML.contains("https://"),
+            "nothing from elsewhere"
+        );
+        assert!(
+            !JS.contains("innerHTML"),
+            "server text is never parsed as HTML"
+        );
     }
 }

@@ -91,14 +91,22 @@ mod tests {
         assert_eq!(listed.len(), RECENT_CHANGES);
         assert_eq!(listed[0].instance_id, format!("i-{}", RECENT_CHANGES + 4));
         assert_eq!(listed[RECENT_CHANGES - 1].instance_id, "i-5");
-        assert_eq!((listed[0].from, listed[0].to), ("OutOfService", "InService"));
+        assert_eq!(
+            (listed[0].from, listed[0].to),
+            ("OutOfService", "InService")
+        );
     }
 
     #[test]
     fn a_change_to_the_same_health_is_not_recorded() {
         let mut changes = Changes::default();
         let id: Arc<str> = "i-a".into();
-        changes.record("web", &id, &InstanceHealth::IN_SERVICE, &InstanceHealth::IN_SERVICE);
+        changes.record(
+            "web",
+            &id,
+            &InstanceHealth::IN_SERVICE,
+            &InstanceHealth::IN_SERVICE,
+        );
         assert!(changes.newest_first().is_empty());
     }
 }

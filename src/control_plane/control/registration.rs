@@ -164,7 +164,9 @@ impl Control {
         tracing::info!(%load_balancer, instance = %event.instance_id, state = event.health.state, reason = event.health.description, "instance health changed");
         let previous = std::mem::replace(&mut instance.health, event.health.clone());
         let id = instance.id.clone();
-        state.changes.record(load_balancer, &id, &previous, &event.health);
+        state
+            .changes
+            .record(load_balancer, &id, &previous, &event.health);
         self.publish(&mut state);
     }
 
