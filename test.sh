@@ -7,6 +7,7 @@
 #                                   ExecReload runs)
 #   python3                         runs the scale-out hook, examples/prometheus/scale-out-hook.py
 #   testssl (testssl.sh)            audits the HTTPS listener: no HIGH or CRITICAL finding
+#   chromium                        a real headless browser for the status page (tests/status_page.rs)
 #   promtool (prometheus)           checks /metrics and the alert rules; unpacked into target/promtool, not
 #                                   installed, so no Prometheus server is started
 # A test whose program is missing fails (tests/tools.rs names it); none is skipped.
@@ -33,6 +34,8 @@ have systemd-analyze || missing+=(systemd)
 have python3 || missing+=(python3)
 # testssl.sh audits the HTTPS listener (tests/testssl.rs).
 have testssl || missing+=(testssl.sh)
+# Headless chromium loads the status page (tests/status_page.rs).
+have chromium || missing+=(chromium)
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; elif have sudo; then sudo "$@"; else
@@ -71,6 +74,8 @@ if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --locked "$@"
   if [ $# -eq 0 ]; then
     cargo test --locked --doc
+    echo "test.sh: checking the library's documentation (cargo doc, warnings are errors)"
+    RUSTDOCFLAGS="-D warnings" cargo doc --locked --no-deps --lib
   fi
 else
   echo "test.sh: cargo-nextest is not installed; running the suite with cargo test (slower: one test binary at a time)"

@@ -87,7 +87,7 @@ pub enum BodyFrame {
     Trailers(HeaderMap),
 }
 
-/// The body decoder both HTTP/1 roles use ([`framing::decode`]), for a body of known length or a chunked one.
+/// The body decoder both HTTP/1 roles use (`framing::decode`), for a body of known length or a chunked one.
 #[derive(Debug)]
 pub struct BodyDecoder {
     download: Download,
@@ -215,7 +215,7 @@ pub enum CheckVerdict {
     ExpectationFailed,
 }
 
-/// The Check layer's checks of one request head ([`headers::check_request`]).
+/// The Check layer's checks of one request head (`headers::check_request`).
 pub fn check_request(
     method: &Method,
     uri: &Uri,

@@ -12,6 +12,7 @@ const PROGRAMS: &[(&str, &[&str], &str)] = &[
     ("systemd-analyze", &["--version"], "systemd"),
     ("python3", &["--version"], "python3"),
     ("testssl", &["--version"], "testssl.sh"),
+    ("chromium", &["--version"], "chromium"),
 ];
 
 /// `name` on PATH or in /usr/sbin and /sbin, where Debian puts dnsmasq (not on a non-root PATH).

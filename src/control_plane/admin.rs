@@ -1,5 +1,7 @@
-//! The admin listener: `/status`, `/healthz`, `/metrics`, and run-time registration of instances.
+//! The admin listener: the status page, `/status`, `/healthz`, `/metrics`, and run-time registration of instances.
 //!
+//! - `GET /`: the status page for a browser (`admin/page`), which polls `/status`; its files are `/status.css`
+//!   and `/status.js`.
 //! - `GET /status`: JSON (DESIGN.md): load balancers, DNS names, nodes and their bound listeners, instance health as
 //!   DescribeInstanceHealth would say it, and the configuration generation.
 //! - `GET /healthz`: 200 when every listener is accepting and every load balancer has an `InService` instance this
@@ -25,6 +27,8 @@ use crate::config::{self, InstanceAddress};
 use crate::control_plane::control::Control;
 use crate::observability::metrics::Metrics;
 use crate::shutdown::Shutdown;
+
+mod page;
 
 /// What the admin endpoints read.
 pub(crate) struct Admin {
@@ -86,6 +90,9 @@ async fn handle(admin: &Admin, request: Request<Incoming>) -> Response<Full<Byte
         .collect();
     let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
     match (request.method(), segments.as_slice()) {
+        (&Method::GET, [file @ ("" | "status.css" | "status.js")]) => {
+            page::asset(file).unwrap_or_else(|| json_error(StatusCode::NOT_FOUND, "no such file"))
+        }
         (&Method::GET, ["status"]) => {
             let status = admin.control.status(admin.dns_address);
             match serde_json::to_string_pretty(&status) {

@@ -14,14 +14,18 @@
 //! - [`names`]: the DNS watchers of `host:port` instances and the task that applies their answers.
 //! - [`reload`]: what a configuration reload changes in place.
 //! - [`status`]: the `/status` document, `/healthz`, the pool gauges and request counts.
+//! - [`changes`]: the ring of recent instance state changes the status page shows.
 #![allow(clippy::disallowed_types)] // the control plane's one lock; see above.
 
+mod changes;
 mod draining;
 mod names;
 mod publish;
 mod registration;
 mod reload;
 pub(crate) mod status;
+
+pub(crate) use changes::StateChange;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -90,6 +94,8 @@ struct State {
     /// The secret AWSELB cookies are authenticated with where a load balancer configures no `stickiness_key`:
     /// random per process until the server hands over the one kept in `state_dir` ([`Control::use_stickiness_secret`]).
     stickiness_secret: Vec<u8>,
+    /// The last instance state changes, for the status page (`control/changes`).
+    changes: changes::Changes,
 }
 
 /// The control plane.
@@ -161,6 +167,7 @@ impl Control {
                 checkers: HashMap::new(),
                 watchers: names::Watchers::default(),
                 stickiness_secret: crate::control_plane::state_dir::random_secret(),
+                changes: changes::Changes::default(),
             }),
             metrics,
             discovery,

@@ -138,7 +138,9 @@ impl Control {
         let Some(instance) = lb.instances.iter_mut().find(|i| &*i.id == instance_id) else {
             return false;
         };
-        instance.health = health;
+        let previous = std::mem::replace(&mut instance.health, health.clone());
+        let id = instance.id.clone();
+        state.changes.record(load_balancer, &id, &previous, &health);
         self.publish(&mut state);
         true
     }
@@ -160,7 +162,11 @@ impl Control {
             return;
         }
         tracing::info!(%load_balancer, instance = %event.instance_id, state = event.health.state, reason = event.health.description, "instance health changed");
-        instance.health = event.health;
+        let previous = std::mem::replace(&mut instance.health, event.health.clone());
+        let id = instance.id.clone();
+        state
+            .changes
+            .record(load_balancer, &id, &previous, &event.health);
         self.publish(&mut state);
     }
 
@@ -171,6 +177,7 @@ impl Control {
         let State {
             load_balancers,
             checkers,
+            changes,
             ..
         } = &mut *state;
         let Some(lb) = load_balancers
@@ -192,7 +199,16 @@ impl Control {
         }
         tracing::warn!(load_balancer = %failure.load_balancer, instance = %failure.instance_id, addr = %failure.addr,
             "instance failed during traffic; out of rotation until it passes a health check");
-        instance.health = InstanceHealth::FAILED_UNHEALTHY_THRESHOLD;
+        let previous = std::mem::replace(
+            &mut instance.health,
+            InstanceHealth::FAILED_UNHEALTHY_THRESHOLD,
+        );
+        changes.record(
+            &config.name,
+            &instance.id,
+            &previous,
+            &InstanceHealth::FAILED_UNHEALTHY_THRESHOLD,
+        );
         if let (Some(zones), Some(addr)) =
             (checkers.get(&config.name), probe_address(config, instance))
         {

@@ -11,8 +11,9 @@ use std::net::SocketAddr;
 
 use serde::Serialize;
 
-use super::{Control, LoadBalancerState, NodeListener};
+use super::{Control, LoadBalancerState, NodeListener, StateChange};
 use crate::config::InstanceAddress;
+use crate::observability::metrics::Metrics;
 
 impl Control {
     /// Sets the pool gauges (idle connections, outstanding requests per zone) from the live targets: read at
@@ -81,7 +82,7 @@ impl Control {
         let load_balancers = state
             .load_balancers
             .iter()
-            .map(|lb| load_balancer_status(lb, &state.listeners, domain))
+            .map(|lb| load_balancer_status(lb, &state.listeners, domain, &self.metrics))
             .collect();
         Status {
             load_balancers,
@@ -92,15 +93,18 @@ impl Control {
                 generation: state.generation,
                 last_reload_error: state.last_reload_error.clone(),
             },
+            recent_changes: state.changes.newest_first(),
         }
     }
 }
 
-/// One load balancer's part of `/status`: its DNS name, its nodes' listeners (by enabled zone), its instances.
+/// One load balancer's part of `/status`: its DNS name, its nodes' listeners and traffic counts (by enabled
+/// zone), its instances.
 fn load_balancer_status(
     lb: &LoadBalancerState,
     listeners: &[NodeListener],
     domain: &str,
+    metrics: &Metrics,
 ) -> LoadBalancerStatus {
     LoadBalancerStatus {
         name: lb.config.name.clone(),
@@ -119,6 +123,7 @@ fn load_balancer_status(
                         address: l.bound.map(|a| a.to_string()),
                     })
                     .collect(),
+                traffic: zone_traffic(metrics, &lb.config.name, &zone.name),
             })
             .collect(),
         instances: lb
@@ -139,6 +144,20 @@ fn load_balancer_status(
     }
 }
 
+/// The zone's node counters as `/metrics` has them (the status page turns two samples into rates).
+fn zone_traffic(metrics: &Metrics, load_balancer: &str, zone: &str) -> ZoneTraffic {
+    let series = metrics.zone(load_balancer, zone);
+    ZoneTraffic {
+        requests: series.requests.get(),
+        elb_4xx: series.elb_4xx.get(),
+        elb_5xx: series.elb_5xx.get(),
+        backend_4xx: series.backend[2].get(),
+        backend_5xx: series.backend[3].get(),
+        surge_queue_length: series.surge_queue_length.get().max(0) as u64,
+        spillover: series.spillover.get(),
+    }
+}
+
 /// An instance's address as registered: `ip:port` with the first listener's instance port (80 without one),
 /// or as given.
 fn describe_address(address: &InstanceAddress, instance_port: Option<u16>) -> String {
@@ -149,63 +168,121 @@ fn describe_address(address: &InstanceAddress, instance_port: Option<u16>) -> St
     }
 }
 
+/// The `/status` document: what elbe serves and how its instances are doing, as of now.
 #[derive(Debug, Serialize)]
 pub struct Status {
+    /// Every configured load balancer, in configuration order.
     pub load_balancers: Vec<LoadBalancerStatus>,
+    /// The DNS responder, when `[dns]` is configured.
     pub dns: Option<DnsStatus>,
+    /// Which configuration is running.
     pub config: ConfigStatus,
+    /// The last instance state changes, newest first (at most 20; older ones are dropped).
+    pub recent_changes: Vec<StateChange>,
 }
 
+/// One load balancer.
 #[derive(Debug, Serialize)]
 pub struct LoadBalancerStatus {
+    /// Its name, as configured.
     pub name: String,
+    /// The DNS name its nodes answer under (ELB-SPEC.md §4).
     pub dns_name: String,
+    /// One node per enabled availability zone.
     pub nodes: Vec<NodeStatus>,
+    /// The registered instances, with their health.
     pub instances: Vec<InstanceStatus>,
 }
 
+/// One load balancer's node in one availability zone.
 #[derive(Debug, Serialize)]
 pub struct NodeStatus {
+    /// The availability zone.
     pub zone: String,
+    /// The node's listeners, in configuration order.
     pub listeners: Vec<ListenerStatus>,
+    /// What the node has served so far.
+    pub traffic: ZoneTraffic,
 }
 
+/// One listener of one node.
 #[derive(Debug, Serialize)]
 pub struct ListenerStatus {
+    /// `HTTP`, `HTTPS`, `TCP` or `SSL`.
     pub protocol: String,
+    /// The address it accepts on (port 0 resolved), once bound.
     pub address: Option<String>,
 }
 
+/// A node's counters since start (the `/metrics` series of its zone): rates are the difference of two samples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ZoneTraffic {
+    /// Requests received (CloudWatch RequestCount).
+    pub requests: u64,
+    /// 4xx responses elbe made itself (HTTPCode_ELB_4XX).
+    pub elb_4xx: u64,
+    /// 5xx responses elbe made itself (HTTPCode_ELB_5XX).
+    pub elb_5xx: u64,
+    /// 4xx responses from instances (HTTPCode_Backend_4XX).
+    pub backend_4xx: u64,
+    /// 5xx responses from instances (HTTPCode_Backend_5XX).
+    pub backend_5xx: u64,
+    /// Requests waiting in the surge queue now (SurgeQueueLength).
+    pub surge_queue_length: u64,
+    /// Requests refused because the surge queue was full (SpilloverCount).
+    pub spillover: u64,
+}
+
+/// One registered instance, as DescribeInstanceHealth reports it (ELB-SPEC.md §2.2, ELB's exact strings).
 #[derive(Debug, Serialize)]
 pub struct InstanceStatus {
+    /// The instance id.
     pub instance_id: String,
+    /// Its availability zone.
     pub zone: String,
+    /// Its address as registered (`ip:port` or `host:port`).
     pub address: String,
+    /// `InService` or `OutOfService`.
     pub state: &'static str,
+    /// `N/A`, `ELB` or `Instance`: whose side the reason is on.
     pub reason_code: &'static str,
+    /// ELB's description of the state.
     pub description: &'static str,
 }
 
+/// The DNS responder.
 #[derive(Debug, Serialize)]
 pub struct DnsStatus {
+    /// The address it answers on.
     pub address: String,
 }
 
+/// The running configuration.
 #[derive(Debug, Serialize)]
 pub struct ConfigStatus {
+    /// 1 at start, one more for every reload that applied.
     pub generation: u64,
+    /// Why the last reload was refused, if it was (the previous configuration kept serving).
     pub last_reload_error: Option<String>,
 }
 
 /// Why this process cannot serve (`/healthz` answers 503 with this as its one-line reason).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Unhealthy {
+    /// A load balancer has no instance that could take a request.
     #[error("load balancer {load_balancer} has no InService instance")]
-    NoInstanceInService { load_balancer: String },
+    NoInstanceInService {
+        /// The load balancer.
+        load_balancer: String,
+    },
+    /// A listener has not bound its address.
     #[error("listener {node}:{port} of {load_balancer} is not accepting")]
     ListenerNotAccepting {
+        /// The load balancer.
         load_balancer: String,
+        /// The node's address.
         node: std::net::IpAddr,
+        /// The listener's configured port.
         port: u16,
     },
 }
@@ -215,7 +292,7 @@ mod tests {
     use std::collections::HashMap;
     use std::sync::Arc;
 
-    use super::super::Control;
+    use super::super::{Control, InstanceHealth};
     use crate::config;
     use crate::control_plane::discovery::Discovery;
     use crate::observability::metrics::Metrics;
@@ -265,6 +342,24 @@ address = "127.0.0.21"
         assert!(status["dns"].is_null());
         assert_eq!(status["config"]["generation"], 1);
         assert!(status["config"]["last_reload_error"].is_null());
+        assert_eq!(lb["nodes"][0]["traffic"]["requests"], 0);
+        assert_eq!(lb["nodes"][0]["traffic"]["surge_queue_length"], 0);
+        assert_eq!(status["recent_changes"], serde_json::json!([]));
+    }
+
+    #[test]
+    fn status_lists_health_changes_newest_first() {
+        let control = control();
+        assert!(control.force_health("web", "i-a", InstanceHealth::IN_SERVICE));
+        assert!(control.force_health("web", "i-a", InstanceHealth::FAILED_UNHEALTHY_THRESHOLD));
+        let changes = control.status(None).recent_changes;
+        let seen: Vec<_> = changes.iter().map(|c| (c.from, c.to)).collect();
+        assert_eq!(
+            seen,
+            [("InService", "OutOfService"), ("OutOfService", "InService")]
+        );
+        assert_eq!(changes[0].instance_id, "i-a");
+        assert_eq!(changes[0].reason_code, "Instance");
     }
 
     #[test]

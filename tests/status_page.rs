@@ -1,0 +1,307 @@
+//! The status page in a real browser: Debian's `chromium`, headless, driven over the DevTools protocol (a
+//! WebSocket, Runtime.evaluate). Two zones, an instance in each on a real backend; the page must list both
+//! InService, then show one OutOfService (and the change) without a reload when its backend stops, stay readable
+//! at 320 px, and leave a screenshot in target/status-page.png and docs/status-page.png.
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{Backend, Behaviour, ConfigBuilder};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
+
+/// One DevTools connection to the browser, and the session of one page in it.
+struct Page {
+    socket: Socket,
+    next_id: u64,
+    session: Option<String>,
+}
+
+impl Page {
+    /// Sends a command and returns its result (events that arrive meanwhile are skipped).
+    async fn call(&mut self, method: &str, params: Value) -> Value {
+        self.next_id += 1;
+        let id = self.next_id;
+        let mut command = json!({ "id": id, "method": method, "params": params });
+        if let Some(session) = &self.session {
+            command["sessionId"] = json!(session);
+        }
+        let command = command.to_string();
+        self.socket
+            .send(Message::text(command))
+            .await
+            .expect("DevTools send");
+        loop {
+            let message = tokio::time::timeout(Duration::from_secs(20), self.socket.next())
+                .await
+                .unwrap_or_else(|_| panic!("{method}: no answer from chromium in 20 s"))
+                .expect("DevTools connection closed")
+                .expect("DevTools read");
+            let Message::Text(text) = message else {
+                continue;
+            };
+            let reply: Value = serde_json::from_str(&text).expect("DevTools JSON");
+            if reply["id"] == id && reply["sessionId"].as_str() == self.session.as_deref() {
+                assert!(reply["error"].is_null(), "{method}: {}", reply["error"]);
+                return reply["result"].clone();
+            }
+        }
+    }
+
+    /// Evaluates a JavaScript expression in the page and returns its value.
+    async fn eval(&mut self, expression: &str) -> Value {
+        let result = self
+            .call(
+                "Runtime.evaluate",
+                json!({ "expression": expression, "returnByValue": true }),
+            )
+            .await;
+        assert!(
+            result["exceptionDetails"].is_null(),
+            "{expression}: {}",
+            result["exceptionDetails"]
+        );
+        result["result"]["value"].clone()
+    }
+
+    /// Polls `expression` until it is `true` (deadline 15 s); the page redraws every 2 s by itself.
+    async fn wait_for(&mut self, what: &str, expression: &str) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if self.eval(expression).await == json!(true) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let shown = self.eval("document.body.innerText").await;
+        panic!(
+            "the page never showed {what}; it shows:\n{}",
+            shown.as_str().unwrap_or_default()
+        );
+    }
+}
+
+/// (instance id, state) of every instance row, as the page draws them.
+const INSTANCE_STATES: &str = "JSON.stringify([...document.querySelectorAll('tr[data-instance]')]
+    .map(r => [r.dataset.instance, r.querySelector('[data-state]').dataset.state, r.innerText]))";
+
+/// Starts headless chromium; returns the process and its browser DevTools WebSocket URL.
+async fn start_chromium(profile: &Path) -> (tokio::process::Child, String) {
+    let mut child = tokio::process::Command::new("chromium")
+        .args([
+            "--headless",
+            // Root in containers and CI has no user namespace for the sandbox; this browser loads one local page.
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--no-default-browser-check",
+            "--hide-scrollbars",
+            "--window-size=1100,860",
+            "--remote-debugging-address=127.0.0.1",
+            "--remote-debugging-port=0",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg("about:blank")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|error| {
+            panic!("cannot run chromium ({error}): install Debian's package chromium (./test.sh installs it)")
+        });
+    let mut lines = BufReader::new(child.stderr.take().expect("piped stderr")).lines();
+    let browser = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.expect("chromium stderr") {
+            if let Some(url) = line.strip_prefix("DevTools listening on ") {
+                return Some(url.trim().to_string());
+            }
+        }
+        None
+    })
+    .await
+    .expect("chromium did not open DevTools within 30 s")
+    .expect("chromium exited without opening DevTools");
+    // Keep draining stderr so chromium never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, browser)
+}
+
+/// Opens `url` in a new tab and attaches to it (a flat session: the page's commands carry its session id).
+async fn open(browser: &str, url: &str) -> Page {
+    let (socket, _) = tokio_tungstenite::connect_async(browser)
+        .await
+        .expect("DevTools WebSocket");
+    let mut page = Page {
+        socket,
+        next_id: 0,
+        session: None,
+    };
+    let target = page
+        .call("Target.createTarget", json!({ "url": url }))
+        .await;
+    let attached = page
+        .call(
+            "Target.attachToTarget",
+            json!({ "targetId": target["targetId"], "flatten": true }),
+        )
+        .await;
+    page.session = Some(
+        attached["sessionId"]
+            .as_str()
+            .expect("a session")
+            .to_string(),
+    );
+    page
+}
+
+/// Standard base64 (what Page.captureScreenshot answers), decoded.
+fn base64_decode(text: &str) -> Vec<u8> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        b'/' => 63,
+        other => panic!("not base64: {other}"),
+    };
+    let digits: Vec<u8> = text.bytes().filter(|&c| c != b'=').map(value).collect();
+    digits
+        .chunks(4)
+        .flat_map(|chunk| {
+            let bits = chunk
+                .iter()
+                .enumerate()
+                .fold(0u32, |acc, (i, &d)| acc | u32::from(d) << (18 - 6 * i));
+            bits.to_be_bytes()[1..chunk.len()].to_vec()
+        })
+        .collect()
+}
+
+async fn screenshot(page: &mut Page) -> Vec<u8> {
+    let shot = page
+        .call("Page.captureScreenshot", json!({ "format": "png" }))
+        .await;
+    let png = base64_decode(shot["data"].as_str().expect("screenshot data"));
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "a PNG");
+    png
+}
+
+fn write(path: PathBuf, bytes: &[u8]) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_page_shows_instance_states_and_follows_a_health_flip() {
+    let a = Backend::start(Behaviour::Echo).await;
+    let b = Backend::start(Behaviour::Echo).await;
+    let elbe = ConfigBuilder::new()
+        .dns()
+        .zones(&[("zone-a", "127.0.0.11"), ("zone-b", "127.0.0.12")])
+        .instance(common::instance("i-a", "zone-a", &a))
+        .instance(common::instance("i-b", "zone-b", &b))
+        .start()
+        .await;
+    // Traffic while the page is open, so its request rate is not zero.
+    let (node_a, node_b) = (elbe.node("zone-a"), elbe.node("zone-b"));
+    let traffic = tokio::spawn(async move {
+        loop {
+            common::get(node_a, "/").await;
+            common::get(node_b, "/missing").await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+
+    let url = format!("http://{}/", elbe.admin());
+    let head = common::get(elbe.admin(), "/").await;
+    let policy = head.headers["content-security-policy"].to_str().unwrap();
+    assert!(policy.starts_with("default-src 'self'"), "{policy}");
+
+    let profile = tempfile::tempdir().unwrap();
+    let (mut chromium, browser) = start_chromium(profile.path()).await;
+    let mut page = open(&browser, &url).await;
+
+    page.wait_for(
+        "both instances InService",
+        &format!("JSON.parse({INSTANCE_STATES}).map(r => r.slice(0, 2).join()).join() == 'i-a,InService,i-b,InService'"),
+    )
+    .await;
+    assert_eq!(page.eval("document.documentElement.lang").await, "en");
+    let text = page.eval("document.body.innerText").await;
+    let text = text.as_str().unwrap();
+    let dns_name = elbe.server().status().load_balancers[0].dns_name.clone();
+    for shown in [
+        "web",
+        &dns_name,
+        "zone-a",
+        "zone-b",
+        "HTTP 127.0.0.11:",
+        "N/A",
+    ] {
+        assert!(
+            text.contains(shown),
+            "the page does not show {shown:?}:\n{text}"
+        );
+    }
+    // The rate comes from two samples of the counters, 2 s apart.
+    page.wait_for(
+        "a request rate above zero",
+        "[...document.querySelectorAll('#load-balancers tbody tr')].some(r => parseFloat(r.cells[3]?.innerText) > 0)",
+    )
+    .await;
+
+    // The flip: i-b's backend stops, its TCP checks fail twice (100 ms apart), and the page, never reloaded, shows it.
+    page.eval("window.notReloaded = true").await;
+    drop(b);
+    page.wait_for(
+        "i-b OutOfService with ELB's description",
+        &format!("JSON.parse({INSTANCE_STATES}).some(r => r[0] == 'i-b' && r[1] == 'OutOfService'
+            && r[2].includes('Instance has failed at least the UnhealthyThreshold number of health checks consecutively.'))"),
+    )
+    .await;
+    page.wait_for(
+        "the change under recent state changes",
+        "[...document.querySelectorAll('#changes tbody tr')][0]?.innerText.includes('i-b')",
+    )
+    .await;
+    assert_eq!(
+        page.eval("window.notReloaded === true").await,
+        true,
+        "the page reloaded"
+    );
+    let states = page.eval(INSTANCE_STATES).await;
+    assert!(
+        states.as_str().unwrap().contains(r#"["i-a","InService""#),
+        "{states}"
+    );
+
+    let png = screenshot(&mut page).await;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    write(root.join("target/status-page.png"), &png);
+    write(root.join("docs/status-page.png"), &png);
+
+    // Readable at 320 px: nothing makes the page itself scroll sideways (wide tables scroll in their own box).
+    page.call(
+        "Emulation.setDeviceMetricsOverride",
+        json!({ "width": 320, "height": 640, "deviceScaleFactor": 1, "mobile": true }),
+    )
+    .await;
+    page.wait_for(
+        "a layout that fits 320 px",
+        "window.innerWidth == 320 && document.documentElement.scrollWidth <= 320",
+    )
+    .await;
+
+    traffic.abort();
+    chromium.kill().await.ok();
+    drop(a);
+    elbe.shutdown().await;
+}
