@@ -148,6 +148,7 @@ pub fn banner() -> String {
          curl -H 'X-Forwarded-For: 203.0.113.7' http://{a}:{PORT}/   # elbe appends the address it saw\n  \
          curl --http2-prior-knowledge http://{a}:{PORT}/              # HTTP/2 (h2c); instances still get HTTP/1.1\n  \
          curl --cacert {CERTS}/dev-ca.crt --resolve localhost:{TLS_PORT}:{a} https://localhost:{TLS_PORT}/   # HTTPS (h2 by ALPN)\n  \
+         http://127.0.0.1:9900/                 # the status page, in a browser\n  \
          curl http://127.0.0.1:9900/status      # DescribeInstanceHealth, as JSON\n  \
          curl http://127.0.0.1:9900/metrics     # ELB's CloudWatch metrics\n\nCtrl-C stops it.\n"
     )

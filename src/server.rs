@@ -38,8 +38,9 @@ use listeners::{Listeners, Serving};
 
 pub use crate::control_plane::control::status::{
     ConfigStatus, DnsStatus, InstanceStatus, ListenerStatus, LoadBalancerStatus, NodeStatus,
-    Status, Unhealthy,
+    Status, Unhealthy, ZoneTraffic,
 };
+pub use crate::control_plane::control::changes::StateChange;
 pub use crate::control_plane::discovery::DiscoveryError;
 pub use crate::data_plane::tls::TlsError;
 pub use errors::{ReloadError, StartError, UnresolvedInstance};

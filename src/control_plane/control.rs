@@ -17,7 +17,7 @@
 //! - [`changes`]: the ring of recent instance state changes the status page shows.
 #![allow(clippy::disallowed_types)] // the control plane's one lock; see above.
 
-mod changes;
+pub(crate) mod changes;
 mod draining;
 mod names;
 mod publish;
