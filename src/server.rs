@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::{AccessLogDestination, Config, InstanceAddress, Protocol};
 use crate::control_plane::admin::{self, Admin};
-use crate::control_plane::control::{self, Control};
+use crate::control_plane::control::Control;
 use crate::control_plane::discovery::Discovery;
 use crate::control_plane::state_dir::{self, StateDirError};
 use crate::data_plane::headers::ForwardedProto;
@@ -24,6 +24,7 @@ use crate::data_plane::node::{self, Connections};
 use crate::data_plane::passive::PassiveReporter;
 use crate::data_plane::proxy::{ListenerContext, ListenerLog};
 use crate::data_plane::routing::surge::SurgeQueue;
+use crate::data_plane::tcp::{self, Layer4};
 use crate::data_plane::tls::TlsAcceptor;
 use crate::observability::access_log::{AccessLog, Destination, WriterHandle};
 use crate::observability::metrics::Metrics;
@@ -50,11 +51,6 @@ pub enum StartError {
     Resolve(#[from] UnresolvedInstance),
     #[error("DNS discovery: {0}")]
     Discovery(#[source] DiscoveryError),
-    #[error("load balancer {load_balancer}: {protocol} listeners are not supported yet")]
-    Unsupported {
-        load_balancer: String,
-        protocol: Protocol,
-    },
     #[error("load balancer {load_balancer}: access log: {source}")]
     AccessLog {
         load_balancer: String,
@@ -239,12 +235,6 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
     });
     let mut bound = Vec::new();
     for (load_balancer, zone, node, listener, listener_index, routes) in plans {
-        if !control::is_served(listener.protocol) {
-            return Err(StartError::Unsupported {
-                load_balancer,
-                protocol: listener.protocol,
-            });
-        }
         let what = format!("{load_balancer} {zone} {} listener", listener.protocol);
         let wanted = SocketAddr::new(node, listener.load_balancer_port);
         let socket = bind(wanted, &what, backlog)?;
@@ -379,6 +369,19 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
             protocol: listener.protocol,
             address,
         });
+        if !listener.protocol.is_http() {
+            // TCP/SSL listeners (issue 14): their own accept loop, data_plane::tcp.
+            let layer4 = Layer4::new(&listener, &config.limits, SocketAddr::new(node, address.port()));
+            tasks.push(tokio::spawn(tcp::serve_listener(
+                socket,
+                context,
+                Arc::new(layer4),
+                tls,
+                connections.clone(),
+                shutdown.clone(),
+            )));
+            continue;
+        }
         tasks.push(tokio::spawn(node::serve_listener(
             socket,
             context,

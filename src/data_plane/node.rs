@@ -67,6 +67,18 @@ impl Connections {
     }
 }
 
+/// What a TCP/SSL listener's accept loop ([`crate::data_plane::tcp`]) shares with the HTTP one: the process's
+/// connection limit and the tracker that shutdown waits on.
+impl Connections {
+    pub(crate) fn limit(&self) -> &Arc<Semaphore> {
+        &self.limit
+    }
+
+    pub(crate) fn tracker(&self) -> &Tracker {
+        &self.tracker
+    }
+}
+
 /// Binds `address` for listening with `backlog` connections queued (as tokio's `bind`, with `SO_REUSEADDR`).
 pub(crate) fn bind(address: std::net::SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
     let socket = match address {

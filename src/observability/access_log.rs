@@ -31,4 +31,5 @@ mod pending;
 mod writer;
 
 pub(crate) use pending::{Dispatched, PendingEntry, RequestFacts};
+pub(crate) use entry::Entry;
 pub(crate) use writer::{AccessLog, Destination, WriterHandle};
