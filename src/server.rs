@@ -362,6 +362,18 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
                 n.bound = Some(address);
             }
         });
+        // TCP/SSL listeners (issue 14): data_plane::tcp's own accept loop; SSL to instances with the checks' client.
+        let layer4 = (!listener.protocol.is_http()).then(|| {
+            let instance_tls = crate::control_plane::health::probe::tls::client_config().ok();
+            let node = SocketAddr::new(node, address.port());
+            Arc::new(Layer4::new(
+                &config,
+                &load_balancer,
+                &listener,
+                node,
+                instance_tls,
+            ))
+        });
         tracing::info!(%load_balancer, %zone, protocol = %listener.protocol, %address, "node listening");
         listeners.push(BoundListener {
             load_balancer,
@@ -369,17 +381,16 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
             protocol: listener.protocol,
             address,
         });
-        if !listener.protocol.is_http() {
-            // TCP/SSL listeners (issue 14): their own accept loop, data_plane::tcp.
-            let layer4 = Layer4::new(&listener, &config.limits, SocketAddr::new(node, address.port()));
-            tasks.push(tokio::spawn(tcp::serve_listener(
+        if let Some(layer4) = layer4 {
+            let serve = tcp::serve_listener(
                 socket,
                 context,
-                Arc::new(layer4),
+                layer4,
                 tls,
                 connections.clone(),
                 shutdown.clone(),
-            )));
+            );
+            tasks.push(tokio::spawn(serve));
             continue;
         }
         tasks.push(tokio::spawn(node::serve_listener(

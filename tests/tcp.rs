@@ -55,7 +55,10 @@ async fn a_half_close_reaches_the_instance_and_the_answer_still_comes_back() {
         }
     })
     .await;
-    let elbe = tcp_builder().instance(spec("i-count", &counter)).start().await;
+    let elbe = tcp_builder()
+        .instance(spec("i-count", &counter))
+        .start()
+        .await;
     let mut client = TcpStream::connect(elbe.node("zone-a")).await.unwrap();
     client.write_all(&[b'x'; 1000]).await.unwrap();
     client.shutdown().await.unwrap();
@@ -156,12 +159,17 @@ async fn a_full_surge_queue_closes_new_connections() {
     let mut second = TcpStream::connect(node).await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
     while metric(&elbe.server().metrics().encode(), "elbe_surge_queue_length") < 1.0 {
-        assert!(tokio::time::Instant::now() < deadline, "the second connection never queued");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the second connection never queued"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     // The third finds the queue full: closed without a byte.
     let mut third = TcpStream::connect(node).await.unwrap();
-    assert!(read_to_end(&mut third, Duration::from_secs(3)).await.is_empty());
+    assert!(read_to_end(&mut third, Duration::from_secs(3))
+        .await
+        .is_empty());
     let metrics = elbe.server().metrics().encode();
     assert_eq!(metric(&metrics, "elbe_spillover_total"), 1.0, "{metrics}");
     // The first one leaving lets the queued one through.
@@ -178,7 +186,10 @@ async fn each_connection_is_counted_and_logged_with_dashes_for_the_request() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("access.log");
     let elbe = tcp_builder()
-        .lb(&format!("access_log = {{ enabled = true, path = \"{}\" }}", path.display()))
+        .lb(&format!(
+            "access_log = {{ enabled = true, path = \"{}\" }}",
+            path.display()
+        ))
         .instance(spec("i-echo", &echo))
         .start()
         .await;
@@ -187,12 +198,26 @@ async fn each_connection_is_counted_and_logged_with_dashes_for_the_request() {
     client.write_all(b"hello, instance").await.unwrap();
     assert_eq!(read_n(&mut client, 15).await, b"hello, instance");
     client.shutdown().await.unwrap();
-    assert!(read_to_end(&mut client, Duration::from_secs(5)).await.is_empty());
+    assert!(read_to_end(&mut client, Duration::from_secs(5))
+        .await
+        .is_empty());
     drop(client);
     let metrics = elbe.server().metrics().encode();
-    assert_eq!(metric(&metrics, "elbe_requests_total"), 1.0, "RequestCount: {metrics}");
-    assert_eq!(metric(&metrics, "elbe_latency_seconds_count"), 1.0, "{metrics}");
-    assert_eq!(metric(&metrics, "elbe_received_bytes_total"), 15.0, "{metrics}");
+    assert_eq!(
+        metric(&metrics, "elbe_requests_total"),
+        1.0,
+        "RequestCount: {metrics}"
+    );
+    assert_eq!(
+        metric(&metrics, "elbe_latency_seconds_count"),
+        1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(&metrics, "elbe_received_bytes_total"),
+        15.0,
+        "{metrics}"
+    );
     assert_eq!(metric(&metrics, "elbe_sent_bytes_total"), 15.0, "{metrics}");
     assert!(elbe.shutdown().await);
     let text = std::fs::read_to_string(&path).unwrap();
@@ -215,14 +240,23 @@ async fn without_an_instance_in_service_the_connection_is_closed_and_logged() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("access.log");
     let elbe = tcp_builder()
-        .lb(&format!("access_log = {{ enabled = true, path = \"{}\" }}", path.display()))
+        .lb(&format!(
+            "access_log = {{ enabled = true, path = \"{}\" }}",
+            path.display()
+        ))
         .start()
         .await;
     // Nothing written: a close with unread bytes would be a reset, and this test is about the close.
     let mut client = TcpStream::connect(elbe.node("zone-a")).await.unwrap();
-    assert!(read_to_end(&mut client, Duration::from_secs(3)).await.is_empty());
+    assert!(read_to_end(&mut client, Duration::from_secs(3))
+        .await
+        .is_empty());
     assert!(elbe.shutdown().await);
     let text = std::fs::read_to_string(&path).unwrap();
     let fields: Vec<&str> = text.trim_end().splitn(12, ' ').collect();
-    assert_eq!(&fields[3..11], ["-", "-1", "-1", "-1", "-", "-", "0", "0"], "{text}");
+    assert_eq!(
+        &fields[3..11],
+        ["-", "-1", "-1", "-1", "-", "-", "0", "0"],
+        "{text}"
+    );
 }

@@ -38,7 +38,7 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{Limits, Listener};
+use crate::config::{Config, Listener, LoadBalancer, PolicyKind, Protocol};
 
 pub(crate) use accept::serve_listener;
 
@@ -51,7 +51,9 @@ pub(crate) struct Layer4 {
     /// elbe's extension (`accept_proxy_protocol`): each client connection starts with a v1 or v2 header from a
     /// trusted upstream balancer, whose address becomes the client's.
     pub accept_proxy_protocol: bool,
-    /// `instance_protocol = "SSL"`: the TLS client for instances (no SNI; verification only with `backend_ca`).
+    /// `instance_protocol = "SSL"`: instances are spoken to in TLS.
+    pub ssl_to_instance: bool,
+    /// The TLS client for SSL instances (no SNI, no verification); `None` if it could not be built.
     pub instance_tls: Option<Arc<rustls::ClientConfig>>,
     /// `backend_connect_timeout`, which bounds the TLS handshake with an instance too.
     pub connect_timeout: Duration,
@@ -63,15 +65,44 @@ pub(crate) struct Layer4 {
 
 impl Layer4 {
     /// The settings of `listener` as its node at `node` (the node's address, the bound port) serves it.
-    pub(crate) fn new(listener: &Listener, limits: &Limits, node: SocketAddr) -> Self {
+    /// `instance_tls` is the TLS client for `instance_protocol = "SSL"` (the health checks' own: no SNI, no
+    /// verification, ELB-SPEC §12), ignored otherwise.
+    pub(crate) fn new(
+        config: &Config,
+        load_balancer: &str,
+        listener: &Listener,
+        node: SocketAddr,
+        instance_tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> Self {
+        let lb = config
+            .load_balancers
+            .iter()
+            .find(|lb| lb.name == load_balancer);
         Layer4 {
             node,
-            send_proxy_protocol: false,
-            accept_proxy_protocol: false,
-            instance_tls: None,
-            connect_timeout: limits.backend_connect_timeout,
-            handshake_timeout: limits.tls_handshake_timeout,
+            send_proxy_protocol: lb.is_some_and(|lb| sends_proxy_protocol(lb, listener)),
+            accept_proxy_protocol: listener.accept_proxy_protocol,
+            ssl_to_instance: listener.instance_protocol == Protocol::Ssl,
+            instance_tls: instance_tls.filter(|_| listener.instance_protocol == Protocol::Ssl),
+            connect_timeout: config.limits.backend_connect_timeout,
+            handshake_timeout: config.limits.tls_handshake_timeout,
             cursor: AtomicUsize::new(0),
         }
     }
+}
+
+/// ELB-SPEC §7: a ProxyProtocolPolicyType on the listener's instance port, and the instance spoken to in plain
+/// TCP (TCP -> TCP, SSL -> TCP; SSL -> SSL has no Proxy Protocol).
+fn sends_proxy_protocol(lb: &LoadBalancer, listener: &Listener) -> bool {
+    listener.instance_protocol == Protocol::Tcp
+        && lb
+            .backend_servers
+            .iter()
+            .filter(|server| server.instance_port == listener.instance_port)
+            .flat_map(|server| &server.policy_names)
+            .any(|name| {
+                lb.policies
+                    .iter()
+                    .any(|p| p.name == *name && p.kind == PolicyKind::ProxyProtocol)
+            })
 }

@@ -95,7 +95,9 @@ impl Instance {
                 let mut buf = [0u8; 4096];
                 loop {
                     let wait = if seen.is_empty() { 5000 } else { 300 };
-                    match tokio::time::timeout(Duration::from_millis(wait), stream.read(&mut buf)).await {
+                    match tokio::time::timeout(Duration::from_millis(wait), stream.read(&mut buf))
+                        .await
+                    {
                         Ok(Ok(n)) if n > 0 => {
                             if seen.is_empty() {
                                 let _ = stream.write_all(b"ok").await;
@@ -128,7 +130,10 @@ pub(crate) async fn next_recorded(recorded: &mut Recorded) -> Vec<u8> {
 }
 
 /// Reads until the peer closes, at most `limit`; panics on a timeout.
-pub(crate) async fn read_to_end<R: tokio::io::AsyncRead + Unpin>(stream: &mut R, limit: Duration) -> Vec<u8> {
+pub(crate) async fn read_to_end<R: tokio::io::AsyncRead + Unpin>(
+    stream: &mut R,
+    limit: Duration,
+) -> Vec<u8> {
     let mut all = Vec::new();
     tokio::time::timeout(limit, stream.read_to_end(&mut all))
         .await
@@ -150,7 +155,9 @@ pub(crate) async fn read_n<R: tokio::io::AsyncRead + Unpin>(stream: &mut R, n: u
 /// The sum of a metric's series for zone-a in the Prometheus text.
 pub(crate) fn metric(text: &str, name: &str) -> f64 {
     text.lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains("availability_zone=\"zone-a\""))
+        .filter(|l| {
+            l.starts_with(&format!("{name}{{")) && l.contains("availability_zone=\"zone-a\"")
+        })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }

@@ -105,7 +105,10 @@ async fn serve_connection(
         return relay(stream, from_client, context, layer4, record).await;
     };
     let timeout = deadline.saturating_duration_since(Instant::now());
-    match tls.accept(Prefixed::new(from_client, stream), timeout).await {
+    match tls
+        .accept(Prefixed::new(from_client, stream), timeout)
+        .await
+    {
         Ok(stream) => {
             context.metrics.tls_handshakes.inc();
             let info = crate::data_plane::tls::handshake_info(stream.get_ref().1);
@@ -185,7 +188,9 @@ async fn relay<C>(
     .await;
     match &ended {
         Ok(end) => tracing::debug!(?end, instance = %target.instance_id, "TCP connection ended"),
-        Err(error) => tracing::debug!(%error, instance = %target.instance_id, "TCP connection failed"),
+        Err(error) => {
+            tracing::debug!(%error, instance = %target.instance_id, "TCP connection failed")
+        }
     }
     drop(outstanding);
     record.finish(

@@ -66,6 +66,8 @@ pub(super) enum ConnectError {
         #[source]
         source: io::Error,
     },
+    #[error("no TLS client for SSL instances (rustls refused its configuration at start)")]
+    NoTlsClient,
     #[error("TLS handshake with instance {addr} did not finish in time")]
     TlsTimeout { addr: SocketAddr },
 }
@@ -111,7 +113,10 @@ async fn pick(context: &ListenerContext, layer4: &Layer4) -> Result<Arc<Target>,
     let (target, idle_timeout) = {
         let routes = context.routes.load();
         let target = balancer::pick_round_robin(&routes.candidates, &layer4.cursor).cloned();
-        (target.ok_or(NoInstance::NoneInService)?, routes.idle_timeout)
+        (
+            target.ok_or(NoInstance::NoneInService)?,
+            routes.idle_timeout,
+        )
     };
     if context.surge.has_room(&target) {
         return Ok(target);
@@ -158,8 +163,11 @@ async fn connect(
             .await
             .map_err(|source| ConnectError::ProxyLine { addr, source })?;
     }
-    let Some(config) = &layer4.instance_tls else {
+    if !layer4.ssl_to_instance {
         return Ok(Either::Left(stream));
+    }
+    let Some(config) = &layer4.instance_tls else {
+        return Err(ConnectError::NoTlsClient);
     };
     // ELB sends no SNI to instances (ELB-SPEC §1); rustls needs a name all the same, and the client
     // configuration has SNI off, so the address stands in.

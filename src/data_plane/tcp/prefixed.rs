@@ -73,7 +73,9 @@ mod tests {
     #[tokio::test]
     async fn the_prefix_comes_before_the_stream() {
         let (mut near, far) = tokio::io::duplex(64);
-        tokio::io::AsyncWriteExt::write_all(&mut near, b" world").await.unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut near, b" world")
+            .await
+            .unwrap();
         drop(near);
         let mut stream = Prefixed::new(Bytes::from_static(b"hello"), far);
         let mut all = String::new();

@@ -81,6 +81,9 @@ fn parse_v1(bytes: &[u8]) -> Result<Parsed, ProxyHeaderError> {
         }
         return Ok(Parsed::Incomplete);
     };
+    if bytes[..end].contains(&b'\n') {
+        return Err(ProxyHeaderError::V1("a bare LF before the CRLF"));
+    }
     let length = end + 2;
     let line = std::str::from_utf8(&bytes[V1_PREFIX.len()..end])
         .map_err(|_| ProxyHeaderError::V1("not ASCII"))?;
@@ -89,7 +92,11 @@ fn parse_v1(bytes: &[u8]) -> Result<Parsed, ProxyHeaderError> {
         Some("UNKNOWN") => None,
         Some("TCP4") => Some(v1_addresses(&mut fields, false)?),
         Some("TCP6") => Some(v1_addresses(&mut fields, true)?),
-        _ => return Err(ProxyHeaderError::V1("the protocol is not TCP4, TCP6 or UNKNOWN")),
+        _ => {
+            return Err(ProxyHeaderError::V1(
+                "the protocol is not TCP4, TCP6 or UNKNOWN",
+            ))
+        }
     };
     Ok(Parsed::Header { length, source })
 }
@@ -144,11 +151,17 @@ fn parse_v2(bytes: &[u8]) -> Result<Parsed, ProxyHeaderError> {
     let proxied = match version_command & 0x0f {
         0 => false,
         1 => true,
-        _ => return Err(ProxyHeaderError::V2("the command is neither LOCAL nor PROXY")),
+        _ => {
+            return Err(ProxyHeaderError::V2(
+                "the command is neither LOCAL nor PROXY",
+            ))
+        }
     };
     let length = 16 + usize::from(u16::from_be_bytes([preamble[14], preamble[15]]));
     if length > MAX_V2_HEADER {
-        return Err(ProxyHeaderError::V2("longer than elbe accepts (4 KiB of addresses and TLVs)"));
+        return Err(ProxyHeaderError::V2(
+            "longer than elbe accepts (4 KiB of addresses and TLVs)",
+        ));
     }
     let Some(header) = bytes.get(..length) else {
         return Ok(Parsed::Incomplete);
@@ -157,16 +170,23 @@ fn parse_v2(bytes: &[u8]) -> Result<Parsed, ProxyHeaderError> {
     let stream = family & 0x0f == 1;
     let source = match family >> 4 {
         1 => {
-            let a = body.get(..12).ok_or(ProxyHeaderError::V2("too short for IPv4 addresses"))?;
+            let a = body
+                .get(..12)
+                .ok_or(ProxyHeaderError::V2("too short for IPv4 addresses"))?;
             let ip = Ipv4Addr::new(a[0], a[1], a[2], a[3]);
             Some(SocketAddr::new(ip.into(), u16::from_be_bytes([a[8], a[9]])))
         }
         2 => {
-            let a = body.get(..36).ok_or(ProxyHeaderError::V2("too short for IPv6 addresses"))?;
+            let a = body
+                .get(..36)
+                .ok_or(ProxyHeaderError::V2("too short for IPv6 addresses"))?;
             let mut octets = [0u8; 16];
             octets.copy_from_slice(&a[..16]);
             let ip = Ipv6Addr::from(octets);
-            Some(SocketAddr::new(ip.into(), u16::from_be_bytes([a[32], a[33]])))
+            Some(SocketAddr::new(
+                ip.into(),
+                u16::from_be_bytes([a[32], a[33]]),
+            ))
         }
         0 | 3 => None,
         _ => return Err(ProxyHeaderError::V2("unknown address family")),

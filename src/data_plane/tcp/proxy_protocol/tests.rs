@@ -36,13 +36,19 @@ fn ipv6_clients_get_tcp6_and_mapped_ipv4_clients_tcp4() {
         "10.0.0.2:80".parse().unwrap(),
     );
     assert_eq!(mapped, "PROXY TCP4 10.0.0.1 10.0.0.2 5000 80\r\n");
-    let mixed = v1_line("[2001:db8::1]:1".parse().unwrap(), "10.0.0.2:80".parse().unwrap());
+    let mixed = v1_line(
+        "[2001:db8::1]:1".parse().unwrap(),
+        "10.0.0.2:80".parse().unwrap(),
+    );
     assert_eq!(mixed, "PROXY TCP6 2001:db8::1 ::ffff:10.0.0.2 1 80\r\n");
 }
 
 #[test]
 fn what_elbe_writes_it_reads_back() {
-    for (client, node) in [("198.51.100.22:35646", "203.0.113.7:80"), ("[2001:db8::7]:9", "[::1]:1")] {
+    for (client, node) in [
+        ("198.51.100.22:35646", "203.0.113.7:80"),
+        ("[2001:db8::7]:9", "[::1]:1"),
+    ] {
         let line = v1_line(client.parse().unwrap(), node.parse().unwrap());
         assert_eq!(parse(line.as_bytes()), header(line.len(), client));
     }
@@ -74,7 +80,11 @@ fn a_partial_header_asks_for_more() {
     for end in 0..line.len() {
         assert_eq!(parse(&line[..end]), Ok(Parsed::Incomplete), "{end} bytes");
     }
-    let header = v2(1, 0x11, &[192, 0, 2, 1, 192, 0, 2, 2, 0x15, 0xb3, 0x01, 0xbb]);
+    let header = v2(
+        1,
+        0x11,
+        &[192, 0, 2, 1, 192, 0, 2, 2, 0x15, 0xb3, 0x01, 0xbb],
+    );
     for end in 0..header.len() {
         assert_eq!(parse(&header[..end]), Ok(Parsed::Incomplete), "{end} bytes");
     }
@@ -94,6 +104,7 @@ fn malformed_v1_lines_are_refused() {
         b"PROXY TCP4 1.1.1.1  2.2.2.2 1 2\r\n",
         b"PROXY TCP4 1.1.1.1 2.2.2.2 1 2\n",
         b"proxy TCP4 1.1.1.1 2.2.2.2 1 2\r\n",
+        b"PROXY UNKNOWN a\nb\r\n",
     ] {
         assert!(parse(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
     }
