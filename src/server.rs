@@ -362,18 +362,10 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
                 n.bound = Some(address);
             }
         });
-        // TCP/SSL listeners (issue 14): data_plane::tcp's own accept loop; SSL to instances with the checks' client.
-        let layer4 = (!listener.protocol.is_http()).then(|| {
-            let instance_tls = crate::control_plane::health::probe::tls::client_config().ok();
-            let node = SocketAddr::new(node, address.port());
-            Arc::new(Layer4::new(
-                &config,
-                &load_balancer,
-                &listener,
-                node,
-                instance_tls,
-            ))
-        });
+        // TCP/SSL listeners (issue 14): data_plane::tcp's accept loop; SSL instances get the checks' TLS client.
+        let instance_tls = crate::control_plane::health::probe::tls::client_config().ok();
+        let layer4 = (!listener.protocol.is_http())
+            .then(|| Layer4::new(&config, &load_balancer, &listener, address, instance_tls));
         tracing::info!(%load_balancer, %zone, protocol = %listener.protocol, %address, "node listening");
         listeners.push(BoundListener {
             load_balancer,
@@ -382,15 +374,10 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
             address,
         });
         if let Some(layer4) = layer4 {
-            let serve = tcp::serve_listener(
-                socket,
-                context,
-                layer4,
-                tls,
-                connections.clone(),
-                shutdown.clone(),
-            );
-            tasks.push(tokio::spawn(serve));
+            let (c, s) = (connections.clone(), shutdown.clone());
+            tasks.push(tokio::spawn(tcp::serve_listener(
+                socket, context, layer4, tls, c, s,
+            )));
             continue;
         }
         tasks.push(tokio::spawn(node::serve_listener(

@@ -64,7 +64,7 @@ pub(crate) struct Layer4 {
 }
 
 impl Layer4 {
-    /// The settings of `listener` as its node at `node` (the node's address, the bound port) serves it.
+    /// The settings of `listener` as its node serves it at `node` (the node's address, the bound port).
     /// `instance_tls` is the TLS client for `instance_protocol = "SSL"` (the health checks' own: no SNI, no
     /// verification, ELB-SPEC §12), ignored otherwise.
     pub(crate) fn new(

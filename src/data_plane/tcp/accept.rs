@@ -30,11 +30,12 @@ use crate::shutdown::Shutdown;
 pub(crate) async fn serve_listener(
     listener: TcpListener,
     context: Arc<ListenerContext>,
-    layer4: Arc<Layer4>,
+    layer4: Layer4,
     tls: Option<Arc<TlsAcceptor>>,
     connections: Arc<Connections>,
     mut shutdown: Shutdown,
 ) {
+    let layer4 = Arc::new(layer4);
     loop {
         let permit = tokio::select! {
             permit = connections.limit().clone().acquire_owned() => match permit {
