@@ -48,8 +48,8 @@ pub use error::ConfigError;
 pub use health_target::HealthTarget;
 pub use instance_address::InstanceAddress;
 pub use model::{
-    AccessLogDestination, Admin, AvailabilityZone, CertificatePaths, Config, ConnectionDraining,
-    Discovery, Dns, HealthCheck, Instance, Limits, Listener, LoadBalancer,
+    AccessLogDestination, Admin, AvailabilityZone, BackendServer, CertificatePaths, Config,
+    ConnectionDraining, Discovery, Dns, HealthCheck, Instance, Limits, Listener, LoadBalancer,
 };
 pub use names::check_label;
 pub use protocol::Protocol;

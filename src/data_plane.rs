@@ -11,5 +11,6 @@ pub(crate) mod passive;
 pub(crate) mod proxy;
 pub(crate) mod routing;
 pub(crate) mod snapshot;
+pub(crate) mod tcp;
 pub(crate) mod tls;
 pub(crate) mod tunnel;

@@ -4,7 +4,8 @@
 //!
 //! The parsers: the HTTP/1 server's request head ([`parse_request`]), the body decoder for `Content-Length` and
 //! chunked bodies ([`BodyDecoder`]), the HTTP/1 client's response head ([`read_response_head`]), the Check layer
-//! ([`check_request`]), the DNS responder's packet path ([`DnsResponder`]). The configuration parser is public
+//! ([`check_request`]), the DNS responder's packet path ([`DnsResponder`]), the PROXY protocol header a trusted upstream sends
+//! ([`parse_proxy_header`]). The configuration parser is public
 //! already ([`crate::config::parse`]).
 
 use std::io;
@@ -265,4 +266,23 @@ impl DnsResponder {
     pub fn respond(&self, packet: &[u8]) -> Option<Vec<u8>> {
         dns::respond(&self.zone, packet)
     }
+}
+
+/// A PROXY protocol v1/v2 header read from the start of `bytes` (`data_plane::tcp::proxy_protocol::parse`):
+/// `Ok(None)` while more bytes are needed, `Ok(Some((length, source)))` for a whole header of `length` bytes
+/// naming `source` (if it names one), `Err` with the refusal's words.
+pub fn parse_proxy_header(
+    bytes: &[u8],
+) -> Result<Option<(usize, Option<std::net::SocketAddr>)>, String> {
+    use crate::data_plane::tcp::proxy_protocol::{parse, Parsed};
+    match parse(bytes) {
+        Ok(Parsed::Incomplete) => Ok(None),
+        Ok(Parsed::Header { length, source }) => Ok(Some((length, source))),
+        Err(error) => Err(error.to_string()),
+    }
+}
+
+/// The PROXY v1 line elbe writes to instances for a client and a node (ELB-SPEC §7).
+pub fn proxy_v1_line(client: std::net::SocketAddr, node: std::net::SocketAddr) -> String {
+    crate::data_plane::tcp::proxy_protocol::v1_line(client, node)
 }

@@ -36,11 +36,11 @@ use crate::shutdown::{self, Tracker, Trigger};
 use access_logs::AccessLogs;
 use listeners::{Listeners, Serving};
 
+pub use crate::control_plane::control::changes::StateChange;
 pub use crate::control_plane::control::status::{
     ConfigStatus, DnsStatus, InstanceStatus, ListenerStatus, LoadBalancerStatus, NodeStatus,
     Status, Unhealthy, ZoneTraffic,
 };
-pub use crate::control_plane::control::changes::StateChange;
 pub use crate::control_plane::discovery::DiscoveryError;
 pub use crate::data_plane::tls::TlsError;
 pub use errors::{ReloadError, StartError, UnresolvedInstance};

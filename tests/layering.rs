@@ -2,7 +2,7 @@
 //! a circle.
 //!
 //! Layers, highest first: entry (server, testing, demo) > control plane > DNS responder > data plane > wire format,
-//! observability, shutdown > config. Inside the data plane: node > front end > proxy > passive-check reporting >
+//! observability, shutdown > config. Inside the data plane: node > front end (HTTP) and tcp (Layer 4) > proxy > passive-check reporting >
 //! routing > snapshot > back end > headers, TLS > bodies and ELB's responses. A module may import its own layer or
 //! any lower one. Imports are read from `use crate::...` and `super::` paths and from `crate::...` paths in code;
 //! comments and test modules are left out (tests may reach anywhere).
@@ -22,6 +22,7 @@ const LAYERS: &[(&str, u32, u32)] = &[
     ("dns", 4, 0),
     ("data_plane::node", 3, 9),
     ("data_plane::front_end", 3, 8),
+    ("data_plane::tcp", 3, 8),
     ("data_plane::proxy", 3, 7),
     ("data_plane::passive", 3, 6),
     ("data_plane::routing", 3, 5),

@@ -111,6 +111,8 @@ pub struct LoadBalancer {
     pub stickiness_key: Option<String>,
     /// `[[load_balancer.policy]]`, names unique; listeners attach them by name.
     pub policies: Vec<Policy>,
+    /// `[[load_balancer.backend_server]]`: policies per instance port (Proxy Protocol), instance ports unique.
+    pub backend_servers: Vec<BackendServer>,
     /// `[[load_balancer.rule]]`, sorted by listener port and then priority.
     pub rules: Vec<Rule>,
 }
@@ -172,6 +174,17 @@ pub struct Listener {
     pub ssl_policy: Option<String>,
     /// ELB's SetLoadBalancerPoliciesOfListener: names of the load balancer's policies, each one known; at most one
     /// stickiness policy, and only on HTTP/HTTPS listeners.
+    pub policy_names: Vec<String>,
+    /// elbe's extension, TCP/SSL listeners only: each client connection starts with a PROXY protocol header (v1
+    /// or v2) from a trusted upstream balancer, whose source address becomes the client's.
+    pub accept_proxy_protocol: bool,
+}
+
+/// ELB's SetLoadBalancerPoliciesForBackendServer: the policies of connections to one instance port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendServer {
+    pub instance_port: u16,
+    /// Names of the load balancer's ProxyProtocolPolicyType policies, each one known.
     pub policy_names: Vec<String>,
 }
 

@@ -90,6 +90,8 @@ pub(super) struct LoadBalancer {
     #[serde(default)]
     pub policy: Vec<Policy>,
     #[serde(default)]
+    pub backend_server: Vec<BackendServer>,
+    #[serde(default)]
     pub rule: Vec<Rule>,
 }
 
@@ -124,6 +126,17 @@ pub(super) struct Listener {
     #[serde(default)]
     pub certificates: Vec<Certificate>,
     pub ssl_policy: Option<String>,
+    #[serde(default)]
+    pub policy_names: Vec<String>,
+    /// elbe's extension: the client's connection starts with a PROXY v1/v2 header from a trusted upstream.
+    pub accept_proxy_protocol: Option<bool>,
+}
+
+/// One `[[load_balancer.backend_server]]`: ELB's SetLoadBalancerPoliciesForBackendServer.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct BackendServer {
+    pub instance_port: u16,
     #[serde(default)]
     pub policy_names: Vec<String>,
 }

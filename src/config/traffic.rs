@@ -31,6 +31,9 @@ pub enum PolicyKind {
     },
     /// `AppCookieStickinessPolicyType`: `AWSELB` follows the application's cookie of this name.
     AppCookie { cookie_name: String },
+    /// `ProxyProtocolPolicyType` with `ProxyProtocol=true` (ELB-SPEC §7): a PROXY v1 line starts each connection
+    /// to the instance ports it is attached to (`[[load_balancer.backend_server]]`), on TCP/SSL listeners.
+    ProxyProtocol,
 }
 
 /// One `[[load_balancer.rule]]`: when every condition given matches (each one by any of its values), the action

@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::ArcSwap;
 
-use crate::config::{self, InstanceAddress, Limits, Protocol};
+use crate::config::{self, InstanceAddress, Limits};
 use crate::control_plane::discovery::{Discovery, DiscoveryError};
 use crate::control_plane::health::Checker;
 use crate::data_plane::back_end::target::Target;
@@ -262,9 +262,4 @@ fn instance_state(
         },
         draining: None,
     }
-}
-
-/// Listener protocols the node serves today.
-pub(crate) fn is_served(protocol: Protocol) -> bool {
-    protocol.is_http()
 }

@@ -136,8 +136,11 @@ impl SocketKey {
 /// except the routes, which every version shares and the control plane swaps.
 pub(crate) struct Accepting {
     pub context: Arc<ListenerContext>,
-    /// HTTPS: the handshake's configuration (certificates, policy).
+    /// HTTPS and SSL: the handshake's configuration (certificates, policy).
     pub tls: Option<Arc<TlsAcceptor>>,
+    /// TCP and SSL listeners: bytes pass through ([`crate::data_plane::tcp`]) instead of elbe's HTTP server. A
+    /// reload may switch a kept socket between the two: the connections that follow get the new kind.
+    pub layer4: Option<Arc<crate::data_plane::tcp::Layer4>>,
 }
 
 /// A listener's [`Accepting`], loaded once per accepted connection (one atomic load, off the request path).
@@ -212,6 +215,10 @@ async fn serve_accepted(
     shutdown: Shutdown,
 ) {
     let context = setup.context.clone();
+    if let Some(layer4) = &setup.layer4 {
+        return crate::data_plane::tcp::serve(stream, peer, &context, layer4, setup.tls.as_deref())
+            .await;
+    }
     match &setup.tls {
         None => serve_connection(stream, peer, None, context, connections, shutdown).await,
         Some(tls) => match tls.accept(stream, connections.tls_handshake_timeout).await {

@@ -88,6 +88,8 @@ struct LoadBalancer {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     policy: Vec<traffic::Policy>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    backend_server: Vec<traffic::BackendServer>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     rule: Vec<traffic::Rule>,
 }
 
@@ -131,6 +133,8 @@ struct Listener {
     certificates: Vec<Certificate>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     policy_names: Vec<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    accept_proxy_protocol: bool,
 }
 
 #[derive(Serialize)]
@@ -231,6 +235,7 @@ fn load_balancer(lb: &elbe::config::LoadBalancer) -> LoadBalancer {
         instances,
         stickiness_key,
         policies,
+        backend_servers,
         rules,
     } = lb;
     let elbe::config::ConnectionDraining { enabled, timeout } = connection_draining;
@@ -242,6 +247,10 @@ fn load_balancer(lb: &elbe::config::LoadBalancer) -> LoadBalancer {
         passive_health_checks: *passive_health_checks,
         stickiness_key: stickiness_key.clone(),
         policy: policies.iter().map(traffic::policy).collect(),
+        backend_server: backend_servers
+            .iter()
+            .map(traffic::backend_server)
+            .collect(),
         rule: rules.iter().map(traffic::rule).collect(),
         connection_draining: ConnectionDraining {
             enabled: *enabled,
@@ -309,6 +318,7 @@ fn listener(listener: &elbe::config::Listener) -> Listener {
         certificates,
         ssl_policy,
         policy_names,
+        accept_proxy_protocol,
     } = listener;
     Listener {
         protocol: protocol.to_string(),
@@ -317,6 +327,7 @@ fn listener(listener: &elbe::config::Listener) -> Listener {
         instance_port: *instance_port,
         ssl_policy: ssl_policy.clone(),
         policy_names: policy_names.clone(),
+        accept_proxy_protocol: *accept_proxy_protocol,
         certificates: certificates
             .iter()
             .map(|elbe::config::CertificatePaths { cert, key }| Certificate {

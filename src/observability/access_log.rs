@@ -30,5 +30,6 @@ mod entry;
 mod pending;
 mod writer;
 
+pub(crate) use entry::Entry;
 pub(crate) use pending::{Dispatched, PendingEntry, RequestFacts};
 pub(crate) use writer::{AccessLog, Destination, WriterHandle};

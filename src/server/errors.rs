@@ -3,7 +3,6 @@
 
 use std::net::SocketAddr;
 
-use crate::config::Protocol;
 use crate::control_plane::discovery::DiscoveryError;
 use crate::control_plane::state_dir::StateDirError;
 use crate::data_plane::tls::TlsError;
@@ -22,11 +21,6 @@ pub enum StartError {
     Resolve(#[from] UnresolvedInstance),
     #[error("DNS discovery: {0}")]
     Discovery(#[source] DiscoveryError),
-    #[error("load balancer {load_balancer}: {protocol} listeners are not supported yet")]
-    Unsupported {
-        load_balancer: String,
-        protocol: Protocol,
-    },
     #[error("load balancer {load_balancer}: access log: {source}")]
     AccessLog {
         load_balancer: String,

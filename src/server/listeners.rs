@@ -9,9 +9,10 @@
 //! close (idle keep-alive ones at once), and whatever is still open after `shutdown_grace` is closed. SIGTERM
 //! drains every listener the same way (STYLE.md habit 2).
 //!
-//! The trade-off: a listener's kind decides its accept loop. HTTP and HTTPS share elbe's HTTP server (TLS first
-//! for HTTPS), so a kept socket may switch between them; another kind (TCP/SSL) slots in as a variant of
-//! [`Kind`] with its own accept loop.
+//! The trade-off: every listener has the same accept loop, and what it does with a connection is in its
+//! [`Accepting`]: elbe's HTTP server (TLS first for HTTPS), or Layer 4 pass-through for TCP and SSL
+//! ([`Layer4`]). So one drain, cut and reload path serves all four protocols, and a kept socket may switch
+//! between them.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -25,12 +26,14 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, Listener, Protocol};
-use crate::control_plane::control::{self, NodeListener};
+use crate::control_plane::control::NodeListener;
+use crate::control_plane::health::probe;
 use crate::data_plane::headers::ForwardedProto;
 use crate::data_plane::node::{self, Accepting, Connections, ListenerSignals, SocketKey};
 use crate::data_plane::passive::{PassiveFailure, PassiveReporter};
 use crate::data_plane::proxy::{ListenerContext, ListenerLog};
 use crate::data_plane::routing::surge::SurgeQueue;
+use crate::data_plane::tcp::Layer4;
 use crate::data_plane::tls::TlsAcceptor;
 use crate::observability::access_log::AccessLog;
 use crate::observability::metrics::Metrics;
@@ -82,20 +85,13 @@ struct Wanted {
     address: SocketAddr,
 }
 
-/// Every node listener `config` wants, in the order the control plane keeps them (load balancer, zone, listener);
-/// a protocol the node does not serve yet is refused here, before anything is bound.
+/// Every node listener `config` wants, in the order the control plane keeps them (load balancer, zone, listener).
 fn wanted(config: &Config) -> Result<Vec<Wanted>, StartError> {
     let mut wanted = Vec::new();
     for lb in &config.load_balancers {
         let name: Arc<str> = lb.name.as_str().into();
         for zone in &lb.availability_zones {
             for (index, listener) in lb.listeners.iter().enumerate() {
-                if !control::is_served(listener.protocol) {
-                    return Err(StartError::Unsupported {
-                        load_balancer: lb.name.clone(),
-                        protocol: listener.protocol,
-                    });
-                }
                 wanted.push(Wanted {
                     key: SocketKey::of(&name, zone.node, index, listener.load_balancer_port),
                     what: format!("{} {} {} listener", lb.name, zone.name, listener.protocol),
@@ -123,7 +119,7 @@ pub(super) fn bind(
     Ok((socket, bound))
 }
 
-/// One TLS acceptor per configured HTTPS listener, by (load balancer, listener position), shared by its nodes (one
+/// One TLS acceptor per configured HTTPS and SSL listener, by (load balancer, listener position), shared by its nodes (one
 /// session cache). Every certificate loads, or none is used.
 pub(super) fn tls_acceptors(
     config: &Config,
@@ -134,12 +130,17 @@ pub(super) fn tls_acceptors(
             if !listener.protocol.is_secure() {
                 continue;
             }
-            let acceptor = TlsAcceptor::new(&listener.certificates, listener.ssl_policy.as_deref())
-                .map_err(|source| StartError::Tls {
-                    load_balancer: lb.name.clone(),
-                    port: listener.load_balancer_port,
-                    source: Box::new(source),
-                })?;
+            let (paths, policy) = (&listener.certificates, listener.ssl_policy.as_deref());
+            let built = if listener.protocol.is_http() {
+                TlsAcceptor::new(paths, policy)
+            } else {
+                TlsAcceptor::without_alpn(paths, policy)
+            };
+            let acceptor = built.map_err(|source| StartError::Tls {
+                load_balancer: lb.name.clone(),
+                port: listener.load_balancer_port,
+                source: Box::new(source),
+            })?;
             acceptors.insert((lb.name.clone(), index), Arc::new(acceptor));
         }
     }
@@ -225,12 +226,24 @@ impl Serving<'_> {
                     events: self.passive.clone(),
                 }),
         };
+        let layer4 = (!protocol.is_http()).then(|| {
+            // SSL instances get the health checks' TLS client: no SNI, no verification (ELB-SPEC §12).
+            let instance_tls = probe::tls::client_config().ok();
+            Arc::new(Layer4::new(
+                self.config,
+                load_balancer,
+                &node.listener,
+                SocketAddr::new(node.node, address.port()),
+                instance_tls,
+            ))
+        });
         Accepting {
             context: Arc::new(context),
             tls: self
                 .tls
                 .get(&(load_balancer.to_string(), node.index))
                 .cloned(),
+            layer4,
         }
     }
 }

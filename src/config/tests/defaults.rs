@@ -118,6 +118,7 @@ fn design_example_parses_to_the_expected_values() {
                 certificates: vec![],
                 ssl_policy: None,
                 policy_names: vec![],
+                accept_proxy_protocol: false,
             },
             Listener {
                 protocol: Protocol::Https,
@@ -130,6 +131,7 @@ fn design_example_parses_to_the_expected_values() {
                 }],
                 ssl_policy: Some("ELBSecurityPolicy-TLS-1-2-2017-01".into()),
                 policy_names: vec![],
+                accept_proxy_protocol: false,
             },
         ],
         health_check: HealthCheck {
@@ -149,6 +151,7 @@ fn design_example_parses_to_the_expected_values() {
         }],
         stickiness_key: None,
         policies: vec![],
+        backend_servers: vec![],
         rules: vec![],
     };
     assert_eq!(config.load_balancers, vec![expected]);

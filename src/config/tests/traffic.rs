@@ -53,8 +53,8 @@ fn policy_refusals_name_their_key() {
     );
     fails(
         &with("", &format!("{p}type = \"ProxyProtocolPolicyType\"\n")),
-        "load_balancer[0].policy[0].type",
-        "not supported yet",
+        "load_balancer[0].policy[0].proxy_protocol",
+        "must be true",
     );
     fails(
         &with(
@@ -236,5 +236,62 @@ fn rule_refusals_name_their_key() {
         &elsewhere,
         "load_balancer[0].rule[0].load_balancer_port",
         "no listener of this load balancer has load_balancer_port 9999",
+    );
+}
+
+const PP_POLICY: &str =
+    "[[load_balancer.policy]]\nname = \"pp\"\ntype = \"ProxyProtocolPolicyType\"\nproxy_protocol = true\n";
+
+#[test]
+fn proxy_protocol_policies_attach_to_instance_ports() {
+    let config = ok(&with(
+        "",
+        &format!("{PP_POLICY}[[load_balancer.backend_server]]\ninstance_port = 8000\npolicy_names = [\"pp\"]\n"),
+    ));
+    let lb = &config.load_balancers[0];
+    assert_eq!(lb.policies[0].kind, PolicyKind::ProxyProtocol);
+    assert_eq!(lb.backend_servers[0].instance_port, 8000);
+    assert_eq!(lb.backend_servers[0].policy_names, ["pp"]);
+}
+
+#[test]
+fn proxy_protocol_refusals_name_their_key() {
+    fails(
+        &with("policy_names = [\"pp\"]", PP_POLICY),
+        "load_balancer[0].listener[0].policy_names[0]",
+        "attach it to the instance port",
+    );
+    let server = |port: u16, names: &str| {
+        format!(
+            "[[load_balancer.backend_server]]\ninstance_port = {port}\npolicy_names = [{names}]\n"
+        )
+    };
+    fails(
+        &with("", &format!("{PP_POLICY}{}", server(8000, "\"nope\""))),
+        "load_balancer[0].backend_server[0].policy_names[0]",
+        "no policy named",
+    );
+    fails(
+        &with("", &format!("{LB_POLICY}{}", server(8000, "\"sticky\""))),
+        "load_balancer[0].backend_server[0].policy_names[0]",
+        "stickiness policy",
+    );
+    fails(
+        &with(
+            "",
+            &format!("{PP_POLICY}{}{}", server(8000, "\"pp\""), server(8000, "")),
+        ),
+        "load_balancer[0].backend_server[1].instance_port",
+        "already has its policies",
+    );
+    fails(
+        &with("", &format!("{PP_POLICY}{}", server(0, ""))),
+        "load_balancer[0].backend_server[0].instance_port",
+        "1-65535",
+    );
+    fails(
+        &with("accept_proxy_protocol = true", ""),
+        "load_balancer[0].listener[0].accept_proxy_protocol",
+        "TCP and SSL listeners only",
     );
 }

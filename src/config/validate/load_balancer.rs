@@ -42,6 +42,7 @@ impl Cx<'_> {
         let stickiness_key = self.stickiness_key(key, raw.stickiness_key)?;
         let policies = self.policies(key, raw.policy)?;
         self.check_policy_names(key, &listeners, &policies)?;
+        let backend_servers = self.backend_servers(key, raw.backend_server, &policies)?;
         let rules = self.rules(key, raw.rule, &listeners)?;
         Ok(LoadBalancer {
             name: raw.name,
@@ -61,6 +62,7 @@ impl Cx<'_> {
             instances,
             stickiness_key,
             policies,
+            backend_servers,
             rules,
         })
     }

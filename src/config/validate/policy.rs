@@ -6,13 +6,17 @@
 //! `cookie_name`. Stickiness is for HTTP/HTTPS listeners only, and one listener has at most one stickiness policy
 //! (ELB refused two). Policy names are unique in the load balancer, as ELB's `PolicyName` was.
 //!
-//! Trade-off: `ProxyProtocolPolicyType` is a name ELB users will write, so it is refused by name, with the
-//! reason, rather than as an unknown type: elbe does not speak Proxy Protocol yet (its TCP listeners will).
+//! `ProxyProtocolPolicyType` (ELB-SPEC §7) takes `proxy_protocol = true` (ELB's `ProxyProtocol` attribute) and is
+//! attached to instance ports by `[[load_balancer.backend_server]]`, never to a listener; each instance port has
+//! at most one `backend_server` table.
+//!
+//! Trade-off: `proxy_protocol = false` is refused rather than read as "off": a policy that does nothing is a
+//! mistake, and leaving the policy out says "off" already.
 
 use std::path::PathBuf;
 
 use crate::config::error::ConfigError;
-use crate::config::model::Listener;
+use crate::config::model::{BackendServer, Listener};
 use crate::config::raw;
 use crate::config::traffic::{Policy, PolicyKind};
 use crate::config::validate::context::Cx;
@@ -88,7 +92,7 @@ impl Cx<'_> {
                 format!("applies only to {applies}, not to {}", policy.policy_type),
             )
         };
-        if policy.proxy_protocol.is_some() {
+        if policy.proxy_protocol.is_some() && policy.policy_type != "ProxyProtocolPolicyType" {
             return Err(stray("proxy_protocol", "ProxyProtocolPolicyType"));
         }
         match policy.policy_type.as_str() {
@@ -132,15 +136,30 @@ impl Cx<'_> {
                     cookie_name: name.clone(),
                 })
             }
-            "ProxyProtocolPolicyType" => Err(self.err(
-                format!("{pkey}.type"),
-                "ProxyProtocolPolicyType is not supported yet (it belongs to TCP/SSL listeners)",
-            )),
+            "ProxyProtocolPolicyType" => {
+                if policy.cookie_name.is_some() {
+                    return Err(stray("cookie_name", "AppCookieStickinessPolicyType"));
+                }
+                if policy.cookie_expiration_period.is_some() {
+                    return Err(stray(
+                        "cookie_expiration_period",
+                        "LBCookieStickinessPolicyType",
+                    ));
+                }
+                match policy.proxy_protocol {
+                    Some(true) => Ok(PolicyKind::ProxyProtocol),
+                    _ => Err(self.err(
+                        format!("{pkey}.proxy_protocol"),
+                        "must be true for ProxyProtocolPolicyType (ELB's ProxyProtocol attribute; leave the \
+                         policy out to send no PROXY line)",
+                    )),
+                }
+            }
             other => Err(self.err(
                 format!("{pkey}.type"),
                 format!(
                     "unknown policy type {other:?}; known: LBCookieStickinessPolicyType, \
-                     AppCookieStickinessPolicyType"
+                     AppCookieStickinessPolicyType, ProxyProtocolPolicyType"
                 ),
             )),
         }
@@ -157,10 +176,20 @@ impl Cx<'_> {
             let mut sticky: Option<usize> = None;
             for (n, name) in listener.policy_names.iter().enumerate() {
                 let nkey = format!("{key}.listener[{l}].policy_names[{n}]");
-                if !policies.iter().any(|p| p.name == *name) {
+                let Some(policy) = policies.iter().find(|p| p.name == *name) else {
                     return Err(self.err(
                         nkey,
                         format!("there is no policy named {name:?} in this load balancer's [[load_balancer.policy]]"),
+                    ));
+                };
+                if policy.kind == PolicyKind::ProxyProtocol {
+                    return Err(self.err(
+                        nkey,
+                        format!(
+                            "{name:?} is a ProxyProtocolPolicyType policy: attach it to the instance port with \
+                             [[load_balancer.backend_server]] instance_port = {}, policy_names = [{name:?}]",
+                            listener.instance_port
+                        ),
                     ));
                 }
                 if !listener.protocol.is_http() {
@@ -184,6 +213,60 @@ impl Cx<'_> {
             }
         }
         Ok(())
+    }
+}
+
+impl Cx<'_> {
+    /// Each `[[load_balancer.backend_server]]`: an instance port 1-65535 named once, and known Proxy Protocol
+    /// policies (ELB-SPEC §7: the only policies ELB attached to instance ports, with back-end authentication).
+    pub(super) fn backend_servers(
+        &self,
+        key: &str,
+        raw: Vec<raw::BackendServer>,
+        policies: &[Policy],
+    ) -> Result<Vec<BackendServer>, ConfigError> {
+        let mut servers: Vec<BackendServer> = Vec::new();
+        for (b, server) in raw.into_iter().enumerate() {
+            let bkey = format!("{key}.backend_server[{b}]");
+            if server.instance_port == 0 {
+                return Err(self.err(format!("{bkey}.instance_port"), "must be 1-65535"));
+            }
+            if let Some(j) = servers
+                .iter()
+                .position(|s| s.instance_port == server.instance_port)
+            {
+                return Err(self.err(
+                    format!("{bkey}.instance_port"),
+                    format!(
+                        "instance_port {} already has its policies in backend_server[{j}]",
+                        server.instance_port
+                    ),
+                ));
+            }
+            for (n, name) in server.policy_names.iter().enumerate() {
+                let nkey = format!("{bkey}.policy_names[{n}]");
+                match policies.iter().find(|p| p.name == *name) {
+                    None => {
+                        return Err(self.err(
+                            nkey,
+                            format!("there is no policy named {name:?} in this load balancer's [[load_balancer.policy]]"),
+                        ))
+                    }
+                    Some(policy) if policy.kind != PolicyKind::ProxyProtocol => {
+                        return Err(self.err(
+                            nkey,
+                            format!("{name:?} is a stickiness policy: attach it to a listener's policy_names"),
+                        ))
+                    }
+                    Some(_) => {}
+                }
+            }
+            servers.push(BackendServer {
+                instance_port: server.instance_port,
+                policy_names: server.policy_names,
+            });
+        }
+        Ok(servers)
     }
 }
 

@@ -93,7 +93,7 @@ fn stickiness(
         .map_or(process_secret, str::as_bytes);
     let key = CookieKey::new(secret, &lb.config.name, listener.listener.instance_port);
     Some(Stickiness::new(
-        StickyPolicy::new(&policy.kind),
+        StickyPolicy::new(&policy.kind)?,
         key,
         candidates,
     ))

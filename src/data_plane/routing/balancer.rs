@@ -92,7 +92,6 @@ pub(crate) fn pick_least_outstanding_except<'a>(
 }
 
 /// Round robin for TCP/SSL listeners: `cursor` is the listener's own counter.
-#[allow(dead_code)] // TCP listeners balance round robin (ELB-SPEC §3); they arrive with issue 14.
 pub(crate) fn pick_round_robin<'a>(
     candidates: &'a [Arc<Target>],
     cursor: &AtomicUsize,

@@ -23,16 +23,18 @@ pub(crate) enum StickyPolicy {
 }
 
 impl StickyPolicy {
-    pub(crate) fn new(kind: &PolicyKind) -> Self {
+    /// `None` for a policy that is not stickiness (Proxy Protocol, which validation keeps off listeners).
+    pub(crate) fn new(kind: &PolicyKind) -> Option<Self> {
         match kind {
             PolicyKind::LbCookie {
                 cookie_expiration_period,
-            } => StickyPolicy::LbCookie {
+            } => Some(StickyPolicy::LbCookie {
                 max_age: cookie_expiration_period.map(|d| d.as_secs()),
-            },
-            PolicyKind::AppCookie { cookie_name } => StickyPolicy::AppCookie {
+            }),
+            PolicyKind::AppCookie { cookie_name } => Some(StickyPolicy::AppCookie {
                 cookie_name: cookie_name.as_str().into(),
-            },
+            }),
+            PolicyKind::ProxyProtocol => None,
         }
     }
 }

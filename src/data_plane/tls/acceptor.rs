@@ -68,6 +68,19 @@ impl TlsAcceptor {
         })
     }
 
+    /// The same for an SSL listener: no ALPN, since the bytes after the handshake go to the instance unread (an
+    /// `h2` offered here would have an HTTP/2 client speak HTTP/2 to an HTTP/1 instance).
+    pub(crate) fn without_alpn(
+        paths: &[CertificatePaths],
+        policy: Option<&str>,
+    ) -> Result<Self, TlsError> {
+        let mut config = server_config(paths, policy)?;
+        Arc::make_mut(&mut config).alpn_protocols.clear();
+        Ok(TlsAcceptor {
+            config: ArcSwap::new(config),
+        })
+    }
+
     /// Re-reads the files and swaps in the new configuration for the handshakes that follow. On any error the
     /// current configuration stays and the error is returned (the caller logs it). Open connections are untouched.
     #[cfg(test)]

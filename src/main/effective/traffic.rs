@@ -16,6 +16,26 @@ pub(super) struct Policy {
     cookie_expiration_period: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     cookie_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    proxy_protocol: Option<bool>,
+}
+
+/// One `[[load_balancer.backend_server]]`.
+#[derive(Serialize)]
+pub(super) struct BackendServer {
+    instance_port: u16,
+    policy_names: Vec<String>,
+}
+
+pub(super) fn backend_server(server: &elbe::config::BackendServer) -> BackendServer {
+    let elbe::config::BackendServer {
+        instance_port,
+        policy_names,
+    } = server;
+    BackendServer {
+        instance_port: *instance_port,
+        policy_names: policy_names.clone(),
+    }
 }
 
 #[derive(Serialize)]
@@ -65,12 +85,21 @@ pub(super) fn policy(policy: &elbe::config::Policy) -> Policy {
             policy_type: "LBCookieStickinessPolicyType",
             cookie_expiration_period: cookie_expiration_period.map(duration),
             cookie_name: None,
+            proxy_protocol: None,
         },
         PolicyKind::AppCookie { cookie_name } => Policy {
             name: name.clone(),
             policy_type: "AppCookieStickinessPolicyType",
             cookie_expiration_period: None,
             cookie_name: Some(cookie_name.clone()),
+            proxy_protocol: None,
+        },
+        PolicyKind::ProxyProtocol => Policy {
+            name: name.clone(),
+            policy_type: "ProxyProtocolPolicyType",
+            cookie_expiration_period: None,
+            cookie_name: None,
+            proxy_protocol: Some(true),
         },
     }
 }

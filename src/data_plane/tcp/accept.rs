@@ -1,0 +1,178 @@
+//! A TCP/SSL listener's accept loop and one connection's life: the trusted upstream's PROXY header (when the
+//! listener accepts one), the TLS handshake (SSL listeners), the instance, the tunnel, the log line.
+//!
+//! The node's accept loop is the HTTP listeners' own (`max_connections`, the listener's drain and cut, reload
+//! swapping what new connections get), and each connection runs on its own task, so a slow handshake or header
+//! never holds up the loop. The PROXY header and the TLS handshake share one deadline, `tls_handshake_timeout`: a client that sends
+//! neither in time is closed, as is one whose header is missing or malformed. A connection that gets no instance
+//! (none in service, the surge queue full, every connect failed) is closed at once: ELB's answer on TCP (§8).
+
+use std::net::SocketAddr;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use super::connect::{self, Connected};
+use super::prefixed::Prefixed;
+use super::proxy_protocol::{self, Parsed, ProxyHeaderError};
+use super::record::{Record, Relayed};
+use super::Layer4;
+use crate::data_plane::proxy::ListenerContext;
+use crate::data_plane::tls::TlsAcceptor;
+use crate::data_plane::tunnel::{Tunnel, TunnelEnd};
+
+/// Serves one accepted connection of a TCP/SSL listener (the node's accept loop, [`crate::data_plane::node`],
+/// calls it for a listener whose [`crate::data_plane::node::Accepting`] has a [`Layer4`]); `tls` for SSL
+/// listeners.
+pub(crate) async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    context: &ListenerContext,
+    layer4: &Layer4,
+    tls: Option<&TlsAcceptor>,
+) {
+    context.metrics.client_connections.inc();
+    serve_connection(stream, peer, context, layer4, tls).await;
+    context.metrics.client_connections.dec();
+}
+
+/// Why a client connection was closed before it reached an instance.
+#[derive(Debug, thiserror::Error)]
+enum Refused {
+    #[error("no PROXY header within the handshake timeout")]
+    HeaderTimeout,
+    #[error("the connection closed before its PROXY header ended")]
+    HeaderCut(#[source] Option<std::io::Error>),
+    #[error(transparent)]
+    Header(#[from] ProxyHeaderError),
+}
+
+async fn serve_connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    context: &ListenerContext,
+    layer4: &Layer4,
+    tls: Option<&TlsAcceptor>,
+) {
+    let mut record = Record::begin(peer);
+    let deadline = Instant::now() + layer4.handshake_timeout;
+    let mut from_client = Bytes::new();
+    if layer4.accept_proxy_protocol {
+        match read_proxy_header(&mut stream, deadline).await {
+            Ok((source, rest)) => {
+                record.client = source.unwrap_or(peer);
+                from_client = rest;
+            }
+            Err(error) => {
+                tracing::debug!(%peer, %error, "closing a connection without a valid PROXY header");
+                return;
+            }
+        }
+    }
+    let Some(tls) = tls else {
+        return relay(stream, from_client, context, layer4, record).await;
+    };
+    let timeout = deadline.saturating_duration_since(Instant::now());
+    match tls
+        .accept(Prefixed::new(from_client, stream), timeout)
+        .await
+    {
+        Ok(stream) => {
+            context.metrics.tls_handshakes.inc();
+            let info = crate::data_plane::tls::handshake_info(stream.get_ref().1);
+            record.tls = Some((info.cipher, info.protocol));
+            relay(stream, Bytes::new(), context, layer4, record).await
+        }
+        Err(error) => {
+            context.metrics.tls_handshake_failures.inc();
+            tracing::debug!(%peer, %error, "TLS handshake failed");
+        }
+    }
+}
+
+/// Reads a PROXY v1/v2 header off the front of `stream` by `deadline`; returns the client it names (if it names
+/// one) and the bytes read past it.
+async fn read_proxy_header(
+    stream: &mut TcpStream,
+    deadline: Instant,
+) -> Result<(Option<SocketAddr>, Bytes), Refused> {
+    let mut buf = BytesMut::with_capacity(proxy_protocol::MAX_V1_LINE * 2);
+    loop {
+        if let Parsed::Header { length, source } = proxy_protocol::parse(&buf)? {
+            return Ok((source, buf.split_off(length).freeze()));
+        }
+        buf.reserve(proxy_protocol::MAX_V1_LINE);
+        match tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)).await {
+            Err(_) => return Err(Refused::HeaderTimeout),
+            Ok(Err(error)) => return Err(Refused::HeaderCut(Some(error))),
+            Ok(Ok(0)) => return Err(Refused::HeaderCut(None)),
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// Connects to an instance and tunnels bytes both ways until both sides close, the idle timeout passes, or the
+/// instance is cut (deregistered, ELB-SPEC §5); then logs the connection.
+async fn relay<C>(
+    mut client: C,
+    from_client: Bytes,
+    context: &ListenerContext,
+    layer4: &Layer4,
+    record: Record,
+) where
+    C: AsyncRead + AsyncWrite + Unpin,
+{
+    let connected = match connect::open(context, layer4, record.client).await {
+        Ok(connected) => connected,
+        Err(error) => {
+            tracing::debug!(client = %record.client, %error, "closing: no instance");
+            return record.finish(context, None);
+        }
+    };
+    let connected_at = Instant::now();
+    Record::connected(context, connected.connect_time);
+    let Connected {
+        stream,
+        outstanding,
+        connect_time,
+    } = connected;
+    let target = outstanding.target().clone();
+    let idle_timeout = context.routes.load().idle_timeout;
+    let mut tunnel = Tunnel::new(
+        stream,
+        from_client,
+        Bytes::new(),
+        idle_timeout,
+        context.metrics.received_bytes.clone(),
+        context.metrics.sent_bytes.clone(),
+    );
+    let mut cut = target.watch_cut();
+    let ended = std::future::poll_fn(|cx| {
+        if cut.poll_cut(cx) {
+            return std::task::Poll::Ready(Ok(None));
+        }
+        tunnel.poll(cx, &mut client).map_ok(Some)
+    })
+    .await;
+    match &ended {
+        Ok(end) => tracing::debug!(?end, instance = %target.instance_id, "TCP connection ended"),
+        Err(error) => {
+            tracing::debug!(%error, instance = %target.instance_id, "TCP connection failed")
+        }
+    }
+    drop(outstanding);
+    record.finish(
+        context,
+        Some(Relayed {
+            backend: target.addr,
+            connect_time,
+            connected_at,
+            first_bytes: tunnel.first_bytes(),
+            received: tunnel.received(),
+            sent: tunnel.sent(),
+            idle: matches!(ended, Ok(Some(TunnelEnd::Idle))),
+        }),
+    );
+}
