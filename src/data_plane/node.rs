@@ -5,13 +5,19 @@
 //! server ([`crate::data_plane::front_end::http1`]); a connection that opens with the HTTP/2 preface (prior knowledge, or ALPN `h2`
 //! over TLS) goes on to hyper's HTTP/2 server with ELB's idle timer ([`crate::data_plane::front_end::http2`]). The request
 //! path is [`crate::data_plane::proxy::stack`] either way.
+//!
+//! A reload never rebinds a socket that stays ([`SocketKey`]): the accept loop reads what it serves new
+//! connections with from an [`Accepting`] the server swaps, one atomic load per accepted connection. Each listener
+//! drains on its own signal ([`ListenerSignals`]), so a reload can retire one listener while the others serve.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use hyper::server::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
@@ -97,23 +103,74 @@ pub(crate) fn listen_backlog(configured: u32) -> u32 {
     }
 }
 
-/// Accepts connections on one listener of one node until shutdown. With `tls`, each connection's handshake runs
-/// on its own task (bounded by `tls_handshake_timeout`), so slow or half-open handshakes never hold up the accept
-/// loop or other clients.
+/// Which socket a node listener is, the identity that survives a reload: the node's address and port, or for a
+/// listener on port 0 (any free port) its load balancer and its place among that load balancer's listeners. Two
+/// configurations whose listeners have the same key share the bound socket: a reload never rebinds it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum SocketKey {
+    Port(IpAddr, u16),
+    AnyPort {
+        load_balancer: Arc<str>,
+        node: IpAddr,
+        index: usize,
+    },
+}
+
+impl SocketKey {
+    /// The key of listener `index` of `load_balancer` on the node at `node`, configured on `port`.
+    pub(crate) fn of(load_balancer: &Arc<str>, node: IpAddr, index: usize, port: u16) -> SocketKey {
+        if port == 0 {
+            SocketKey::AnyPort {
+                load_balancer: load_balancer.clone(),
+                node,
+                index,
+            }
+        } else {
+            SocketKey::Port(node, port)
+        }
+    }
+}
+
+/// What a listener serves its next connections with: swapped whole by a reload (new protocol, certificates,
+/// access log, attributes) while the socket stays bound. Connections already open keep what they started with,
+/// except the routes, which every version shares and the control plane swaps.
+pub(crate) struct Accepting {
+    pub context: Arc<ListenerContext>,
+    /// HTTPS: the handshake's configuration (certificates, policy).
+    pub tls: Option<Arc<TlsAcceptor>>,
+}
+
+/// A listener's [`Accepting`], loaded once per accepted connection (one atomic load, off the request path).
+pub(crate) type SharedAccepting = Arc<ArcSwap<Accepting>>;
+
+/// How one listener stops, apart from the others: `drain` stops its accept loop (the socket closes, new
+/// connections are refused) and asks its connections to finish their in-flight requests and close (idle
+/// keep-alive connections close at once); `cut` drops the connections still open (the drain's deadline passed);
+/// `open` counts them, so the drain can end early. SIGTERM drains every listener the same way.
+#[derive(Clone)]
+pub(crate) struct ListenerSignals {
+    pub drain: Shutdown,
+    pub cut: Shutdown,
+    pub open: Tracker,
+}
+
+/// Accepts connections on one listener of one node until it is drained. With TLS, each connection's handshake
+/// runs on its own task (bounded by `tls_handshake_timeout`), so slow or half-open handshakes never hold up the
+/// accept loop or other clients.
 pub(crate) async fn serve_listener(
     listener: TcpListener,
-    context: Arc<ListenerContext>,
-    tls: Option<Arc<TlsAcceptor>>,
+    accepting: SharedAccepting,
     connections: Arc<Connections>,
-    mut shutdown: Shutdown,
+    signals: ListenerSignals,
 ) {
+    let mut drain = signals.drain.clone();
     loop {
         let permit = tokio::select! {
             permit = connections.limit.clone().acquire_owned() => match permit {
                 Ok(permit) => permit,
                 Err(_) => return,
             },
-            _ = shutdown.triggered() => return,
+            _ = drain.triggered() => return,
         };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -125,39 +182,56 @@ pub(crate) async fn serve_listener(
                     continue;
                 }
             },
-            _ = shutdown.triggered() => return,
+            _ = drain.triggered() => return,
         };
         let _ = stream.set_nodelay(true);
         let guard = connections.tracker.token();
-        let context = context.clone();
+        let here = signals.open.token();
+        let setup = accepting.load_full();
         let connections = connections.clone();
-        let shutdown = shutdown.clone();
-        let tls = tls.clone();
+        let shutdown = signals.drain.clone();
+        let mut cut = signals.cut.clone();
         tokio::spawn(async move {
-            match tls {
-                None => serve_connection(stream, peer, None, context, &connections, shutdown).await,
-                Some(tls) => match tls.accept(stream, connections.tls_handshake_timeout).await {
-                    Ok(stream) => {
-                        context.metrics.tls_handshakes.inc();
-                        let info = crate::data_plane::tls::handshake_info(stream.get_ref().1);
-                        let tls = Some((info.cipher, info.protocol));
-                        serve_connection(stream, peer, tls, context, &connections, shutdown).await
-                    }
-                    Err(error) => {
-                        context.metrics.tls_handshake_failures.inc();
-                        tracing::debug!(%peer, %error, "TLS handshake failed");
-                    }
-                },
+            tokio::select! {
+                () = serve_accepted(stream, peer, &setup, &connections, shutdown) => {}
+                () = cut.triggered() => tracing::debug!(%peer, "drain deadline passed; connection closed"),
             }
             drop(permit);
+            drop(here);
             drop(guard);
         });
     }
 }
 
+/// One accepted connection: the TLS handshake where the listener has one, then HTTP.
+async fn serve_accepted(
+    stream: TcpStream,
+    peer: SocketAddr,
+    setup: &Accepting,
+    connections: &Connections,
+    shutdown: Shutdown,
+) {
+    let context = setup.context.clone();
+    match &setup.tls {
+        None => serve_connection(stream, peer, None, context, connections, shutdown).await,
+        Some(tls) => match tls.accept(stream, connections.tls_handshake_timeout).await {
+            Ok(stream) => {
+                context.metrics.tls_handshakes.inc();
+                let info = crate::data_plane::tls::handshake_info(stream.get_ref().1);
+                let tls = Some((info.cipher, info.protocol));
+                serve_connection(stream, peer, tls, context, connections, shutdown).await
+            }
+            Err(error) => {
+                context.metrics.tls_handshake_failures.inc();
+                tracing::debug!(%peer, %error, "TLS handshake failed");
+            }
+        },
+    }
+}
+
 async fn serve_connection<IO>(
     io: IO,
-    peer: std::net::SocketAddr,
+    peer: SocketAddr,
     tls: Option<(&'static str, &'static str)>,
     context: Arc<ListenerContext>,
     connections: &Connections,

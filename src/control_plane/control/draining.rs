@@ -70,7 +70,7 @@ impl Control {
     }
 
     /// A number no other drain of this process has had.
-    fn next_drain(&self) -> u64 {
+    pub(super) fn next_drain(&self) -> u64 {
         self.drains
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     }
@@ -93,7 +93,7 @@ impl Control {
 }
 
 /// Waits until no request is outstanding on any of the instance's targets, or `timeout`, then removes it.
-async fn drain_then_remove(
+pub(super) async fn drain_then_remove(
     control: Weak<Control>,
     load_balancer: String,
     instance_id: String,

@@ -80,12 +80,6 @@ impl TlsAcceptor {
         Ok(())
     }
 
-    /// Takes over the configuration of `loaded` (built and checked beforehand), so a reload of several
-    /// listeners can load everything first and then swap all of them, without reading any file twice.
-    pub(crate) fn replace_with(&self, loaded: TlsAcceptor) {
-        self.config.store(loaded.config.load_full());
-    }
-
     /// Runs the server handshake on `io`, giving up after `timeout` (the connection is then dropped, which closes
     /// it). The configuration is loaded once, here; the returned stream takes no lock.
     pub(crate) async fn accept<IO>(

@@ -1,0 +1,380 @@
+//! The bound node listeners: one [`Bound`] per socket, with its kind, its accept loop and its own drain.
+//!
+//! Start and reload go through the same two steps. [`Listeners::bind_new`] binds every socket the configuration
+//! wants that is not bound yet and changes nothing, so a bind failure refuses the whole reload; [`Listeners::commit`]
+//! then serves the new configuration: a socket kept (same [`SocketKey`]) is never rebound, its accept loop takes
+//! the new [`Accepting`] (protocol, certificates, access log, attributes) for the connections that follow; a new
+//! socket gets its accept loop; a socket the configuration no longer wants is retired: it stops accepting at once
+//! (the socket closes, new connections are refused), its open connections finish their in-flight requests and
+//! close (idle keep-alive ones at once), and whatever is still open after `shutdown_grace` is closed. SIGTERM
+//! drains every listener the same way (STYLE.md habit 2).
+//!
+//! The trade-off: a listener's kind decides its accept loop. HTTP and HTTPS share elbe's HTTP server (TLS first
+//! for HTTPS), so a kept socket may switch between them; another kind (TCP/SSL) slots in as a variant of
+//! [`Kind`] with its own accept loop.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use http::HeaderValue;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::task::JoinHandle;
+
+use crate::config::{Config, Listener, Protocol};
+use crate::control_plane::control::{self, NodeListener};
+use crate::data_plane::headers::ForwardedProto;
+use crate::data_plane::node::{self, Accepting, Connections, ListenerSignals, SocketKey};
+use crate::data_plane::passive::{PassiveFailure, PassiveReporter};
+use crate::data_plane::proxy::{ListenerContext, ListenerLog};
+use crate::data_plane::routing::surge::SurgeQueue;
+use crate::data_plane::tls::TlsAcceptor;
+use crate::observability::access_log::AccessLog;
+use crate::observability::metrics::Metrics;
+use crate::server::StartError;
+use crate::shutdown::{self, Tracker, Trigger};
+
+/// One bound listener of one node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoundListener {
+    pub load_balancer: String,
+    pub zone: String,
+    pub protocol: Protocol,
+    pub address: SocketAddr,
+}
+
+/// How a bound listener serves what it accepts.
+enum Kind {
+    /// HTTP and HTTPS: elbe's HTTP server ([`node::serve_listener`]), TLS first for HTTPS.
+    Http(node::SharedAccepting),
+}
+
+/// One bound socket and everything that serves it.
+struct Bound {
+    key: SocketKey,
+    info: BoundListener,
+    kind: Kind,
+    /// Stops the accept loop and asks the connections to finish (this listener only).
+    drain: Trigger,
+    /// Closes the connections still open once the drain's deadline passed.
+    cut: Trigger,
+    /// This listener's open connections.
+    open: Tracker,
+    accept_loop: JoinHandle<()>,
+}
+
+/// Every bound node listener, in configuration order.
+#[derive(Default)]
+pub(super) struct Listeners {
+    bound: Vec<Bound>,
+}
+
+/// Sockets bound for a configuration and not yet served (dropping them closes them: a refused reload).
+pub(super) type Fresh = HashMap<SocketKey, (TcpListener, SocketAddr)>;
+
+/// One listener of one node the configuration wants, as binding needs it.
+struct Wanted {
+    key: SocketKey,
+    what: String,
+    address: SocketAddr,
+}
+
+/// Every node listener `config` wants, in the order the control plane keeps them (load balancer, zone, listener);
+/// a protocol the node does not serve yet is refused here, before anything is bound.
+fn wanted(config: &Config) -> Result<Vec<Wanted>, StartError> {
+    let mut wanted = Vec::new();
+    for lb in &config.load_balancers {
+        let name: Arc<str> = lb.name.as_str().into();
+        for zone in &lb.availability_zones {
+            for (index, listener) in lb.listeners.iter().enumerate() {
+                if !control::is_served(listener.protocol) {
+                    return Err(StartError::Unsupported {
+                        load_balancer: lb.name.clone(),
+                        protocol: listener.protocol,
+                    });
+                }
+                wanted.push(Wanted {
+                    key: SocketKey::of(&name, zone.node, index, listener.load_balancer_port),
+                    what: format!("{} {} {} listener", lb.name, zone.name, listener.protocol),
+                    address: SocketAddr::new(zone.node, listener.load_balancer_port),
+                });
+            }
+        }
+    }
+    Ok(wanted)
+}
+
+/// Binds `address` for `what` (a listener, the admin endpoint) with `backlog` connections queued.
+pub(super) fn bind(
+    address: SocketAddr,
+    what: &str,
+    backlog: u32,
+) -> Result<(TcpListener, SocketAddr), StartError> {
+    let failed = |source| StartError::Bind {
+        address,
+        what: what.into(),
+        source,
+    };
+    let socket = node::bind(address, backlog).map_err(failed)?;
+    let bound = socket.local_addr().map_err(failed)?;
+    Ok((socket, bound))
+}
+
+/// One TLS acceptor per configured HTTPS listener, by (load balancer, listener position), shared by its nodes (one
+/// session cache). Every certificate loads, or none is used.
+pub(super) fn tls_acceptors(
+    config: &Config,
+) -> Result<HashMap<(String, usize), Arc<TlsAcceptor>>, StartError> {
+    let mut acceptors = HashMap::new();
+    for lb in &config.load_balancers {
+        for (index, listener) in lb.listeners.iter().enumerate() {
+            if !listener.protocol.is_secure() {
+                continue;
+            }
+            let acceptor = TlsAcceptor::new(&listener.certificates, listener.ssl_policy.as_deref())
+                .map_err(|source| StartError::Tls {
+                    load_balancer: lb.name.clone(),
+                    port: listener.load_balancer_port,
+                    source: Box::new(source),
+                })?;
+            acceptors.insert((lb.name.clone(), index), Arc::new(acceptor));
+        }
+    }
+    Ok(acceptors)
+}
+
+/// What building a listener's [`Accepting`] reads, beyond the node listener itself.
+pub(super) struct Serving<'a> {
+    pub config: &'a Config,
+    pub metrics: &'a Metrics,
+    pub logs: &'a HashMap<String, AccessLog>,
+    pub tls: &'a HashMap<(String, usize), Arc<TlsAcceptor>>,
+    pub passive: &'a UnboundedSender<PassiveFailure>,
+    pub connections: &'a Arc<Connections>,
+    pub shutdown_grace: Duration,
+}
+
+/// A node listener as the control plane holds it after a publish: its socket and shared snapshot.
+pub(super) struct Node {
+    key: SocketKey,
+    load_balancer: Arc<str>,
+    zone: Arc<str>,
+    node: IpAddr,
+    index: usize,
+    listener: Listener,
+    routes: crate::data_plane::snapshot::SharedNodeSnapshot,
+}
+
+/// Reads the control plane's node listeners.
+pub(super) fn nodes(listeners: &[NodeListener]) -> Vec<Node> {
+    listeners
+        .iter()
+        .map(|n| Node {
+            key: n.socket_key(),
+            load_balancer: n.load_balancer.clone(),
+            zone: n.zone.clone(),
+            node: n.node,
+            index: n.listener_index,
+            listener: n.listener.clone(),
+            routes: n.routes.clone(),
+        })
+        .collect()
+}
+
+impl Serving<'_> {
+    /// What `node`'s listener serves its next connections with.
+    fn accepting(&self, node: &Node, address: SocketAddr) -> Accepting {
+        let limits = &self.config.limits;
+        let load_balancer = &*node.load_balancer;
+        let protocol = node.listener.protocol;
+        let lb = self
+            .config
+            .load_balancers
+            .iter()
+            .find(|lb| lb.name == load_balancer);
+        let context = ListenerContext {
+            routes: node.routes.clone(),
+            proto: if protocol == Protocol::Https {
+                ForwardedProto::https()
+            } else {
+                ForwardedProto::http()
+            },
+            port: HeaderValue::from(address.port()),
+            node_host: HeaderValue::from_str(&node.node.to_string())
+                .unwrap_or(HeaderValue::from_static("localhost")),
+            max_uri_bytes: limits.max_uri_bytes,
+            metrics: Arc::new(self.metrics.zone(load_balancer, &node.zone)),
+            access_log: self.logs.get(load_balancer).map(|log| ListenerLog {
+                log: log.clone(),
+                load_balancer: node.load_balancer.clone(),
+                scheme: if protocol.is_secure() {
+                    "https"
+                } else {
+                    "http"
+                },
+                port: address.port(),
+            }),
+            surge: SurgeQueue::new(limits.backend_max_requests, limits.surge_queue_size),
+            passive: lb
+                .filter(|lb| lb.passive_health_checks)
+                .map(|_| PassiveReporter {
+                    load_balancer: node.load_balancer.clone(),
+                    events: self.passive.clone(),
+                }),
+        };
+        Accepting {
+            context: Arc::new(context),
+            tls: self
+                .tls
+                .get(&(load_balancer.to_string(), node.index))
+                .cloned(),
+        }
+    }
+}
+
+impl Listeners {
+    /// Binds every socket `config` wants that is not bound yet. Nothing is served or closed here: on any error
+    /// the sockets bound so far close and the running listeners are untouched.
+    pub(super) fn bind_new(&self, config: &Config) -> Result<Fresh, StartError> {
+        let backlog = node::listen_backlog(config.limits.listen_backlog);
+        let mut fresh = Fresh::new();
+        for wanted in wanted(config)? {
+            if self.bound.iter().any(|b| b.key == wanted.key) || fresh.contains_key(&wanted.key) {
+                continue;
+            }
+            fresh.insert(wanted.key, bind(wanted.address, &wanted.what, backlog)?);
+        }
+        Ok(fresh)
+    }
+
+    /// The address of every socket, kept or `fresh`, for the control plane's `/status` and `/healthz`.
+    pub(super) fn addresses(&self, fresh: &Fresh) -> HashMap<SocketKey, SocketAddr> {
+        let kept = self.bound.iter().map(|b| (b.key.clone(), b.info.address));
+        let new = fresh
+            .iter()
+            .map(|(key, (_, address))| (key.clone(), *address));
+        kept.chain(new).collect()
+    }
+
+    /// Serves `nodes` (the configuration just published): kept sockets take their new [`Accepting`], fresh ones
+    /// start accepting, the others are retired. Returns the listeners retired.
+    pub(super) fn commit(
+        &mut self,
+        nodes: &[Node],
+        mut fresh: Fresh,
+        serving: &Serving<'_>,
+    ) -> Vec<BoundListener> {
+        let mut old = std::mem::take(&mut self.bound);
+        for node in nodes {
+            let info = |address| BoundListener {
+                load_balancer: node.load_balancer.to_string(),
+                zone: node.zone.to_string(),
+                protocol: node.listener.protocol,
+                address,
+            };
+            if let Some(position) = old.iter().position(|b| b.key == node.key) {
+                let mut kept = old.swap_remove(position);
+                let Kind::Http(accepting) = &kept.kind;
+                accepting.store(Arc::new(serving.accepting(node, kept.info.address)));
+                kept.info = info(kept.info.address);
+                self.bound.push(kept);
+            } else if let Some((socket, address)) = fresh.remove(&node.key) {
+                let info = info(address);
+                tracing::info!(load_balancer = %info.load_balancer, zone = %info.zone, protocol = %info.protocol, %address, "node listening");
+                let accepting = Arc::new(ArcSwap::from_pointee(serving.accepting(node, address)));
+                self.bound.push(serve(
+                    node.key.clone(),
+                    info,
+                    socket,
+                    accepting,
+                    serving.connections,
+                ));
+            }
+        }
+        old.into_iter()
+            .map(|bound| {
+                let info = bound.info.clone();
+                tracing::info!(load_balancer = %info.load_balancer, zone = %info.zone, address = %info.address, "listener removed; draining its connections");
+                retire(bound, serving.shutdown_grace);
+                info
+            })
+            .collect()
+    }
+
+    /// Every bound listener, in configuration order.
+    pub(super) fn infos(&self) -> Vec<BoundListener> {
+        self.bound.iter().map(|b| b.info.clone()).collect()
+    }
+
+    /// SIGTERM: every listener stops accepting and its connections finish their in-flight requests.
+    pub(super) fn drain_all(&self) {
+        for bound in &self.bound {
+            bound.drain.trigger();
+            bound.open.close();
+        }
+    }
+
+    /// The shutdown grace passed: the connections still open close, the accept loops end.
+    pub(super) fn cut_all(&self) {
+        for bound in &self.bound {
+            bound.cut.trigger();
+            bound.accept_loop.abort();
+        }
+    }
+}
+
+/// Starts the accept loop of a freshly bound socket.
+fn serve(
+    key: SocketKey,
+    info: BoundListener,
+    socket: TcpListener,
+    accepting: node::SharedAccepting,
+    connections: &Arc<Connections>,
+) -> Bound {
+    let (drain, drained) = shutdown::channel();
+    let (cut, cutting) = shutdown::channel();
+    let open = Tracker::new();
+    let signals = ListenerSignals {
+        drain: drained,
+        cut: cutting,
+        open: open.clone(),
+    };
+    let accept_loop = tokio::spawn(node::serve_listener(
+        socket,
+        accepting.clone(),
+        connections.clone(),
+        signals,
+    ));
+    Bound {
+        key,
+        info,
+        kind: Kind::Http(accepting),
+        drain,
+        cut,
+        open,
+        accept_loop,
+    }
+}
+
+/// A listener the configuration no longer has: it stops accepting now; its connections get `grace` to finish,
+/// then the ones left are closed.
+fn retire(bound: Bound, grace: Duration) {
+    bound.drain.trigger();
+    bound.open.close();
+    tokio::spawn(async move {
+        if tokio::time::timeout(grace, bound.open.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                address = %bound.info.address,
+                live = bound.open.len(),
+                "shutdown grace ran out on a removed listener; closing its remaining connections"
+            );
+        }
+        bound.cut.trigger();
+    });
+}
