@@ -51,10 +51,10 @@ mod tests {
 
     #[test]
     fn accept_is_rfc_6455s_example() {
-        // RFC 6455 §1.3: this key's accept.
+        // RFC 6455 §1.3 and §4.2.2: this key's accept.
         assert_eq!(
             &accept_for(b"dGhlIHNhbXBsZSBub25jZQ=="),
-            b"s3pPLMBiTxaK9kBOwDwI6rCMnKU="
+            b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
         );
     }
 
