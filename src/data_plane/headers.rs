@@ -19,6 +19,7 @@ mod checks;
 pub(crate) mod forwarded;
 mod hop_by_hop;
 pub(crate) mod sticky_cookie;
+pub(crate) mod websocket;
 
 pub(crate) use checks::{check_framing, check_request, Rejection};
 pub(crate) use forwarded::{

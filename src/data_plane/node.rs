@@ -24,7 +24,7 @@ use tower::ServiceExt;
 use crate::config::Limits;
 use crate::data_plane::body::ConnectionState;
 use crate::data_plane::front_end::http1::{self as front_end, ClientStream, Served};
-use crate::data_plane::front_end::http2::{ClientIo, Underway};
+use crate::data_plane::front_end::http2::{ClientIo, Underway, WebSockets};
 use crate::data_plane::proxy::{self, ClientFacts, ClientProtocol, ListenerContext};
 use crate::data_plane::tls::TlsAcceptor;
 use crate::shutdown::{Shutdown, ShutdownWatch, Tracker};
@@ -54,7 +54,9 @@ impl Connections {
         let mut http2 = http2::Builder::new(TokioExecutor::new());
         http2
             .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
-            .max_send_buf_size(MAX_SEND_BUF_SIZE);
+            .max_send_buf_size(MAX_SEND_BUF_SIZE)
+            // SETTINGS_ENABLE_CONNECT_PROTOCOL: HTTP/2 clients' WebSockets (RFC 8441, `front_end::http2`).
+            .enable_connect_protocol();
         Connections {
             http2,
             max_head_bytes: limits.max_request_header_bytes,
@@ -281,7 +283,11 @@ async fn serve_connection<IO>(
             let protocol = ClientProtocol::Http2(state);
             // Each response body is counted while under way, for the stalled-response rule of the idle timeout.
             let stack = ServiceExt::<http::Request<hyper::body::Incoming>>::map_response(
-                proxy::stack(context, client, protocol),
+                WebSockets::new(
+                    proxy::stack(context, client, protocol),
+                    idle_timeout,
+                    metrics.clone(),
+                ),
                 move |response: http::Response<_>| response.map(|body| underway.track(body)),
             );
             let service = TowerToHyperService::new(stack);

@@ -126,9 +126,10 @@ pub(crate) struct Tunnel<B> {
     timer: LazyTimer,
     progress: u64,
     progress_mark: u64,
-    /// Bytes from the client and to the client, for the node's metrics.
-    received: IntCounter,
-    sent: IntCounter,
+    /// Bytes from the client and to the client, for the node's metrics (none where the client's socket counts
+    /// them itself).
+    received: Option<IntCounter>,
+    sent: Option<IntCounter>,
 }
 
 /// When a tunnel's first bytes moved, for the access log: `None` where no byte did.
@@ -161,6 +162,20 @@ impl<B: AsyncRead + AsyncWrite + Unpin> Tunnel<B> {
         received: IntCounter,
         sent: IntCounter,
     ) -> Self {
+        let mut tunnel = Self::uncounted(backend, from_client, from_backend, idle_timeout);
+        tunnel.received = Some(received);
+        tunnel.sent = Some(sent);
+        tunnel
+    }
+
+    /// A tunnel whose client bytes are counted elsewhere: an HTTP/2 client's stream (RFC 8441), whose connection's
+    /// socket counts every frame.
+    pub(crate) fn uncounted(
+        backend: B,
+        from_client: Bytes,
+        from_backend: Bytes,
+        idle_timeout: Duration,
+    ) -> Self {
         Tunnel {
             backend,
             up: Direction::new(from_client),
@@ -169,8 +184,8 @@ impl<B: AsyncRead + AsyncWrite + Unpin> Tunnel<B> {
             timer: LazyTimer::new(Instant::now() + idle_timeout),
             progress: 0,
             progress_mark: 0,
-            received,
-            sent,
+            received: None,
+            sent: None,
         }
     }
 
@@ -204,14 +219,14 @@ impl<B: AsyncRead + AsyncWrite + Unpin> Tunnel<B> {
             client,
             &mut self.backend,
             &mut self.progress,
-            Some(&self.received),
+            self.received.as_ref(),
         );
         let down = self.down.poll_move(
             cx,
             &mut self.backend,
             client,
             &mut self.progress,
-            Some(&self.sent),
+            self.sent.as_ref(),
         );
         match (up, down) {
             (Poll::Ready(Err(error)), _) | (_, Poll::Ready(Err(error))) => {

@@ -37,6 +37,9 @@ use crate::observability::metrics::ZoneMetrics;
 
 #[cfg(test)]
 mod tests;
+mod websocket;
+
+pub(crate) use websocket::WebSockets;
 
 /// The responses of one connection that are under way: head handed to hyper, body not ended. Shared by the
 /// connection's streams (which count them, on their own tasks) and its [`ClientIo`] (which times them).

@@ -1,17 +1,18 @@
 //! The Check layer: requests elbe must refuse (ambiguous framing, CONNECT, long methods and URIs, and heads its
 //! HTTP/1 server could not make into requests) get ELB's 400/405/408/414/431 and never reach an instance
-//! (ELB-SPEC.md §1.1, §9).
+//! (ELB-SPEC.md §1.1, §9). The one CONNECT let through is an HTTP/2 client's WebSocket (RFC 8441 §4, `:protocol =
+//! websocket`), checked as the `GET` it becomes.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use http::{Request, Response};
+use http::{Method, Request, Response};
 use tower::{Layer, Service};
 
 use crate::data_plane::elb_response::ElbResponse;
-use crate::data_plane::headers;
+use crate::data_plane::headers::{self, websocket};
 use crate::data_plane::proxy::answer::{elb_answer, Refused};
 use crate::data_plane::proxy::response_body::ResponseBody;
 
@@ -54,8 +55,14 @@ where
         if let Some(Refused(kind)) = request.extensions().get::<Refused>() {
             return Respond::Now(Some(Box::new(elb_answer(*kind))));
         }
+        // RFC 8441's WebSocket CONNECT is checked as the GET the instance gets; any other CONNECT is refused.
+        let method = if websocket::is_extended_websocket(&request) {
+            &Method::GET
+        } else {
+            request.method()
+        };
         let checked = headers::check_request(
-            request.method(),
+            method,
             request.uri(),
             request.version(),
             request.headers(),
@@ -121,5 +128,26 @@ mod tests {
             .body(())
             .unwrap();
         assert_eq!(check.oneshot(long).await.unwrap().status(), 414);
+    }
+
+    #[tokio::test]
+    async fn check_lets_rfc_8441_websocket_connects_through_and_refuses_other_protocols() {
+        let check = CheckLayer { max_uri_bytes: 64 }.layer(tower::service_fn(|_: Request<()>| {
+            std::future::ready(Ok::<_, Infallible>(Response::new(ResponseBody::empty())))
+        }));
+        let connect = |protocol| {
+            let mut request = Request::connect("https://app.example/chat")
+                .version(http::Version::HTTP_2)
+                .body(())
+                .unwrap();
+            request
+                .extensions_mut()
+                .insert(hyper::ext::Protocol::from_static(protocol));
+            request
+        };
+        let response = check.clone().oneshot(connect("websocket")).await.unwrap();
+        assert_eq!(response.status(), 200);
+        let response = check.oneshot(connect("connect-udp")).await.unwrap();
+        assert_eq!(response.status(), 400);
     }
 }

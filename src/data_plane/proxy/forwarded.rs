@@ -1,7 +1,8 @@
 //! The Forwarded layer: the request is rewritten for the instance (ELB-SPEC.md §1.1, §1.2): hop-by-hop headers
 //! removed, X-Forwarded-For appended and X-Forwarded-Proto/-Port replaced, `Host` supplied for HTTP/1.0 (the
 //! node's address) and HTTP/2 (`:authority`), `Expect` dropped (elbe answered it), HTTP/2's split `Cookie` lines
-//! joined, and the target made origin-form HTTP/1.1.
+//! joined, and the target made origin-form HTTP/1.1. An HTTP/2 WebSocket (RFC 8441 §4's extended CONNECT) becomes
+//! the HTTP/1.1 handshake, a `GET` with `Upgrade: websocket` and a fresh `Sec-WebSocket-Key`.
 
 use std::convert::Infallible;
 use std::net::IpAddr;
@@ -13,7 +14,7 @@ use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response, Version};
 use tower::{Layer, Service};
 
-use crate::data_plane::headers;
+use crate::data_plane::headers::{self, websocket};
 use crate::data_plane::proxy::context::ListenerContext;
 use crate::data_plane::proxy::response_body::ResponseBody;
 
@@ -69,9 +70,16 @@ pub(crate) fn rewrite_for_instance<B>(
 ) {
     let version = request.version();
     let authority = request.uri().authority().cloned();
-    let websocket = version == Version::HTTP_11
-        && request.method() == http::Method::GET
-        && headers::asks_for_websocket(request.headers());
+    // RFC 8441 §4: an HTTP/2 client's WebSocket is a CONNECT with `:protocol = websocket`; the instance gets the
+    // HTTP/1.1 handshake (RFC 6455 §4.1), a GET, with a key elbe makes (the response check holds it to it).
+    let extended = websocket::is_extended_websocket(request);
+    if extended {
+        *request.method_mut() = http::Method::GET;
+    }
+    let websocket = extended
+        || (version == Version::HTTP_11
+            && request.method() == http::Method::GET
+            && headers::asks_for_websocket(request.headers()));
     let headers = request.headers_mut();
     headers::strip_hop_by_hop(headers);
     if websocket {
@@ -79,6 +87,14 @@ pub(crate) fn rewrite_for_instance<B>(
         // turns the connection into a tunnel. Any other Upgrade (h2c included) was just stripped.
         headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
         headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+    if extended {
+        match websocket::fresh_key() {
+            Some(key) => {
+                headers.insert(websocket::SEC_WEBSOCKET_KEY, key);
+            }
+            None => tracing::warn!("no random bytes for a Sec-WebSocket-Key"),
+        }
     }
     headers.remove(EXPECT);
     if !headers.contains_key(HOST) {

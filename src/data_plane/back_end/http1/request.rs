@@ -7,7 +7,9 @@ use http::header::{HeaderName, CONTENT_LENGTH, UPGRADE};
 use http::{Method, Request};
 use http_body::Body;
 
+use super::response::Switch;
 use crate::data_plane::body::{body_is_ignored_on, RequestBody};
+use crate::data_plane::headers::websocket::{accept_for, SEC_WEBSOCKET_KEY};
 use crate::http1::fields::put_field;
 
 /// How a request body is framed on the wire to the instance.
@@ -32,8 +34,9 @@ pub(crate) struct Outgoing {
     /// The connection is not reused after this request (it carries a body its method gives no meaning to, and
     /// says `Connection: close`).
     pub(super) close_after: bool,
-    /// The request asks to switch to WebSocket (the Forwarded layer kept its `Upgrade` line for that alone).
-    pub(super) upgrade: bool,
+    /// The request asks to switch to WebSocket (the Forwarded layer kept its `Upgrade` line for that alone), and
+    /// the accept its key calls for.
+    pub(super) upgrade: Switch,
     /// The client speaks HTTP/1: the response head is passed on as received ([`super::response::RawHead`]) instead of as a header
     /// map.
     pub raw_response: bool,
@@ -64,7 +67,16 @@ impl Outgoing {
                     | Method::PUT
                     | Method::DELETE
             );
-        let upgrade = parts.headers.contains_key(UPGRADE);
+        let upgrade = if parts.headers.contains_key(UPGRADE) {
+            Switch::WebSocket(
+                parts
+                    .headers
+                    .get(SEC_WEBSOCKET_KEY)
+                    .map(|key| accept_for(key.as_bytes())),
+            )
+        } else {
+            Switch::No
+        };
         let close_after = body.is_some() && body_is_ignored_on(&parts.method);
         Outgoing {
             head: serialize_head(&parts, length, framing, close_after),

@@ -12,7 +12,10 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 
 use crate::data_plane::back_end::error::BackendError;
-use crate::http1::fields::{content_length, is_hop_by_hop, last_token_is, put_field, tokens};
+use crate::data_plane::headers::websocket::Accept;
+use crate::http1::fields::{
+    content_length, is_hop_by_hop, last_token_is, put_field, tokens, trim_ows,
+};
 use crate::http1::framing::{Chunk, Download};
 use crate::http1::head::{FieldSpans, Span};
 
@@ -33,15 +36,35 @@ pub(crate) struct ResponseHead {
     pub(crate) keep_alive: bool,
 }
 
+/// What a request asked its instance to switch to: what a `101 Switching Protocols` is checked against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Switch {
+    /// Nothing: a 101 is the instance's error.
+    No,
+    /// WebSocket, with the `Sec-WebSocket-Accept` the instance must answer when the request carried a key.
+    WebSocket(Option<Accept>),
+}
+
+impl From<bool> for Switch {
+    /// `true`: a WebSocket handshake whose accept is not checked (the fuzz targets' and tests' request).
+    fn from(websocket: bool) -> Self {
+        if websocket {
+            Switch::WebSocket(None)
+        } else {
+            Switch::No
+        }
+    }
+}
+
 /// Reads a response head out of `buf` (taking its bytes), skipping interim 1xx responses. `Ok(None)`: not all of it
 /// has arrived. `raw`: keep the header lines as received ([`RawHead`]) instead of building a header map.
-/// `upgrade`: the request asked to switch to WebSocket, so a `101 Switching Protocols` is its answer (any other
-/// 101 is the instance's error).
+/// `upgrade`: what the request asked to switch to; a `101 Switching Protocols` is its answer only when it asked
+/// for WebSocket (any other 101 is the instance's error).
 pub(crate) fn read_head(
     buf: &mut BytesMut,
     head_only: bool,
     raw: bool,
-    upgrade: bool,
+    upgrade: impl Into<Switch>,
 ) -> Result<Option<ResponseHead>, BackendError> {
     loop {
         if buf.is_empty() {
@@ -85,7 +108,7 @@ pub(crate) fn read_head(
         };
         let head = buf.split_to(length).freeze();
         let scanned = if code == 101 {
-            scan_switch(&head, &index, upgrade)?
+            scan_switch(&head, &index, upgrade.into())?
         } else {
             scan_response(&head, &index, head_only)?
         };
@@ -200,23 +223,31 @@ fn scan_response(
     })
 }
 
-/// Checks a `101 Switching Protocols`: only to a request that asked to switch to WebSocket, and only to WebSocket.
-/// Its `Upgrade` and `Connection` lines go on to the client, who needs them to complete the handshake (RFC 6455
-/// §4.2.2); the connection then carries the tunnel, never another request.
+/// Checks a `101 Switching Protocols`: only to a request that asked to switch to WebSocket, only to WebSocket,
+/// and with the `Sec-WebSocket-Accept` its key calls for (RFC 6455 §4.2.2; a client would fail the connection, so
+/// the instance's error is ELB's 502 instead of a tunnel to nowhere). Its `Upgrade` and `Connection` lines go on
+/// to the client, who needs them to complete the handshake; the connection then carries the tunnel, never another
+/// request.
 fn scan_switch(
     head: &Bytes,
     index: &HeadIndex<'_>,
-    upgrade: bool,
+    upgrade: Switch,
 ) -> Result<Scanned, BackendError> {
-    if !upgrade {
+    let Switch::WebSocket(expected) = upgrade else {
         return Err(BackendError::BadResponse(
             "101 to a request that did not ask to switch",
         ));
-    }
+    };
     let mut keep = [false; MAX_HEADERS];
     let mut to_websocket = false;
+    let mut accepted = expected.is_none();
     for (i, (name, value)) in index.fields.iter().enumerate() {
         let name = &head[name.0..name.1];
+        if let Some(expected) = &expected {
+            if name.eq_ignore_ascii_case(b"sec-websocket-accept") {
+                accepted = trim_ows(&head[value.0..value.1]) == expected;
+            }
+        }
         if name.eq_ignore_ascii_case(b"upgrade") {
             to_websocket =
                 tokens(&head[value.0..value.1]).any(|t| t.eq_ignore_ascii_case(b"websocket"));
@@ -230,6 +261,11 @@ fn scan_switch(
     if !to_websocket {
         return Err(BackendError::BadResponse(
             "101 to something other than WebSocket",
+        ));
+    }
+    if !accepted {
+        return Err(BackendError::BadResponse(
+            "101 whose Sec-WebSocket-Accept does not answer the key",
         ));
     }
     Ok(Scanned {

@@ -131,3 +131,35 @@ fn every_line_connection_names_is_dropped() {
         .collect();
     assert_eq!(names, ["x-kept", "content-length"]);
 }
+
+/// A 101 is held to the accept its request's key calls for (RFC 6455 §4.2.2): the right one switches, a wrong or
+/// missing one is the instance's error (a 502), whatever the client.
+#[test]
+fn a_switch_must_answer_the_key_it_was_sent() {
+    let expected = crate::data_plane::headers::websocket::accept_for(b"dGhlIHNhbXBsZSBub25jZQ==");
+    let switch = |accept: &str| {
+        let head = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n{accept}\r\n"
+        );
+        [true, false].map(|raw| {
+            read_head(
+                &mut BytesMut::from(head.as_bytes()),
+                false,
+                raw,
+                Switch::WebSocket(Some(expected)),
+            )
+        })
+    };
+    for scanned in switch("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n") {
+        let head = scanned.unwrap().unwrap();
+        assert_eq!(head.response.status(), StatusCode::SWITCHING_PROTOCOLS);
+    }
+    for accept in ["Sec-WebSocket-Accept: s3pPLMBiTxaK9kBOwDwI6rCMnKU=\r\n", ""] {
+        for scanned in switch(accept) {
+            assert!(
+                matches!(scanned, Err(BackendError::BadResponse(_))),
+                "{accept}: {scanned:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! WebSockets for HTTP/2 clients (RFC 8441, elbe's departure from ELB: README "WebSockets"). A `CONNECT` with
+//! `:protocol = websocket` goes to the instance as the HTTP/1.1 handshake (the Forwarded layer makes it a `GET`
+//! with a fresh key, the back end checks the instance's `101` and its `Sec-WebSocket-Accept`); this layer, around
+//! the whole stack, answers the client `200` (RFC 8441 §5) and tunnels the HTTP/2 stream to the instance's
+//! connection with the same [`Tunnel`] as HTTP/1 clients: ELB's idle timeout (ELB-SPEC §5), half-closes as
+//! END_STREAM, one access-log line with status 101, written when the tunnel ends.
+//!
+//! The tunnel runs on its own task: hyper hands over the stream (`hyper::upgrade::on`) only after the response is
+//! sent, and drops the response's body then, so the request's bookkeeping (its log line, its in-flight count on
+//! the connection, which keeps the idle rule of [`super::ClientIo`] off the connection while the tunnel times
+//! itself) moves to the task and ends with the tunnel.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{CONNECTION, UPGRADE};
+use http::{Request, Response, StatusCode};
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use tower::Service;
+
+use crate::data_plane::elb_response::ElbResponse;
+use crate::data_plane::headers::websocket::{is_extended_websocket, SEC_WEBSOCKET_ACCEPT};
+use crate::data_plane::proxy::answer::elb_answer;
+use crate::data_plane::proxy::response_body::ResponseBody;
+use crate::data_plane::tunnel::Tunnel;
+use crate::observability::metrics::ZoneMetrics;
+
+/// The proxy stack of an HTTP/2 connection, with RFC 8441's WebSockets turned into tunnels.
+#[derive(Clone)]
+pub(crate) struct WebSockets<S> {
+    inner: S,
+    idle_timeout: Duration,
+    metrics: Arc<ZoneMetrics>,
+}
+
+impl<S> WebSockets<S> {
+    /// `idle_timeout` closes a silent tunnel; `metrics` count the upgrades.
+    pub(crate) fn new(inner: S, idle_timeout: Duration, metrics: Arc<ZoneMetrics>) -> Self {
+        WebSockets {
+            inner,
+            idle_timeout,
+            metrics,
+        }
+    }
+}
+
+impl<S, B> Service<Request<B>> for WebSockets<S>
+where
+    S: Service<Request<B>, Response = Response<ResponseBody>, Error = Infallible>,
+    S::Future: Unpin,
+{
+    type Response = Response<ResponseBody>;
+    type Error = Infallible;
+    type Future = Upgrading<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let upgrade = is_extended_websocket(&request).then(|| {
+            Box::new(Upgrade {
+                client: hyper::upgrade::on(&mut request),
+                idle_timeout: self.idle_timeout,
+                metrics: self.metrics.clone(),
+            })
+        });
+        Upgrading {
+            inner: self.inner.call(request),
+            upgrade,
+        }
+    }
+}
+
+/// The stack's response; for a WebSocket, made the client's `200` and its tunnel started.
+pub(crate) struct Upgrading<F> {
+    inner: F,
+    /// Boxed: most requests are not WebSockets, and every request's future should stay small.
+    upgrade: Option<Box<Upgrade>>,
+}
+
+impl<F> Future for Upgrading<F>
+where
+    F: Future<Output = Result<Response<ResponseBody>, Infallible>> + Unpin,
+{
+    type Output = Result<Response<ResponseBody>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let response = ready!(Pin::new(&mut this.inner).poll(cx))?;
+        Poll::Ready(Ok(match this.upgrade.take() {
+            Some(upgrade) => upgrade.answer(response),
+            None => response,
+        }))
+    }
+}
+
+/// A WebSocket request's client stream, to be had once its response is sent.
+struct Upgrade {
+    client: OnUpgrade,
+    idle_timeout: Duration,
+    metrics: Arc<ZoneMetrics>,
+}
+
+impl Upgrade {
+    /// The client's answer to the instance's: its `101` becomes `200` with the instance's subprotocol and
+    /// extensions (RFC 8441 §5) and starts the tunnel. A refusal (4xx, 5xx, ELB's own) goes to the client as it
+    /// is; a 2xx that is not a switch would open a tunnel to nothing, so it is ELB's 502.
+    fn answer(self, response: Response<ResponseBody>) -> Response<ResponseBody> {
+        if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+            if response.status().is_success() {
+                tracing::debug!(status = %response.status(), "instance did not switch to WebSocket");
+                return elb_answer(ElbResponse::BadGateway);
+            }
+            return response;
+        }
+        let (mut parts, mut body) = response.into_parts();
+        let Some((backend, from_backend)) = body.take_switched() else {
+            return elb_answer(ElbResponse::BadGateway);
+        };
+        parts.status = StatusCode::OK;
+        // The HTTP/1.1 handshake's own lines; HTTP/2 has no Connection or Upgrade, and the accept was elbe's.
+        for name in [UPGRADE, CONNECTION, SEC_WEBSOCKET_ACCEPT] {
+            parts.headers.remove(name);
+        }
+        self.metrics.websocket_upgrades.inc();
+        tokio::spawn(self.tunnel(backend, from_backend, body));
+        Response::from_parts(parts, ResponseBody::empty())
+    }
+
+    /// Bytes both ways between the client's stream and the instance until both end or the tunnel idles; then the
+    /// request is over (`body` dropped: its log line is written).
+    async fn tunnel(
+        self,
+        backend: tokio::net::TcpStream,
+        from_backend: Bytes,
+        mut body: ResponseBody,
+    ) {
+        let client = match self.client.await {
+            Ok(client) => client,
+            Err(error) => {
+                tracing::debug!(%error, "HTTP/2 WebSocket stream ended before the tunnel");
+                return;
+            }
+        };
+        let mut client = TokioIo::new(client);
+        // The client's bytes are counted by its connection's socket (`ClientIo`), DATA frames and all.
+        let mut tunnel = Tunnel::uncounted(backend, Bytes::new(), from_backend, self.idle_timeout);
+        let ended = std::future::poll_fn(|cx| tunnel.poll(cx, &mut client)).await;
+        let sent = tunnel.sent();
+        body.count_sent(sent);
+        match ended {
+            Ok(end) => tracing::debug!(?end, sent, "HTTP/2 WebSocket tunnel ended"),
+            Err(error) => tracing::debug!(%error, sent, "HTTP/2 WebSocket tunnel failed"),
+        }
+    }
+}
