@@ -51,6 +51,9 @@
 //!    connection count that SIGTERM, tests and reload share).
 //! 6. **Config** (`config`, `config/`): what everything above is configured with.
 
+// Every public item says what it is: a new one without a doc comment fails the build.
+#![deny(missing_docs)]
+
 pub mod config;
 pub mod demo;
 pub mod notify;

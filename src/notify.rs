@@ -20,17 +20,24 @@ pub const NOTIFY_SOCKET: &str = "NOTIFY_SOCKET";
 /// Why a notification could not be sent.
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {
+    /// No datagram socket could be opened.
     #[error("cannot open a datagram socket for {NOTIFY_SOCKET}: {0}")]
     Socket(#[source] std::io::Error),
+    /// `NOTIFY_SOCKET` is neither a path nor an abstract (`@`) socket name.
     #[error("{NOTIFY_SOCKET}={socket:?} is not an address elbe can send to: {source}")]
     Address {
+        /// The variable's value.
         socket: OsString,
+        /// Why it is not usable.
         #[source]
         source: std::io::Error,
     },
+    /// The socket refused the datagram (systemd not listening).
     #[error("cannot notify {socket:?}: {source}")]
     Send {
+        /// The variable's value.
         socket: OsString,
+        /// The send error.
         #[source]
         source: std::io::Error,
     },

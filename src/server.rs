@@ -254,6 +254,7 @@ impl Server {
         self.control.healthz()
     }
 
+    /// The admin listener's bound address (`/status`, `/healthz`, `/metrics`, registration), read back after port 0.
     pub fn admin_address(&self) -> SocketAddr {
         self.admin_address
     }
@@ -276,10 +277,12 @@ impl Server {
             .map(|l| l.address)
     }
 
+    /// The control plane: configuration, registrations, health; what `/status` and the admin API read and change.
     pub fn control(&self) -> &Arc<Control> {
         &self.control
     }
 
+    /// The process's metrics registry (ELB's CloudWatch metrics as Prometheus series, ELB-SPEC §10).
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
     }

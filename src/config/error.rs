@@ -17,8 +17,11 @@ use std::path::PathBuf;
 /// `file: key: reason`, or `file: reason` when there is no key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct ConfigError {
+    /// The configuration file, as given.
     pub file: PathBuf,
+    /// The key path into the TOML; empty for I/O and syntax errors.
     pub key: String,
+    /// Why the value is refused, or the I/O or syntax error's cause.
     pub reason: String,
 }
 

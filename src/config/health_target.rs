@@ -17,13 +17,34 @@ use crate::config::protocol::Protocol;
 /// A health-check target, `PROTOCOL:port[/path]` (ELB-SPEC §2.1).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum HealthTarget {
-    Tcp { port: u16 },
-    Ssl { port: u16 },
-    Http { port: u16, path: String },
-    Https { port: u16, path: String },
+    /// `TCP:port`: healthy when a TCP connect succeeds.
+    Tcp {
+        /// The instance port probed, 1–65535.
+        port: u16,
+    },
+    /// `SSL:port`: healthy when a TLS handshake succeeds.
+    Ssl {
+        /// The instance port probed, 1–65535.
+        port: u16,
+    },
+    /// `HTTP:port/path`: healthy when a GET of the path answers 200 within the timeout.
+    Http {
+        /// The instance port probed, 1–65535.
+        port: u16,
+        /// The request path, starting with `/`, sent as written.
+        path: String,
+    },
+    /// `HTTPS:port/path`: as `Http`, over TLS.
+    Https {
+        /// The instance port probed, 1–65535.
+        port: u16,
+        /// The request path, starting with `/`, sent as written.
+        path: String,
+    },
 }
 
 impl HealthTarget {
+    /// The instance port probed.
     pub fn port(&self) -> u16 {
         match self {
             HealthTarget::Tcp { port }

@@ -22,7 +22,12 @@ pub enum InstanceAddress {
     /// This port is used for every listener and for health checks (DESIGN.md "Health-check port").
     Socket(SocketAddr),
     /// Resolved by DNS and re-resolved at its TTL; the port is used as for `Socket`.
-    Host { host: String, port: u16 },
+    Host {
+        /// A DNS name.
+        host: String,
+        /// The instance's port, 1–65535.
+        port: u16,
+    },
 }
 
 impl InstanceAddress {

@@ -21,22 +21,26 @@ use crate::config::traffic::{Policy, Rule};
 /// A validated configuration: everything elbe runs from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
+    /// The admin listener: `/status`, `/healthz`, `/metrics` and instance registration.
     pub admin: Admin,
     /// `None` when the file has no `[dns]` table: no responder runs, but DNS names still use
     /// [`defaults::DNS_DOMAIN`].
     pub dns: Option<Dns>,
     /// How `host:port` instances are resolved (DNS discovery).
     pub discovery: Discovery,
+    /// Client-side limits that ELB did not expose (`[limits]`), each with its default.
     pub limits: Limits,
     /// Where elbe keeps what must survive a restart (the generated stickiness key); `state_dir`, resolved
     /// against the file's folder, default a folder `state` beside the file. Created only when something is kept.
     pub state_dir: PathBuf,
+    /// The `[[load_balancer]]` tables, in file order; names unique.
     pub load_balancers: Vec<LoadBalancer>,
 }
 
 /// The admin listener (`[admin]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Admin {
+    /// `listen`: the admin listener's address, default [`defaults::ADMIN_LISTEN`] (loopback only).
     pub listen: SocketAddr,
 }
 
@@ -52,16 +56,25 @@ pub struct Dns {
 /// Client-side limits beyond ELB's idle timeout (`[limits]`); see [`defaults`] for what each one does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
+    /// `request_header_timeout`: the whole request head must arrive within it, else 408 (default 10 s).
     pub request_header_timeout: Duration,
+    /// `tls_handshake_timeout`: a slower TLS handshake is abandoned (default 10 s).
     pub tls_handshake_timeout: Duration,
+    /// `max_request_header_bytes`: larger request heads get 431 (default 64 KiB, at least 8 KiB).
     pub max_request_header_bytes: usize,
+    /// `max_headers`: more header fields get 431 (default 100).
     pub max_headers: usize,
+    /// `max_uri_bytes`: longer request targets get 414 (default 16 KiB).
     pub max_uri_bytes: usize,
+    /// `max_connections`: open client connections per process; more wait in the accept backlog (default 10,000).
     pub max_connections: usize,
     /// Connections queued by the kernel per listener before elbe accepts them (capped by `net.core.somaxconn`).
     pub listen_backlog: u32,
+    /// `shutdown_grace`: SIGTERM's drain deadline when connection draining is off (default 30 s).
     pub shutdown_grace: Duration,
+    /// `backend_connect_timeout`: a TCP connect to an instance that takes longer counts as failed (default 5 s).
     pub backend_connect_timeout: Duration,
+    /// `backend_idle_connections`: idle keep-alive connections kept per instance (default 128; ELB-SPEC §1.1).
     pub backend_idle_connections: usize,
     /// Requests one instance may have outstanding before new ones wait in the node's surge queue; 0 = no limit.
     pub backend_max_requests: usize,
@@ -91,11 +104,17 @@ impl Default for Limits {
 /// One `[[load_balancer]]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadBalancer {
+    /// ELB's `LoadBalancerName`: 1–32 letters, digits and hyphens, unique; the first part of its DNS name (ELB-SPEC §4).
     pub name: String,
+    /// The region part of the DNS name, default [`defaults::REGION`].
     pub region: String,
+    /// ELB's `CrossZoneLoadBalancing` attribute: nodes route to every zone's instances (ELB-SPEC §3; default off).
     pub cross_zone_load_balancing: bool,
+    /// ELB's `ConnectionSettings.IdleTimeout`: idle client and instance connections close after it (ELB-SPEC §5; default 60 s).
     pub idle_timeout: Duration,
+    /// ELB's `ConnectionDraining` attribute (ELB-SPEC §5; default off, 300 s).
     pub connection_draining: ConnectionDraining,
+    /// elbe's extension: an instance failing under traffic counts as a failed health check (default on).
     pub passive_health_checks: bool,
     /// ELB's `AccessLog` attribute: where each request's line goes (ELB-SPEC §11), `None` when disabled.
     pub access_log: Option<AccessLogDestination>,
@@ -103,6 +122,7 @@ pub struct LoadBalancer {
     pub availability_zones: Vec<AvailabilityZone>,
     /// At least one.
     pub listeners: Vec<Listener>,
+    /// ELB's `HealthCheck` (ELB-SPEC §2.1).
     pub health_check: HealthCheck,
     /// May be empty (instances can be registered at run time); ids unique within the load balancer.
     pub instances: Vec<Instance>,
@@ -121,8 +141,11 @@ pub struct LoadBalancer {
 /// resolv.conf), and re-resolved when their answer's TTL ends, bounded by `min_ttl` and `max_ttl`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Discovery {
+    /// Name servers to ask; empty: the system's resolv.conf.
     pub name_servers: Vec<SocketAddr>,
+    /// Answers are re-resolved no sooner than this, whatever their TTL (default 1 s).
     pub min_ttl: Duration,
+    /// Answers are trusted no longer than this, whatever their TTL (default 300 s).
     pub max_ttl: Duration,
 }
 
@@ -140,30 +163,38 @@ impl Default for Discovery {
 /// configuration file's folder, reopened on SIGHUP (logrotate).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AccessLogDestination {
+    /// `path = "-"`: standard output.
     Stdout,
+    /// A file, resolved against the configuration file's folder, reopened on SIGHUP.
     File(PathBuf),
 }
 
 /// ELB's `ConnectionDraining` attribute (ELB-SPEC §5).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectionDraining {
+    /// `Enabled`: deregistered or unhealthy instances finish their requests in flight before removal (default off).
     pub enabled: bool,
+    /// `Timeout`: how long draining waits for in-flight requests (default 300 s).
     pub timeout: Duration,
 }
 
 /// An enabled availability zone and the address its node binds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AvailabilityZone {
+    /// The zone's name, as instances name it (e.g. `us-east-1a`); unique within the load balancer.
     pub name: String,
+    /// The address this zone's node binds every listener on, and the address DNS answers with (ELB-SPEC §3, §4).
     pub node: IpAddr,
 }
 
 /// (protocol, load_balancer_port) -> (instance_protocol, instance_port), ELB-SPEC §1.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listener {
+    /// ELB's `Protocol`: what clients speak to this listener.
     pub protocol: Protocol,
     /// 0 means any free port.
     pub load_balancer_port: u16,
+    /// ELB's `InstanceProtocol`: what the node speaks to instances (ELB-SPEC §1).
     pub instance_protocol: Protocol,
     /// 1–65535.
     pub instance_port: u16,
@@ -183,6 +214,7 @@ pub struct Listener {
 /// ELB's SetLoadBalancerPoliciesForBackendServer: the policies of connections to one instance port.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackendServer {
+    /// ELB's `InstancePort`: the instance port these policies apply to; 1–65535.
     pub instance_port: u16,
     /// Names of the load balancer's ProxyProtocolPolicyType policies, each one known.
     pub policy_names: Vec<String>,
@@ -191,26 +223,35 @@ pub struct BackendServer {
 /// A PEM certificate chain and its private key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertificatePaths {
+    /// The PEM certificate chain, leaf first.
     pub cert: PathBuf,
+    /// The PEM private key of the leaf certificate.
     pub key: PathBuf,
 }
 
 /// ELB's `HealthCheck` (ELB-SPEC §2.1), with any positive durations and thresholds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthCheck {
+    /// ELB's `Target`: `PROTOCOL:PORT[/path]` (ELB-SPEC §2.1).
     pub target: HealthTarget,
+    /// ELB's `Interval` between checks of one instance (default 30 s).
     pub interval: Duration,
     /// Always shorter than `interval`.
     pub timeout: Duration,
+    /// ELB's `HealthyThreshold`: consecutive successes before InService (default 10).
     pub healthy_threshold: u32,
+    /// ELB's `UnhealthyThreshold`: consecutive failures before OutOfService (default 2).
     pub unhealthy_threshold: u32,
 }
 
 /// A registered instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Instance {
+    /// ELB's `InstanceId`: unique within the load balancer.
     pub id: String,
     /// May name a zone that is not enabled; elbe then reports the instance OutOfService (ELB-SPEC §2.2).
     pub zone: String,
+    /// Where the instance listens: an IP address (each listener's instance port), an `ip:port`, or a `host:port`
+    /// that DNS discovery resolves.
     pub address: InstanceAddress,
 }

@@ -12,9 +12,13 @@ use std::str::FromStr;
 /// A listener protocol. The file accepts any case; it displays upper-case, as ELB's API spells it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Protocol {
+    /// `HTTP`: Layer 7, plain text.
     Http,
+    /// `HTTPS`: Layer 7 over TLS, which the node terminates (ELB-SPEC §12).
     Https,
+    /// `TCP`: Layer 4, bytes passed through (ELB-SPEC §1.3).
     Tcp,
+    /// `SSL`: Layer 4 over TLS, which the node terminates (ELB-SPEC §1.3, §12).
     Ssl,
 }
 
@@ -29,6 +33,7 @@ impl Protocol {
         matches!(self, Protocol::Http | Protocol::Https)
     }
 
+    /// The name as ELB's API spells it: `HTTP`, `HTTPS`, `TCP`, `SSL`.
     pub fn as_str(self) -> &'static str {
         match self {
             Protocol::Http => "HTTP",

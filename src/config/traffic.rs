@@ -17,7 +17,9 @@ pub use ipnet::IpNet;
 /// One `[[load_balancer.policy]]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
+    /// ELB's `PolicyName`: unique within the load balancer; listeners and backend servers attach the policy by it.
     pub name: String,
+    /// ELB's `PolicyTypeName` and its attributes.
     pub kind: PolicyKind,
 }
 
@@ -27,10 +29,14 @@ pub enum PolicyKind {
     /// `LBCookieStickinessPolicyType`: elbe's `AWSELB` cookie, `MAX-AGE` of this many whole seconds, or a
     /// session cookie when `None`.
     LbCookie {
+        /// ELB's `CookieExpirationPeriod`; `None` makes a session cookie.
         cookie_expiration_period: Option<Duration>,
     },
     /// `AppCookieStickinessPolicyType`: `AWSELB` follows the application's cookie of this name.
-    AppCookie { cookie_name: String },
+    AppCookie {
+        /// The application's cookie (ELB's `CookieName`), matched case-sensitively.
+        cookie_name: String,
+    },
     /// `ProxyProtocolPolicyType` with `ProxyProtocol=true` (ELB-SPEC §7): a PROXY v1 line starts each connection
     /// to the instance ports it is attached to (`[[load_balancer.backend_server]]`), on TCP/SSL listeners.
     ProxyProtocol,
@@ -52,6 +58,7 @@ pub struct Rule {
     pub http_request_method: Vec<String>,
     /// The peer address elbe saw, never `X-Forwarded-For`.
     pub source_ip: Vec<IpNet>,
+    /// What a request matching every condition gets.
     pub action: RuleAction,
 }
 
@@ -60,7 +67,9 @@ pub struct Rule {
 pub enum RuleAction {
     /// On to the instances, as if no rule matched (stops lower-priority rules from matching).
     Forward,
+    /// Answer with a redirect to a URL built from the request's parts.
     Redirect(Redirect),
+    /// Answer with a fixed status and body, without reaching an instance.
     FixedResponse(FixedResponse),
 }
 
@@ -70,6 +79,7 @@ pub enum RuleAction {
 pub struct Redirect {
     /// `HTTP` or `HTTPS`; `None` keeps the listener's (`#{protocol}`).
     pub protocol: Option<RedirectProtocol>,
+    /// `None` keeps the request's host (`#{host}`).
     pub host: Option<Template>,
     /// `None` keeps the listener's port (`#{port}`).
     pub port: Option<u16>,
@@ -81,9 +91,12 @@ pub struct Redirect {
     pub status_code: u16,
 }
 
+/// The scheme a [`Redirect`] sends the client to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RedirectProtocol {
+    /// `http://`.
     Http,
+    /// `https://`.
     Https,
 }
 
@@ -102,7 +115,9 @@ impl RedirectProtocol {
 pub struct FixedResponse {
     /// 2XX, 4XX or 5XX.
     pub status_code: u16,
+    /// The `Content-Type` of the answer; `None` sends none.
     pub content_type: Option<String>,
+    /// The body, at most 1024 bytes.
     pub message_body: String,
 }
 
@@ -193,11 +208,17 @@ pub struct Template {
 /// One piece of a [`Template`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Piece {
+    /// Literal text, copied as written.
     Text(String),
+    /// `#{protocol}`: `HTTP` or `HTTPS`.
     Protocol,
+    /// `#{host}`: the request's host, without its port.
     Host,
+    /// `#{port}`: the listener's port.
     Port,
+    /// `#{path}`: the request's path, without its leading `/`.
     Path,
+    /// `#{query}`: the request's query, without the `?`.
     Query,
 }
 
@@ -206,10 +227,13 @@ pub enum Piece {
 pub struct RequestParts<'a> {
     /// `HTTP` or `HTTPS` (ALB writes the keyword upper-case; the URL's scheme is lower-cased when written).
     pub protocol: &'a str,
+    /// The Host (or HTTP/2 `:authority`) without its port.
     pub host: &'a str,
+    /// The listener's port.
     pub port: u16,
     /// Without the leading `/`.
     pub path: &'a str,
+    /// Without the `?`; empty when there is none.
     pub query: &'a str,
 }
 

@@ -129,8 +129,10 @@ impl ZoneCheckers {
 /// An error from the control plane's own API (registration and the like).
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
+    /// ELB's `LoadBalancerNotFound` (ELB-SPEC §13): no load balancer of this name.
     #[error("There is no ACTIVE Load Balancer named '{0}'")]
     LoadBalancerNotFound(String),
+    /// A `host:port` instance being registered does not resolve.
     #[error("{0}")]
     Resolve(#[from] DiscoveryError),
 }

@@ -28,12 +28,16 @@ use crate::config;
 /// start, reload and registration results.
 #[derive(Debug, thiserror::Error)]
 pub enum DiscoveryError {
+    /// The resolver could not be built from the name servers given (or the system's resolv.conf).
     #[error("cannot build the resolver: {0}")]
     Resolver(#[source] Box<NetError>),
+    /// A name that did not resolve (no such name, no address, or no answer in time).
     #[error("cannot resolve {host}: {source}")]
     Lookup {
+        /// The name asked for.
         host: String,
         #[source]
+        /// The resolver's error.
         source: Box<NetError>,
     },
 }

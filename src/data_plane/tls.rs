@@ -56,59 +56,108 @@ pub(crate) use negotiated::handshake_info;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TlsError {
+    /// An HTTPS or SSL listener with no `certificates`.
     #[error("an HTTPS listener needs at least one certificate")]
     NoCertificates,
+    /// A certificate or key file that does not exist.
     #[error("{}: file not found", path.display())]
     FileNotFound {
+        /// The file named in the configuration, resolved against its folder.
         path: PathBuf,
         #[source]
+        /// The `open(2)` error.
         source: io::Error,
     },
+    /// A certificate or key file that exists but cannot be read (permissions, a folder).
     #[error("{}: cannot read the file", path.display())]
     Read {
+        /// The file named in the configuration, resolved against its folder.
         path: PathBuf,
         #[source]
+        /// The read error.
         source: io::Error,
     },
+    /// A file that is not PEM.
     #[error("{}: malformed PEM", path.display())]
     Pem {
+        /// The file named in the configuration, resolved against its folder.
         path: PathBuf,
         #[source]
+        /// The PEM parser's error.
         source: pem::Error,
     },
+    /// A certificate file with no certificate in it.
     #[error("{}: no certificate (no `BEGIN CERTIFICATE` PEM block) in the file", path.display())]
-    NoCertificate { path: PathBuf },
+    NoCertificate {
+        /// The certificate file.
+        path: PathBuf,
+    },
+    /// A certificate that does not parse as X.509.
     #[error("{}: the certificate is not valid X.509", path.display())]
     BadCertificate {
+        /// The certificate file.
         path: PathBuf,
         #[source]
+        /// The X.509 parser's error.
         source: x509_parser::error::X509Error,
     },
+    /// A key file with no private key in it.
     #[error("{}: no private key (no PKCS#8, PKCS#1 or SEC1 PEM block) in the file", path.display())]
-    NoKey { path: PathBuf },
+    NoKey {
+        /// The key file.
+        path: PathBuf,
+    },
+    /// A private key rustls cannot sign with (an unsupported algorithm or curve).
     #[error("{}: unsupported private key", path.display())]
     UnsupportedKey {
+        /// The key file.
         path: PathBuf,
         #[source]
+        /// Why rustls refused the key.
         source: rustls::Error,
     },
+    /// A private key that does not belong to the certificate, caught at load rather than at the first handshake.
     #[error("{}: the private key does not match the certificate in {}", key.display(), cert.display())]
     KeyMismatch {
+        /// The certificate file.
         cert: PathBuf,
+        /// The key file.
         key: PathBuf,
         #[source]
+        /// Why rustls found them unmatched.
         source: rustls::Error,
     },
+    /// A certificate past its `notAfter`: refused at load rather than served to clients who would reject it.
     #[error("{}: the certificate expired on {not_after}", path.display())]
-    Expired { path: PathBuf, not_after: String },
+    Expired {
+        /// The certificate file.
+        path: PathBuf,
+        /// When it expired, as X.509 writes it.
+        not_after: String,
+    },
+    /// A certificate before its `notBefore`.
     #[error("{}: the certificate is not valid before {not_before}", path.display())]
-    NotYetValid { path: PathBuf, not_before: String },
+    NotYetValid {
+        /// The certificate file.
+        path: PathBuf,
+        /// When it becomes valid, as X.509 writes it.
+        not_before: String,
+    },
+    /// An `ssl_policy` that is not one of ELB's predefined policies (ELB-SPEC §12).
     #[error("unknown ssl_policy {name:?}; known policies: {known}")]
-    UnknownPolicy { name: String, known: String },
+    UnknownPolicy {
+        /// The name as the configuration spells it.
+        name: String,
+        /// The policies elbe knows, listed for the message.
+        known: String,
+    },
+    /// A predefined policy rustls cannot build.
     #[error("ssl_policy {name}: rustls refused the policy's protocol versions or cipher suites")]
     Policy {
+        /// The policy's name, e.g. `ELBSecurityPolicy-TLS-1-2-2017-01`.
         name: &'static str,
         #[source]
+        /// Why rustls refused its versions or suites.
         source: rustls::Error,
     },
 }

@@ -10,30 +10,44 @@ use crate::data_plane::tls::TlsError;
 /// Why elbe could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// A socket (node listener, admin listener, DNS responder) that could not be bound.
     #[error("cannot listen on {address} ({what}): {source}")]
     Bind {
+        /// The address asked for.
         address: SocketAddr,
+        /// Which socket, e.g. `web us-east-1a HTTP listener`.
         what: String,
         #[source]
+        /// The `bind(2)` or `listen(2)` error.
         source: std::io::Error,
     },
+    /// A `host:port` instance that does not resolve.
     #[error("{0}")]
     Resolve(#[from] UnresolvedInstance),
+    /// DNS discovery could not start (a bad resolver configuration).
     #[error("DNS discovery: {0}")]
     Discovery(#[source] DiscoveryError),
+    /// A load balancer's access-log file that cannot be opened.
     #[error("load balancer {load_balancer}: access log: {source}")]
     AccessLog {
+        /// The load balancer's name.
         load_balancer: String,
         #[source]
+        /// The `open(2)` error.
         source: std::io::Error,
     },
+    /// The state folder (`state_dir`) or the stickiness key in it cannot be read or written.
     #[error("{0}")]
     StateDir(#[from] StateDirError),
+    /// An HTTPS or SSL listener whose certificates or `ssl_policy` do not load.
     #[error("load balancer {load_balancer}, listener on port {port}: {source}")]
     Tls {
+        /// The load balancer's name.
         load_balancer: String,
+        /// The listener's `load_balancer_port` as configured.
         port: u16,
         #[source]
+        /// What the TLS module refused.
         source: Box<TlsError>,
     },
 }
@@ -42,9 +56,12 @@ pub enum StartError {
 #[derive(Debug, thiserror::Error)]
 #[error("instance {instance}: cannot resolve {host}: {source}")]
 pub struct UnresolvedInstance {
+    /// The instance's id.
     pub instance: String,
+    /// The name that did not resolve.
     pub host: String,
     #[source]
+    /// The resolver's error.
     pub source: DiscoveryError,
 }
 
@@ -52,13 +69,18 @@ pub struct UnresolvedInstance {
 /// `/status` shows as `last_reload_error`.
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
+    /// The file does not parse or validate.
     #[error("{0}")]
     Config(#[from] crate::config::ConfigError),
+    /// A new `host:port` instance that does not resolve.
     #[error("{0}")]
     Resolve(#[from] UnresolvedInstance),
     /// A part of the file a running elbe does not change: the process-wide sockets and settings, read once.
     #[error("{key} changed: a reload does not apply it (restart elbe to change it)")]
-    NeedsRestart { key: &'static str },
+    NeedsRestart {
+        /// The key that changed, e.g. `admin.listen`.
+        key: &'static str,
+    },
     /// What would stop elbe from starting with this file stops the reload the same way: a new listener's socket
     /// that cannot be bound, a certificate that does not load, an access log that cannot be opened.
     #[error(transparent)]

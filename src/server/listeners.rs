@@ -43,9 +43,13 @@ use crate::shutdown::{self, Tracker, Trigger};
 /// One bound listener of one node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BoundListener {
+    /// The load balancer's name.
     pub load_balancer: String,
+    /// The zone whose node bound it.
     pub zone: String,
+    /// ELB's `Protocol`: what clients speak to it.
     pub protocol: Protocol,
+    /// The bound address (the real port when the configuration said 0).
     pub address: SocketAddr,
 }
 
