@@ -175,6 +175,7 @@ impl Control {
             discovery,
             drains: std::sync::atomic::AtomicU64::new(0),
         };
+        // start, bind and reload: control-plane lock, never taken on the request path (see `Control::state`).
         control.publish(&mut control.lock());
         control
     }
@@ -189,12 +190,14 @@ impl Control {
 
     /// Runs `f` over every node listener (to bind them, or to read their snapshots).
     pub fn with_listeners<R>(&self, f: impl FnOnce(&mut [NodeListener]) -> R) -> R {
+        // start, bind and reload: control-plane lock, never taken on the request path (see `Control::state`).
         f(&mut self.lock().listeners)
     }
 
     /// Authenticates AWSELB cookies with `secret` from now on (the one kept in `state_dir`, so cookies survive a
     /// restart), and republishes.
     pub fn use_stickiness_secret(&self, secret: Vec<u8>) {
+        // start, bind and reload: control-plane lock, never taken on the request path (see `Control::state`).
         let mut state = self.lock();
         state.stickiness_secret = secret;
         self.publish(&mut state);

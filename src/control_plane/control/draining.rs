@@ -21,6 +21,7 @@ impl Control {
         load_balancer: &str,
         instance_id: &str,
     ) -> Result<bool, ControlError> {
+        // deregistration and drain end: control-plane lock, never taken on the request path (see `Control::state`).
         let mut state = self.lock();
         let lb = find_lb(&mut state, load_balancer)?;
         let draining = lb.config.connection_draining.clone();
@@ -78,6 +79,7 @@ impl Control {
     /// The drain `number` of an instance is over (its requests ended, or the timeout passed): the instance is gone,
     /// unless a registration ended the drain meanwhile.
     fn finish_drain(&self, load_balancer: &str, instance_id: &str, number: u64) {
+        // deregistration and drain end: control-plane lock, never taken on the request path (see `Control::state`).
         let mut state = self.lock();
         let Ok(lb) = find_lb(&mut state, load_balancer) else {
             return;

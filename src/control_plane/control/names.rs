@@ -57,6 +57,7 @@ impl Control {
     /// Starts a DNS watcher for every registered `host:port` instance that has none, and stops the watchers of
     /// instances gone. Needs a tokio runtime.
     pub fn watch_names(self: &Arc<Self>) {
+        // DNS discovery events: control-plane lock, never taken on the request path (see `Control::state`).
         let mut state = self.lock();
         let wanted = watched_names(&state);
         state.watchers.by_name.retain(|key, watcher| {
@@ -109,6 +110,7 @@ impl Control {
     /// New addresses for a `host:port` instance (DNS discovery): published at once; removed addresses get no new
     /// requests, their in-flight requests finish.
     pub fn apply_discovery(&self, event: DiscoveryEvent) {
+        // DNS discovery events: control-plane lock, never taken on the request path (see `Control::state`).
         let mut state = self.lock();
         let State {
             load_balancers,
@@ -225,6 +227,7 @@ address = "backend.test:8000"
         let control = control();
         assert_eq!(routed(&control), ["127.0.0.31:8000".parse().unwrap()]);
 
+        // DNS discovery events: control-plane lock, never taken on the request path (see `Control::state`).
         let events = control.discovery_events(&mut control.lock());
         events
             .send(DiscoveryEvent {

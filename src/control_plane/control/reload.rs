@@ -49,6 +49,7 @@ impl NodeListener {
 impl Control {
     /// A reload failed: the old configuration keeps serving, `/status` shows why.
     pub fn reload_failed(&self, error: String) {
+        // SIGHUP reload: control-plane lock, never taken on the request path (see `Control::state`).
         self.lock().last_reload_error = Some(error);
     }
 
@@ -60,6 +61,7 @@ impl Control {
         resolved: &HashMap<String, Vec<IpAddr>>,
         bound: &HashMap<SocketKey, SocketAddr>,
     ) {
+        // SIGHUP reload: control-plane lock, never taken on the request path (see `Control::state`).
         let mut state = self.lock();
         state.dns = config.dns.clone();
         state.listeners = reloaded_listeners(config, &state.listeners, bound);
@@ -230,6 +232,7 @@ impl Control {
     /// Checks started afresh include every registered instance; a draining one is not checked (its state is the
     /// drain's until it ends).
     fn stop_checking_draining(&self) {
+        // SIGHUP reload: control-plane lock, never taken on the request path (see `Control::state`).
         let state = self.lock();
         for lb in &state.load_balancers {
             let Some(zones) = state.checkers.get(&lb.config.name) else {

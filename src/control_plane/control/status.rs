@@ -19,6 +19,7 @@ impl Control {
     /// Sets the pool gauges (idle connections, outstanding requests per zone) from the live targets: read at
     /// scrape time so the request path never touches a gauge for them.
     pub fn refresh_pool_gauges(&self) {
+        // admin API reads (/status, /healthz, /metrics scrapes): control-plane lock, never taken on the request path (see `Control::state`).
         let state = self.lock();
         let mut totals: HashMap<(&str, &str), (usize, usize)> = HashMap::new();
         for ((lb, _, _), target) in &state.targets {
@@ -41,6 +42,7 @@ impl Control {
 
     /// Requests dispatched to each instance so far, by instance id (summed over its addresses and listeners).
     pub fn request_counts(&self, load_balancer: &str) -> HashMap<String, u64> {
+        // admin API reads (/status, /healthz, /metrics scrapes): control-plane lock, never taken on the request path (see `Control::state`).
         let state = self.lock();
         let mut counts = HashMap::new();
         for ((lb, id, _), target) in &state.targets {
@@ -53,6 +55,7 @@ impl Control {
 
     /// Whether every load balancer has an instance in service that this process's nodes may use.
     pub fn healthz(&self) -> Result<(), Unhealthy> {
+        // admin API reads (/status, /healthz, /metrics scrapes): control-plane lock, never taken on the request path (see `Control::state`).
         let state = self.lock();
         for lb in &state.load_balancers {
             if !lb.instances.iter().any(|i| i.health.in_service()) {
@@ -73,6 +76,7 @@ impl Control {
 
     /// The `/status` document (DESIGN.md).
     pub fn status(&self, dns_address: Option<SocketAddr>) -> Status {
+        // admin API reads (/status, /healthz, /metrics scrapes): control-plane lock, never taken on the request path (see `Control::state`).
         let state = self.lock();
         let domain = state
             .dns
