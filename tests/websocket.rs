@@ -3,6 +3,7 @@
 //! instance's 101 turns the connection into a tunnel, bytes pass both ways, the idle timeout closes a silent
 //! tunnel, and the upgrade is one access-log line and one count in the metrics.
 mod common;
+mod websocket_support;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,55 +14,17 @@ use futures_util::{SinkExt, StreamExt};
 use rustls_pki_types::pem::PemObject;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+use tokio_tungstenite::tungstenite::handshake::server::Request;
 use tokio_tungstenite::tungstenite::Message;
+use websocket_support::{header, rec};
 
-/// A WebSocket echo instance: answers each text message with `echo: <text>`, and sends the X-Forwarded-For it saw
-/// in the handshake as its first message.
-async fn echo_instance() -> (SocketAddr, tokio::task::JoinHandle<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let task = tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut forwarded_for = String::from("-");
-                // The callback's error type is tungstenite's (large); a test server never returns it.
-                #[allow(clippy::result_large_err)]
-                let saw = |request: &Request, response: Response| {
-                    if let Some(value) = request.headers().get("x-forwarded-for") {
-                        forwarded_for = value.to_str().unwrap_or("?").to_owned();
-                    }
-                    Ok(response)
-                };
-                // A TCP health check connects and closes: not a WebSocket, nothing to do.
-                let Ok(mut socket) = tokio_tungstenite::accept_hdr_async(stream, saw).await else {
-                    return;
-                };
-                let _ = socket
-                    .send(Message::text(format!("x-forwarded-for: {forwarded_for}")))
-                    .await;
-                while let Some(Ok(message)) = socket.next().await {
-                    let echo = match message {
-                        Message::Text(text) => Message::text(format!("echo: {text}")),
-                        Message::Close(_) => return,
-                        _ => continue,
-                    };
-                    if socket.send(echo).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    (address, task)
+/// The echo instance's first message: the X-Forwarded-For it saw in the handshake (`-` when none).
+fn forwarded_for(request: &Request) -> String {
+    format!("x-forwarded-for: {}", header(request, "x-forwarded-for"))
 }
 
-fn rec(address: SocketAddr) -> InstanceSpec {
-    InstanceSpec {
-        id: "i-ws".into(),
-        zone: "zone-a".into(),
-        address,
-    }
+async fn echo_instance() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    websocket_support::echo_instance(forwarded_for).await
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@
 //! idle timeout closes a silent tunnel, the access log and the metrics count the upgrade, and any other CONNECT is
 //! still refused.
 mod common;
+mod websocket_support;
 
 use std::io;
 use std::net::SocketAddr;
@@ -19,69 +20,25 @@ use futures_util::{SinkExt, StreamExt};
 use rustls_pki_types::pem::PemObject;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+use tokio_tungstenite::tungstenite::handshake::server::Request;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
+use websocket_support::{header, rec};
 
-/// A WebSocket echo instance: sends the handshake's X-Forwarded-For and Sec-WebSocket-Protocol as its first
-/// message, then answers each text message with `echo: <text>`. It agrees to the subprotocol `chat`.
-async fn echo_instance() -> (SocketAddr, tokio::task::JoinHandle<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let task = tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut seen = String::new();
-                #[allow(clippy::result_large_err)]
-                let saw = |request: &Request, mut response: Response| {
-                    let header = |name| {
-                        request
-                            .headers()
-                            .get(name)
-                            .map_or("-", |v| v.to_str().unwrap_or("?"))
-                            .to_owned()
-                    };
-                    seen = format!(
-                        "x-forwarded-for: {}, protocol: {}, method: {}",
-                        header("x-forwarded-for"),
-                        header("sec-websocket-protocol"),
-                        request.method()
-                    );
-                    if request.headers().contains_key("sec-websocket-protocol") {
-                        response
-                            .headers_mut()
-                            .insert("sec-websocket-protocol", "chat".parse().unwrap());
-                    }
-                    Ok(response)
-                };
-                // A TCP health check connects and closes: not a WebSocket, nothing to do.
-                let Ok(mut socket) = tokio_tungstenite::accept_hdr_async(stream, saw).await else {
-                    return;
-                };
-                let _ = socket.send(Message::text(seen)).await;
-                while let Some(Ok(message)) = socket.next().await {
-                    let echo = match message {
-                        Message::Text(text) => Message::text(format!("echo: {text}")),
-                        Message::Close(_) => return,
-                        _ => continue,
-                    };
-                    if socket.send(echo).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    (address, task)
+/// The echo instance's first message: the X-Forwarded-For, Sec-WebSocket-Protocol and method of the handshake the
+/// instance saw.
+fn handshake_seen(request: &Request) -> String {
+    format!(
+        "x-forwarded-for: {}, protocol: {}, method: {}",
+        header(request, "x-forwarded-for"),
+        header(request, "sec-websocket-protocol"),
+        request.method()
+    )
 }
 
-fn rec(address: SocketAddr) -> InstanceSpec {
-    InstanceSpec {
-        id: "i-ws".into(),
-        zone: "zone-a".into(),
-        address,
-    }
+async fn echo_instance() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    websocket_support::echo_instance(handshake_seen).await
 }
 
 /// An HTTP/2 stream as a byte stream, for tungstenite: DATA frames in, DATA frames out, END_STREAM on shutdown.
