@@ -215,3 +215,39 @@ fn seed_rules() -> Vec<crate::config::Rule> {
     apex.host_header = vec![Pattern::new("example.com", true)];
     vec![allowed, denied, apex]
 }
+
+/// Relays bytes both ways between `client` and `instance` with elbe's tunnel (TCP listeners and WebSockets),
+/// until both directions have ended; returns the bytes moved (to the instance, to the client).
+pub async fn tunnel_relay(
+    mut client: tokio::net::TcpStream,
+    instance: tokio::net::TcpStream,
+) -> std::io::Result<(u64, u64)> {
+    let mut tunnel = crate::data_plane::tunnel::Tunnel::uncounted(
+        instance,
+        bytes::Bytes::new(),
+        bytes::Bytes::new(),
+        Duration::from_secs(60),
+    );
+    std::future::poll_fn(|cx| tunnel.poll(cx, &mut client)).await?;
+    Ok((tunnel.received(), tunnel.sent()))
+}
+
+/// Relays bytes both ways between `client` and `instance` with a TCP listener's splice(2) copy loop, until both
+/// directions have ended; returns the bytes moved (to the instance, to the client).
+pub async fn splice_relay(
+    client: tokio::net::TcpStream,
+    instance: tokio::net::TcpStream,
+) -> std::io::Result<(u64, u64)> {
+    let counter =
+        || prometheus::IntCounter::new("bench_bytes", "bytes").map_err(std::io::Error::other);
+    let mut tunnel = crate::data_plane::tcp::splice::SpliceTunnel::new(
+        client,
+        instance,
+        bytes::Bytes::new(),
+        Duration::from_secs(60),
+        counter()?,
+        counter()?,
+    )?;
+    std::future::poll_fn(|cx| tunnel.poll(cx)).await?;
+    Ok((tunnel.received(), tunnel.sent()))
+}

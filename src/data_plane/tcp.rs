@@ -23,15 +23,16 @@
 //! - `record`: what a connection counts (RequestCount as connections, Latency as connect time, bytes) and its
 //!   access-log line with `- - -` request fields (§10, §11).
 //!
-//! The copy loop is [`crate::data_plane::tunnel`], the WebSocket tunnel's: 16 KiB each way through user space.
-//! splice(2) was not measured: it needs `unsafe` or a new dependency (nix is only a dev-dependency here), and an
-//! SSL listener's side could not use it anyway.
+//! - `splice`: the copy loop of a TCP -> TCP connection, splice(2) through a pipe each way (measured cheaper than
+//!   a user-space copy, BENCHMARKS.md); a connection with TLS on either side uses
+//!   [`crate::data_plane::tunnel`], the WebSocket tunnel's, 16 KiB each way through user space.
 
 mod accept;
 mod connect;
 mod prefixed;
 pub(crate) mod proxy_protocol;
 mod record;
+pub(crate) mod splice;
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicUsize;

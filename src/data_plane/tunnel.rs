@@ -122,10 +122,7 @@ pub(crate) struct Tunnel<B> {
     up: Direction,
     /// Instance to client.
     down: Direction,
-    idle_timeout: Duration,
-    timer: LazyTimer,
-    progress: u64,
-    progress_mark: u64,
+    idle: IdleClock,
     /// Bytes from the client and to the client, for the node's metrics (none where the client's socket counts
     /// them itself).
     received: Option<IntCounter>,
@@ -180,10 +177,7 @@ impl<B: AsyncRead + AsyncWrite + Unpin> Tunnel<B> {
             backend,
             up: Direction::new(from_client),
             down: Direction::new(from_backend),
-            idle_timeout,
-            timer: LazyTimer::new(Instant::now() + idle_timeout),
-            progress: 0,
-            progress_mark: 0,
+            idle: IdleClock::new(idle_timeout),
             received: None,
             sent: None,
         }
@@ -214,20 +208,17 @@ impl<B: AsyncRead + AsyncWrite + Unpin> Tunnel<B> {
         cx: &mut Context<'_>,
         client: &mut C,
     ) -> Poll<io::Result<TunnelEnd>> {
+        let progress = self.idle.progress();
         let up = self.up.poll_move(
             cx,
             client,
             &mut self.backend,
-            &mut self.progress,
+            progress,
             self.received.as_ref(),
         );
-        let down = self.down.poll_move(
-            cx,
-            &mut self.backend,
-            client,
-            &mut self.progress,
-            self.sent.as_ref(),
-        );
+        let down = self
+            .down
+            .poll_move(cx, &mut self.backend, client, progress, self.sent.as_ref());
         match (up, down) {
             (Poll::Ready(Err(error)), _) | (_, Poll::Ready(Err(error))) => {
                 return Poll::Ready(Err(error))
@@ -237,15 +228,45 @@ impl<B: AsyncRead + AsyncWrite + Unpin> Tunnel<B> {
             }
             _ => {}
         }
-        // Both directions wait: the idle timeout runs from the last byte that moved.
+        self.idle.poll_idle(cx).map(|()| Ok(TunnelEnd::Idle))
+    }
+}
+
+/// ELB's idle timeout for a tunnel (ELB-SPEC §5): the copy loops count every read and write in `progress`, and the
+/// clock, polled only when both directions wait, fires once no byte moved for the timeout. The timer is lazy: it
+/// is moved only when it is polled, not on every byte.
+pub(crate) struct IdleClock {
+    timeout: Duration,
+    timer: LazyTimer,
+    progress: u64,
+    mark: u64,
+}
+
+impl IdleClock {
+    pub(crate) fn new(timeout: Duration) -> Self {
+        IdleClock {
+            timeout,
+            timer: LazyTimer::new(Instant::now() + timeout),
+            progress: 0,
+            mark: 0,
+        }
+    }
+
+    /// The counter the copy loops move on every read and write.
+    pub(crate) fn progress(&mut self) -> &mut u64 {
+        &mut self.progress
+    }
+
+    /// Ready once no byte has moved for the idle timeout; call it when both directions wait.
+    pub(crate) fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         loop {
-            if self.progress != self.progress_mark {
-                self.progress_mark = self.progress;
-                self.timer.set(Instant::now() + self.idle_timeout);
+            if self.progress != self.mark {
+                self.mark = self.progress;
+                self.timer.set(Instant::now() + self.timeout);
             }
             ready!(self.timer.poll_expired(cx));
-            if self.progress == self.progress_mark {
-                return Poll::Ready(Ok(TunnelEnd::Idle));
+            if self.progress == self.mark {
+                return Poll::Ready(());
             }
         }
     }

@@ -8,20 +8,24 @@
 //! (none in service, the surge queue full, every connect failed) is closed at once: ELB's answer on TCP (§8).
 
 use std::net::SocketAddr;
+use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
+use tokio_util::either::Either;
 
 use super::connect::{self, Connected};
 use super::prefixed::Prefixed;
 use super::proxy_protocol::{self, Parsed, ProxyHeaderError};
 use super::record::{Record, Relayed};
+use super::splice::SpliceTunnel;
 use super::Layer4;
+use crate::data_plane::back_end::cut::CutWatch;
 use crate::data_plane::proxy::ListenerContext;
 use crate::data_plane::tls::TlsAcceptor;
-use crate::data_plane::tunnel::{Tunnel, TunnelEnd};
+use crate::data_plane::tunnel::{FirstBytes, Tunnel, TunnelEnd};
 
 /// Serves one accepted connection of a TCP/SSL listener (the node's accept loop, [`crate::data_plane::node`],
 /// calls it for a listener whose [`crate::data_plane::node::Accepting`] has a [`Layer4`]); `tls` for SSL
@@ -72,7 +76,7 @@ async fn serve_connection(
         }
     }
     let Some(tls) = tls else {
-        return relay(stream, from_client, context, layer4, record).await;
+        return relay(Either::Left(stream), from_client, context, layer4, record).await;
     };
     let timeout = deadline.saturating_duration_since(Instant::now());
     match tls
@@ -83,7 +87,7 @@ async fn serve_connection(
             context.metrics.tls_handshakes.inc();
             let info = crate::data_plane::tls::handshake_info(stream.get_ref().1);
             record.tls = Some((info.cipher, info.protocol));
-            relay(stream, Bytes::new(), context, layer4, record).await
+            relay(Either::Right(stream), Bytes::new(), context, layer4, record).await
         }
         Err(error) => {
             context.metrics.tls_handshake_failures.inc();
@@ -113,17 +117,19 @@ async fn read_proxy_header(
     }
 }
 
-/// Connects to an instance and tunnels bytes both ways until both sides close, the idle timeout passes, or the
-/// instance is cut (deregistered, ELB-SPEC §5); then logs the connection.
-async fn relay<C>(
-    mut client: C,
+/// A client connection: plain TCP, or TLS terminated by an SSL listener.
+type ClientStream = Either<TcpStream, tokio_rustls::server::TlsStream<Prefixed<TcpStream>>>;
+
+/// Connects to an instance and carries bytes both ways until both sides close, the idle timeout passes, or the
+/// instance is cut (deregistered, ELB-SPEC §5); then logs the connection. TCP on both sides goes by splice(2);
+/// TLS on either side through the buffered tunnel.
+async fn relay(
+    client: ClientStream,
     from_client: Bytes,
     context: &ListenerContext,
     layer4: &Layer4,
     record: Record,
-) where
-    C: AsyncRead + AsyncWrite + Unpin,
-{
+) {
     let connected = match connect::open(context, layer4, record.client).await {
         Ok(connected) => connected,
         Err(error) => {
@@ -140,22 +146,34 @@ async fn relay<C>(
     } = connected;
     let target = outstanding.target().clone();
     let idle_timeout = context.routes.load().idle_timeout;
-    let mut tunnel = Tunnel::new(
-        stream,
-        from_client,
-        Bytes::new(),
-        idle_timeout,
+    let (received, sent) = (
         context.metrics.received_bytes.clone(),
         context.metrics.sent_bytes.clone(),
     );
     let mut cut = target.watch_cut();
-    let ended = std::future::poll_fn(|cx| {
-        if cut.poll_cut(cx) {
-            return std::task::Poll::Ready(Ok(None));
+    let (ended, carried) = match (client, stream) {
+        (Either::Left(client), Either::Left(instance)) => {
+            match SpliceTunnel::new(client, instance, from_client, idle_timeout, received, sent) {
+                Ok(mut tunnel) => {
+                    let ended = until_cut(&mut cut, |cx| tunnel.poll(cx)).await;
+                    (ended, Carried::of_splice(&tunnel))
+                }
+                Err(error) => (Err(error), Carried::default()),
+            }
         }
-        tunnel.poll(cx, &mut client).map_ok(Some)
-    })
-    .await;
+        (mut client, instance) => {
+            let mut tunnel = Tunnel::new(
+                instance,
+                from_client,
+                Bytes::new(),
+                idle_timeout,
+                received,
+                sent,
+            );
+            let ended = until_cut(&mut cut, |cx| tunnel.poll(cx, &mut client)).await;
+            (ended, Carried::of_tunnel(&tunnel))
+        }
+    };
     match &ended {
         Ok(end) => tracing::debug!(?end, instance = %target.instance_id, "TCP connection ended"),
         Err(error) => {
@@ -169,10 +187,50 @@ async fn relay<C>(
             backend: target.addr,
             connect_time,
             connected_at,
-            first_bytes: tunnel.first_bytes(),
-            received: tunnel.received(),
-            sent: tunnel.sent(),
+            first_bytes: carried.first_bytes,
+            received: carried.received,
+            sent: carried.sent,
             idle: matches!(ended, Ok(Some(TunnelEnd::Idle))),
         }),
     );
+}
+
+/// Polls a copy loop until it ends or the instance is cut (`Ok(None)`).
+async fn until_cut(
+    cut: &mut CutWatch,
+    mut poll: impl FnMut(&mut Context<'_>) -> Poll<std::io::Result<TunnelEnd>>,
+) -> std::io::Result<Option<TunnelEnd>> {
+    std::future::poll_fn(|cx| {
+        if cut.poll_cut(cx) {
+            return Poll::Ready(Ok(None));
+        }
+        poll(cx).map_ok(Some)
+    })
+    .await
+}
+
+/// What a copy loop moved, for the connection's log line.
+#[derive(Default)]
+struct Carried {
+    first_bytes: FirstBytes,
+    received: u64,
+    sent: u64,
+}
+
+impl Carried {
+    fn of_splice(tunnel: &SpliceTunnel) -> Self {
+        Carried {
+            first_bytes: tunnel.first_bytes(),
+            received: tunnel.received(),
+            sent: tunnel.sent(),
+        }
+    }
+
+    fn of_tunnel<B: AsyncRead + AsyncWrite + Unpin>(tunnel: &Tunnel<B>) -> Self {
+        Carried {
+            first_bytes: tunnel.first_bytes(),
+            received: tunnel.received(),
+            sent: tunnel.sent(),
+        }
+    }
 }
