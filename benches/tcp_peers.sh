@@ -17,8 +17,11 @@ secs=${SECONDS_PER_RUN:-10}
 for tool in wrk nginx haproxy; do
   command -v "$tool" >/dev/null || { echo "tcp_peers.sh: $tool is missing (apt-get install $tool)" >&2; exit 1; }
 done
+stream_module=/usr/lib/nginx/modules/ngx_stream_module.so
+[ -f "$stream_module" ] || { echo "tcp_peers.sh: nginx's stream module is missing (apt-get install libnginx-mod-stream)" >&2; exit 1; }
 [ -x "$bin" ] || { echo "tcp_peers.sh: build elbe first (cargo build --release)" >&2; exit 1; }
 tmp=$(mktemp -d)
+chmod 755 "$tmp" # nginx's workers run as nobody when started by root: they must read the files
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$tmp"; }
 trap cleanup EXIT
@@ -62,7 +65,7 @@ TOML
 "$bin" run --config "$tmp/elbe.toml" >/dev/null 2>&1 & pids+=($!); elbe_pid=$!
 cat > "$tmp/haproxy.cfg" <<CONF
 global
-  maxconn 20000
+  maxconn 4000
 defaults
   mode tcp
   timeout connect 5s
@@ -76,8 +79,9 @@ backend b
 CONF
 haproxy -f "$tmp/haproxy.cfg" -db & pids+=($!); haproxy_pid=$!
 cat > "$tmp/stream.conf" <<CONF
+load_module $stream_module;
 daemon off; worker_processes 1; pid $tmp/stream.pid; error_log /dev/null;
-events { worker_connections 20000; }
+events { worker_connections 4096; }
 stream { server { listen 127.0.0.1:9203; proxy_pass 127.0.0.1:9101; } }
 CONF
 nginx -c "$tmp/stream.conf" -p "$tmp" & pids+=($!); nginx_pid=$!
@@ -87,7 +91,8 @@ for port in 9201 9202 9203; do
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/0" >/dev/null && break; sleep 0.1; done
 done
 
-cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# A balancer's CPU ticks: the process and its children (nginx's worker does the work, not its master).
+cpu() { cat "/proc/$1/stat" $(pgrep -P "$1" | sed 's|.*|/proc/&/stat|') | awk '{t += $14 + $15} END {print t}'; }
 ticks=$(getconf CLK_TCK)
 printf '%-8s %-12s %14s %16s\n' balancer run rate per-cpu-second
 for entry in "elbe 9201 $elbe_pid" "haproxy 9202 $haproxy_pid" "nginx 9203 $nginx_pid"; do
