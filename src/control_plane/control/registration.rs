@@ -296,3 +296,136 @@ impl Control {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::control_plane::discovery::Discovery;
+    use crate::control_plane::store::{
+        Contents, MemoryStore, Records, Revision, StateStore, StoreError, StoreFuture,
+    };
+    use crate::observability::metrics::Metrics;
+
+    const CONFIG: &str = r#"
+[admin]
+listen = "127.0.0.1:0"
+[[load_balancer]]
+name = "web"
+[[load_balancer.availability_zone]]
+name = "zone-a"
+node = "127.0.0.1"
+[[load_balancer.listener]]
+protocol = "HTTP"
+load_balancer_port = 0
+instance_protocol = "HTTP"
+instance_port = 8000
+[[load_balancer.instance]]
+id = "i-file"
+zone = "zone-a"
+address = "127.0.0.1:9001"
+"#;
+
+    /// A store whose disk is full: every write fails.
+    struct FullDisk;
+
+    impl StateStore for FullDisk {
+        fn load(&self) -> StoreFuture<'_, Contents> {
+            Box::pin(async { Ok(Contents::default()) })
+        }
+
+        fn apply(&self, _: Vec<Change>) -> StoreFuture<'_, Revision> {
+            Box::pin(async {
+                Err(StoreError::Write {
+                    path: "/full/store.redb".into(),
+                    source: Arc::new(std::io::Error::other("No space left on device")),
+                })
+            })
+        }
+    }
+
+    fn config() -> config::Config {
+        config::parse(CONFIG, std::path::Path::new("<test>")).unwrap()
+    }
+
+    fn control(store: Arc<dyn StateStore>) -> Arc<Control> {
+        let config = config();
+        let discovery = Arc::new(Discovery::new(&config.discovery).unwrap());
+        Arc::new(Control::with_store(
+            &config,
+            &HashMap::new(),
+            Arc::new(Metrics::new()),
+            discovery,
+            store,
+            Records::default(),
+        ))
+    }
+
+    fn instances(control: &Control) -> Vec<String> {
+        control.status(None).load_balancers[0]
+            .instances
+            .iter()
+            .map(|i| i.instance_id.clone())
+            .collect()
+    }
+
+    fn instance(id: &str, address: &str) -> config::Instance {
+        config::Instance {
+            id: id.into(),
+            zone: "zone-a".into(),
+            address: address.parse().unwrap(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_change_the_store_cannot_keep_is_refused_and_changes_nothing() {
+        let control = control(Arc::new(FullDisk));
+        let error = control
+            .register("web", instance("i-new", "127.0.0.1:9002"))
+            .await
+            .unwrap_err();
+        assert!(matches!(error, ControlError::Store(_)), "{error:?}");
+        assert!(error.to_string().contains("No space left"), "{error}");
+        let error = control.deregister("web", "i-file").await.unwrap_err();
+        assert!(matches!(error, ControlError::Store(_)), "{error:?}");
+        assert_eq!(instances(&control), ["i-file"], "nothing changed");
+
+        // Refusals that need no write come first: nothing is written for them.
+        let error = control
+            .register("nope", instance("i-new", "127.0.0.1:9002"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, ControlError::LoadBalancerNotFound(_)),
+            "{error:?}"
+        );
+        assert!(!control.deregister("web", "i-never").await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn changes_are_kept_once_and_survive_a_reload_of_the_same_file() {
+        let store = Arc::new(MemoryStore::default());
+        let control = control(store.clone());
+        control
+            .register("web", instance("i-new", "127.0.0.1:9002"))
+            .await
+            .unwrap();
+        assert!(control.deregister("web", "i-file").await.unwrap());
+        assert_eq!(instances(&control), ["i-new"]);
+        // Registering again what is registered writes nothing.
+        control
+            .register("web", instance("i-new", "127.0.0.1:9002"))
+            .await
+            .unwrap();
+        assert_eq!(store.load().await.unwrap().revision, Revision(2));
+
+        control.reload(&config(), &HashMap::new(), &HashMap::new());
+        assert_eq!(
+            instances(&control),
+            ["i-new"],
+            "the file's i-file stays deregistered, the registered i-new stays"
+        );
+    }
+}

@@ -96,19 +96,31 @@ impl EmbeddedStore {
         Ok(EmbeddedStore { path, requests })
     }
 
-    /// Reads the store in `dir` without writing: beside a running elbe too. `None` when there is no store yet.
-    /// Blocking: for the `elbe state` command and tests, not the runtime.
+    /// Reads the store in `dir`: beside a running elbe too. `None` when there is no store yet. A store whose
+    /// writer was killed needs redb's repair, which only a writer can make: then, when no process holds it, it is
+    /// opened for writing (repaired as the next start would) and read. Blocking: for the `elbe state` command
+    /// and tests, not the runtime.
     pub(crate) fn read(dir: &Path) -> Result<Option<Contents>, StoreError> {
         let path = file(dir);
         if !path.exists() {
             return Ok(None);
         }
-        let db = redb::Builder::new()
-            .set_concurrency_mode(ConcurrencyMode::SingleWriter)
-            .set_cache_size(CACHE_BYTES)
-            .open_read_only(&path)
-            .map_err(|source| open_error(&path, source))?;
-        read_all(&db, &path).map(Some)
+        match read_only(&path) {
+            Err(redb::DatabaseError::RepairAborted) => {}
+            opened => {
+                let db = opened.map_err(|source| open_error(&path, source))?;
+                return read_all(&db, &path).map(Some);
+            }
+        }
+        match open_writer(dir, &path) {
+            Ok(db) => read_all(&db, &path).map(Some),
+            // A writer started meanwhile (and repaired it): read beside it.
+            Err(StoreError::Locked { .. }) => {
+                let db = read_only(&path).map_err(|source| open_error(&path, source))?;
+                read_all(&db, &path).map(Some)
+            }
+            Err(error) => Err(error),
+        }
     }
 
     /// The store's file.
@@ -145,6 +157,13 @@ impl StateStore for EmbeddedStore {
     fn apply(&self, changes: Vec<Change>) -> StoreFuture<'_, Revision> {
         Box::pin(self.ask(|answer| Request::Apply(changes, answer)))
     }
+}
+
+fn read_only(path: &Path) -> Result<redb::ReadOnlyDatabase, redb::DatabaseError> {
+    redb::Builder::new()
+        .set_concurrency_mode(ConcurrencyMode::SingleWriter)
+        .set_cache_size(CACHE_BYTES)
+        .open_read_only(path)
 }
 
 fn open_error(path: &Path, source: redb::DatabaseError) -> StoreError {
@@ -245,8 +264,12 @@ fn commit(db: &Database, path: &Path, writes: Vec<(Vec<Change>, Answer)>) {
         .iter()
         .map(|(changes, _)| changes.as_slice())
         .collect();
+    // Wall-clock time for a log line only (tokio's clock is for the runtime; this is a plain thread).
+    let started = std::time::SystemTime::now();
     match write_group(db, &batches) {
         Ok(revisions) => {
+            let took = started.elapsed().unwrap_or_default();
+            tracing::debug!(writes = writes.len(), ?took, "state store commit");
             for ((_, answer), revision) in writes.into_iter().zip(revisions) {
                 let _ = answer.send(Ok(revision));
             }
