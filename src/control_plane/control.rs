@@ -148,7 +148,7 @@ pub enum ControlError {
 
 impl Control {
     /// Builds the state for a validated configuration; `resolved` holds the addresses of `host:port` instances.
-    /// Registrations are kept in memory only (see [`Control::with_store`]).
+    /// Registrations are kept in memory only (`Control::with_store` keeps them in a state store).
     pub fn new(
         config: &config::Config,
         resolved: &HashMap<String, Vec<IpAddr>>,
