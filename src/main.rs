@@ -1,6 +1,7 @@
 //! The `elbe` command: the demo (no arguments), `run --config FILE`, `check --config FILE [--print]`, and the
-//! operator's tools around them: `healthcheck` (for container HEALTHCHECKs and probes), `completions <shell>`
-//! and `man`, both generated from this file's clap definition so they never drift from it.
+//! operator's tools around them: `state show|reset` (the state store in `state_dir`), `healthcheck` (for
+//! container HEALTHCHECKs and probes), `completions <shell>` and `man`, both generated from this file's clap
+//! definition so they never drift from it.
 //!
 //! Rule: the exit status is the contract with scripts and service managers, and it is the one documented in
 //! [`EXIT_CODES`] (also in `--help` and the man page): 0 ok, 1 a runtime failure (including `run` with a bad
@@ -32,6 +33,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod effective;
 #[path = "main/probe.rs"]
 mod probe;
+#[path = "main/state.rs"]
+mod state;
 
 /// `elbe --version`: the crate version and the git commit it was built from (build.rs; "unknown" outside git).
 const VERSION: &str = concat!(
@@ -47,7 +50,8 @@ Exit status:
   0  success: `check` found the configuration valid; `run` or the demo drained and stopped on SIGTERM/Ctrl-C;
      `healthcheck` got 200 from /healthz
   1  runtime failure: `run` could not start (a bad or unreadable configuration, a port in use, a certificate
-     that does not load) or failed while serving; `healthcheck` got no answer or not 200
+     that does not load, a state_dir another elbe holds) or failed while serving; `healthcheck` got no answer
+     or not 200; `state` could not read the store, or `state reset` found an elbe holding it
   2  `check` refused the configuration (the message names file, key path and reason), or the command line
      itself is wrong";
 
@@ -91,6 +95,11 @@ enum Command {
     },
     /// The embedded demonstration (the default).
     Demo,
+    /// The state store in state_dir: the registrations made at run time, which survive restarts.
+    State {
+        #[command(subcommand)]
+        action: state::Action,
+    },
     /// Ask a running elbe's admin listener for /healthz (for container HEALTHCHECKs and exec probes).
     Healthcheck {
         /// The admin listener; an unspecified address (0.0.0.0, [::]) means this host's loopback.
@@ -131,6 +140,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some(Command::Man { dir }) => man(dir.as_deref()),
+        Some(Command::State { action }) => state::run(action),
         command => run(command),
     }
 }
@@ -238,7 +248,8 @@ fn main_page() -> std::io::Result<Vec<u8>> {
     Ok(out)
 }
 
-/// `elbe run` and the demo: serve until SIGTERM or Ctrl-C; 1 when elbe cannot start.
+/// `elbe run` (its registrations kept in `state_dir`) and the demo (kept in memory: it has no state to keep):
+/// serve until SIGTERM or Ctrl-C; 1 when elbe cannot start.
 fn run(command: Option<Command>) -> ExitCode {
     // The runtime uses every core unless TOKIO_WORKER_THREADS says otherwise (tokio reads it).
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -281,7 +292,11 @@ async fn serve(command: Option<Command>) -> anyhow::Result<()> {
             (config, true)
         }
     };
-    let server = elbe::server::start(config).await?;
+    let server = if demo {
+        elbe::server::start(config).await?
+    } else {
+        elbe::server::start_durable(config).await?
+    };
     // `start` returns once every listener is bound: that is readiness for a Type=notify unit.
     let serving = format!(
         "serving {} listener(s); admin on {}",

@@ -2,7 +2,8 @@
 //! DNS responder.
 //!
 //! [`start`] binds everything (port 0 means any free port; the bound addresses are read back and reported) and
-//! returns a [`Server`] handle; [`Server::reload_from`] applies a new configuration file by swapping snapshots
+//! returns a [`Server`] handle; [`start_durable`] does the same with the registrations made at run time kept in
+//! the state store under `state_dir` (`elbe run`); [`Server::reload_from`] applies a new configuration file by swapping snapshots
 //! (`server/reload`); [`Server::shutdown`] stops accepting, lets in-flight requests finish within the drain
 //! deadline, then stops. `elbe run`, the demo and the integration tests all go through these functions.
 //!
@@ -10,12 +11,14 @@
 //! - `server/reload`: what a reload checks, stages and commits.
 //! - `server/access_logs`: the access-log writers, one per destination.
 //! - `server/errors`: why a start failed or a reload was refused.
+//! - `server/state`: the state store seen from outside a running elbe (`elbe state show`, `elbe state reset`).
 #![allow(clippy::disallowed_types)] // the server's bookkeeping lock; see `Server::live`.
 
 mod access_logs;
 mod errors;
 mod listeners;
 mod reload;
+mod state;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -28,6 +31,7 @@ use crate::control_plane::admin::{self, Admin};
 use crate::control_plane::control::Control;
 use crate::control_plane::discovery::Discovery;
 use crate::control_plane::state_dir;
+use crate::control_plane::store::{EmbeddedStore, MemoryStore, Records, StateStore};
 use crate::data_plane::node::Connections;
 use crate::data_plane::passive::PassiveFailure;
 use crate::observability::metrics::Metrics;
@@ -42,9 +46,11 @@ pub use crate::control_plane::control::status::{
     Status, Unhealthy, ZoneTraffic,
 };
 pub use crate::control_plane::discovery::DiscoveryError;
+pub use crate::control_plane::store::StoreError;
 pub use crate::data_plane::tls::TlsError;
 pub use errors::{ReloadError, StartError, UnresolvedInstance};
 pub use listeners::BoundListener;
+pub use state::{reset_state, show_state};
 
 /// A running elbe.
 pub struct Server {
@@ -108,12 +114,41 @@ pub fn check(config: &Config) -> Result<(), StartError> {
     listeners::tls_acceptors(config).map(|_| ())
 }
 
-/// Starts elbe for a validated configuration.
+/// Starts elbe for a validated configuration, keeping the registrations made while it runs in memory only: for
+/// an elbe run in-process (the harness, tests, the demo), which is not restarted and may share its working folder
+/// with others. [`start_durable`] keeps them on disk.
 pub async fn start(config: Config) -> Result<Server, StartError> {
+    start_with(config, Arc::new(MemoryStore::default()), Records::default()).await
+}
+
+/// Starts elbe as `elbe run` does (DESIGN.md "The state store"): the state store under `state_dir` is opened
+/// (one elbe per `state_dir`: [`StartError::Store`] with [`StoreError::Locked`] otherwise), its records are laid
+/// on top of the file's load balancers, and every registration made from now on is on disk before it is
+/// acknowledged, so it survives `kill -9`.
+pub async fn start_durable(config: Config) -> Result<Server, StartError> {
+    let store = EmbeddedStore::open(&config.state_dir).await?;
+    let contents = store.load().await?;
+    tracing::info!(path = %store.path().display(), records = contents.records.len(),
+        revision = contents.revision.0, "state store opened");
+    start_with(config, Arc::new(store), Records::from_contents(contents)).await
+}
+
+async fn start_with(
+    config: Config,
+    store: Arc<dyn StateStore>,
+    records: Records,
+) -> Result<Server, StartError> {
     let discovery = Arc::new(Discovery::new(&config.discovery).map_err(StartError::Discovery)?);
-    let resolved = resolve_instances(&config, &discovery).await?;
+    let resolved = resolve_instances(&records.overlay(&config).config, &discovery).await?;
     let metrics = Arc::new(Metrics::new());
-    let control = Arc::new(Control::new(&config, &resolved, metrics.clone(), discovery));
+    let control = Arc::new(Control::with_store(
+        &config,
+        &resolved,
+        metrics.clone(),
+        discovery,
+        store,
+        records,
+    ));
     if let Some(secret) = state_dir::kept_stickiness_secret(&config)? {
         control.use_stickiness_secret(secret);
     }

@@ -191,10 +191,11 @@ impl Emulator {
     }
 
     /// Deregisters an instance; returns whether it was registered.
-    pub fn deregister(&self, load_balancer: &str, id: &str) -> Result<bool, HarnessError> {
+    pub async fn deregister(&self, load_balancer: &str, id: &str) -> Result<bool, HarnessError> {
         self.server
             .control()
             .deregister(load_balancer, id)
+            .await
             .map_err(HarnessError::from)
     }
 

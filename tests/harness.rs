@@ -80,7 +80,7 @@ async fn register_flip_health_count_and_deregister() {
     assert_eq!(get(address).await, 200);
     assert_eq!(elb.request_counts("web")["i-1"], 2);
 
-    assert!(elb.deregister("web", "i-1").unwrap());
+    assert!(elb.deregister("web", "i-1").await.unwrap());
     assert_eq!(get(address).await, 503);
     assert!(
         !elb.set_in_service("web", "i-1", true),

@@ -8,7 +8,8 @@
 //!   process may use; otherwise 503 with a one-line reason (for keepalived's `track_script` or an orchestrator).
 //! - `GET /metrics`: Prometheus text.
 //! - `POST /load_balancers/{name}/instances` with `{"instance_id", "zone", "address"}` registers an instance;
-//!   `DELETE /load_balancers/{name}/instances/{id}` deregisters one. Errors are JSON `{"error": "..."}`.
+//!   `DELETE /load_balancers/{name}/instances/{id}` deregisters one; both answer once the change is kept in the
+//!   state store (500 and nothing changed when it cannot be). Errors are JSON `{"error": "..."}`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -24,7 +25,7 @@ use serde::Deserialize;
 use tokio::net::TcpListener;
 
 use crate::config::{self, InstanceAddress};
-use crate::control_plane::control::Control;
+use crate::control_plane::control::{Control, ControlError};
 use crate::observability::metrics::Metrics;
 use crate::shutdown::Shutdown;
 
@@ -123,12 +124,15 @@ async fn handle(admin: &Admin, request: Request<Incoming>) -> Response<Full<Byte
             register(admin, &name, request).await
         }
         (&Method::DELETE, ["load_balancers", name, "instances", id]) => {
-            match admin.control.deregister(name, id) {
+            match admin.control.deregister(name, id).await {
                 Ok(true) => text(StatusCode::OK, "application/json", "{}"),
                 Ok(false) => json_error(
                     StatusCode::NOT_FOUND,
                     format!("Instance {id} is not currently registered with the LoadBalancer."),
                 ),
+                Err(error @ ControlError::Store(_)) => {
+                    json_error(StatusCode::INTERNAL_SERVER_ERROR, error)
+                }
                 Err(error) => json_error(StatusCode::NOT_FOUND, error),
             }
         }
@@ -214,9 +218,9 @@ async fn register(
     };
     match admin.control.register(load_balancer, instance).await {
         Ok(()) => text(StatusCode::OK, "application/json", "{}"),
-        Err(error @ crate::control_plane::control::ControlError::Resolve(_)) => {
-            json_error(StatusCode::BAD_REQUEST, error)
-        }
+        Err(error @ ControlError::Resolve(_)) => json_error(StatusCode::BAD_REQUEST, error),
+        // Not kept in the state store: nothing changed (the message says why).
+        Err(error @ ControlError::Store(_)) => json_error(StatusCode::INTERNAL_SERVER_ERROR, error),
         Err(error) => json_error(StatusCode::NOT_FOUND, error),
     }
 }

@@ -10,7 +10,8 @@
 //!
 //! - [`publish`]: building and swapping the snapshots (candidates per ELB-SPEC.md §3, target and probe addresses,
 //!   the pool reapers).
-//! - [`registration`]: registering and deregistering instances, health checks and passive failures.
+//! - [`registration`]: registering and deregistering instances (kept in the state store before they apply),
+//!   health checks and passive failures.
 //! - [`names`]: the DNS watchers of `host:port` instances and the task that applies their answers.
 //! - [`reload`]: what a configuration reload changes in place.
 //! - [`status`]: the `/status` document, `/healthz`, the pool gauges and request counts.
@@ -36,6 +37,7 @@ use arc_swap::ArcSwap;
 use crate::config::{self, InstanceAddress, Limits};
 use crate::control_plane::discovery::{Discovery, DiscoveryError};
 use crate::control_plane::health::Checker;
+use crate::control_plane::store::{MemoryStore, Records, StateStore, StoreError};
 use crate::data_plane::back_end::target::Target;
 use crate::data_plane::snapshot::{NodeSnapshot, SharedNodeSnapshot};
 use crate::observability::metrics::Metrics;
@@ -96,6 +98,8 @@ struct State {
     stickiness_secret: Vec<u8>,
     /// The last instance state changes, for the status page (`control/changes`).
     changes: changes::Changes,
+    /// The state store's records this process has applied, laid on top of the file at start and on reload.
+    records: Records,
 }
 
 /// The control plane.
@@ -105,6 +109,8 @@ pub struct Control {
     state: Mutex<State>,
     metrics: Arc<Metrics>,
     discovery: Arc<Discovery>,
+    /// Where registrations are kept before they apply (DESIGN.md "The state store").
+    store: Arc<dyn StateStore>,
     /// Numbers the drains of deregistered instances (see `control/draining.rs`).
     drains: std::sync::atomic::AtomicU64,
 }
@@ -135,16 +141,45 @@ pub enum ControlError {
     /// A `host:port` instance being registered does not resolve.
     #[error("{0}")]
     Resolve(#[from] DiscoveryError),
+    /// The change could not be kept in the state store: nothing changed.
+    #[error("the change was not made: {0}")]
+    Store(#[from] StoreError),
 }
 
 impl Control {
     /// Builds the state for a validated configuration; `resolved` holds the addresses of `host:port` instances.
+    /// Registrations are kept in memory only (`Control::with_store` keeps them in a state store).
     pub fn new(
         config: &config::Config,
         resolved: &HashMap<String, Vec<IpAddr>>,
         metrics: Arc<Metrics>,
         discovery: Arc<Discovery>,
     ) -> Self {
+        let store = Arc::new(MemoryStore::default());
+        Self::with_store(
+            config,
+            resolved,
+            metrics,
+            discovery,
+            store,
+            Records::default(),
+        )
+    }
+
+    /// Builds the state for a validated configuration with `records` (what `store` holds) laid on top, keeping
+    /// every registration made from now on in `store` before it applies. `resolved` holds the addresses of
+    /// `host:port` instances, the store's included.
+    pub(crate) fn with_store(
+        config: &config::Config,
+        resolved: &HashMap<String, Vec<IpAddr>>,
+        metrics: Arc<Metrics>,
+        discovery: Arc<Discovery>,
+        store: Arc<dyn StateStore>,
+        records: Records,
+    ) -> Self {
+        let overlaid = records.overlay(config);
+        overlaid.warn_ignored();
+        let config = &overlaid.config;
         let load_balancers = config
             .load_balancers
             .iter()
@@ -170,9 +205,11 @@ impl Control {
                 watchers: names::Watchers::default(),
                 stickiness_secret: crate::control_plane::state_dir::random_secret(),
                 changes: changes::Changes::default(),
+                records,
             }),
             metrics,
             discovery,
+            store,
             drains: std::sync::atomic::AtomicU64::new(0),
         };
         // start, bind and reload: control-plane lock, never taken on the request path (see `Control::state`).

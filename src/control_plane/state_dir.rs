@@ -1,6 +1,7 @@
-//! The state directory (`state_dir`, DESIGN.md "The state store"): what elbe must remember across restarts. Today
-//! one thing: the secret that authenticates AWSELB cookies (ELB-SPEC §6) when a load balancer configures no
-//! `stickiness_key`, so a restart does not unstick every client.
+//! The state directory (`state_dir`, DESIGN.md "The state store"): what elbe must remember across restarts. Two
+//! things: the state store (`store.redb`, the registrations made at run time: `control_plane/store`), and here the
+//! secret that authenticates AWSELB cookies (ELB-SPEC §6) when a load balancer configures no `stickiness_key`, so
+//! a restart does not unstick every client.
 //!
 //! Rule: the folder is created only when something is kept in it (mode 0700); the key file is written crash-safely
 //! and exactly once: written to a temporary file (mode 0600), synced, then hard-linked into place, which fails
@@ -52,15 +53,7 @@ pub(crate) fn stickiness_secret(dir: &Path) -> Result<Vec<u8>, StateDirError> {
         Err(error) if error.source.kind() == std::io::ErrorKind::NotFound => {}
         Err(error) => return Err(error),
     }
-    DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|source| StateDirError {
-            what: "cannot create",
-            path: dir.to_owned(),
-            source,
-        })?;
+    create(dir)?;
     let secret = fresh_secret().map_err(|source| StateDirError {
         what: "cannot generate a key for",
         path: path.clone(),
@@ -86,6 +79,20 @@ pub(crate) fn stickiness_secret(dir: &Path) -> Result<Vec<u8>, StateDirError> {
             source,
         }),
     }
+}
+
+/// Creates `dir` (and its parents) if it is not there, private to elbe's user (mode 0700): what is kept in it
+/// (the stickiness key, the state store) is elbe's alone.
+pub(crate) fn create(dir: &Path) -> Result<(), StateDirError> {
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| StateDirError {
+            what: "cannot create",
+            path: dir.to_owned(),
+            source,
+        })
 }
 
 /// A secret for this process only (lost at exit): used until, or instead of, the one in `state_dir`.

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 
 use crate::control_plane::discovery::DiscoveryError;
 use crate::control_plane::state_dir::StateDirError;
+use crate::control_plane::store::StoreError;
 use crate::data_plane::tls::TlsError;
 
 /// Why elbe could not start.
@@ -39,6 +40,9 @@ pub enum StartError {
     /// The state folder (`state_dir`) or the stickiness key in it cannot be read or written.
     #[error("{0}")]
     StateDir(#[from] StateDirError),
+    /// The state store in `state_dir` cannot be opened or read (another elbe holds it, or it is damaged).
+    #[error("{0}")]
+    Store(#[from] StoreError),
     /// An HTTPS or SSL listener whose certificates or `ssl_policy` do not load.
     #[error("load balancer {load_balancer}, listener on port {port}: {source}")]
     Tls {

@@ -85,7 +85,9 @@ impl Server {
         }
         let tls = super::listeners::tls_acceptors(config)?;
         let secret = state_dir::kept_stickiness_secret(config).map_err(super::StartError::from)?;
-        let resolved = resolve_instances(config, self.control.discovery()).await?;
+        // The store's `host:port` registrations resolve with the file's (the reload lays the records on again).
+        let overlaid = self.control.overlaid(config);
+        let resolved = resolve_instances(&overlaid, self.control.discovery()).await?;
         let mut live = self.live();
         let logs = live.access_logs.stage(config)?;
         let fresh = live.listeners.bind_new(config)?;

@@ -12,17 +12,24 @@ use std::time::Duration;
 
 use super::{find_lb, Control, ControlError};
 use crate::control_plane::health::InstanceHealth;
+use crate::control_plane::store::Versioned;
 use crate::data_plane::back_end::target::Target;
 
 impl Control {
-    /// Deregisters an instance (DeregisterInstancesFromLoadBalancer); returns whether it was registered.
-    pub fn deregister(
+    /// Deregisters an instance whose deregistration the state store keeps (`kept`, see
+    /// [`Control::deregister`]), unless a newer registration of it was applied meanwhile; returns whether it was
+    /// registered.
+    pub(super) fn deregister_kept(
         self: &Arc<Self>,
         load_balancer: &str,
         instance_id: &str,
+        kept: Versioned,
     ) -> Result<bool, ControlError> {
         // deregistration and drain end: control-plane lock, never taken on the request path (see `Control::state`).
         let mut state = self.lock();
+        if !state.records.take(kept) {
+            return Ok(true); // registered again meanwhile, by a newer write: that one stands
+        }
         let lb = find_lb(&mut state, load_balancer)?;
         let draining = lb.config.connection_draining.clone();
         let Some(instance) = lb.instances.iter_mut().find(|i| &*i.id == instance_id) else {

@@ -1,12 +1,16 @@
 //! Registration and health: what changes an instance's place in rotation while elbe serves.
 //!
-//! Instances are registered and deregistered at run time (the admin API, the test harness) as
-//! RegisterInstancesWithLoadBalancer does: a new instance is out of service until its first passing check
-//! (ELB-SPEC.md §2.1), registering it again changes nothing. Health checkers report on a channel that a task per
-//! load balancer drains into [`Control::apply_health`]; passive failures (real traffic) arrive through
-//! [`Control::apply_passive_failure`]. Every change publishes at once. The trade-off: a health event for an
-//! instance that was re-registered elsewhere meanwhile is dropped by comparing probe addresses, rather than by
-//! versioning each registration.
+//! Instances are registered and deregistered at run time (the admin API, the ELB API, the test harness: all
+//! through [`Control::register`] and [`Control::deregister`]) as RegisterInstancesWithLoadBalancer does: a new
+//! instance is out of service until its first passing check (ELB-SPEC.md §2.1), registering it again changes
+//! nothing. Every registration and deregistration is written to the state store first (DESIGN.md "The state
+//! store"): the call returns Ok only once the store has it on disk, and a write that fails returns the error with
+//! the running state unchanged. The running state then takes the record at its revision, unless a newer write of
+//! the same instance got there first (`store::Records::take`), so concurrent calls end as the store has them.
+//! Health checkers report on a channel that a task per load balancer drains into [`Control::apply_health`];
+//! passive failures (real traffic) arrive through [`Control::apply_passive_failure`]. Every change publishes at
+//! once. The trade-off: a health event for an instance that was re-registered elsewhere meanwhile is dropped by
+//! comparing probe addresses, rather than by versioning each registration.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -16,12 +20,13 @@ use super::publish::probe_address;
 use super::{find_lb, instance_state, Control, ControlError, State, ZoneCheckers};
 use crate::config::{self, InstanceAddress};
 use crate::control_plane::health::{Checker, HealthEvent, InstanceHealth};
+use crate::control_plane::store::{Change, Record, Registration, Versioned};
 use crate::data_plane::passive::PassiveFailure;
 
 impl Control {
-    /// Registers an instance at run time (or replaces the registration with the same id). A `host:port` address
-    /// is resolved first and then followed at its TTL (DNS discovery). The admin API and the test harness both
-    /// come through here.
+    /// Registers an instance at run time (or replaces the registration with the same id), kept in the state
+    /// store before it applies. A `host:port` address is resolved first and then followed at its TTL (DNS
+    /// discovery). The admin API, the ELB API and the test harness all come through here.
     pub async fn register(
         self: &Arc<Self>,
         load_balancer: &str,
@@ -31,20 +36,76 @@ impl Control {
             InstanceAddress::Host { host, .. } => self.discovery.resolve(host).await?.0,
             _ => Vec::new(),
         };
-        self.register_resolved(load_balancer, instance, resolved)?;
+        let record = Record::Registration(Registration::registered(load_balancer, &instance));
+        let kept = self.keep(load_balancer, record).await?;
+        self.register_resolved(load_balancer, instance, resolved, kept)?;
         self.watch_names();
         Ok(())
     }
 
-    /// Registers an instance whose addresses are already resolved.
+    /// Deregisters an instance (DeregisterInstancesFromLoadBalancer), kept in the state store before it applies;
+    /// returns whether it was registered (one that was not changes nothing and is not written).
+    pub async fn deregister(
+        self: &Arc<Self>,
+        load_balancer: &str,
+        instance_id: &str,
+    ) -> Result<bool, ControlError> {
+        {
+            // admin API deregistration: control-plane lock, never taken on the request path (see `Control::state`).
+            let mut state = self.lock();
+            let lb = find_lb(&mut state, load_balancer)?;
+            if !lb.instances.iter().any(|i| &*i.id == instance_id) {
+                return Ok(false);
+            }
+        }
+        let record = Record::Registration(Registration::deregistered(load_balancer, instance_id));
+        let kept = self.keep(load_balancer, record).await?;
+        self.deregister_kept(load_balancer, instance_id, kept)
+    }
+
+    /// Writes `record` to the state store (Ok: on disk) unless the store holds it already, and returns it with
+    /// its revision, for the running state to take. Refuses a load balancer the running state does not have
+    /// before anything is written.
+    async fn keep(&self, load_balancer: &str, record: Record) -> Result<Versioned, ControlError> {
+        let held = {
+            // admin API registration: control-plane lock, never taken on the request path (see `Control::state`).
+            let mut state = self.lock();
+            find_lb(&mut state, load_balancer)?;
+            state
+                .records
+                .get(&record.key())
+                .filter(|held| held.record == record)
+                .cloned()
+        };
+        if let Some(held) = held {
+            return Ok(held);
+        }
+        let revision = self.store.apply(vec![Change::Put(record.clone())]).await?;
+        Ok(Versioned { revision, record })
+    }
+
+    /// `config` with the state store's records laid on top, as the running state has them: what the server
+    /// resolves before a reload (the reload lays them on again under the lock, see `control/reload`).
+    pub(crate) fn overlaid(&self, config: &config::Config) -> config::Config {
+        // reload: control-plane lock, never taken on the request path (see `Control::state`).
+        self.lock().records.overlay(config).config
+    }
+
+    /// Registers an instance whose addresses are already resolved and whose record is kept, unless a newer
+    /// write of the same instance was applied meanwhile.
     fn register_resolved(
         &self,
         load_balancer: &str,
         instance: config::Instance,
         resolved: Vec<IpAddr>,
+        kept: Versioned,
     ) -> Result<(), ControlError> {
         // admin API registration: control-plane lock, never taken on the request path (see `Control::state`).
         let mut state = self.lock();
+        // Taken even if the load balancer went meanwhile (a reload): the record is kept, as the store has it.
+        if !state.records.take(kept) {
+            return Ok(()); // a newer registration or deregistration of this instance was applied first
+        }
         let lb = find_lb(&mut state, load_balancer)?;
         let mut new = instance_state(
             &lb.config,
@@ -233,5 +294,138 @@ impl Control {
         if let Some(zones) = state.checkers.get(load_balancer) {
             zones.place(instance_id, zone, probe);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::control_plane::discovery::Discovery;
+    use crate::control_plane::store::{
+        Contents, MemoryStore, Records, Revision, StateStore, StoreError, StoreFuture,
+    };
+    use crate::observability::metrics::Metrics;
+
+    const CONFIG: &str = r#"
+[admin]
+listen = "127.0.0.1:0"
+[[load_balancer]]
+name = "web"
+[[load_balancer.availability_zone]]
+name = "zone-a"
+node = "127.0.0.1"
+[[load_balancer.listener]]
+protocol = "HTTP"
+load_balancer_port = 0
+instance_protocol = "HTTP"
+instance_port = 8000
+[[load_balancer.instance]]
+id = "i-file"
+zone = "zone-a"
+address = "127.0.0.1:9001"
+"#;
+
+    /// A store whose disk is full: every write fails.
+    struct FullDisk;
+
+    impl StateStore for FullDisk {
+        fn load(&self) -> StoreFuture<'_, Contents> {
+            Box::pin(async { Ok(Contents::default()) })
+        }
+
+        fn apply(&self, _: Vec<Change>) -> StoreFuture<'_, Revision> {
+            Box::pin(async {
+                Err(StoreError::Write {
+                    path: "/full/store.redb".into(),
+                    source: Arc::new(std::io::Error::other("No space left on device")),
+                })
+            })
+        }
+    }
+
+    fn config() -> config::Config {
+        config::parse(CONFIG, std::path::Path::new("<test>")).unwrap()
+    }
+
+    fn control(store: Arc<dyn StateStore>) -> Arc<Control> {
+        let config = config();
+        let discovery = Arc::new(Discovery::new(&config.discovery).unwrap());
+        Arc::new(Control::with_store(
+            &config,
+            &HashMap::new(),
+            Arc::new(Metrics::new()),
+            discovery,
+            store,
+            Records::default(),
+        ))
+    }
+
+    fn instances(control: &Control) -> Vec<String> {
+        control.status(None).load_balancers[0]
+            .instances
+            .iter()
+            .map(|i| i.instance_id.clone())
+            .collect()
+    }
+
+    fn instance(id: &str, address: &str) -> config::Instance {
+        config::Instance {
+            id: id.into(),
+            zone: "zone-a".into(),
+            address: address.parse().unwrap(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_change_the_store_cannot_keep_is_refused_and_changes_nothing() {
+        let control = control(Arc::new(FullDisk));
+        let error = control
+            .register("web", instance("i-new", "127.0.0.1:9002"))
+            .await
+            .unwrap_err();
+        assert!(matches!(error, ControlError::Store(_)), "{error:?}");
+        assert!(error.to_string().contains("No space left"), "{error}");
+        let error = control.deregister("web", "i-file").await.unwrap_err();
+        assert!(matches!(error, ControlError::Store(_)), "{error:?}");
+        assert_eq!(instances(&control), ["i-file"], "nothing changed");
+
+        // Refusals that need no write come first: nothing is written for them.
+        let error = control
+            .register("nope", instance("i-new", "127.0.0.1:9002"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, ControlError::LoadBalancerNotFound(_)),
+            "{error:?}"
+        );
+        assert!(!control.deregister("web", "i-never").await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn changes_are_kept_once_and_survive_a_reload_of_the_same_file() {
+        let store = Arc::new(MemoryStore::default());
+        let control = control(store.clone());
+        control
+            .register("web", instance("i-new", "127.0.0.1:9002"))
+            .await
+            .unwrap();
+        assert!(control.deregister("web", "i-file").await.unwrap());
+        assert_eq!(instances(&control), ["i-new"]);
+        // Registering again what is registered writes nothing.
+        control
+            .register("web", instance("i-new", "127.0.0.1:9002"))
+            .await
+            .unwrap();
+        assert_eq!(store.load().await.unwrap().revision, Revision(2));
+
+        control.reload(&config(), &HashMap::new(), &HashMap::new());
+        assert_eq!(
+            instances(&control),
+            ["i-new"],
+            "the file's i-file stays deregistered, the registered i-new stays"
+        );
     }
 }

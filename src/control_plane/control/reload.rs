@@ -8,8 +8,10 @@
 //! ELB-SPEC.md §2.1); an instance the file no longer lists is deregistered as DeregisterInstancesFromLoadBalancer
 //! does (ELB-SPEC §5: it drains with connection draining on, its requests are cut with it off); a removed load
 //! balancer's checks stop at once and its instances drain by its own `connection_draining`. New thresholds, a new
-//! target or new zones restart a load balancer's checks. The trade-off: the whole state is rebuilt under the one
-//! lock and published once, so no request ever sees half a reload.
+//! target or new zones restart a load balancer's checks. The state store's records are laid on top of the new file
+//! first, under the lock (DESIGN.md "The state store"), so a registration made through the API survives the reload
+//! and a deregistered file instance stays gone. The trade-off: the whole state is rebuilt under the one lock and
+//! published once, so no request ever sees half a reload.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -53,8 +55,9 @@ impl Control {
         self.lock().last_reload_error = Some(error);
     }
 
-    /// Applies a new configuration. `bound` holds the address of every node listener's socket, kept or newly
-    /// bound (the server binds before calling); `resolved` the addresses of `host:port` instances.
+    /// Applies a new configuration, with the state store's records laid on top. `bound` holds the address of
+    /// every node listener's socket, kept or newly bound (the server binds before calling); `resolved` the
+    /// addresses of `host:port` instances (those of [`Control::overlaid`]).
     pub(crate) fn reload(
         self: &Arc<Self>,
         config: &config::Config,
@@ -63,6 +66,10 @@ impl Control {
     ) {
         // SIGHUP reload: control-plane lock, never taken on the request path (see `Control::state`).
         let mut state = self.lock();
+        let overlaid = state.records.overlay(config);
+        overlaid.warn_ignored();
+        let config = &overlaid.config;
+        let resolved = &with_resolved_of_running(&state, resolved);
         state.dns = config.dns.clone();
         state.listeners = reloaded_listeners(config, &state.listeners, bound);
         self.remove_load_balancers(&mut state, config);
@@ -261,6 +268,22 @@ fn reloaded_listeners(
         listener.bound = bound.get(&key).copied();
     }
     listeners
+}
+
+/// `resolved` completed with the running instances' addresses: a `host:port` instance registered after the server
+/// resolved the reload's instances (and before the reload took the lock) was resolved by its registration.
+fn with_resolved_of_running(
+    state: &State,
+    resolved: &HashMap<String, Vec<IpAddr>>,
+) -> HashMap<String, Vec<IpAddr>> {
+    let mut all = resolved.clone();
+    for lb in &state.load_balancers {
+        for instance in lb.instances.iter().filter(|i| !i.resolved.is_empty()) {
+            all.entry(instance.id.to_string())
+                .or_insert_with(|| instance.resolved.clone());
+        }
+    }
+    all
 }
 
 /// Retires the targets of an instance that starts draining (no connection goes back to its pool; its idle ones

@@ -1,0 +1,88 @@
+//! The state store (DESIGN.md "The state store"): every change made while elbe runs is a typed, versioned record,
+//! kept durably, so that a change the caller saw acknowledged survives `kill -9` and restart.
+//!
+//! Rule: one trait, [`StateStore`], that the embedded store implements now (`store/embedded`: redb in
+//! `state_dir`) and the cluster's etcd store will: [`StateStore::load`] reads everything at start;
+//! [`StateStore::apply`] writes a batch of changes atomically and durably (Ok means on disk, fsynced) and answers
+//! the batch's revision. The store's revision only grows, one step per batch, and every record carries the
+//! revision of the batch that last wrote it (etcd's `mod_revision`). The control plane writes first and changes
+//! its running state only after the write is acknowledged (a failed write changes nothing), and applies a record
+//! only when its revision is not older than the one it holds for that key ([`Records::take`]), so concurrent
+//! writes land in memory in the store's order. That is also how a watch will apply other processes' changes: a
+//! later `watch(from: Revision)` streams records newer than [`Contents::revision`], and the control plane applies
+//! them the same way. A compare-and-swap guard (etcd's `Compare` on a key's revision) is one more argument to
+//! `apply` when two processes can write; with one writer per `state_dir` (the embedded store is locked by its
+//! process) there is nothing to compare against yet.
+//!
+//! - `store/record`: the record model (keys, registrations; the kinds the ELB API will add, listed there).
+//! - `store/records`: the records a process has applied, laid on top of the configuration file's load balancers.
+//! - `store/embedded`: redb under `state_dir`, written by one thread that commits concurrent writes together.
+//! - `store/memory`: the same contract in memory, for an elbe run in-process (the harness, tests, the demo).
+//! - `store/error`: why the store could not open, read or write.
+//!
+//! Trade-off: the trait's futures are boxed (`StoreFuture`) so the control plane holds any store as
+//! `Arc<dyn StateStore>`; one allocation per write is nothing beside an fsync.
+
+mod embedded;
+mod error;
+mod memory;
+mod record;
+mod records;
+#[cfg(test)]
+mod tests;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use serde::{Deserialize, Serialize};
+
+pub(crate) use embedded::{file as embedded_file, EmbeddedStore};
+pub use error::StoreError;
+pub(crate) use memory::MemoryStore;
+pub(crate) use record::{Key, Record, Registration, RegistrationState};
+pub(crate) use records::Records;
+
+/// A point in the store's history: the revision of the batch that wrote a record, or the store's latest.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub(crate) struct Revision(pub u64);
+
+/// A record and the revision of the batch that last wrote it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Versioned {
+    pub revision: Revision,
+    #[serde(flatten)]
+    pub record: Record,
+}
+
+/// One change of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Change {
+    /// Writes the record under its key (replacing what was there).
+    Put(Record),
+    /// Forgets the record under the key (`elbe state reset`); nothing when there is none.
+    Delete(Key),
+}
+
+/// Everything a store holds, and its revision (the last batch's; 0 for a store never written).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Contents {
+    pub revision: Revision,
+    pub records: Vec<Versioned>,
+}
+
+/// What a store's operations return: boxed, so that the control plane can hold any store behind `dyn`.
+pub(crate) type StoreFuture<'a, T> =
+    Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// Where the changes made at run time are kept (see the module documentation for the contract).
+pub(crate) trait StateStore: Send + Sync {
+    /// Every record, and the store's revision.
+    fn load(&self) -> StoreFuture<'_, Contents>;
+
+    /// Applies `changes` atomically (all or none) and durably (Ok: on disk), as one new revision, which it
+    /// returns; every record the batch writes carries it.
+    fn apply(&self, changes: Vec<Change>) -> StoreFuture<'_, Revision>;
+}

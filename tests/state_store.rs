@@ -1,0 +1,505 @@
+//! The state store with real processes (issue 15 items 5 and 6, DESIGN.md "The state store"): the real `elbe run`
+//! on a file in a temporary folder, registrations through the admin JSON API, `kill -9` (SIGKILL, no shutdown
+//! path runs), and a restart on the same `state_dir`; `elbe state show` and `elbe state reset` as an operator runs
+//! them.
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{Backend, Behaviour};
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+use tokio::time::Instant;
+
+/// How long one step may take (a debug build on two busy cores).
+const STEP: Duration = Duration::from_secs(20);
+
+/// The configuration: load balancer "web" on 127.0.0.1 port 0, TCP checks every 200 ms (so a backend's request
+/// count is traffic only), `i-file` declared.
+fn config(dir: &Path, file_instance: SocketAddr) -> PathBuf {
+    let text = format!(
+        r#"state_dir = "{state}"
+[admin]
+listen = "127.0.0.1:0"
+[limits]
+shutdown_grace = "1s"
+[[load_balancer]]
+name = "web"
+[load_balancer.health_check]
+target = "TCP:8000"
+interval = "200ms"
+timeout = "150ms"
+healthy_threshold = 2
+unhealthy_threshold = 2
+[[load_balancer.availability_zone]]
+name = "zone-a"
+node = "127.0.0.1"
+[[load_balancer.listener]]
+protocol = "HTTP"
+load_balancer_port = 0
+instance_protocol = "HTTP"
+instance_port = 8000
+[[load_balancer.instance]]
+id = "i-file"
+zone = "zone-a"
+address = "{file_instance}"
+"#,
+        state = dir.join("state").display()
+    );
+    let path = dir.join("elbe.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `elbe run --config FILE` as a child process, its log (stdout and stderr) in a file; killed when dropped.
+struct Elbe {
+    child: Child,
+    log: PathBuf,
+    admin: SocketAddr,
+}
+
+impl Elbe {
+    /// Starts elbe and waits for its admin listener, or returns how it exited and its log.
+    async fn try_start(config: &Path) -> Result<Elbe, String> {
+        let log = config.with_file_name(format!("elbe-{}.log", unique()));
+        let file = std::fs::File::create(&log).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_elbe"))
+            .args(["run", "--config"])
+            .arg(config)
+            .env("NO_COLOR", "1")
+            .env(
+                "RUST_LOG",
+                std::env::var("ELBE_TEST_LOG").unwrap_or("elbe=info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("elbe starts");
+        let deadline = Instant::now() + STEP;
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if let Some(status) = child.try_wait().unwrap() {
+                return Err(format!("exited with {status}:\n{text}"));
+            }
+            let admin = text
+                .lines()
+                .filter(|line| line.contains("admin listening"))
+                .find_map(|line| {
+                    line.split_whitespace()
+                        .find_map(|field| field.strip_prefix("address="))
+                        .and_then(|address| address.parse().ok())
+                });
+            if let Some(admin) = admin {
+                return Ok(Elbe { child, log, admin });
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no admin listener within {STEP:?}:\n{text}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn start(config: &Path) -> Elbe {
+        Elbe::try_start(config)
+            .await
+            .unwrap_or_else(|why| panic!("elbe did not start: {why}"))
+    }
+
+    /// SIGKILL: nothing of elbe's shutdown runs.
+    async fn kill_9(mut self) {
+        self.child.start_kill().unwrap();
+        self.child.wait().await.unwrap();
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    async fn status(&self) -> serde_json::Value {
+        let reply = common::get(self.admin, "/status").await;
+        assert_eq!(reply.status, 200);
+        reply.json()["load_balancers"][0].clone()
+    }
+
+    /// (instance id, state) of every instance of "web".
+    async fn instances(&self) -> Vec<(String, String)> {
+        let status = self.status().await;
+        let mut instances: Vec<(String, String)> = status["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                let text = |key: &str| i[key].as_str().unwrap().to_string();
+                (text("instance_id"), text("state"))
+            })
+            .collect();
+        instances.sort();
+        instances
+    }
+
+    async fn listener(&self) -> SocketAddr {
+        let status = self.status().await;
+        status["nodes"][0]["listeners"][0]["address"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    /// Polls `/status` until `id` is InService.
+    async fn wait_in_service(&self, id: &str) {
+        let deadline = Instant::now() + STEP;
+        loop {
+            let instances = self.instances().await;
+            if instances
+                .iter()
+                .any(|(i, state)| i == id && state == "InService")
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{id} not InService: {instances:?}\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn unique() -> usize {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// One keep-alive connection to the admin listener.
+struct Admin(hyper::client::conn::http1::SendRequest<Full<Bytes>>);
+
+impl Admin {
+    async fn connect(admin: SocketAddr) -> Admin {
+        let stream = TcpStream::connect(admin).await.unwrap();
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        Admin(sender)
+    }
+
+    /// Sends one request; `None` when the connection failed before an answer (elbe was killed).
+    async fn send(&mut self, method: Method, path: &str, body: String) -> Option<StatusCode> {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "admin")
+            .body(Full::new(Bytes::from(body)))
+            .unwrap();
+        self.0.ready().await.ok()?;
+        let response = self.0.send_request(request).await.ok()?;
+        let status = response.status();
+        response.into_body().collect().await.ok()?;
+        Some(status)
+    }
+
+    async fn register(&mut self, id: &str, address: SocketAddr) -> Option<StatusCode> {
+        let body = serde_json::json!({"instance_id": id, "zone": "zone-a", "address": address.to_string()});
+        self.send(
+            Method::POST,
+            "/load_balancers/web/instances",
+            body.to_string(),
+        )
+        .await
+    }
+
+    async fn deregister(&mut self, id: &str) -> Option<StatusCode> {
+        self.send(
+            Method::DELETE,
+            &format!("/load_balancers/web/instances/{id}"),
+            String::new(),
+        )
+        .await
+    }
+}
+
+/// `elbe state ACTION --config FILE`: exit success, standard output, standard error.
+async fn state(action: &str, config: &Path) -> (bool, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_elbe"))
+        .args(["state", action, "--config"])
+        .arg(config)
+        .env("NO_COLOR", "1")
+        .output()
+        .await
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// `elbe state show`'s records, as (key, JSON).
+async fn shown(config: &Path) -> Vec<serde_json::Value> {
+    let (ok, out, err) = state("show", config).await;
+    assert!(ok, "elbe state show failed: {err}");
+    let shown: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    shown["records"].as_array().unwrap().clone()
+}
+
+/// Sends requests through the listener until one reaches `backend` (the load balancer spreads them).
+async fn reaches(listener: SocketAddr, backend: &Backend) {
+    let deadline = Instant::now() + STEP;
+    while backend.requests() == 0 {
+        let reply = common::get(listener, "/").await;
+        assert_eq!(reply.status, 200);
+        assert!(
+            Instant::now() < deadline,
+            "no request reached {}",
+            backend.address
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registration_survives_kill_9_and_is_checked_and_served_after_the_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (declared, registered) = (
+        Backend::start(Behaviour::Echo).await,
+        Backend::start(Behaviour::Echo).await,
+    );
+    let config = config(dir.path(), declared.address);
+    let elbe = Elbe::start(&config).await;
+    let mut admin = Admin::connect(elbe.admin).await;
+    assert_eq!(
+        admin.register("i-api", registered.address).await,
+        Some(StatusCode::OK)
+    );
+    elbe.wait_in_service("i-api").await;
+    let records = shown(&config).await;
+    assert_eq!(
+        records.len(),
+        1,
+        "elbe state show reads beside the running elbe: {records:?}"
+    );
+    assert_eq!(records[0]["key"], "registrations/web/i-api");
+    assert_eq!(records[0]["address"], registered.address.to_string());
+    elbe.kill_9().await;
+
+    let elbe = Elbe::start(&config).await;
+    let instances: Vec<String> = elbe
+        .instances()
+        .await
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(instances, ["i-api", "i-file"], "registered again at start");
+    // Health-checked from the start (registration in progress, then InService), and served.
+    elbe.wait_in_service("i-api").await;
+    reaches(elbe.listener().await, &registered).await;
+    assert!(elbe.log().contains("state store opened"), "{}", elbe.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deregistered_file_instance_stays_gone_until_the_store_is_reset() {
+    let dir = tempfile::tempdir().unwrap();
+    let declared = Backend::start(Behaviour::Echo).await;
+    let config = config(dir.path(), declared.address);
+    let elbe = Elbe::start(&config).await;
+    let mut admin = Admin::connect(elbe.admin).await;
+    assert_eq!(admin.deregister("i-file").await, Some(StatusCode::OK));
+    assert_eq!(elbe.instances().await, []);
+
+    // Reset refuses while an elbe holds the store, and says why.
+    let (ok, _, err) = state("reset", &config).await;
+    assert!(!ok, "reset while elbe runs must refuse");
+    assert!(err.contains("another process has it open"), "{err}");
+    assert!(err.contains("store.redb"), "{err}");
+    elbe.kill_9().await;
+
+    let elbe = Elbe::start(&config).await;
+    assert_eq!(
+        elbe.instances().await,
+        [],
+        "the file's instance stays deregistered"
+    );
+    elbe.kill_9().await;
+    let records = shown(&config).await;
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0]["state"], "deregistered");
+    assert!(records[0]["revision"].as_u64().unwrap() >= 1);
+
+    let (ok, out, err) = state("reset", &config).await;
+    assert!(ok, "reset failed: {err}");
+    assert!(out.contains("forgot 1 record(s)"), "{out}");
+    assert_eq!(shown(&config).await, Vec::<serde_json::Value>::new());
+    let elbe = Elbe::start(&config).await;
+    elbe.wait_in_service("i-file").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_elbe_on_the_same_state_dir_fails_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let declared = Backend::start(Behaviour::Echo).await;
+    let config = config(dir.path(), declared.address);
+    let first = Elbe::start(&config).await;
+    let why = Elbe::try_start(&config)
+        .await
+        .err()
+        .expect("the second elbe must not start");
+    assert!(why.contains("exit status: 1"), "{why}");
+    assert!(why.contains("another process has it open"), "{why}");
+    assert!(
+        why.contains(
+            &dir.path()
+                .join("state")
+                .join("store.redb")
+                .display()
+                .to_string()
+        ),
+        "{why}"
+    );
+    // The first is unharmed.
+    first.wait_in_service("i-file").await;
+}
+
+/// Latencies in microseconds, sorted: (p50, p99, max).
+fn percentiles(mut micros: Vec<u128>) -> (u128, u128, u128) {
+    micros.sort_unstable();
+    let at = |q: f64| micros[((micros.len() - 1) as f64 * q) as usize];
+    (at(0.5), at(0.99), at(1.0))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_registration_of_a_burst_cut_by_kill_9_is_there_after_the_restart() {
+    const CONNECTIONS: usize = 8;
+    const EACH: usize = 25;
+    let dir = tempfile::tempdir().unwrap();
+    let declared = Backend::start(Behaviour::Echo).await;
+    let config = config(dir.path(), declared.address);
+    let elbe = Elbe::start(&config).await;
+    // Where instance `c`-`n` is said to be: a distinct address each, so a record can be checked whole.
+    let address = |c: usize, n: usize| -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 2], 20000 + (c * EACH + n) as u16))
+    };
+
+    // One writer at a time: the latency of one registration, fsync included.
+    let mut one = Admin::connect(elbe.admin).await;
+    let mut sequential = Vec::new();
+    for n in 0..20 {
+        let started = Instant::now();
+        assert_eq!(
+            one.register(&format!("i-seq-{n}"), address(99, n)).await,
+            Some(StatusCode::OK)
+        );
+        sequential.push(started.elapsed().as_micros());
+    }
+    let (p50, p99, max) = percentiles(sequential);
+    println!("sequential registrations: p50 {p50} µs, p99 {p99} µs, max {max} µs");
+
+    // The burst: CONNECTIONS clients registering EACH instances one after another; kill -9 midway.
+    let (acks, mut acked) = tokio::sync::mpsc::unbounded_channel();
+    let clients: Vec<_> = (0..CONNECTIONS)
+        .map(|c| {
+            let (admin, acks) = (elbe.admin, acks.clone());
+            tokio::spawn(async move {
+                let mut connection = Admin::connect(admin).await;
+                for n in 0..EACH {
+                    let started = Instant::now();
+                    match connection
+                        .register(&format!("i-{c}-{n}"), address(c, n))
+                        .await
+                    {
+                        Some(StatusCode::OK) => {
+                            let _ = acks.send((c, n, started.elapsed().as_micros()));
+                        }
+                        Some(other) => panic!("registration answered {other}"),
+                        None => return, // elbe was killed
+                    }
+                }
+            })
+        })
+        .collect();
+    drop(acks);
+    let mut acknowledged = Vec::new();
+    // Generous: on a loaded machine with a busy disk an fsync can take a second.
+    let deadline = Instant::now() + 3 * STEP;
+    while acknowledged.len() < CONNECTIONS * EACH / 2 {
+        let ack = tokio::time::timeout_at(deadline, acked.recv()).await;
+        acknowledged.push(
+            ack.expect("half the burst acknowledged in time")
+                .expect("clients alive"),
+        );
+    }
+    elbe.kill_9().await;
+    while let Some(ack) = acked.recv().await {
+        acknowledged.push(ack); // answered before the kill landed
+    }
+    for client in clients {
+        client.await.unwrap();
+    }
+    let (p50, p99, max) = percentiles(acknowledged.iter().map(|a| a.2).collect());
+    println!(
+        "burst over {CONNECTIONS} connections: {} of {} acknowledged before kill -9; p50 {p50} µs, p99 {p99} µs, max {max} µs",
+        acknowledged.len(),
+        CONNECTIONS * EACH
+    );
+
+    // Every acknowledged registration is kept, whole; unacknowledged ones may be there too, also whole.
+    let records = shown(&config).await;
+    let by_id: std::collections::HashMap<String, serde_json::Value> = records
+        .into_iter()
+        .map(|r| (r["instance_id"].as_str().unwrap().to_string(), r))
+        .collect();
+    for (c, n, _) in &acknowledged {
+        let record = by_id
+            .get(&format!("i-{c}-{n}"))
+            .unwrap_or_else(|| panic!("acknowledged i-{c}-{n} was lost"));
+        assert_eq!(record["state"], "registered");
+        assert_eq!(record["address"], address(*c, *n).to_string());
+    }
+    for (id, record) in &by_id {
+        let expected = match id.strip_prefix("i-seq-") {
+            Some(n) => address(99, n.parse().unwrap()),
+            None => {
+                let (c, n) = id.trim_start_matches("i-").split_once('-').unwrap();
+                address(c.parse().unwrap(), n.parse().unwrap())
+            }
+        };
+        assert_eq!(record["address"], expected.to_string(), "{id} is whole");
+    }
+    println!(
+        "{} records kept ({} acknowledged, 20 sequential)",
+        by_id.len(),
+        acknowledged.len()
+    );
+
+    // After the restart the running elbe has every one of them.
+    let elbe = Elbe::start(&config).await;
+    let running: std::collections::HashSet<String> = elbe
+        .instances()
+        .await
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    for (c, n, _) in &acknowledged {
+        assert!(
+            running.contains(&format!("i-{c}-{n}")),
+            "i-{c}-{n} not registered after the restart"
+        );
+    }
+    assert_eq!(
+        running.len(),
+        by_id.len() + 1,
+        "the store's records and the file's i-file"
+    );
+}
