@@ -181,6 +181,59 @@ async fn a_full_surge_queue_closes_new_connections() {
 }
 
 #[tokio::test]
+async fn an_instance_at_its_limit_is_passed_over_for_one_with_room() {
+    // No surge queue at all: a connection that had to queue would be closed (spillover).
+    let (a, b) = (Instance::named("a").await, Instance::named("b").await);
+    let elbe = tcp_builder()
+        .limit("backend_max_requests = 1\nsurge_queue_size = 0")
+        .instance(spec("i-a", &a))
+        .instance(spec("i-b", &b))
+        .start()
+        .await;
+    let node = elbe.node("zone-a");
+    // The first connection holds one instance; the second reaches the other and leaves.
+    let mut held = TcpStream::connect(node).await.unwrap();
+    let held_name = read_n(&mut held, 1).await[0];
+    let mut passing = TcpStream::connect(node).await.unwrap();
+    let free_name = read_n(&mut passing, 1).await[0];
+    assert_ne!(held_name, free_name);
+    drop(passing);
+    // Round robin alternates, so of three connections in a row at least one finds the cursor on the held
+    // instance: each must go to the free one instead. Each waits until elbe has closed the one before (only the
+    // held connection open), so the free instance has room every time.
+    for _ in 0..3 {
+        wait_until_open_connections(&elbe, 1.0).await;
+        let mut client = TcpStream::connect(node).await.unwrap();
+        let mut got = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(3), client.read(&mut got)).await;
+        assert!(
+            matches!(read, Ok(Ok(1))) && got[0] == free_name,
+            "a connection was not passed to the instance with room: {read:?} {got:?}"
+        );
+    }
+    let metrics = elbe.server().metrics().encode();
+    assert_eq!(metric(&metrics, "elbe_spillover_total"), 0.0, "{metrics}");
+    drop(held);
+    assert!(elbe.shutdown().await);
+}
+
+/// Waits until the node has `open` client connections, within 3 s.
+async fn wait_until_open_connections(elbe: &Elbe, open: f64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        let now = metric(&elbe.server().metrics().encode(), "elbe_client_connections");
+        if now == open {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{now} connections open, not {open}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
 async fn each_connection_is_counted_and_logged_with_dashes_for_the_request() {
     let echo = Instance::echo().await;
     let dir = tempfile::tempdir().unwrap();

@@ -108,19 +108,30 @@ pub(super) async fn open(
     }
 }
 
-/// The next instance round robin; when it is at its limit, the one the surge queue hands out.
+/// The next instance round robin among those with room; when every one is at its limit, the connection waits in
+/// the surge queue for whichever frees up first (ELB-SPEC §8: the queue holds connections, not a place in the
+/// rotation).
 async fn pick(context: &ListenerContext, layer4: &Layer4) -> Result<Arc<Target>, NoInstance> {
-    let (target, idle_timeout) = {
+    let idle_timeout = {
         let routes = context.routes.load();
-        let target = balancer::pick_round_robin(&routes.candidates, &layer4.cursor).cloned();
-        (
-            target.ok_or(NoInstance::NoneInService)?,
-            routes.idle_timeout,
-        )
+        let candidates = &routes.candidates;
+        let first = balancer::pick_round_robin(candidates, &layer4.cursor)
+            .ok_or(NoInstance::NoneInService)?;
+        if context.surge.has_room(first) {
+            return Ok(first.clone());
+        }
+        let start = candidates
+            .iter()
+            .position(|c| Arc::ptr_eq(c, first))
+            .unwrap_or(0);
+        let with_room = (1..candidates.len())
+            .map(|i| &candidates[(start + i) % candidates.len()])
+            .find(|c| context.surge.has_room(c));
+        if let Some(target) = with_room {
+            return Ok(target.clone());
+        }
+        routes.idle_timeout
     };
-    if context.surge.has_room(&target) {
-        return Ok(target);
-    }
     let deadline = Instant::now() + idle_timeout;
     context
         .surge
