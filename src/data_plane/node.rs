@@ -148,8 +148,8 @@ pub(crate) struct Accepting {
     /// TCP and SSL listeners: bytes pass through ([`crate::data_plane::tcp`]) instead of elbe's HTTP server. A
     /// reload may switch a kept socket between the two: the connections that follow get the new kind.
     pub layer4: Option<Arc<crate::data_plane::tcp::Layer4>>,
-    /// HTTP and HTTPS listeners with `accept_proxy_protocol` (elbe's extension): each connection opens with a
-    /// PROXY header from a trusted upstream, whose client is the client ([`serve_proxied`]).
+    /// `accept_proxy_protocol` (elbe's extension): each connection opens with a PROXY header from a trusted
+    /// upstream, whose client is the client ([`serve_proxied`]; TCP and SSL listeners read theirs in `tcp`).
     pub accept_proxy_protocol: bool,
 }
 
