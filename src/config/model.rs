@@ -206,8 +206,8 @@ pub struct Listener {
     /// ELB's SetLoadBalancerPoliciesOfListener: names of the load balancer's policies, each one known; at most one
     /// stickiness policy, and only on HTTP/HTTPS listeners.
     pub policy_names: Vec<String>,
-    /// elbe's extension, TCP/SSL listeners only: each client connection starts with a PROXY protocol header (v1
-    /// or v2) from a trusted upstream balancer, whose source address becomes the client's.
+    /// elbe's extension, on any listener: each client connection starts with a PROXY protocol header (v1 or v2)
+    /// from a trusted upstream balancer, whose source address becomes the client's.
     pub accept_proxy_protocol: bool,
 }
 

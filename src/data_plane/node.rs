@@ -4,7 +4,9 @@
 //! to `max_connections` (beyond that they wait in the kernel's backlog) and serves each with elbe's HTTP/1.x
 //! server ([`crate::data_plane::front_end::http1`]); a connection that opens with the HTTP/2 preface (prior knowledge, or ALPN `h2`
 //! over TLS) goes on to hyper's HTTP/2 server with ELB's idle timer ([`crate::data_plane::front_end::http2`]). The request
-//! path is [`crate::data_plane::proxy::stack`] either way.
+//! path is [`crate::data_plane::proxy::stack`] either way. A listener with `accept_proxy_protocol` (elbe's
+//! extension, behind another Layer 4 balancer) first reads the upstream's PROXY header, whose client becomes the
+//! connection's client (DESIGN.md "Listener rules": `source_ip` is Proxy Protocol's address then).
 //!
 //! A reload never rebinds a socket that stays ([`SocketKey`]): the accept loop reads what it serves new
 //! connections with from an [`Accepting`] the server swaps, one atomic load per accepted connection. Each listener
@@ -19,6 +21,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
+use tokio_rustls::server::TlsStream;
 use tower::ServiceExt;
 
 use crate::config::Limits;
@@ -26,6 +29,8 @@ use crate::data_plane::body::ConnectionState;
 use crate::data_plane::front_end::http1::{self as front_end, ClientStream, Served};
 use crate::data_plane::front_end::http2::{ClientIo, Underway, WebSockets};
 use crate::data_plane::proxy::{self, ClientFacts, ClientProtocol, ListenerContext};
+use crate::data_plane::tcp::prefixed::Prefixed;
+use crate::data_plane::tcp::proxy_protocol;
 use crate::data_plane::tls::TlsAcceptor;
 use crate::shutdown::{Shutdown, ShutdownWatch, Tracker};
 
@@ -143,6 +148,9 @@ pub(crate) struct Accepting {
     /// TCP and SSL listeners: bytes pass through ([`crate::data_plane::tcp`]) instead of elbe's HTTP server. A
     /// reload may switch a kept socket between the two: the connections that follow get the new kind.
     pub layer4: Option<Arc<crate::data_plane::tcp::Layer4>>,
+    /// `accept_proxy_protocol` (elbe's extension): each connection opens with a PROXY header from a trusted
+    /// upstream, whose client is the client ([`serve_proxied`]; TCP and SSL listeners read theirs in `tcp`).
+    pub accept_proxy_protocol: bool,
 }
 
 /// A listener's [`Accepting`], loaded once per accepted connection (one atomic load, off the request path).
@@ -208,7 +216,8 @@ pub(crate) async fn serve_listener(
     }
 }
 
-/// One accepted connection: the TLS handshake where the listener has one, then HTTP.
+/// One accepted connection: a TCP/SSL listener's tunnel, or HTTP (after the PROXY header where the listener
+/// accepts one). A listener without the option pays one bool test here and serves the bare socket.
 async fn serve_accepted(
     stream: TcpStream,
     peer: SocketAddr,
@@ -216,11 +225,57 @@ async fn serve_accepted(
     connections: &Connections,
     shutdown: Shutdown,
 ) {
-    let context = setup.context.clone();
     if let Some(layer4) = &setup.layer4 {
-        return crate::data_plane::tcp::serve(stream, peer, &context, layer4, setup.tls.as_deref())
-            .await;
+        let tls = setup.tls.as_deref();
+        return crate::data_plane::tcp::serve(stream, peer, &setup.context, layer4, tls).await;
     }
+    if setup.accept_proxy_protocol {
+        return serve_proxied(stream, peer, setup, connections, shutdown).await;
+    }
+    serve_http(stream, peer, setup, connections, shutdown).await
+}
+
+/// `accept_proxy_protocol` on an HTTP or HTTPS listener: the connection opens with a PROXY v1 or v2 header (before
+/// TLS), and the client it names is the client everywhere elbe uses one (X-Forwarded-For, rules' `source_ip`, the
+/// access log), HTTP/1, h2c and h2 alike. A v2 `LOCAL` (the upstream's own health check) keeps the socket's peer.
+/// A header that is missing, malformed or not there within the request header timeout closes the connection
+/// without a response: what follows is not known to be HTTP, and the upstream is the only one that should connect.
+async fn serve_proxied(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    setup: &Accepting,
+    connections: &Connections,
+    shutdown: Shutdown,
+) {
+    let idle_timeout = setup.context.routes.load().idle_timeout;
+    let timeout = connections.request_header_timeout.min(idle_timeout);
+    let deadline = tokio::time::Instant::now() + timeout;
+    match proxy_protocol::read_header(&mut stream, deadline).await {
+        Ok(opening) => {
+            let client = opening.source.unwrap_or(peer);
+            let stream = Prefixed::new(opening.rest, stream);
+            serve_http(stream, client, setup, connections, shutdown).await
+        }
+        Err(error) => {
+            setup.context.metrics.proxy_protocol_refused.inc();
+            tracing::debug!(%peer, %error, "closing a connection without a valid PROXY header");
+        }
+    }
+}
+
+/// HTTP on `stream`: the TLS handshake where the listener has one, then elbe's HTTP/1 server (and HTTP/2 from
+/// it). `peer` is the client as elbe knows it: the socket's peer, or the one a PROXY header named.
+async fn serve_http<IO>(
+    stream: IO,
+    peer: SocketAddr,
+    setup: &Accepting,
+    connections: &Connections,
+    shutdown: Shutdown,
+) where
+    IO: ClientStream + Send + 'static,
+    TlsStream<IO>: ClientStream,
+{
+    let context = setup.context.clone();
     match &setup.tls {
         None => serve_connection(stream, peer, None, context, connections, shutdown).await,
         Some(tls) => match tls.accept(stream, connections.tls_handshake_timeout).await {

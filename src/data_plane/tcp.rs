@@ -15,9 +15,11 @@
 //!
 //! - `accept`: one connection's life (the node's accept loop hands it over): the trusted upstream's PROXY header (when the
 //!   listener accepts one), the TLS handshake (SSL), the instance, the tunnel, the log line.
-//! - `proxy_protocol`: the PROXY protocol: v1 and v2 headers read from a trusted upstream, the v1 line written
-//!   to instances (§7).
-//! - `prefixed`: a client stream with bytes read ahead of the TLS handshake put back in front.
+//! - `proxy_protocol`: the PROXY protocol: v1 and v2 headers read from a trusted upstream (on any listener that
+//!   accepts them: the node's HTTP and HTTPS listeners read theirs with the same `read_header`), the v1 line
+//!   written to instances (§7).
+//! - `prefixed`: a client stream with bytes read past the PROXY header put back in front (the node's HTTP and
+//!   HTTPS listeners use it too).
 //! - `connect`: picking (round robin, surge queue), connecting with the next instance on failure, the PROXY
 //!   line, TLS to the instance.
 //! - `record`: what a connection counts (RequestCount as connections, Latency as connect time, bytes) and its
@@ -29,7 +31,7 @@
 
 mod accept;
 mod connect;
-mod prefixed;
+pub(crate) mod prefixed;
 pub(crate) mod proxy_protocol;
 mod record;
 pub(crate) mod splice;

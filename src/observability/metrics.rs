@@ -20,6 +20,7 @@
 //! | `elbe_client_connections`, `elbe_received_bytes_total`, `elbe_sent_bytes_total` | (none: elbe's own) |
 //! | `elbe_websocket_upgrades_total` | (none: elbe's own; ELB Classic had no WebSockets on HTTP listeners) |
 //! | `elbe_tls_handshakes_total`, `elbe_tls_handshake_failures_total` | (none) |
+//! | `elbe_proxy_protocol_refused_total` | (none: elbe's `accept_proxy_protocol`) |
 //! | `elbe_backend_idle_connections`, `elbe_backend_active_requests` | (none: pool occupancy) |
 //! | `elbe_config_reloads_total{result}` | (none) |
 //! | `elbe_access_log_dropped_total` | (none) |
@@ -47,6 +48,7 @@ pub struct Metrics {
     sent_bytes: IntCounterVec,
     tls_handshakes: IntCounterVec,
     tls_handshake_failures: IntCounterVec,
+    proxy_protocol_refused: IntCounterVec,
     backend_idle_connections: IntGaugeVec,
     backend_active_requests: IntGaugeVec,
     reloads: IntCounterVec,
@@ -75,6 +77,9 @@ pub struct ZoneMetrics {
     pub sent_bytes: IntCounter,
     pub tls_handshakes: IntCounter,
     pub tls_handshake_failures: IntCounter,
+    /// Connections closed on a listener with `accept_proxy_protocol` because their PROXY header was missing,
+    /// malformed or late.
+    pub proxy_protocol_refused: IntCounter,
     pub backend_idle_connections: IntGauge,
     pub backend_active_requests: IntGauge,
     pub surge_queue_length: IntGauge,
@@ -195,6 +200,12 @@ impl Metrics {
                 "TLS handshakes that failed or timed out on HTTPS listeners.",
                 LABELS,
             ),
+            proxy_protocol_refused: counter(
+                &r,
+                "elbe_proxy_protocol_refused_total",
+                "Client connections closed because a listener with accept_proxy_protocol got no valid PROXY header in time.",
+                LABELS,
+            ),
             backend_idle_connections: gauge(
                 &r,
                 "elbe_backend_idle_connections",
@@ -273,6 +284,7 @@ impl Metrics {
             sent_bytes: self.sent_bytes.with_label_values(&labels),
             tls_handshakes: self.tls_handshakes.with_label_values(&labels),
             tls_handshake_failures: self.tls_handshake_failures.with_label_values(&labels),
+            proxy_protocol_refused: self.proxy_protocol_refused.with_label_values(&labels),
             backend_idle_connections: self.backend_idle_connections.with_label_values(&labels),
             backend_active_requests: self.backend_active_requests.with_label_values(&labels),
             surge_queue_length: self.surge_queue_length.with_label_values(&labels),

@@ -248,6 +248,7 @@ impl Serving<'_> {
                 .get(&(load_balancer.to_string(), node.index))
                 .cloned(),
             layer4,
+            accept_proxy_protocol: node.listener.accept_proxy_protocol,
         }
     }
 }

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::{fails, ok, with_lb, MINIMAL};
+use super::{fails, listener, ok, with_lb, CERTS, MINIMAL};
 use crate::config::{PolicyKind, RuleAction};
 
 /// MINIMAL plus `tables` (policies, rules) after the listener, and `listener_keys` on the listener.
@@ -289,9 +289,24 @@ fn proxy_protocol_refusals_name_their_key() {
         "load_balancer[0].backend_server[0].instance_port",
         "1-65535",
     );
-    fails(
-        &with("accept_proxy_protocol = true", ""),
-        "load_balancer[0].listener[0].accept_proxy_protocol",
-        "TCP and SSL listeners only",
-    );
+}
+
+#[test]
+fn every_listener_protocol_may_accept_proxy_protocol() {
+    let http = ok(&with("accept_proxy_protocol = true", ""));
+    assert!(http.load_balancers[0].listeners[0].accept_proxy_protocol);
+    for (protocol, instance, certificates) in [
+        ("HTTPS", "HTTP", CERTS),
+        ("SSL", "TCP", CERTS),
+        ("TCP", "TCP", ""),
+    ] {
+        let extra = format!("{certificates}\naccept_proxy_protocol = true");
+        let config = ok(&format!(
+            "{MINIMAL}{}",
+            listener(protocol, 443, instance, 9000, &extra)
+        ));
+        let listeners = &config.load_balancers[0].listeners;
+        assert!(!listeners[0].accept_proxy_protocol, "off unless asked");
+        assert!(listeners[1].accept_proxy_protocol, "{protocol}");
+    }
 }

@@ -106,15 +106,8 @@ impl Cx<'_> {
                 "must be 1-65535 (0, any free port, only makes sense for load_balancer_port)",
             ));
         }
+        // Every listener protocol may accept a trusted upstream's PROXY header (TCP, SSL, HTTP, HTTPS).
         let accept_proxy_protocol = raw.accept_proxy_protocol.unwrap_or(false);
-        if accept_proxy_protocol && protocol.is_http() {
-            return Err(self.err(
-                format!("{key}.accept_proxy_protocol"),
-                format!(
-                    "is supported on TCP and SSL listeners only for now; this one is {protocol}"
-                ),
-            ));
-        }
         let certificates = self.certificates(key, protocol, raw.certificates)?;
         self.check_ssl_policy(key, protocol, raw.ssl_policy.as_deref())?;
         Ok(Listener {

@@ -10,15 +10,15 @@
 use std::net::SocketAddr;
 use std::task::{Context, Poll};
 
-use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::either::Either;
 
 use super::connect::{self, Connected};
 use super::prefixed::Prefixed;
-use super::proxy_protocol::{self, Parsed, ProxyHeaderError};
+use super::proxy_protocol;
 use super::record::{Record, Relayed};
 use super::splice::SpliceTunnel;
 use super::Layer4;
@@ -42,17 +42,6 @@ pub(crate) async fn serve(
     context.metrics.client_connections.dec();
 }
 
-/// Why a client connection was closed before it reached an instance.
-#[derive(Debug, thiserror::Error)]
-enum Refused {
-    #[error("no PROXY header within the handshake timeout")]
-    HeaderTimeout,
-    #[error("the connection closed before its PROXY header ended")]
-    HeaderCut(#[source] Option<std::io::Error>),
-    #[error(transparent)]
-    Header(#[from] ProxyHeaderError),
-}
-
 async fn serve_connection(
     mut stream: TcpStream,
     peer: SocketAddr,
@@ -64,12 +53,13 @@ async fn serve_connection(
     let deadline = Instant::now() + layer4.handshake_timeout;
     let mut from_client = Bytes::new();
     if layer4.accept_proxy_protocol {
-        match read_proxy_header(&mut stream, deadline).await {
-            Ok((source, rest)) => {
-                record.client = source.unwrap_or(peer);
-                from_client = rest;
+        match proxy_protocol::read_header(&mut stream, deadline).await {
+            Ok(opening) => {
+                record.client = opening.source.unwrap_or(peer);
+                from_client = opening.rest;
             }
             Err(error) => {
+                context.metrics.proxy_protocol_refused.inc();
                 tracing::debug!(%peer, %error, "closing a connection without a valid PROXY header");
                 return;
             }
@@ -92,27 +82,6 @@ async fn serve_connection(
         Err(error) => {
             context.metrics.tls_handshake_failures.inc();
             tracing::debug!(%peer, %error, "TLS handshake failed");
-        }
-    }
-}
-
-/// Reads a PROXY v1/v2 header off the front of `stream` by `deadline`; returns the client it names (if it names
-/// one) and the bytes read past it.
-async fn read_proxy_header(
-    stream: &mut TcpStream,
-    deadline: Instant,
-) -> Result<(Option<SocketAddr>, Bytes), Refused> {
-    let mut buf = BytesMut::with_capacity(proxy_protocol::MAX_V1_LINE * 2);
-    loop {
-        if let Parsed::Header { length, source } = proxy_protocol::parse(&buf)? {
-            return Ok((source, buf.split_off(length).freeze()));
-        }
-        buf.reserve(proxy_protocol::MAX_V1_LINE);
-        match tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)).await {
-            Err(_) => return Err(Refused::HeaderTimeout),
-            Ok(Err(error)) => return Err(Refused::HeaderCut(Some(error))),
-            Ok(Ok(0)) => return Err(Refused::HeaderCut(None)),
-            Ok(Ok(_)) => {}
         }
     }
 }

@@ -4,7 +4,8 @@
 //! Two uses, two rules. Towards instances elbe writes ELB's line, version 1 only (ELB-SPEC §7):
 //! `PROXY TCP4 <client-ip> <node-ip> <client-port> <listener-port>\r\n`, `TCP6` when the client is IPv6, single
 //! spaces. From clients, on a listener with `accept_proxy_protocol = true` (elbe's extension, for running behind
-//! another Layer 4 balancer), [`parse`] reads either version: the source address it carries becomes the client's.
+//! another Layer 4 balancer; TCP, SSL, HTTP and HTTPS listeners alike), [`parse`] reads either version: the source
+//! address it carries becomes the client's. `read` ([`read_header`]) takes it off the socket.
 //!
 //! The parser is pure (bytes in, verdict out), so it is fuzzed as it runs (`fuzz/fuzz_targets/proxy_protocol.rs`).
 //! It is strict where the specification is: a v1 line is at most 107 bytes with its CRLF, addresses must be of the
@@ -19,6 +20,10 @@
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+mod read;
+
+pub(crate) use read::read_header;
 
 /// A v1 line's longest form, CRLF included (the specification's 107 bytes).
 pub(crate) const MAX_V1_LINE: usize = 107;
