@@ -52,7 +52,7 @@ fn get(path: &str) -> Outgoing {
 }
 
 async fn open(addr: SocketAddr, request: Outgoing) -> Exchange {
-    let conn = BackendConnection::connect(addr, Duration::from_secs(5))
+    let conn = BackendConnection::connect(addr, Duration::from_secs(5), &None)
         .await
         .unwrap();
     Exchange::new(conn, request)
