@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
+use futures_util::{SinkExt, StreamExt};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -28,6 +29,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tcp_support::{listener, metric, read_n};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::Message;
 
 const CERTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/certs");
 
@@ -42,6 +44,8 @@ enum Serves {
     Http,
     /// Raw bytes: echoes them back.
     Echo,
+    /// A WebSocket server: answers each text message with `echo: <text>`.
+    WebSocket,
 }
 
 /// A TLS instance on 127.0.0.1 serving the development certificate `cert` (`example`: signed by the development
@@ -88,6 +92,7 @@ impl TlsInstance {
                     match serves {
                         Serves::Http => serve_http(tls).await,
                         Serves::Echo => echo(tls).await,
+                        Serves::WebSocket => websocket_echo(tls).await,
                     }
                 });
             }
@@ -127,6 +132,21 @@ async fn echo(mut tls: tokio_rustls::server::TlsStream<TcpStream>) {
         }
     }
     let _ = tls.shutdown().await;
+}
+
+async fn websocket_echo(tls: tokio_rustls::server::TlsStream<TcpStream>) {
+    let Ok(mut socket) = tokio_tungstenite::accept_async(tls).await else {
+        return;
+    };
+    while let Some(Ok(Message::Text(text))) = socket.next().await {
+        if socket
+            .send(Message::text(format!("echo: {text}")))
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
 }
 
 /// A self-signed CA of its own, made with openssl in `dir`: it signed none of the development certificates.
@@ -228,6 +248,32 @@ async fn an_http_listener_reaches_an_https_instance_with_x_forwarded_for_on_one_
         1,
         "five sequential requests share one pooled TLS connection to the instance"
     );
+    assert!(elbe.shutdown().await);
+}
+
+#[tokio::test]
+async fn a_websocket_upgrade_tunnels_over_the_https_instance_connection() {
+    let instance = TlsInstance::start("example", Serves::WebSocket).await;
+    let elbe = builder(listener("HTTP", "HTTPS", ""), &instance)
+        .start()
+        .await;
+    wait_for_health(&elbe, "i-1", "InService", "N/A").await;
+    let url = format!("ws://{}/chat", elbe.node("zone-a"));
+    let (mut socket, response) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("the upgrade goes through elbe to the HTTPS instance");
+    assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
+    for text in ["one", "two"] {
+        socket.send(Message::text(text)).await.unwrap();
+        let answer = tokio::time::timeout(Duration::from_secs(5), socket.next())
+            .await
+            .expect("the instance answers in time")
+            .expect("the tunnel is open")
+            .unwrap();
+        assert_eq!(answer, Message::text(format!("echo: {text}")));
+    }
+    assert_eq!(instance.handshakes(), 1);
+    drop(socket);
     assert!(elbe.shutdown().await);
 }
 

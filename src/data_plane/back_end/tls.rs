@@ -192,3 +192,69 @@ fn tls13_signature(
         &provider.signature_verification_algorithms,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::CertificateError;
+
+    const CERTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/certs");
+
+    fn pem(name: &str) -> Vec<CertificateDer<'static>> {
+        CertificateDer::pem_file_iter(format!("{CERTS}/{name}.crt"))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    /// Verifies the development certificate `leaf` against `ca` as `backend_ca` would, reached at 127.0.0.1.
+    fn verify(ca: &str, leaf: &str) -> Result<ServerCertVerified, rustls::Error> {
+        let mut roots = RootCertStore::empty();
+        for certificate in pem(ca) {
+            roots.add(certificate).unwrap();
+        }
+        let verifier = ChainToCa {
+            roots: Arc::new(roots),
+            provider: provider(),
+        };
+        let chain = pem(leaf);
+        let address = ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into());
+        verifier.verify_server_cert(&chain[0], &chain[1..], &address, &[], UnixTime::now())
+    }
+
+    #[test]
+    fn backend_ca_accepts_a_chain_to_the_ca_whatever_name_it_carries() {
+        // `example` names *.example.test, never 127.0.0.1.
+        assert!(verify("dev-ca", "example").is_ok());
+    }
+
+    #[test]
+    fn backend_ca_refuses_an_expired_certificate_and_one_from_another_issuer() {
+        let expired = verify("dev-ca", "expired").unwrap_err();
+        assert!(
+            matches!(
+                expired,
+                rustls::Error::InvalidCertificate(
+                    CertificateError::Expired | CertificateError::ExpiredContext { .. }
+                )
+            ),
+            "{expired:?}"
+        );
+        // `localhost` is a leaf, not the CA that signed `example`.
+        let stranger = verify("localhost", "example").unwrap_err();
+        assert!(
+            matches!(
+                stranger,
+                rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)
+            ),
+            "{stranger:?}"
+        );
+    }
+
+    #[test]
+    fn both_clients_send_no_sni() {
+        assert!(!unverified().unwrap().enable_sni);
+        assert!(!verifying(&pem("dev-ca")).unwrap().enable_sni);
+    }
+}

@@ -289,3 +289,5 @@ fn heads_carry_the_framing_elbe_chose() {
         .head
         .starts_with(b"OPTIONS * HTTP/1.1\r\n"));
 }
+
+mod tls;
