@@ -496,3 +496,54 @@ fn retire(bound: Bound, grace: Duration) {
         bound.cut.trigger();
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A configuration whose HTTP listener speaks HTTPS to instance port 443, verified by `ca` when given.
+    fn config(ca: Option<&str>) -> Config {
+        let backend_server = ca.map_or(String::new(), |ca| {
+            format!(
+                "[[load_balancer.backend_server]]\ninstance_port = 443\nbackend_ca = \"{ca}\"\n"
+            )
+        });
+        let text = format!(
+            "[[load_balancer]]\nname = \"web\"\n[[load_balancer.availability_zone]]\nname = \"a\"\nnode = \"127.0.0.1\"\n\
+             [[load_balancer.listener]]\nprotocol = \"HTTP\"\nload_balancer_port = 0\ninstance_protocol = \"HTTPS\"\n\
+             instance_port = 443\n{backend_server}"
+        );
+        let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("certs/elbe.toml");
+        crate::config::parse(&text, &file).unwrap()
+    }
+
+    fn client(clients: &InstanceClients) -> Arc<rustls::ClientConfig> {
+        clients[&("web".to_owned(), 443)].config.clone()
+    }
+
+    #[test]
+    fn a_reload_keeps_an_instance_ports_tls_client_while_its_backend_ca_is_the_same() {
+        let first = instance_clients(&config(Some("dev-ca.crt"))).unwrap();
+        let again = keep_unchanged(
+            &first,
+            &instance_clients(&config(Some("dev-ca.crt"))).unwrap(),
+        );
+        assert!(
+            Arc::ptr_eq(&client(&first), &client(&again)),
+            "same CA: same client, pooled connections kept"
+        );
+        let other = keep_unchanged(
+            &again,
+            &instance_clients(&config(Some("localhost.crt"))).unwrap(),
+        );
+        assert!(
+            !Arc::ptr_eq(&client(&again), &client(&other)),
+            "another CA: a new client"
+        );
+        let none = keep_unchanged(&other, &instance_clients(&config(None)).unwrap());
+        assert!(
+            Arc::ptr_eq(&client(&none), &probe::tls::client_config().unwrap()),
+            "no backend_ca: the process's unverified client"
+        );
+    }
+}
