@@ -135,3 +135,19 @@ async fn an_idle_tls_connection_is_open_after_session_tickets_and_closed_after_c
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
+
+/// Every request's future holds a connect's space (`forward` boxes it whole): the TLS handshake must not make it
+/// larger than a plain connect's.
+#[test]
+fn connecting_in_tls_adds_no_size_to_the_connect_future() {
+    let addr = SocketAddr::from(([127, 0, 0, 1], 9));
+    let tls = Some(tls::unverified().unwrap());
+    let connect = BackendConnection::connect(addr, Duration::from_secs(1), &tls);
+    let tcp = super::super::connection::connect_tcp(addr, Duration::from_secs(1));
+    assert!(
+        std::mem::size_of_val(&connect) <= std::mem::size_of_val(&tcp) + 128,
+        "connect future {} bytes, TCP alone {}",
+        std::mem::size_of_val(&connect),
+        std::mem::size_of_val(&tcp)
+    );
+}
