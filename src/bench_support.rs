@@ -58,6 +58,7 @@ impl RequestPath {
             passive: None,
             access_log: None,
             surge: SurgeQueue::new(0, 1024),
+            instance_tls: None,
         };
         RequestPath {
             context,

@@ -218,6 +218,20 @@ pub struct BackendServer {
     pub instance_port: u16,
     /// Names of the load balancer's ProxyProtocolPolicyType policies, each one known.
     pub policy_names: Vec<String>,
+    /// `backend_ca`: elbe's back-end authentication (ELB's BackendServerAuthenticationPolicyType, which pinned
+    /// public keys, ELB-SPEC §12): HTTPS/SSL instances on this port must present a chain to one of these CAs.
+    /// Only on a port some listener speaks HTTPS or SSL to. `None`: nothing is verified, as ELB without it.
+    pub backend_ca: Option<BackendCa>,
+}
+
+/// A `backend_ca` file, read when the configuration is: a reload re-reads it, so a changed file is a changed
+/// configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendCa {
+    /// The PEM file, resolved against the config file's folder.
+    pub path: PathBuf,
+    /// Its certificates (at least one), each usable as a trust anchor.
+    pub certificates: Vec<rustls_pki_types::CertificateDer<'static>>,
 }
 
 /// A PEM certificate chain and its private key.

@@ -139,6 +139,8 @@ pub(super) struct BackendServer {
     pub instance_port: u16,
     #[serde(default)]
     pub policy_names: Vec<String>,
+    /// elbe's back-end authentication: a PEM file of CA certificates the instances' chains must lead to.
+    pub backend_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -12,6 +12,7 @@
 //! a load balancer, its listeners, its health check and the socket collision check each have a child module.
 //! All are methods of the same context, `Cx` (`context`).
 
+mod backend_ca;
 mod binds;
 mod context;
 mod health_check;

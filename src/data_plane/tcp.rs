@@ -56,7 +56,7 @@ pub(crate) struct Layer4 {
     pub accept_proxy_protocol: bool,
     /// `instance_protocol = "SSL"`: instances are spoken to in TLS.
     pub ssl_to_instance: bool,
-    /// The TLS client for SSL instances (no SNI, no verification); `None` if it could not be built.
+    /// The TLS client for SSL instances (no SNI; verifying against the port's `backend_ca`, or nothing).
     pub instance_tls: Option<Arc<rustls::ClientConfig>>,
     /// `backend_connect_timeout`, which bounds the TLS handshake with an instance too.
     pub connect_timeout: Duration,
@@ -68,8 +68,8 @@ pub(crate) struct Layer4 {
 
 impl Layer4 {
     /// The settings of `listener` as its node serves it at `node` (the node's address, the bound port).
-    /// `instance_tls` is the TLS client for `instance_protocol = "SSL"` (the health checks' own: no SNI, no
-    /// verification, ELB-SPEC §12), ignored otherwise.
+    /// `instance_tls` is the TLS client for `instance_protocol = "SSL"` (no SNI; the port's `backend_ca` one, or the
+    /// health checks' unverified one, ELB-SPEC §12), ignored otherwise.
     pub(crate) fn new(
         config: &Config,
         load_balancer: &str,

@@ -26,6 +26,9 @@ pub(crate) trait Stream: AsyncRead + AsyncWrite + Unpin {
 
 impl Stream for tokio_rustls::server::TlsStream<TcpStream> {}
 
+/// An HTTPS instance's connection (`instance_protocol = "HTTPS"`): read through rustls's buffer.
+impl Stream for tokio_rustls::client::TlsStream<TcpStream> {}
+
 /// An in-memory stream, so tests run the servers' timers on tokio's paused clock: a real socket would let the
 /// paused clock jump to a timer while the kernel still holds bytes on their way (tokio issue #4522).
 #[cfg(test)]

@@ -54,6 +54,18 @@ pub enum StartError {
         /// What the TLS module refused.
         source: Box<TlsError>,
     },
+    /// The TLS client for an instance port's HTTPS/SSL instances (its `backend_ca`, or the unverified one) that
+    /// rustls would not build.
+    #[error("load balancer {load_balancer}, instance_port {instance_port}: TLS client to instances: {source}")]
+    InstanceTls {
+        /// The load balancer's name.
+        load_balancer: String,
+        /// The instance port.
+        instance_port: u16,
+        #[source]
+        /// Why rustls refused it.
+        source: rustls::Error,
+    },
 }
 
 /// A `host:port` instance whose name does not resolve, at start or on reload.

@@ -28,6 +28,7 @@ use tokio::task::JoinHandle;
 use crate::config::{Config, Listener, Protocol};
 use crate::control_plane::control::NodeListener;
 use crate::control_plane::health::probe;
+use crate::data_plane::back_end;
 use crate::data_plane::headers::ForwardedProto;
 use crate::data_plane::node::{self, Accepting, Connections, ListenerSignals, SocketKey};
 use crate::data_plane::passive::{PassiveFailure, PassiveReporter};
@@ -77,6 +78,9 @@ struct Bound {
 #[derive(Default)]
 pub(super) struct Listeners {
     bound: Vec<Bound>,
+    /// The TLS clients to instances the listeners were last served with, kept across reloads where their
+    /// `backend_ca` did not change.
+    instance_clients: InstanceClients,
 }
 
 /// Sockets bound for a configuration and not yet served (dropping them closes them: a refused reload).
@@ -123,11 +127,79 @@ pub(super) fn bind(
     Ok((socket, bound))
 }
 
-/// One TLS acceptor per configured HTTPS and SSL listener, by (load balancer, listener position), shared by its nodes (one
-/// session cache). Every certificate loads, or none is used.
-pub(super) fn tls_acceptors(
-    config: &Config,
-) -> Result<HashMap<(String, usize), Arc<TlsAcceptor>>, StartError> {
+/// A configuration's TLS, both ways: the acceptors of its HTTPS/SSL listeners and the clients its listeners speak
+/// to HTTPS/SSL instances with.
+pub(super) struct Tls {
+    /// By (load balancer, listener position).
+    acceptors: HashMap<(String, usize), Arc<TlsAcceptor>>,
+    /// By (load balancer, instance port).
+    instance_clients: InstanceClients,
+}
+
+/// The TLS clients to instances, by (load balancer, instance port): one per port, so every listener and node
+/// reaching the port shares it, and with it the pooled connections made with it (a pooled connection is reused
+/// only by the client that made it, `back_end::pool`).
+type InstanceClients = HashMap<(String, u16), InstanceClient>;
+
+#[derive(Clone)]
+struct InstanceClient {
+    /// The port's `backend_ca` certificates; `None`: the process's unverified client.
+    ca: Option<Vec<rustls_pki_types::CertificateDer<'static>>>,
+    config: Arc<rustls::ClientConfig>,
+}
+
+/// The TLS clients of every instance port some listener speaks HTTPS or SSL to: verifying against the port's
+/// `backend_ca` (its `[[load_balancer.backend_server]]`) when it has one, else the unverified client the health
+/// checks use too (ELB-SPEC §12: no SNI, no verification).
+fn instance_clients(config: &Config) -> Result<InstanceClients, StartError> {
+    let mut clients = InstanceClients::new();
+    for lb in &config.load_balancers {
+        for listener in lb
+            .listeners
+            .iter()
+            .filter(|l| l.instance_protocol.is_secure())
+        {
+            let port = listener.instance_port;
+            if clients.contains_key(&(lb.name.clone(), port)) {
+                continue;
+            }
+            let ca = lb
+                .backend_servers
+                .iter()
+                .find(|server| server.instance_port == port)
+                .and_then(|server| server.backend_ca.as_ref())
+                .map(|ca| ca.certificates.clone());
+            let built = match &ca {
+                Some(ca) => back_end::tls::verifying(ca),
+                None => probe::tls::client_config(),
+            };
+            let config = built.map_err(|source| StartError::InstanceTls {
+                load_balancer: lb.name.clone(),
+                instance_port: port,
+                source,
+            })?;
+            clients.insert((lb.name.clone(), port), InstanceClient { ca, config });
+        }
+    }
+    Ok(clients)
+}
+
+/// `fresh`, with the client kept from `old` wherever a port's `backend_ca` did not change: a reload that leaves the
+/// CA alone keeps the pooled connections made with it.
+fn keep_unchanged(old: &InstanceClients, fresh: &InstanceClients) -> InstanceClients {
+    fresh
+        .iter()
+        .map(|(key, client)| {
+            let kept = old.get(key).filter(|old| old.ca == client.ca);
+            (key.clone(), kept.unwrap_or(client).clone())
+        })
+        .collect()
+}
+
+/// One TLS acceptor per configured HTTPS and SSL listener, by (load balancer, listener position), shared by its
+/// nodes (one session cache), and the TLS clients to HTTPS/SSL instances. Every certificate loads and every client
+/// builds, or none is used.
+pub(super) fn tls_acceptors(config: &Config) -> Result<Tls, StartError> {
     let mut acceptors = HashMap::new();
     for lb in &config.load_balancers {
         for (index, listener) in lb.listeners.iter().enumerate() {
@@ -148,7 +220,10 @@ pub(super) fn tls_acceptors(
             acceptors.insert((lb.name.clone(), index), Arc::new(acceptor));
         }
     }
-    Ok(acceptors)
+    Ok(Tls {
+        acceptors,
+        instance_clients: instance_clients(config)?,
+    })
 }
 
 /// What building a listener's [`Accepting`] reads, beyond the node listener itself.
@@ -156,7 +231,7 @@ pub(super) struct Serving<'a> {
     pub config: &'a Config,
     pub metrics: &'a Metrics,
     pub logs: &'a HashMap<String, AccessLog>,
-    pub tls: &'a HashMap<(String, usize), Arc<TlsAcceptor>>,
+    pub tls: &'a Tls,
     pub passive: &'a UnboundedSender<PassiveFailure>,
     pub connections: &'a Arc<Connections>,
     pub shutdown_grace: Duration,
@@ -190,8 +265,8 @@ pub(super) fn nodes(listeners: &[NodeListener]) -> Vec<Node> {
 }
 
 impl Serving<'_> {
-    /// What `node`'s listener serves its next connections with.
-    fn accepting(&self, node: &Node, address: SocketAddr) -> Accepting {
+    /// What `node`'s listener serves its next connections with, speaking to HTTPS/SSL instances with `clients`.
+    fn accepting(&self, node: &Node, address: SocketAddr, clients: &InstanceClients) -> Accepting {
         let limits = &self.config.limits;
         let load_balancer = &*node.load_balancer;
         let protocol = node.listener.protocol;
@@ -229,10 +304,11 @@ impl Serving<'_> {
                     load_balancer: node.load_balancer.clone(),
                     events: self.passive.clone(),
                 }),
+            instance_tls: instance_client(clients, load_balancer, &node.listener, Protocol::Https),
         };
         let layer4 = (!protocol.is_http()).then(|| {
-            // SSL instances get the health checks' TLS client: no SNI, no verification (ELB-SPEC §12).
-            let instance_tls = probe::tls::client_config().ok();
+            let instance_tls =
+                instance_client(clients, load_balancer, &node.listener, Protocol::Ssl);
             Arc::new(Layer4::new(
                 self.config,
                 load_balancer,
@@ -245,12 +321,28 @@ impl Serving<'_> {
             context: Arc::new(context),
             tls: self
                 .tls
+                .acceptors
                 .get(&(load_balancer.to_string(), node.index))
                 .cloned(),
             layer4,
             accept_proxy_protocol: node.listener.accept_proxy_protocol,
         }
     }
+}
+
+/// The TLS client of `listener`'s instance port when it speaks `secure` (HTTPS or SSL) to it; `None` otherwise.
+/// `clients` holds every secure port of the same configuration (`instance_clients`).
+fn instance_client(
+    clients: &InstanceClients,
+    load_balancer: &str,
+    listener: &Listener,
+    secure: Protocol,
+) -> Option<Arc<rustls::ClientConfig>> {
+    if listener.instance_protocol != secure {
+        return None;
+    }
+    let key = (load_balancer.to_owned(), listener.instance_port);
+    clients.get(&key).map(|client| client.config.clone())
 }
 
 impl Listeners {
@@ -286,6 +378,9 @@ impl Listeners {
         serving: &Serving<'_>,
     ) -> Vec<BoundListener> {
         let mut old = std::mem::take(&mut self.bound);
+        self.instance_clients =
+            keep_unchanged(&self.instance_clients, &serving.tls.instance_clients);
+        let clients = &self.instance_clients;
         for node in nodes {
             let info = |address| BoundListener {
                 load_balancer: node.load_balancer.to_string(),
@@ -296,13 +391,19 @@ impl Listeners {
             if let Some(position) = old.iter().position(|b| b.key == node.key) {
                 let mut kept = old.swap_remove(position);
                 let Kind::Http(accepting) = &kept.kind;
-                accepting.store(Arc::new(serving.accepting(node, kept.info.address)));
+                accepting.store(Arc::new(serving.accepting(
+                    node,
+                    kept.info.address,
+                    clients,
+                )));
                 kept.info = info(kept.info.address);
                 self.bound.push(kept);
             } else if let Some((socket, address)) = fresh.remove(&node.key) {
                 let info = info(address);
                 tracing::info!(load_balancer = %info.load_balancer, zone = %info.zone, protocol = %info.protocol, %address, "node listening");
-                let accepting = Arc::new(ArcSwap::from_pointee(serving.accepting(node, address)));
+                let accepting = Arc::new(ArcSwap::from_pointee(
+                    serving.accepting(node, address, clients),
+                ));
                 self.bound.push(serve(
                     node.key.clone(),
                     info,
@@ -395,4 +496,55 @@ fn retire(bound: Bound, grace: Duration) {
         }
         bound.cut.trigger();
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A configuration whose HTTP listener speaks HTTPS to instance port 443, verified by `ca` when given.
+    fn config(ca: Option<&str>) -> Config {
+        let backend_server = ca.map_or(String::new(), |ca| {
+            format!(
+                "[[load_balancer.backend_server]]\ninstance_port = 443\nbackend_ca = \"{ca}\"\n"
+            )
+        });
+        let text = format!(
+            "[[load_balancer]]\nname = \"web\"\n[[load_balancer.availability_zone]]\nname = \"a\"\nnode = \"127.0.0.1\"\n\
+             [[load_balancer.listener]]\nprotocol = \"HTTP\"\nload_balancer_port = 0\ninstance_protocol = \"HTTPS\"\n\
+             instance_port = 443\n{backend_server}"
+        );
+        let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("certs/elbe.toml");
+        crate::config::parse(&text, &file).unwrap()
+    }
+
+    fn client(clients: &InstanceClients) -> Arc<rustls::ClientConfig> {
+        clients[&("web".to_owned(), 443)].config.clone()
+    }
+
+    #[test]
+    fn a_reload_keeps_an_instance_ports_tls_client_while_its_backend_ca_is_the_same() {
+        let first = instance_clients(&config(Some("dev-ca.crt"))).unwrap();
+        let again = keep_unchanged(
+            &first,
+            &instance_clients(&config(Some("dev-ca.crt"))).unwrap(),
+        );
+        assert!(
+            Arc::ptr_eq(&client(&first), &client(&again)),
+            "same CA: same client, pooled connections kept"
+        );
+        let other = keep_unchanged(
+            &again,
+            &instance_clients(&config(Some("localhost.crt"))).unwrap(),
+        );
+        assert!(
+            !Arc::ptr_eq(&client(&again), &client(&other)),
+            "another CA: a new client"
+        );
+        let none = keep_unchanged(&other, &instance_clients(&config(None)).unwrap());
+        assert!(
+            Arc::ptr_eq(&client(&none), &probe::tls::client_config().unwrap()),
+            "no backend_ca: the process's unverified client"
+        );
+    }
 }

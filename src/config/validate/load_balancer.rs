@@ -42,7 +42,8 @@ impl Cx<'_> {
         let stickiness_key = self.stickiness_key(key, raw.stickiness_key)?;
         let policies = self.policies(key, raw.policy)?;
         self.check_policy_names(key, &listeners, &policies)?;
-        let backend_servers = self.backend_servers(key, raw.backend_server, &policies)?;
+        let backend_servers =
+            self.backend_servers(key, raw.backend_server, &policies, &listeners)?;
         let rules = self.rules(key, raw.rule, &listeners)?;
         Ok(LoadBalancer {
             name: raw.name,

@@ -217,13 +217,15 @@ impl Cx<'_> {
 }
 
 impl Cx<'_> {
-    /// Each `[[load_balancer.backend_server]]`: an instance port 1-65535 named once, and known Proxy Protocol
-    /// policies (ELB-SPEC §7: the only policies ELB attached to instance ports, with back-end authentication).
+    /// Each `[[load_balancer.backend_server]]`: an instance port 1-65535 named once, known Proxy Protocol
+    /// policies (ELB-SPEC §7: the only policies ELB attached to instance ports, with back-end authentication), and
+    /// a `backend_ca` (`backend_ca`) only where a listener speaks HTTPS/SSL to the port.
     pub(super) fn backend_servers(
         &self,
         key: &str,
         raw: Vec<raw::BackendServer>,
         policies: &[Policy],
+        listeners: &[Listener],
     ) -> Result<Vec<BackendServer>, ConfigError> {
         let mut servers: Vec<BackendServer> = Vec::new();
         for (b, server) in raw.into_iter().enumerate() {
@@ -261,9 +263,16 @@ impl Cx<'_> {
                     Some(_) => {}
                 }
             }
+            let backend_ca = match server.backend_ca {
+                Some(path) => {
+                    Some(self.backend_ca(&bkey, server.instance_port, &path, listeners)?)
+                }
+                None => None,
+            };
             servers.push(BackendServer {
                 instance_port: server.instance_port,
                 policy_names: server.policy_names,
+                backend_ca,
             });
         }
         Ok(servers)

@@ -13,9 +13,17 @@ pub enum BackendError {
         #[source]
         source: io::Error,
     },
-    /// Connecting took longer than `backend_connect_timeout`.
+    /// Connecting took longer than `backend_connect_timeout` (the TLS handshake included).
     #[error("timed out connecting to instance {addr}")]
     ConnectTimeout { addr: SocketAddr },
+    /// The TLS handshake with an HTTPS instance failed: it does not speak TLS, or its certificate did not verify
+    /// against `backend_ca`.
+    #[error("TLS handshake with instance {addr} failed")]
+    Tls {
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
     /// The instance closed (or reset) the connection before a response head arrived.
     #[error("instance closed the connection")]
     Closed(#[source] io::Error),
@@ -31,11 +39,13 @@ pub enum BackendError {
 }
 
 impl BackendError {
-    /// Whether connecting to the instance failed: ELB's `BackendConnectionErrors`.
+    /// Whether connecting to the instance failed, its TLS handshake included: ELB's `BackendConnectionErrors`.
     pub fn is_connection_error(&self) -> bool {
         matches!(
             self,
-            BackendError::Connect { .. } | BackendError::ConnectTimeout { .. }
+            BackendError::Connect { .. }
+                | BackendError::ConnectTimeout { .. }
+                | BackendError::Tls { .. }
         )
     }
 

@@ -18,7 +18,7 @@ mod response;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use connection::BackendConnection;
+pub(crate) use connection::{connect_tcp, BackendConnection, InstanceStream, InstanceTls};
 pub(crate) use exchange::{Exchange, Resend};
 pub(crate) use request::Outgoing;
 pub(crate) use response::{read_head, RawHead};

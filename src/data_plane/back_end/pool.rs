@@ -7,7 +7,9 @@
 //! A connection that the instance closed, or that sat idle longer than the idle timeout, is dropped when popped
 //! (ELB closes back-end connections idle longer than its idle timeout, ELB-SPEC.md §5), and a reaper task
 //! ([`Pool::reap_every`]) drops them between requests too, so a quiet instance's pool does not keep sockets the
-//! instance already closed.
+//! instance already closed. Plain and TLS connections (`instance_protocol = "HTTPS"`) pool alike; a checkout takes
+//! only a connection made with the listener's current TLS client, so a reload that changes `backend_ca` is
+//! obeyed by the next request rather than after the old connections idle out.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -16,7 +18,9 @@ use crossbeam_queue::ArrayQueue;
 use tokio::time::Instant;
 
 use crate::data_plane::back_end::error::BackendError;
-use crate::data_plane::back_end::http1::BackendConnection;
+use tokio::net::TcpStream;
+
+use crate::data_plane::back_end::http1::{self, BackendConnection, InstanceTls};
 
 struct IdleConnection {
     conn: BackendConnection,
@@ -61,12 +65,13 @@ impl Pool {
         self.idle.len()
     }
 
-    /// Pops an idle connection that has not been idle too long. For a request that could not be replayed
-    /// (`check_open`: it has a body), a connection the instance is known to have closed is skipped too; a body-less
-    /// request skips that check and is replayed if it loses the keep-alive race.
-    pub fn checkout(&self, check_open: bool) -> Option<BackendConnection> {
+    /// Pops an idle connection that has not been idle too long and was made with `tls` (a connection from before
+    /// a reload changed the instance port's TLS client is closed instead). For a request that could not be
+    /// replayed (`check_open`: it has a body), a connection the instance is known to have closed is skipped too; a
+    /// body-less request skips that check and is replayed if it loses the keep-alive race.
+    pub fn checkout(&self, check_open: bool, tls: &InstanceTls) -> Option<BackendConnection> {
         while let Some(mut idle) = self.idle.pop() {
-            if idle.since.elapsed() >= self.idle_timeout {
+            if idle.since.elapsed() >= self.idle_timeout || !idle.conn.made_with(tls) {
                 continue;
             }
             if check_open && idle.conn.closed_while_idle() {
@@ -113,9 +118,15 @@ impl Pool {
         (self.idle_timeout / 2).clamp(Duration::from_millis(100), Duration::from_secs(30))
     }
 
-    /// Opens a new connection to the instance, bounded by the connect timeout.
-    pub async fn connect(&self) -> Result<BackendConnection, BackendError> {
-        BackendConnection::connect(self.addr, self.connect_timeout).await
+    /// Opens a new connection to the instance, in TLS with `tls` when given, bounded by the connect timeout.
+    pub async fn connect(&self, tls: &InstanceTls) -> Result<BackendConnection, BackendError> {
+        BackendConnection::connect(self.addr, self.connect_timeout, tls).await
+    }
+
+    /// Opens a TCP connection to the instance for a TCP/SSL listener (which writes its PROXY line before any TLS),
+    /// bounded by the connect timeout.
+    pub(crate) async fn connect_tcp(&self) -> Result<TcpStream, BackendError> {
+        http1::connect_tcp(self.addr, self.connect_timeout).await
     }
 }
 
@@ -133,9 +144,9 @@ mod tests {
             Duration::from_millis(300),
             Duration::from_secs(1),
         );
-        let closed = pool.connect().await.unwrap();
+        let closed = pool.connect(&None).await.unwrap();
         let (closed_by_instance, _) = listener.accept().await.unwrap();
-        let kept = pool.connect().await.unwrap();
+        let kept = pool.connect(&None).await.unwrap();
         let (_kept_by_instance, _) = listener.accept().await.unwrap();
         pool.checkin(closed);
         pool.checkin(kept);

@@ -31,10 +31,10 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::{Request, Response};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tower::Service;
 
+use crate::data_plane::back_end::http1::InstanceStream;
 use crate::data_plane::body::RequestBody;
 use crate::data_plane::elb_response::ElbResponse;
 use crate::data_plane::proxy::response_body::ResponseBody;
@@ -93,7 +93,7 @@ enum Stage<F> {
 
 /// A WebSocket tunnel, and the upgrade request's bookkeeping (its access-log line is written when it ends).
 struct Tunneling {
-    tunnel: Tunnel<TcpStream>,
+    tunnel: Tunnel<InstanceStream>,
     body: ResponseBody,
 }
 

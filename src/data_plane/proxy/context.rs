@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use http::header::HeaderValue;
 
+use crate::data_plane::back_end::http1::InstanceTls;
 use crate::data_plane::body::ConnectionState;
 use crate::data_plane::headers::ForwardedProto;
 use crate::data_plane::passive::PassiveReporter;
@@ -31,6 +32,9 @@ pub(crate) struct ListenerContext {
     pub access_log: Option<ListenerLog>,
     /// The node's surge queue (used only when instances have a request limit).
     pub surge: SurgeQueue,
+    /// `instance_protocol = "HTTPS"`: the TLS client instances are spoken to with (the instance port's
+    /// `backend_ca` one, or the unverified one); `None`: plain HTTP.
+    pub instance_tls: InstanceTls,
 }
 
 /// A listener's access log and the facts every line of it shares.
@@ -96,6 +100,7 @@ pub(crate) mod test_support {
             passive: None,
             access_log: None,
             surge: SurgeQueue::new(0, 1024),
+            instance_tls: None,
         })
     }
 

@@ -19,7 +19,7 @@ use tokio::time::{Instant, Sleep};
 use tower::Service;
 
 use crate::data_plane::back_end::error::BackendError;
-use crate::data_plane::back_end::http1::{Exchange, Outgoing, Resend};
+use crate::data_plane::back_end::http1::{Exchange, InstanceTls, Outgoing, Resend};
 use crate::data_plane::back_end::target::Target;
 use crate::data_plane::body::RequestBody;
 use crate::data_plane::elb_response::ElbResponse;
@@ -176,7 +176,9 @@ async fn forward(
     let mut retried = false;
     loop {
         let outstanding = Outstanding::begin(target.clone());
-        let result = timer.run(deadline, send(&target, request)).await;
+        let result = timer
+            .run(deadline, send(&target, &context.instance_tls, request))
+            .await;
         let failed = match result {
             Some(Ok((response, exchange))) => {
                 context
@@ -249,9 +251,10 @@ impl From<BackendError> for Failed {
 /// body-less and idempotent (DESIGN.md: the keep-alive race behind many ELB 504s).
 async fn send(
     target: &Target,
+    tls: &InstanceTls,
     mut request: Outgoing,
 ) -> Result<(Response<()>, Box<Exchange>), Failed> {
-    while let Some(conn) = target.pool.checkout(request.has_body()) {
+    while let Some(conn) = target.pool.checkout(request.has_body(), tls) {
         let mut exchange = Box::new(Exchange::new(conn, request).watching(target.watch_cut()));
         let error = match exchange.response_head().await {
             Ok(response) => return Ok((response, exchange)),
@@ -267,7 +270,7 @@ async fn send(
             Resend::Never => return Err(error.into()),
         }
     }
-    let conn = match target.pool.connect().await {
+    let conn = match target.pool.connect(tls).await {
         Ok(conn) => conn,
         Err(error) => {
             return Err(Failed {
@@ -298,7 +301,9 @@ fn answer_for(error: &BackendError) -> ElbResponse {
         }
         // ELB-SPEC §5: a request cut by deregistration (draining off, or past its timeout) gets 504.
         BackendError::Closed(_) | BackendError::Cut => ElbResponse::GatewayTimeout,
-        BackendError::BadResponse(_) => ElbResponse::BadGateway,
+        // A failed TLS handshake with an HTTPS instance (it does not speak TLS, or fails `backend_ca`) is ELB's
+        // 502: the load balancer reached the instance and could not use it.
+        BackendError::BadResponse(_) | BackendError::Tls { .. } => ElbResponse::BadGateway,
         BackendError::ClientBody(_) => ElbResponse::BadRequest,
     }
 }

@@ -10,6 +10,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
+use crate::data_plane::back_end::http1::InstanceStream;
 use crate::data_plane::back_end::http1::{Exchange, RawHead};
 use crate::data_plane::body::InFlight;
 use crate::data_plane::routing::surge::Outstanding;
@@ -107,7 +108,7 @@ impl ResponseBody {
 
     /// After the instance's `101 Switching Protocols`: its socket and the bytes it already sent, for the tunnel
     /// (taken once). The body stays the request's bookkeeping until the tunnel ends.
-    pub(crate) fn take_switched(&mut self) -> Option<(tokio::net::TcpStream, Bytes)> {
+    pub(crate) fn take_switched(&mut self) -> Option<(InstanceStream, Bytes)> {
         match &mut self.kind {
             Kind::Backend { exchange, .. }
                 if exchange.as_deref().is_some_and(Exchange::is_switched) =>

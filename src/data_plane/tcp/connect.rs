@@ -12,21 +12,18 @@ use std::time::Duration;
 
 use rustls::pki_types::ServerName;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::either::Either;
 
 use super::proxy_protocol;
 use super::Layer4;
 use crate::data_plane::back_end::error::BackendError;
+use crate::data_plane::back_end::http1::InstanceStream;
 use crate::data_plane::back_end::target::Target;
 use crate::data_plane::elb_response::ElbResponse;
 use crate::data_plane::proxy::ListenerContext;
 use crate::data_plane::routing::balancer;
 use crate::data_plane::routing::surge::Outstanding;
-
-/// An instance's connection: plain TCP, or TLS for `instance_protocol = "SSL"`.
-pub(super) type InstanceStream = Either<TcpStream, tokio_rustls::client::TlsStream<TcpStream>>;
 
 /// A connection made to an instance, outstanding on it (the surge queue's count) until dropped.
 pub(super) struct Connected {
@@ -165,7 +162,8 @@ async fn connect(
     layer4: &Layer4,
     client: SocketAddr,
 ) -> Result<InstanceStream, ConnectError> {
-    let (mut stream, _) = target.pool.connect().await?.into_parts();
+    // The PROXY line goes before TLS, so TCP is opened alone and TLS comes here.
+    let mut stream = target.pool.connect_tcp().await?;
     let addr = target.addr;
     if layer4.send_proxy_protocol {
         let line = proxy_protocol::v1_line(client, layer4.node);
@@ -181,11 +179,11 @@ async fn connect(
         return Err(ConnectError::NoTlsClient);
     };
     // ELB sends no SNI to instances (ELB-SPEC §1); rustls needs a name all the same, and the client
-    // configuration has SNI off, so the address stands in.
+    // configuration has SNI off, so the address stands in (never checked: `back_end::tls`).
     let name = ServerName::IpAddress(addr.ip().into());
     let handshake = tokio_rustls::TlsConnector::from(config.clone()).connect(name, stream);
     match tokio::time::timeout(layer4.connect_timeout, handshake).await {
-        Ok(Ok(tls)) => Ok(Either::Right(tls)),
+        Ok(Ok(tls)) => Ok(Either::Right(Box::new(tls))),
         Ok(Err(source)) => Err(ConnectError::Tls { addr, source }),
         Err(_) => Err(ConnectError::TlsTimeout { addr }),
     }

@@ -25,16 +25,20 @@ pub(super) struct Policy {
 pub(super) struct BackendServer {
     instance_port: u16,
     policy_names: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    backend_ca: Option<std::path::PathBuf>,
 }
 
 pub(super) fn backend_server(server: &elbe::config::BackendServer) -> BackendServer {
     let elbe::config::BackendServer {
         instance_port,
         policy_names,
+        backend_ca,
     } = server;
     BackendServer {
         instance_port: *instance_port,
         policy_names: policy_names.clone(),
+        backend_ca: backend_ca.as_ref().map(|ca| ca.path.clone()),
     }
 }
 

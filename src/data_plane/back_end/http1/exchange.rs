@@ -13,7 +13,7 @@ use bytes::Bytes;
 use http::Response;
 use http_body::{Body, Frame, SizeHint};
 
-use super::connection::BackendConnection;
+use super::connection::{BackendConnection, InstanceStream};
 use super::request::{Outgoing, RequestFraming};
 use super::response::{read_head, RawHead};
 use crate::data_plane::back_end::cut::CutWatch;
@@ -146,7 +146,10 @@ impl Exchange {
             if self.write_failed {
                 return Poll::Ready(Ok(()));
             }
-            if self.head_written < self.request.head.len() || !self.to_write.is_empty() {
+            if self.head_written < self.request.head.len()
+                || !self.to_write.is_empty()
+                || self.conn.is_unflushed()
+            {
                 let head_written = self.head_written;
                 let written = self.conn.poll_write_all(
                     &self.request.head,
@@ -307,6 +310,7 @@ impl Exchange {
             && self.head_written == self.request.head.len()
             && self.to_write.is_empty()
             && !self.write_failed
+            && !self.conn.is_unflushed()
             && self.conn.read_buf.is_empty();
         clean.then_some(self.conn)
     }
@@ -318,7 +322,7 @@ impl Exchange {
 
     /// The connection after a `101`: its socket, and the bytes the instance sent after the head (its first
     /// WebSocket frames).
-    pub(crate) fn into_switched(self) -> Option<(tokio::net::TcpStream, Bytes)> {
+    pub(crate) fn into_switched(self) -> Option<(InstanceStream, Bytes)> {
         self.switched.then(|| self.conn.into_parts())
     }
 }

@@ -52,7 +52,7 @@ fn get(path: &str) -> Outgoing {
 }
 
 async fn open(addr: SocketAddr, request: Outgoing) -> Exchange {
-    let conn = BackendConnection::connect(addr, Duration::from_secs(5))
+    let conn = BackendConnection::connect(addr, Duration::from_secs(5), &None)
         .await
         .unwrap();
     Exchange::new(conn, request)
@@ -289,3 +289,5 @@ fn heads_carry_the_framing_elbe_chose() {
         .head
         .starts_with(b"OPTIONS * HTTP/1.1\r\n"));
 }
+
+mod tls;

@@ -15,6 +15,7 @@ use http::{Response, StatusCode};
 use http_body::Body;
 
 use super::request::Current;
+use crate::data_plane::back_end::http1::InstanceStream;
 use crate::data_plane::back_end::http1::RawHead;
 use crate::data_plane::proxy::response_body::ResponseBody;
 use crate::data_plane::proxy::ElbGenerated;
@@ -176,7 +177,7 @@ impl Responding {
     }
 
     /// After an instance's `101 Switching Protocols`: its socket and the bytes it sent past the head.
-    pub(super) fn take_switched(&mut self) -> Option<(tokio::net::TcpStream, bytes::Bytes)> {
+    pub(super) fn take_switched(&mut self) -> Option<(InstanceStream, bytes::Bytes)> {
         self.body.take_switched()
     }
 

@@ -24,6 +24,7 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tower::Service;
 
+use crate::data_plane::back_end::http1::InstanceStream;
 use crate::data_plane::elb_response::ElbResponse;
 use crate::data_plane::headers::websocket::{is_extended_websocket, SEC_WEBSOCKET_ACCEPT};
 use crate::data_plane::proxy::answer::elb_answer;
@@ -136,12 +137,7 @@ impl Upgrade {
 
     /// Bytes both ways between the client's stream and the instance until both end or the tunnel idles; then the
     /// request is over (`body` dropped: its log line is written).
-    async fn tunnel(
-        self,
-        backend: tokio::net::TcpStream,
-        from_backend: Bytes,
-        mut body: ResponseBody,
-    ) {
+    async fn tunnel(self, backend: InstanceStream, from_backend: Bytes, mut body: ResponseBody) {
         let client = match self.client.await {
             Ok(client) => client,
             Err(error) => {
