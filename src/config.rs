@@ -48,8 +48,9 @@ pub use error::ConfigError;
 pub use health_target::HealthTarget;
 pub use instance_address::InstanceAddress;
 pub use model::{
-    AccessLogDestination, Admin, AvailabilityZone, BackendServer, CertificatePaths, Config,
-    ConnectionDraining, Discovery, Dns, HealthCheck, Instance, Limits, Listener, LoadBalancer,
+    AccessLogDestination, Admin, Api, ApiCredentials, AvailabilityZone, BackendServer,
+    CertificatePaths, Config, ConnectionDraining, Discovery, Dns, HealthCheck, Instance, Limits,
+    Listener, LoadBalancer,
 };
 pub use names::check_label;
 pub use protocol::Protocol;
