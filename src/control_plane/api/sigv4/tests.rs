@@ -41,7 +41,19 @@ fn authorization(signed_headers: &str, signature: &str) -> String {
 }
 
 /// (vector, method, path, query, extra headers, body, signed headers, signature): `authz.txt` of each vector.
-const VECTORS: &[(&str, &str, &str, &str, &[(&str, &str)], &str, &str, &str)] = &[
+/// (name, method, path, query, headers beside host and x-amz-date, body, signed headers, signature).
+type Vector = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    &'static str,
+    &'static str,
+    &'static str,
+);
+
+const VECTORS: &[Vector] = &[
     (
         "get-vanilla",
         "GET",
