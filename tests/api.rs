@@ -362,3 +362,43 @@ async fn signatures_are_checked_against_the_configured_key() {
     })
     .await;
 }
+
+/// The catalogue and the keys are the admin listener's, fixed at start: a reload that changes them is refused
+/// by name rather than half-applied.
+#[tokio::test]
+async fn a_reload_that_changes_the_catalogue_or_the_keys_is_refused() {
+    bounded(LIMIT, async {
+        let backend = Backend::start(Behaviour::Echo).await;
+        let mut builder = ConfigBuilder::new();
+        builder.top = format!(
+            "[api]\naccess_key_id = \"{KEY}\"\nsecret_access_key = \"{SECRET}\"\n\n\
+             [[instance]]\nid = \"i-cat\"\nzone = \"zone-a\"\naddress = \"{}\"\n\n",
+            backend.address
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("elbe.toml");
+        std::fs::write(&path, builder.toml()).unwrap();
+        let server = elbe::server::start(elbe::config::load(&path).unwrap())
+            .await
+            .unwrap();
+        let elbe = Elbe {
+            server: Some(server),
+        };
+        assert!(
+            elbe.server().reload_from(&path).await.is_ok(),
+            "the same file reloads"
+        );
+
+        std::fs::write(&path, builder.toml().replace("i-cat", "i-other")).unwrap();
+        let error = elbe.server().reload_from(&path).await.unwrap_err();
+        assert!(
+            error.to_string().starts_with("[[instance]] changed"),
+            "{error}"
+        );
+        std::fs::write(&path, builder.toml().replace(SECRET, "another")).unwrap();
+        let error = elbe.server().reload_from(&path).await.unwrap_err();
+        assert!(error.to_string().starts_with("[api] changed"), "{error}");
+        assert!(elbe.shutdown().await);
+    })
+    .await;
+}

@@ -137,7 +137,12 @@ impl Api {
         let body = Limited::new(body, MAX_BODY)
             .collect()
             .await
-            .map_err(|_| ApiError::too_large(MAX_BODY))?
+            .map_err(
+                |error| match error.downcast::<http_body_util::LengthLimitError>() {
+                    Ok(_) => ApiError::too_large(MAX_BODY),
+                    Err(error) => ApiError::unreadable_body(error),
+                },
+            )?
             .to_bytes();
         if let Some(credentials) = &self.config.credentials {
             let verifier = sigv4::Verifier {

@@ -105,6 +105,17 @@ impl ApiError {
         )
     }
 
+    /// The body could not be read to its end (the client went away, or sent a broken chunked body).
+    pub(crate) fn unreadable_body(cause: Box<dyn std::error::Error + Send + Sync>) -> Self {
+        let mut error = Self::new(
+            "ValidationError",
+            StatusCode::BAD_REQUEST,
+            format!("The request body could not be read: {cause}"),
+        );
+        error.cause = Some(cause);
+        error
+    }
+
     /// ELB's `LoadBalancerNotFound` in the wording of most actions (ELB-SPEC §13.2).
     pub(crate) fn load_balancer_not_found(name: &str) -> Self {
         Self::new(
