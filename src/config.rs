@@ -48,9 +48,9 @@ pub use error::ConfigError;
 pub use health_target::HealthTarget;
 pub use instance_address::InstanceAddress;
 pub use model::{
-    AccessLogDestination, Admin, AvailabilityZone, BackendCa, BackendServer, CertificatePaths,
-    Config, ConnectionDraining, Discovery, Dns, HealthCheck, Instance, Limits, Listener,
-    LoadBalancer,
+    AccessLogDestination, Admin, Api, ApiCredentials, AvailabilityZone, BackendCa, BackendServer,
+    CertificatePaths, Config, ConnectionDraining, Discovery, Dns, HealthCheck, Instance, Limits,
+    Listener, LoadBalancer,
 };
 pub use names::check_label;
 pub use protocol::Protocol;

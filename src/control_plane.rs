@@ -1,8 +1,9 @@
 //! The control plane: the mutable state (configuration, registrations, health, resolved names), the admin API
-//! that changes it, the state store that keeps those changes across restarts, and the snapshots it publishes to
-//! the data plane.
+//! and the ELB API (`api`) that change it, the state store that keeps those changes across restarts, and the
+//! snapshots it publishes to the data plane.
 
 pub(crate) mod admin;
+pub(crate) mod api;
 pub(crate) mod control;
 pub(crate) mod discovery;
 pub(crate) mod health;

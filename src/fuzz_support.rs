@@ -5,7 +5,7 @@
 //! The parsers: the HTTP/1 server's request head ([`parse_request`]), the body decoder for `Content-Length` and
 //! chunked bodies ([`BodyDecoder`]), the HTTP/1 client's response head ([`read_response_head`]), the Check layer
 //! ([`check_request`]), the DNS responder's packet path ([`DnsResponder`]), the PROXY protocol header a trusted upstream sends
-//! ([`parse_proxy_header`]). The configuration parser is public
+//! ([`parse_proxy_header`]), the ELB API's Query decoder ([`api_query`], [`api_lists`]). The configuration parser is public
 //! already ([`crate::config::parse`]).
 
 use std::io;
@@ -285,4 +285,23 @@ pub fn parse_proxy_header(
 /// The PROXY v1 line elbe writes to instances for a client and a node (ELB-SPEC §7).
 pub fn proxy_v1_line(client: std::net::SocketAddr, node: std::net::SocketAddr) -> String {
     crate::data_plane::tcp::proxy_protocol::v1_line(client, node)
+}
+
+/// The ELB API's decoder of a form-encoded call (`control_plane::api`: parameters, `Action`, `Version`, the
+/// action's typed request, unknown parameters refused): the call's `Debug` text, or the refusal's ELB code and
+/// HTTP status.
+pub fn api_query(form: &[u8]) -> Result<String, (&'static str, u16)> {
+    crate::control_plane::api::decode_form(form)
+}
+
+/// The ELB API's list and map readers over a form: the members of `list` (`list.member.N…`, each member's
+/// fields below it, `""` for a plain value) and the entries of `map` (`map.entry.N.key/value`), or the refusal's
+/// ELB code.
+#[allow(clippy::type_complexity)]
+pub fn api_lists(
+    form: &[u8],
+    list: &str,
+    map: &str,
+) -> Result<(Vec<Vec<(String, String)>>, Vec<(String, String)>), &'static str> {
+    crate::control_plane::api::decode_lists(form, list, map)
 }

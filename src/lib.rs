@@ -24,7 +24,8 @@
 //!    changes (`control/publish`), applies registrations and health events (`control/registration`), reloads
 //!    (`control/reload`) and reports (`control/status`: `/status`, `/healthz`); `health` runs ELB's checks
 //!    (states, thresholds, the probe, the checker); `discovery` re-resolves `host:port` instances and sends the
-//!    answers as events; `admin` serves `/status`, `/healthz`, `/metrics` and instance registration.
+//!    answers as events; `admin` serves `/status`, `/healthz`, `/metrics` and instance registration; `api` answers
+//!    ELB's own API there (the AWS Query protocol, SigV4, the instance actions).
 //! 3. **DNS** (`dns`): the authoritative responder for load balancer names.
 //! 4. **Data plane** (`data_plane/`, the hot path: no lock, the snapshot is an `ArcSwap` load), in the order a
 //!    request flows:

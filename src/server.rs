@@ -229,8 +229,9 @@ async fn start_with(
         metrics: metrics.clone(),
         dns_address: dns.as_ref().map(|(address, _)| *address),
         access_logs: access_logs.logs(),
+        api: crate::control_plane::api::Api::new(&config),
     });
-    tracing::info!(address = %admin_address, "admin listening (/status, /healthz, /metrics)");
+    tracing::info!(address = %admin_address, "admin listening (/status, /healthz, /metrics, the ELB API at POST /)");
     tasks.push(tokio::spawn(admin::serve(admin_socket, admin, shutdown)));
 
     Ok(Server {

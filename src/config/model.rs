@@ -35,6 +35,47 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// The `[[load_balancer]]` tables, in file order; names unique.
     pub load_balancers: Vec<LoadBalancer>,
+    /// `[api]`: the ELB API on the admin listener (region, access keys).
+    pub api: Api,
+    /// `[[instance]]`: the EC2 stand-in, what an `InstanceId` given to the API means; ids unique.
+    pub instances: Vec<Instance>,
+}
+
+/// The ELB API (2012-06-01) on the admin listener (`[api]`, DESIGN.md "The ELB API").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Api {
+    /// `region`: the region SigV4 signatures must be scoped to (default [`defaults::REGION`]).
+    pub region: String,
+    /// `access_key_id` and `secret_access_key`, given both or neither; `None`: any signature is accepted.
+    pub credentials: Option<ApiCredentials>,
+}
+
+impl Default for Api {
+    fn default() -> Self {
+        Api {
+            region: defaults::REGION.to_owned(),
+            credentials: None,
+        }
+    }
+}
+
+/// The one access key every API call must be signed with (AWS Signature Version 4).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiCredentials {
+    /// `access_key_id`: the key id a signature's `Credential=` names.
+    pub access_key_id: String,
+    /// `secret_access_key`: what the signing key is derived from.
+    pub secret_access_key: String,
+}
+
+/// Shows the key id, never the secret (configurations are logged and printed in errors).
+impl std::fmt::Debug for ApiCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiCredentials")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<redacted>")
+            .finish()
+    }
 }
 
 /// The admin listener (`[admin]`).

@@ -27,6 +27,20 @@ pub(super) struct Config {
     pub load_balancer: Vec<LoadBalancer>,
     /// Where elbe keeps what it must remember across restarts (the stickiness key).
     pub state_dir: Option<String>,
+    /// The ELB API on the admin listener (DESIGN.md "The ELB API").
+    pub api: Option<Api>,
+    /// The EC2 stand-in: what an `InstanceId` given to the API means.
+    #[serde(default)]
+    pub instance: Vec<Instance>,
+}
+
+/// `[api]`. `zones` and `certificates` (DESIGN.md) come with CreateLoadBalancer; until then they are unknown keys.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Api {
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

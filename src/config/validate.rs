@@ -12,6 +12,7 @@
 //! a load balancer, its listeners, its health check and the socket collision check each have a child module.
 //! All are methods of the same context, `Cx` (`context`).
 
+mod api;
 mod backend_ca;
 mod binds;
 mod context;
@@ -52,6 +53,8 @@ impl Cx<'_> {
         let discovery = self.discovery(raw.discovery)?;
         let state_dir = self.state_dir(raw.state_dir)?;
         let load_balancers = self.load_balancers(raw.load_balancer)?;
+        let api = self.api(raw.api)?;
+        let instances = self.catalogue(raw.instance)?;
         let config = Config {
             admin,
             dns,
@@ -59,6 +62,8 @@ impl Cx<'_> {
             limits,
             state_dir,
             load_balancers,
+            api,
+            instances,
         };
         self.check_binds(&config)?;
         Ok(config)

@@ -7,6 +7,7 @@
 //! - `GET /healthz`: 200 when every listener is accepting and every load balancer has an `InService` instance this
 //!   process may use; otherwise 503 with a one-line reason (for keepalived's `track_script` or an orchestrator).
 //! - `GET /metrics`: Prometheus text.
+//! - `POST /` (and `GET /?Action=…`): the ELB API, AWS's Query protocol (`control_plane/api`).
 //! - `POST /load_balancers/{name}/instances` with `{"instance_id", "zone", "address"}` registers an instance;
 //!   `DELETE /load_balancers/{name}/instances/{id}` deregisters one; both answer once the change is kept in the
 //!   state store (500 and nothing changed when it cannot be). Errors are JSON `{"error": "..."}`.
@@ -25,6 +26,7 @@ use serde::Deserialize;
 use tokio::net::TcpListener;
 
 use crate::config::{self, InstanceAddress};
+use crate::control_plane::api::Api;
 use crate::control_plane::control::{Control, ControlError};
 use crate::observability::metrics::Metrics;
 use crate::shutdown::Shutdown;
@@ -38,6 +40,8 @@ pub(crate) struct Admin {
     pub dns_address: Option<SocketAddr>,
     /// The access logs, whose dropped-line counts are exported at scrape time.
     pub access_logs: Vec<crate::observability::access_log::AccessLog>,
+    /// The ELB API (`POST /`).
+    pub api: Api,
 }
 
 /// Serves the admin endpoints until shutdown.
@@ -83,6 +87,9 @@ fn json_error(status: StatusCode, message: impl std::fmt::Display) -> Response<F
 }
 
 async fn handle(admin: &Admin, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    if Api::is_call(request.method(), request.uri()) {
+        return admin.api.answer(&admin.control, request).await;
+    }
     let path = request.uri().path().to_string();
     let decoded: Vec<String> = path
         .trim_matches('/')

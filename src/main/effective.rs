@@ -33,7 +33,20 @@ struct File {
     discovery: Discovery,
     limits: Limits,
     state_dir: String,
+    api: Api,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    instance: Vec<Instance>,
     load_balancer: Vec<LoadBalancer>,
+}
+
+#[derive(Serialize)]
+struct Api {
+    region: String,
+    /// Printed, as `stickiness_key` is: the output is a configuration that runs the same.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    access_key_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret_access_key: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -161,7 +174,13 @@ impl From<&Config> for File {
             limits,
             state_dir,
             load_balancers,
+            api,
+            instances,
         } = config;
+        let elbe::config::Api {
+            region,
+            credentials,
+        } = api;
         let elbe::config::Discovery {
             name_servers,
             min_ttl,
@@ -184,6 +203,12 @@ impl From<&Config> for File {
             },
             limits: self::limits(limits),
             state_dir: absolute(state_dir),
+            api: Api {
+                region: region.clone(),
+                access_key_id: credentials.as_ref().map(|c| c.access_key_id.clone()),
+                secret_access_key: credentials.as_ref().map(|c| c.secret_access_key.clone()),
+            },
+            instance: instances.iter().map(instance).collect(),
             load_balancer: load_balancers.iter().map(load_balancer).collect(),
         }
     }
@@ -281,14 +306,16 @@ fn load_balancer(lb: &elbe::config::LoadBalancer) -> LoadBalancer {
             )
             .collect(),
         listener: listeners.iter().map(listener).collect(),
-        instance: instances
-            .iter()
-            .map(|elbe::config::Instance { id, zone, address }| Instance {
-                id: id.clone(),
-                zone: zone.clone(),
-                address: address.to_string(),
-            })
-            .collect(),
+        instance: instances.iter().map(instance).collect(),
+    }
+}
+
+fn instance(instance: &elbe::config::Instance) -> Instance {
+    let elbe::config::Instance { id, zone, address } = instance;
+    Instance {
+        id: id.clone(),
+        zone: zone.clone(),
+        address: address.to_string(),
     }
 }
 
@@ -419,6 +446,18 @@ mod tests {
         ] {
             assert!(printed.contains(line), "{line} missing from:\n{printed}");
         }
+    }
+
+    #[test]
+    fn the_api_keys_and_the_instance_catalogue_round_trip() {
+        let text = "[api]\nregion = \"eu-test-1\"\naccess_key_id = \"AKID\"\nsecret_access_key = \"s\"\n\
+                    [[instance]]\nid = \"i-1\"\nzone = \"a\"\naddress = \"127.0.0.21:8000\"\n\
+                    [[load_balancer]]\nname = \"web\"\n[[load_balancer.availability_zone]]\nname = \"a\"\n\
+                    node = \"127.0.0.1\"\n[[load_balancer.listener]]\nprotocol = \"HTTP\"\nload_balancer_port = 80\n\
+                    instance_protocol = \"HTTP\"\ninstance_port = 8080\n";
+        let config = elbe::config::parse(text, Path::new("/etc/elbe/elbe.toml")).unwrap();
+        assert_eq!(reparsed(&config), config);
+        assert!(render(&config).unwrap().contains("region = \"eu-test-1\""));
     }
 
     #[test]

@@ -17,13 +17,16 @@ use crate::control_plane::state_dir;
 use crate::server::ReloadError;
 
 /// The process-wide settings a reload does not change: the admin and DNS sockets, how names are resolved, the
-/// limits every connection was built with, where state is kept.
+/// limits every connection was built with, where state is kept; the ELB API's keys and instance catalogue, which
+/// the admin listener was started with.
 pub(super) struct Fixed {
     admin: SocketAddr,
     dns: Option<SocketAddr>,
     discovery: config::Discovery,
     limits: config::Limits,
     state_dir: std::path::PathBuf,
+    api: config::Api,
+    instances: Vec<config::Instance>,
 }
 
 impl Fixed {
@@ -34,6 +37,8 @@ impl Fixed {
             discovery: config.discovery.clone(),
             limits: config.limits.clone(),
             state_dir: config.state_dir.clone(),
+            api: config.api.clone(),
+            instances: config.instances.clone(),
         }
     }
 
@@ -50,6 +55,10 @@ impl Fixed {
             Some("[limits]")
         } else if now.state_dir != self.state_dir {
             Some("state_dir")
+        } else if now.api != self.api {
+            Some("[api]")
+        } else if now.instances != self.instances {
+            Some("[[instance]]")
         } else {
             None
         }

@@ -102,6 +102,30 @@ impl Control {
     }
 }
 
+/// What the ELB API (`control_plane/api`) reads; kept apart from `/status` above, which it reuses.
+impl Control {
+    /// Every load balancer's configuration beside its `/status` entry (DNS name, bound listeners, instances and
+    /// their health), read under one lock so the two agree: DescribeLoadBalancers, DescribeInstanceHealth and
+    /// the registration actions answer from it.
+    pub(crate) fn described(&self) -> Vec<(crate::config::LoadBalancer, LoadBalancerStatus)> {
+        // admin API reads (the ELB API's Describe calls): control-plane lock, never taken on the request path (see `Control::state`).
+        let state = self.lock();
+        let domain = state
+            .dns
+            .as_ref()
+            .map(|d| d.domain.as_str())
+            .unwrap_or("elb.localhost");
+        state
+            .load_balancers
+            .iter()
+            .map(|lb| {
+                let status = load_balancer_status(lb, &state.listeners, domain, &self.metrics);
+                (lb.config.clone(), status)
+            })
+            .collect()
+    }
+}
+
 /// One load balancer's part of `/status`: its DNS name, its nodes' listeners and traffic counts (by enabled
 /// zone), its instances.
 fn load_balancer_status(

@@ -1,0 +1,159 @@
+//! `[api]` and `[[instance]]`: the ELB API on the admin listener and the EC2 stand-in it names instances from
+//! (DESIGN.md "The ELB API (2012-06-01) on the admin listener").
+//!
+//! Rule: the access keys come as a pair or not at all (one alone would leave the API open while the operator
+//! believes it is locked); the region is one DNS label, as load balancers' regions are; catalogue ids are unique,
+//! because RegisterInstancesWithLoadBalancer names an instance by its id alone.
+//!
+//! Trade-off: only the keys this round's actions use. `zones` (node pools) and `certificates` come with
+//! CreateLoadBalancer, and are unknown keys until then.
+
+use crate::config::defaults;
+use crate::config::error::ConfigError;
+use crate::config::model::{Api, ApiCredentials, Instance};
+use crate::config::names::{check_label, is_dns_label};
+use crate::config::raw;
+use crate::config::validate::context::Cx;
+
+impl Cx<'_> {
+    /// `[api]`, with the default region when the table or the key is absent.
+    pub(super) fn api(&self, raw: Option<raw::Api>) -> Result<Api, ConfigError> {
+        let Some(raw) = raw else {
+            return Ok(Api::default());
+        };
+        let region = raw.region.unwrap_or_else(|| defaults::REGION.to_owned());
+        if !is_dns_label(&region) {
+            return Err(self.err(
+                "api.region",
+                format!("region {region:?} must be one DNS label (letters, digits and '-', at most 63 characters)"),
+            ));
+        }
+        let credentials = match (raw.access_key_id, raw.secret_access_key) {
+            (None, None) => None,
+            (Some(access_key_id), Some(secret_access_key)) => {
+                check_label(&access_key_id)
+                    .map_err(|why| self.err("api.access_key_id", why))?;
+                if secret_access_key.is_empty() {
+                    return Err(self.err("api.secret_access_key", "must not be empty"));
+                }
+                Some(ApiCredentials {
+                    access_key_id,
+                    secret_access_key,
+                })
+            }
+            (Some(_), None) => {
+                return Err(self.err(
+                    "api.secret_access_key",
+                    "is required with access_key_id: give both keys (every call must then be signed) or neither",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(self.err(
+                    "api.access_key_id",
+                    "is required with secret_access_key: give both keys (every call must then be signed) or neither",
+                ))
+            }
+        };
+        Ok(Api {
+            region,
+            credentials,
+        })
+    }
+
+    /// `[[instance]]`: ids unique across the catalogue; zones are labels (a zone no load balancer enables is
+    /// allowed: the instance is then reported OutOfService, ELB-SPEC §2.2).
+    pub(super) fn catalogue(&self, raw: Vec<raw::Instance>) -> Result<Vec<Instance>, ConfigError> {
+        let mut instances: Vec<Instance> = Vec::with_capacity(raw.len());
+        for (n, instance) in raw.into_iter().enumerate() {
+            let key = format!("instance[{n}]");
+            check_label(&instance.id).map_err(|why| self.err(format!("{key}.id"), why))?;
+            if let Some(j) = instances.iter().position(|other| other.id == instance.id) {
+                return Err(self.err(
+                    format!("{key}.id"),
+                    format!(
+                        "instance id {:?} is already used by instance[{j}]",
+                        instance.id
+                    ),
+                ));
+            }
+            check_label(&instance.zone).map_err(|why| self.err(format!("{key}.zone"), why))?;
+            let address = self.value(&format!("{key}.address"), &instance.address)?;
+            instances.push(Instance {
+                id: instance.id,
+                zone: instance.zone,
+                address,
+            });
+        }
+        Ok(instances)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    const LB: &str = "[[load_balancer]]\nname = \"web\"\n[[load_balancer.availability_zone]]\nname = \"zone-a\"\nnode = \"127.0.0.11\"\n[[load_balancer.listener]]\nprotocol = \"HTTP\"\nload_balancer_port = 8080\ninstance_protocol = \"HTTP\"\ninstance_port = 8000\n";
+
+    fn parse(top: &str) -> Result<crate::config::Config, crate::config::ConfigError> {
+        crate::config::parse(&format!("{top}\n{LB}"), Path::new("elbe.toml"))
+    }
+
+    fn refusal(top: &str) -> String {
+        parse(top).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn without_an_api_table_the_region_is_local_1_and_no_key_is_needed() {
+        let config = parse("").unwrap();
+        assert_eq!(config.api.region, "local-1");
+        assert_eq!(config.api.credentials, None);
+        assert!(config.instances.is_empty());
+    }
+
+    #[test]
+    fn the_keys_and_the_catalogue_are_read() {
+        let config = parse(
+            "[api]\nregion = \"eu-test-1\"\naccess_key_id = \"AKIDEXAMPLE\"\nsecret_access_key = \"s3cret\"\n\
+             [[instance]]\nid = \"i-a1\"\nzone = \"zone-a\"\naddress = \"127.0.0.21:8000\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.api.region, "eu-test-1");
+        let credentials = config.api.credentials.unwrap();
+        assert_eq!(credentials.access_key_id, "AKIDEXAMPLE");
+        assert_eq!(credentials.secret_access_key, "s3cret");
+        assert!(!format!("{credentials:?}").contains("s3cret"));
+        assert_eq!(config.instances[0].id, "i-a1");
+        assert_eq!(config.instances[0].address.to_string(), "127.0.0.21:8000");
+    }
+
+    #[test]
+    fn one_key_alone_is_refused_naming_the_missing_one() {
+        let error = refusal("[api]\naccess_key_id = \"AKIDEXAMPLE\"\n");
+        assert!(error.contains("elbe.toml"), "{error}");
+        assert!(error.contains("api.secret_access_key"), "{error}");
+        assert!(error.contains("give both keys"), "{error}");
+        let error = refusal("[api]\nsecret_access_key = \"x\"\n");
+        assert!(error.contains("api.access_key_id"), "{error}");
+    }
+
+    #[test]
+    fn a_bad_region_and_unknown_api_keys_are_refused() {
+        assert!(refusal("[api]\nregion = \"not one.label\"\n").contains("api.region"));
+        let error = refusal("[api]\nzones = []\n");
+        assert!(error.contains("zones"), "{error}");
+    }
+
+    #[test]
+    fn duplicate_catalogue_ids_are_refused() {
+        let error = refusal(
+            "[[instance]]\nid = \"i-a\"\nzone = \"zone-a\"\naddress = \"127.0.0.21\"\n\
+             [[instance]]\nid = \"i-a\"\nzone = \"zone-b\"\naddress = \"127.0.0.22\"\n",
+        );
+        assert!(error.contains("instance[1].id"), "{error}");
+        assert!(error.contains("already used by instance[0]"), "{error}");
+        let error = refusal(
+            "[[instance]]\nid = \"i-a\"\nzone = \"zone-a\"\naddress = \"not an address\"\n",
+        );
+        assert!(error.contains("instance[0].address"), "{error}");
+    }
+}

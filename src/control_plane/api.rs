@@ -1,0 +1,246 @@
+//! The ELB API (2012-06-01) on the admin listener: the AWS Query protocol, so `aws elb … --endpoint-url
+//! http://<admin>/` and the SDKs work unchanged (DESIGN.md "The ELB API"; ELB-SPEC §13; issue 15).
+//!
+//! A call is `POST /` with form-encoded parameters (or `GET /?Action=…`). It is read in the order the bytes
+//! flow: the body, bounded ([`MAX_BODY`]); the signature, when `[api]` has keys (`sigv4`); the parameters
+//! (`query`) and the action with its typed request (`action`); the answer, from the control plane
+//! (`load_balancers`, `instances`), written as ELB's XML (`xml`), or ELB's error document (`error`).
+//!
+//! Answered this slice: DescribeLoadBalancers, RegisterInstancesWithLoadBalancer,
+//! DeregisterInstancesFromLoadBalancer, DescribeInstanceHealth, DescribeLoadBalancerAttributes. Every other
+//! action of ELB's API is refused with `InvalidAction` and a message saying elbe does not implement it yet
+//! (CreateLoadBalancer and the rest of DESIGN.md's list are issue 15's next slices). Without access keys every
+//! call is accepted, signed or not, as moto and LocalStack do; [`Api::new`] logs that once at start.
+//!
+//! Trade-off: the API answers from the control plane's state as it is (the file's load balancers and run-time
+//! registrations) and changes it only through `Control`'s own methods, so the admin JSON endpoints, the test
+//! harness and the API share one path.
+
+mod action;
+mod error;
+mod instances;
+mod load_balancers;
+mod query;
+mod sigv4;
+mod timestamp;
+mod xml;
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+
+use crate::config;
+use crate::control_plane::control::Control;
+use action::Call;
+use error::ApiError;
+use query::Params;
+
+/// The largest body a call may have: DescribeLoadBalancers with 400 names or a registration of 1,000
+/// instances is well under it.
+pub(crate) const MAX_BODY: usize = 256 * 1024;
+
+/// The query-string parameters of a presigned call that are its signature, not the action's.
+const SIGNING_PARAMETERS: &[&str] = &[
+    "X-Amz-Algorithm",
+    "X-Amz-Credential",
+    "X-Amz-Date",
+    "X-Amz-Expires",
+    "X-Amz-SignedHeaders",
+    "X-Amz-Signature",
+    "X-Amz-Security-Token",
+];
+
+/// What the API needs beside the control plane: `[api]`, the `[[instance]]` catalogue, and when it started.
+pub(crate) struct Api {
+    config: config::Api,
+    catalogue: Vec<config::Instance>,
+    /// The `CreatedTime` of the file's load balancers: when elbe started serving them.
+    started: SystemTime,
+}
+
+impl Api {
+    /// The API for a validated configuration; says in the log when calls go unauthenticated.
+    pub(crate) fn new(config: &config::Config) -> Self {
+        if config.api.credentials.is_none() {
+            tracing::warn!(
+                "ELB API: no [api] access keys configured, so every call is accepted whatever its signature \
+                 (set access_key_id and secret_access_key to require AWS Signature Version 4)"
+            );
+        }
+        Api {
+            config: config.api.clone(),
+            catalogue: config.instances.clone(),
+            started: SystemTime::now(),
+        }
+    }
+
+    /// Whether a request to the admin listener is an API call: `POST /`, or `GET /` with an `Action` (a plain
+    /// `GET /` is the status page).
+    pub(crate) fn is_call(method: &Method, uri: &http::Uri) -> bool {
+        if uri.path() != "/" {
+            return false;
+        }
+        let has_action = || {
+            form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+                .any(|(key, _)| key == "Action")
+        };
+        *method == Method::POST || (*method == Method::GET && has_action())
+    }
+
+    /// Answers one call: ELB's XML with status 200, or ELB's error document with the error's status.
+    pub(crate) async fn answer<B>(
+        &self,
+        control: &Arc<Control>,
+        request: Request<B>,
+    ) -> Response<Full<Bytes>>
+    where
+        B: http_body::Body,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let request_id = xml::request_id();
+        let result = self.call(control, request, &request_id).await;
+        let (status, body) = match result {
+            Ok(body) => (StatusCode::OK, body),
+            Err(error) => {
+                tracing::debug!(code = error.code, message = %error.message, "ELB API call refused");
+                (error.status, xml::error(&error, &request_id))
+            }
+        };
+        let mut response = Response::new(Full::new(Bytes::from(body)));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("text/xml"),
+        );
+        if let Ok(value) = http::HeaderValue::from_str(&request_id) {
+            headers.insert("x-amzn-requestid", value);
+        }
+        response
+    }
+
+    /// Reads, authenticates, decodes and runs a call; the XML of its answer.
+    async fn call<B>(
+        &self,
+        control: &Arc<Control>,
+        request: Request<B>,
+        request_id: &str,
+    ) -> Result<String, ApiError>
+    where
+        B: http_body::Body,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let (parts, body) = request.into_parts();
+        let body = Limited::new(body, MAX_BODY)
+            .collect()
+            .await
+            .map_err(
+                |error| match error.downcast::<http_body_util::LengthLimitError>() {
+                    Ok(_) => ApiError::too_large(MAX_BODY),
+                    Err(error) => ApiError::unreadable_body(error),
+                },
+            )?
+            .to_bytes();
+        if let Some(credentials) = &self.config.credentials {
+            let verifier = sigv4::Verifier {
+                access_key_id: &credentials.access_key_id,
+                secret_access_key: &credentials.secret_access_key,
+                region: &self.config.region,
+                service: sigv4::SERVICE,
+            };
+            let signed = sigv4::SignedRequest {
+                method: parts.method.as_str(),
+                path: parts.uri.path(),
+                query: parts.uri.query().unwrap_or(""),
+                headers: &parts.headers,
+                authority: parts.uri.authority().map(|a| a.as_str()),
+                body: &body,
+            };
+            verifier.verify(&signed, SystemTime::now())?;
+        }
+        let mut params = Params::from_form(parts.uri.query().unwrap_or("").as_bytes())?;
+        if parts.method == Method::POST {
+            params.add_form(&body)?;
+        }
+        for name in SIGNING_PARAMETERS {
+            params.optional(name);
+        }
+        let call = action::decode(&mut params)?;
+        params.finish()?;
+        self.run(control, &call, request_id).await
+    }
+
+    /// Runs a decoded call against the control plane.
+    async fn run(
+        &self,
+        control: &Arc<Control>,
+        call: &Call,
+        request_id: &str,
+    ) -> Result<String, ApiError> {
+        let mut out = xml::Xml::default();
+        match call {
+            Call::DescribeLoadBalancers(request) => {
+                load_balancers::describe(&control.described(), request, self.started, &mut out)?
+            }
+            Call::RegisterInstances(request) => {
+                instances::register(control, &self.catalogue, request, &mut out).await?
+            }
+            Call::DeregisterInstances(request) => {
+                instances::deregister(control, request, &mut out).await?
+            }
+            Call::DescribeInstanceHealth(request) => instances::describe_health(
+                &control.described(),
+                &self.catalogue,
+                request,
+                &mut out,
+            )?,
+            Call::DescribeLoadBalancerAttributes { load_balancer } => {
+                let described = control.described();
+                let (lb, _) = instances::find(&described, load_balancer)?;
+                load_balancers::attributes(lb, &mut out);
+            }
+        }
+        Ok(xml::response(call.action(), request_id, |xml| {
+            xml.append(out)
+        }))
+    }
+}
+
+/// The decoder alone (parameters, action, typed request), for `fuzz_support`: the call's `Debug` text, or the
+/// refusal's code and HTTP status.
+pub(crate) fn decode_form(form: &[u8]) -> Result<String, (&'static str, u16)> {
+    let decoded = || -> Result<String, ApiError> {
+        let mut params = Params::from_form(form)?;
+        let call = action::decode(&mut params)?;
+        params.finish()?;
+        Ok(format!("{call:?}"))
+    };
+    decoded().map_err(|error| (error.code, error.status.as_u16()))
+}
+
+/// The list and map readers alone, for `fuzz_support`: the members of `list` (each member's fields, `""` for
+/// a plain value) and the entries of `map`, or the refusal's code.
+#[allow(clippy::type_complexity)]
+pub(crate) fn decode_lists(
+    form: &[u8],
+    list: &str,
+    map: &str,
+) -> Result<(Vec<Vec<(String, String)>>, Vec<(String, String)>), &'static str> {
+    let decoded = || -> Result<_, ApiError> {
+        let mut params = Params::from_form(form)?;
+        let members = params
+            .members(list)?
+            .into_iter()
+            .map(Params::into_pairs)
+            .collect();
+        let entries = params.entries(map)?;
+        Ok((members, entries))
+    };
+    decoded().map_err(|error| error.code)
+}
+
+#[cfg(test)]
+mod tests;

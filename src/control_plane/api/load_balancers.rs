@@ -1,0 +1,261 @@
+//! DescribeLoadBalancers and DescribeLoadBalancerAttributes: the file's load balancers as ELB describes them
+//! (ELB-SPEC §13.3 `LoadBalancerDescription`, and the attributes of §3 and §5).
+//!
+//! Rule: every member ELB-SPEC lists is written, EC2-Classic style (no subnets or VPC, `SourceSecurityGroup`
+//! `amazon-elb`/`amazon-elb-sg`, scheme `internet-facing`); `CanonicalHostedZoneName` is the DNS name. A name
+//! asked for that does not exist is `LoadBalancerNotFound` in DescribeLoadBalancers' own wording. Pages hold
+//! `PageSize` load balancers; `NextMarker` is the name the next page starts at, and the last page has none
+//! (the CLI's paginator stops on its absence).
+//!
+//! Trade-off: a listener on port 0 (any free port) is described with the port it bound, so the description is
+//! one a client can connect to; `CreatedTime` of a file's load balancer is when elbe started serving it; an HTTPS
+//! listener's `SSLCertificateId` is its certificate's path until the API's certificate ids exist (next slice).
+//! Durations below a second (tests' health checks) are rounded up to whole seconds, the API's unit.
+
+use std::time::{Duration, SystemTime};
+
+use super::action::DescribeLoadBalancers;
+use super::error::ApiError;
+use super::timestamp::iso8601;
+use super::xml::Xml;
+use crate::config::{self, PolicyKind};
+use crate::control_plane::control::status::LoadBalancerStatus;
+
+/// A load balancer as the API sees it: its configuration and its live status, read together.
+pub(crate) type Described = (config::LoadBalancer, LoadBalancerStatus);
+
+/// The `DescribeLoadBalancersResult` members: one page of descriptions and the marker of the next.
+pub(crate) fn describe(
+    all: &[Described],
+    request: &DescribeLoadBalancers,
+    created: SystemTime,
+    xml: &mut Xml,
+) -> Result<(), ApiError> {
+    let mut chosen: Vec<&Described> = Vec::new();
+    if request.names.is_empty() {
+        chosen.extend(all.iter());
+    } else {
+        for name in &request.names {
+            let found = all
+                .iter()
+                .find(|(lb, _)| lb.name.eq_ignore_ascii_case(name))
+                .ok_or_else(|| ApiError::cannot_find_load_balancer(name))?;
+            chosen.push(found);
+        }
+    }
+    let start = match &request.marker {
+        None => 0,
+        Some(marker) => chosen
+            .iter()
+            .position(|(lb, _)| lb.name == *marker)
+            .ok_or_else(|| {
+                ApiError::validation(format!(
+                    "Invalid Marker '{marker}': it names no load balancer"
+                ))
+            })?,
+    };
+    let end = (start + request.page_size).min(chosen.len());
+    let page = &chosen[start..end];
+    xml.list("LoadBalancerDescriptions", page, |xml, (lb, status)| {
+        description(xml, lb, status, created);
+    });
+    if let Some((next, _)) = chosen.get(end) {
+        xml.text("NextMarker", &next.name);
+    }
+    Ok(())
+}
+
+/// One `LoadBalancerDescription`.
+fn description(
+    xml: &mut Xml,
+    lb: &config::LoadBalancer,
+    status: &LoadBalancerStatus,
+    created: SystemTime,
+) {
+    xml.text("LoadBalancerName", &lb.name);
+    xml.text("DNSName", &status.dns_name);
+    xml.text("CanonicalHostedZoneName", &status.dns_name);
+    xml.text("CanonicalHostedZoneNameID", hosted_zone_id(&lb.region));
+    let listeners: Vec<(usize, &config::Listener)> = lb.listeners.iter().enumerate().collect();
+    xml.list(
+        "ListenerDescriptions",
+        &listeners,
+        |xml, (index, listener)| {
+            xml.element("Listener", |xml| {
+                xml.text("Protocol", listener.protocol);
+                xml.text("LoadBalancerPort", port(listener, *index, status));
+                xml.text("InstanceProtocol", listener.instance_protocol);
+                xml.text("InstancePort", listener.instance_port);
+                if let Some(certificate) = listener.certificates.first() {
+                    xml.text("SSLCertificateId", certificate.cert.display());
+                }
+            });
+            xml.strings("PolicyNames", &listener.policy_names);
+        },
+    );
+    policies(xml, &lb.policies);
+    xml.list(
+        "BackendServerDescriptions",
+        &lb.backend_servers,
+        |xml, server| {
+            xml.text("InstancePort", server.instance_port);
+            xml.strings("PolicyNames", &server.policy_names);
+        },
+    );
+    let zones: Vec<String> = lb
+        .availability_zones
+        .iter()
+        .map(|z| z.name.clone())
+        .collect();
+    xml.strings("AvailabilityZones", &zones);
+    xml.strings("Subnets", &[]);
+    xml.list("Instances", &registered(status), |xml, id| {
+        xml.text("InstanceId", id)
+    });
+    health_check(xml, &lb.health_check);
+    xml.element("SourceSecurityGroup", |xml| {
+        xml.text("OwnerAlias", "amazon-elb");
+        xml.text("GroupName", "amazon-elb-sg");
+    });
+    xml.strings("SecurityGroups", &[]);
+    xml.text("CreatedTime", iso8601(created));
+    xml.text("Scheme", "internet-facing");
+}
+
+/// The instances registered now: those being drained after deregistration are on their way out.
+pub(crate) fn registered(status: &LoadBalancerStatus) -> Vec<String> {
+    status
+        .instances
+        .iter()
+        .filter(|i| !is_draining(i.description))
+        .map(|i| i.instance_id.clone())
+        .collect()
+}
+
+/// Whether an instance's state is the drain after its deregistration (ELB-SPEC §2.2).
+pub(crate) fn is_draining(description: &str) -> bool {
+    description
+        == crate::control_plane::control::InstanceHealth::DEREGISTRATION_IN_PROGRESS.description
+}
+
+/// The configured port, or (port 0) the one its first node bound.
+fn port(listener: &config::Listener, index: usize, status: &LoadBalancerStatus) -> u16 {
+    if listener.load_balancer_port != 0 {
+        return listener.load_balancer_port;
+    }
+    status
+        .nodes
+        .iter()
+        .filter_map(|node| node.listeners.get(index))
+        .filter_map(|l| l.address.as_deref())
+        .filter_map(|address| address.parse::<std::net::SocketAddr>().ok())
+        .map(|address| address.port())
+        .next()
+        .unwrap_or(0)
+}
+
+/// `Policies`: the stickiness policies by kind, the rest (Proxy Protocol) as `OtherPolicies`.
+fn policies(xml: &mut Xml, policies: &[config::Policy]) {
+    xml.element("Policies", |xml| {
+        let app: Vec<(&str, &str)> = policies
+            .iter()
+            .filter_map(|p| match &p.kind {
+                PolicyKind::AppCookie { cookie_name } => {
+                    Some((p.name.as_str(), cookie_name.as_str()))
+                }
+                _ => None,
+            })
+            .collect();
+        xml.list(
+            "AppCookieStickinessPolicies",
+            &app,
+            |xml, (name, cookie)| {
+                xml.text("PolicyName", name);
+                xml.text("CookieName", cookie);
+            },
+        );
+        let lb: Vec<(&str, Option<Duration>)> = policies
+            .iter()
+            .filter_map(|p| match &p.kind {
+                PolicyKind::LbCookie {
+                    cookie_expiration_period,
+                } => Some((p.name.as_str(), *cookie_expiration_period)),
+                _ => None,
+            })
+            .collect();
+        xml.list("LBCookieStickinessPolicies", &lb, |xml, (name, period)| {
+            xml.text("PolicyName", name);
+            if let Some(period) = period {
+                xml.text("CookieExpirationPeriod", period.as_secs());
+            }
+        });
+        let other: Vec<String> = policies
+            .iter()
+            .filter(|p| matches!(p.kind, PolicyKind::ProxyProtocol))
+            .map(|p| p.name.clone())
+            .collect();
+        xml.strings("OtherPolicies", &other);
+    });
+}
+
+fn health_check(xml: &mut Xml, check: &config::HealthCheck) {
+    xml.element("HealthCheck", |xml| {
+        xml.text("Target", &check.target);
+        xml.text("Interval", whole_seconds(check.interval));
+        xml.text("Timeout", whole_seconds(check.timeout));
+        xml.text("UnhealthyThreshold", check.unhealthy_threshold);
+        xml.text("HealthyThreshold", check.healthy_threshold);
+    });
+}
+
+/// The `DescribeLoadBalancerAttributesResult` members (ELB-SPEC §13.3), from the file.
+pub(crate) fn attributes(lb: &config::LoadBalancer, xml: &mut Xml) {
+    xml.element("LoadBalancerAttributes", |xml| {
+        xml.element("CrossZoneLoadBalancing", |xml| {
+            xml.text("Enabled", lb.cross_zone_load_balancing);
+        });
+        xml.element("AccessLog", |xml| {
+            xml.text("Enabled", lb.access_log.is_some());
+            if lb.access_log.is_some() {
+                // elbe writes each line as it happens; ELB's shortest interval is the honest one to report.
+                xml.text("EmitInterval", 5);
+            }
+        });
+        xml.element("ConnectionDraining", |xml| {
+            xml.text("Enabled", lb.connection_draining.enabled);
+            xml.text("Timeout", whole_seconds(lb.connection_draining.timeout));
+        });
+        xml.element("ConnectionSettings", |xml| {
+            xml.text("IdleTimeout", whole_seconds(lb.idle_timeout));
+        });
+    });
+}
+
+/// A duration in the API's whole seconds, rounded up (so a 100 ms test interval is not described as 0).
+fn whole_seconds(duration: Duration) -> u64 {
+    duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
+}
+
+/// A hosted-zone id for the region: ELB has one per region (ELB-SPEC §4); elbe's is made from the region's name,
+/// so it is stable and cannot be mistaken for a real one.
+fn hosted_zone_id(region: &str) -> String {
+    let letters: String = region
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_uppercase())
+        .collect();
+    format!("ZELBE{letters}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_round_up_to_whole_seconds() {
+        assert_eq!(whole_seconds(Duration::from_secs(30)), 30);
+        assert_eq!(whole_seconds(Duration::from_millis(100)), 1);
+        assert_eq!(whole_seconds(Duration::from_millis(1500)), 2);
+        assert_eq!(hosted_zone_id("local-1"), "ZELBELOCAL1");
+    }
+}
