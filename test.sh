@@ -10,6 +10,8 @@
 #   chromium                        a real headless browser for the status page (tests/status_page.rs)
 #   promtool (prometheus)           checks /metrics and the alert rules; unpacked into target/promtool, not
 #                                   installed, so no Prometheus server is started
+#   aws (PyPI awscli, with pip)     the real AWS CLI against the ELB API (tests/api.rs); pip comes from apt
+#                                   (python3-pip) when missing
 # A test whose program is missing fails (tests/tools.rs names it); none is skipped.
 #
 # Then: `cargo nextest run` (every test binary, one process per test) and `cargo test --doc` (nextest does not
@@ -53,6 +55,20 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt_update
   # systemd comes without its recommends: only systemd-analyze is used, nothing is started.
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The AWS CLI drives the ELB API (tests/api.rs): PyPI's awscli, for the user running the tests.
+export PATH="$PATH:$HOME/.local/bin"
+if ! have aws; then
+  if ! python3 -m pip --version >/dev/null 2>&1; then
+    echo "test.sh: installing python3-pip (apt-get) for the AWS CLI"
+    apt_update
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-pip >/dev/null
+  fi
+  echo "test.sh: installing the AWS CLI (pip install --user awscli)"
+  # Debian 12 marks its Python as externally managed (PEP 668); a --user install touches no system package.
+  python3 -m pip install --quiet --user awscli 2>/dev/null ||
+    python3 -m pip install --quiet --user --break-system-packages awscli
 fi
 
 promtool=target/promtool/usr/bin/promtool
