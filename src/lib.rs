@@ -25,7 +25,8 @@
 //!    (`control/reload`) and reports (`control/status`: `/status`, `/healthz`); `health` runs ELB's checks
 //!    (states, thresholds, the probe, the checker); `discovery` re-resolves `host:port` instances and sends the
 //!    answers as events; `admin` serves `/status`, `/healthz`, `/metrics` and instance registration; `api` answers
-//!    ELB's own API there (the AWS Query protocol, SigV4, the instance actions).
+//!    ELB's own API there (the AWS Query protocol, SigV4, the instance actions); `store` keeps every change made
+//!    through them (registrations today) durable, in `state_dir` (redb) or in memory for the harness.
 //! 3. **DNS** (`dns`): the authoritative responder for load balancer names.
 //! 4. **Data plane** (`data_plane/`, the hot path: no lock, the snapshot is an `ArcSwap` load), in the order a
 //!    request flows:
@@ -37,13 +38,16 @@
 //!      refusals, with `headers` checks), `forwarded` (X-Forwarded-*, hop-by-hop headers, Host), `forward`
 //!      (pick, surge queue, send, ELB's 503/502/504, the keep-alive-race replay); `answer` makes ELB's own
 //!      responses, `response_body` carries a response and the request's bookkeeping to the client;
+//!    - `tcp`: TCP and SSL listeners (Layer 4): Proxy Protocol in and out, round-robin connect, the splice(2)
+//!      copy loop (the buffered `tunnel` where TLS is on either side), one log line per connection;
 //!    - `passive`: instances that failed under traffic, reported to the control plane on a channel;
 //!    - `routing`: `balancer` (least outstanding requests by the power of two choices, round robin) and `surge`
 //!      (ELB's surge queue and spillover);
 //!    - `snapshot`: what one node listener may route to now;
 //!    - `back_end`: `target` (an instance as a listener reaches it, with its counters and pool), `pool` (lock-free
 //!      idle keep-alive connections), `http1` (elbe's HTTP/1.1 client: connection, request, exchange, response
-//!      head), `error` (whose fault, retry safety);
+//!      head), `tls` (the TLS clients for HTTPS/SSL instances, verified with `backend_ca`), `error` (whose fault,
+//!      retry safety);
 //!    - `body` (a client's request body, requests in flight per connection) and `elb_response` (ELB's own
 //!      responses and their bytes), which everything above uses.
 //! 5. **Wire format, observability, shutdown**: `http1` (HTTP/1.1 for both roles: field syntax, head spans,
