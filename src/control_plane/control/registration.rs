@@ -140,7 +140,7 @@ impl Control {
     /// Starts the health checkers of every load balancer that has none (one per enabled zone); their results
     /// come back through [`Control::apply_health`]. Needs a tokio runtime.
     pub fn start_health_checks(self: &Arc<Self>) {
-        // admin API registration: control-plane lock, never taken on the request path (see `Control::state`).
+        // start and reload: control-plane lock, never taken on the request path (see `Control::state`).
         let mut state = self.lock();
         let State {
             load_balancers,
@@ -194,7 +194,8 @@ impl Control {
         instance_id: &str,
         health: InstanceHealth,
     ) -> bool {
-        // admin API registration: control-plane lock, never taken on the request path (see `Control::state`).
+        // the test harness's forced health: control-plane lock, never taken on the request path (see
+        // `Control::state`).
         let mut state = self.lock();
         let Ok(lb) = find_lb(&mut state, load_balancer) else {
             return false;
@@ -211,7 +212,8 @@ impl Control {
 
     /// A health checker reported a state change.
     pub fn apply_health(&self, load_balancer: &str, event: HealthEvent) {
-        // admin API registration: control-plane lock, never taken on the request path (see `Control::state`).
+        // a health checker's event, drained by the load balancer's task: control-plane lock, never taken on the
+        // request path (see `Control::state`).
         let mut state = self.lock();
         let Ok(lb) = find_lb(&mut state, load_balancer) else {
             return;
@@ -238,7 +240,8 @@ impl Control {
     /// A connection to an instance failed during real traffic (passive health checks): the instance leaves
     /// rotation at once and its active checks start afresh, so its next passing check brings it back.
     pub fn apply_passive_failure(&self, failure: PassiveFailure) {
-        // admin API registration: control-plane lock, never taken on the request path (see `Control::state`).
+        // a passive failure, reported on a channel and drained off the request path: control-plane lock (see
+        // `Control::state`).
         let mut state = self.lock();
         let State {
             load_balancers,
