@@ -48,11 +48,11 @@ pub use error::ConfigError;
 pub use health_target::HealthTarget;
 pub use instance_address::InstanceAddress;
 pub use model::{
-    AccessLogDestination, Admin, Api, ApiCredentials, AvailabilityZone, BackendCa, BackendServer,
-    CertificatePaths, Config, ConnectionDraining, Discovery, Dns, HealthCheck, Instance, Limits,
-    Listener, LoadBalancer,
+    AccessLogDestination, Admin, Api, ApiCertificate, ApiCredentials, ApiZone, AvailabilityZone,
+    BackendCa, BackendServer, CertificatePaths, Config, ConnectionDraining, Discovery, Dns,
+    HealthCheck, Instance, Limits, Listener, LoadBalancer,
 };
-pub use names::check_label;
+pub use names::{check_label, check_load_balancer_name, is_cookie_name};
 pub use protocol::Protocol;
 pub use traffic::{
     FixedResponse, IpNet, Pattern, Piece, Policy, PolicyKind, Redirect, RedirectProtocol,

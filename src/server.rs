@@ -54,25 +54,33 @@ pub use state::{reset_state, show_state};
 
 /// A running elbe.
 pub struct Server {
+    /// What reloads and API changes work on (shared with the admin listener, which applies the ELB API's changes).
+    core: Arc<Core>,
+    admin_address: SocketAddr,
+    trigger: Trigger,
+    tracker: Tracker,
+    /// The admin and DNS tasks.
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// The part of a running elbe that a reload (SIGHUP) and a change through the ELB API both change: one at a
+/// time, through the same stage-then-commit steps (`server/reload`).
+pub(crate) struct Core {
     /// The DNS responder's address and the zone it answers from, when configured.
     dns: Option<(SocketAddr, crate::dns::SharedZone)>,
     control: Arc<Control>,
     metrics: Arc<Metrics>,
     connections: Arc<Connections>,
-    admin_address: SocketAddr,
     /// Where listeners report instances failing under traffic (passive health checks).
     passive: tokio::sync::mpsc::UnboundedSender<PassiveFailure>,
     /// What a reload may not change (the process-wide settings), as the running configuration has them.
     fixed: reload::Fixed,
-    /// The bound listeners and the access-log writers. A lock is fine here: it is taken by start, reload,
-    /// shutdown and [`Server::listeners`], never by the request path, never across an `.await`.
+    /// The bound listeners, the access-log writers and the file they serve. A lock is fine here: it is taken by
+    /// start, reload, API changes, shutdown and [`Server::listeners`], never by the request path, never across
+    /// an `.await`.
     live: Mutex<Live>,
-    /// One reload at a time: each stages against the listeners the previous one left.
+    /// One reload or API change at a time: each stages against the listeners the previous one left.
     reloading: tokio::sync::Semaphore,
-    trigger: Trigger,
-    tracker: Tracker,
-    /// The admin and DNS tasks.
-    tasks: Vec<tokio::task::JoinHandle<()>>,
     shutdown_grace: Duration,
 }
 
@@ -80,6 +88,9 @@ pub struct Server {
 struct Live {
     listeners: Listeners,
     access_logs: AccessLogs,
+    /// The configuration file as last applied (at start, or by the last reload that succeeded): what the
+    /// store's records are laid on when the ELB API changes something.
+    file: Arc<Config>,
 }
 
 /// Resolves `host:port` instances at start and on reload (their watchers re-resolve them at their TTL
@@ -139,7 +150,9 @@ async fn start_with(
     records: Records,
 ) -> Result<Server, StartError> {
     let discovery = Arc::new(Discovery::new(&config.discovery).map_err(StartError::Discovery)?);
-    let resolved = resolve_instances(&records.overlay(&config).config, &discovery).await?;
+    // What runs: the file with the store's records on top (load balancers created through the API included).
+    let running = records.overlay(&config).config;
+    let resolved = resolve_instances(&running, &discovery).await?;
     let metrics = Arc::new(Metrics::new());
     let control = Arc::new(Control::with_store(
         &config,
@@ -149,16 +162,16 @@ async fn start_with(
         store,
         records,
     ));
-    if let Some(secret) = state_dir::kept_stickiness_secret(&config)? {
+    if let Some(secret) = state_dir::kept_stickiness_secret(&running)? {
         control.use_stickiness_secret(secret);
     }
-    let tls = listeners::tls_acceptors(&config)?;
+    let tls = listeners::tls_acceptors(&running)?;
     let mut access_logs = AccessLogs::default();
-    let logs = access_logs.stage(&config)?;
+    let logs = access_logs.stage(&running)?;
 
     // Bind every listener first, so a bind failure leaves nothing half-started.
     let mut listeners = Listeners::default();
-    let fresh = listeners.bind_new(&config)?;
+    let fresh = listeners.bind_new(&running)?;
     let backlog = crate::data_plane::node::listen_backlog(config.limits.listen_backlog);
     let (admin_socket, admin_address) = listeners::bind(config.admin.listen, "admin", backlog)?;
     let dns = match &config.dns {
@@ -192,7 +205,7 @@ async fn start_with(
         listeners::nodes(nodes)
     });
     let serving = Serving {
-        config: &config,
+        config: &running,
         metrics: &metrics,
         logs: &logs.by_load_balancer,
         tls: &tls,
@@ -204,7 +217,7 @@ async fn start_with(
     access_logs.commit(logs);
 
     // Every load balancer's DNS name, in the log whether or not the responder runs (`/status` shows it too).
-    let zone = crate::dns::Zone::of(&config);
+    let zone = crate::dns::Zone::of(&running);
     for (name, nodes) in &zone.names {
         tracing::info!(dns_name = %name, ?nodes, "load balancer DNS name");
     }
@@ -224,33 +237,39 @@ async fn start_with(
         (bound, zone)
     });
 
-    let admin = Arc::new(Admin {
+    let core = Arc::new(Core {
+        dns,
         control: control.clone(),
         metrics: metrics.clone(),
-        dns_address: dns.as_ref().map(|(address, _)| *address),
-        access_logs: access_logs.logs(),
-        api: crate::control_plane::api::Api::new(&config),
-    });
-    tracing::info!(address = %admin_address, "admin listening (/status, /healthz, /metrics, the ELB API at POST /)");
-    tasks.push(tokio::spawn(admin::serve(admin_socket, admin, shutdown)));
-
-    Ok(Server {
-        dns,
-        control,
-        metrics,
         connections,
-        admin_address,
         passive,
         fixed: reload::Fixed::of(&config),
         live: Mutex::new(Live {
             listeners,
             access_logs,
+            file: Arc::new(config),
         }),
         reloading: tokio::sync::Semaphore::new(1),
+        shutdown_grace: running.limits.shutdown_grace,
+    });
+    let weak = Arc::downgrade(&core);
+    let changes: std::sync::Weak<dyn crate::control_plane::api::Apply> = weak;
+    let admin = Arc::new(Admin {
+        control,
+        metrics,
+        dns_address: core.dns.as_ref().map(|(address, _)| *address),
+        access_logs: core.live().access_logs.logs(),
+        api: crate::control_plane::api::Api::new(&running, changes),
+    });
+    tracing::info!(address = %admin_address, "admin listening (/status, /healthz, /metrics, the ELB API at POST /)");
+    tasks.push(tokio::spawn(admin::serve(admin_socket, admin, shutdown)));
+
+    Ok(Server {
+        core,
+        admin_address,
         trigger,
         tracker,
         tasks,
-        shutdown_grace: config.limits.shutdown_grace,
     })
 }
 
@@ -269,25 +288,32 @@ fn passive_reports(control: &Arc<Control>) -> tokio::sync::mpsc::UnboundedSender
     passive_events
 }
 
-impl Server {
-    /// Every use of the bookkeeping lock goes through here (see [`Server::live`] for why a lock is fine).
+impl Core {
+    /// Every use of the bookkeeping lock goes through here (see [`Core::live`] for why a lock is fine).
     fn live(&self) -> MutexGuard<'_, Live> {
         // A panic while holding it leaves the listeners as the last commit left them; keep serving.
         self.live
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+impl Server {
+    /// The bookkeeping lock (see [`Core::live`]).
+    fn live(&self) -> MutexGuard<'_, Live> {
+        self.core.live()
+    }
 
     /// The `/status` document: load balancers, DNS names, nodes, listeners, instance health as
     /// DescribeInstanceHealth says it.
     pub fn status(&self) -> Status {
-        self.control.status(self.dns_address())
+        self.core.control.status(self.dns_address())
     }
 
     /// Whether this process can serve (what `/healthz` answers): every listener accepting and every load balancer
     /// with an InService instance its nodes may use.
     pub fn healthz(&self) -> Result<(), Unhealthy> {
-        self.control.healthz()
+        self.core.control.healthz()
     }
 
     /// The admin listener's bound address (`/status`, `/healthz`, `/metrics`, registration), read back after port 0.
@@ -297,7 +323,7 @@ impl Server {
 
     /// The DNS responder's address (UDP and TCP), when `[dns]` is configured.
     pub fn dns_address(&self) -> Option<SocketAddr> {
-        self.dns.as_ref().map(|(address, _)| *address)
+        self.core.dns.as_ref().map(|(address, _)| *address)
     }
 
     /// Every bound node listener, in configuration order (as of the last reload).
@@ -315,17 +341,17 @@ impl Server {
 
     /// The control plane: configuration, registrations, health; what `/status` and the admin API read and change.
     pub fn control(&self) -> &Arc<Control> {
-        &self.control
+        &self.core.control
     }
 
     /// The process's metrics registry (ELB's CloudWatch metrics as Prometheus series, ELB-SPEC §10).
     pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.metrics
+        &self.core.metrics
     }
 
     /// Client connections open now.
     pub fn live_connections(&self) -> usize {
-        self.connections.live()
+        self.core.connections.live()
     }
 
     /// Stops accepting, lets in-flight requests finish within the shutdown grace, then stops every task.
@@ -334,7 +360,7 @@ impl Server {
         self.trigger.trigger();
         self.live().listeners.drain_all();
         self.tracker.close();
-        let drained = tokio::time::timeout(self.shutdown_grace, self.tracker.wait())
+        let drained = tokio::time::timeout(self.core.shutdown_grace, self.tracker.wait())
             .await
             .is_ok();
         if !drained {

@@ -48,6 +48,11 @@ pub struct Api {
     pub region: String,
     /// `access_key_id` and `secret_access_key`, given both or neither; `None`: any signature is accepted.
     pub credentials: Option<ApiCredentials>,
+    /// `zones`: the zones a load balancer created through the API may enable, each with the pool its nodes take
+    /// addresses from; names unique, pools disjoint.
+    pub zones: Vec<ApiZone>,
+    /// `certificates`: what an `SSLCertificateId` names; ids unique.
+    pub certificates: Vec<ApiCertificate>,
 }
 
 impl Default for Api {
@@ -55,8 +60,29 @@ impl Default for Api {
         Api {
             region: defaults::REGION.to_owned(),
             credentials: None,
+            zones: Vec::new(),
+            certificates: Vec::new(),
         }
     }
+}
+
+/// A zone the ELB API may enable: each load balancer that enables it takes the next free address of
+/// `node_pool` for its node there, so every load balancer may listen on the same ports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiZone {
+    /// The zone's name, as `[[instance]]` and `AvailabilityZones.member.N` name it.
+    pub name: String,
+    /// The addresses nodes in this zone take (network and broadcast addresses of an IPv4 pool excepted).
+    pub node_pool: ipnet::IpNet,
+}
+
+/// A certificate the ELB API knows by its `SSLCertificateId`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiCertificate {
+    /// The id (an IAM server-certificate ARN in ELB).
+    pub id: String,
+    /// The PEM chain and key, resolved against the file's folder.
+    pub paths: CertificatePaths,
 }
 
 /// The one access key every API call must be signed with (AWS Signature Version 4).

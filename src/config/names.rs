@@ -11,7 +11,7 @@
 use crate::config::defaults;
 
 /// ELB-SPEC §4: 1–32 characters of `[A-Za-z0-9-]`, no leading or trailing `-`.
-pub(super) fn check_load_balancer_name(name: &str) -> Result<(), String> {
+pub fn check_load_balancer_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > defaults::MAX_LOAD_BALANCER_NAME_LEN {
         return Err(format!(
             "load balancer name {name:?} must have 1 to {} characters",
@@ -43,6 +43,14 @@ pub fn check_label(text: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// RFC 6265 §4.1.1: a cookie name is an RFC 9110 token.
+pub fn is_cookie_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// One DNS label: 1–63 letters, digits or `-`, not at either end.

@@ -10,7 +10,8 @@ use std::fmt;
 use std::str::FromStr;
 
 /// A listener protocol. The file accepts any case; it displays upper-case, as ELB's API spells it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
 pub enum Protocol {
     /// `HTTP`: Layer 7, plain text.
     Http,

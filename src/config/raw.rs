@@ -34,13 +34,34 @@ pub(super) struct Config {
     pub instance: Vec<Instance>,
 }
 
-/// `[api]`. `zones` and `certificates` (DESIGN.md) come with CreateLoadBalancer; until then they are unknown keys.
+/// `[api]` (DESIGN.md "The ELB API").
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct Api {
     pub region: Option<String>,
     pub access_key_id: Option<String>,
     pub secret_access_key: Option<String>,
+    #[serde(default)]
+    pub zones: Vec<ApiZone>,
+    #[serde(default)]
+    pub certificates: Vec<ApiCertificate>,
+}
+
+/// One of `[api] zones`: a zone the API may enable, and the addresses its nodes take.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ApiZone {
+    pub name: String,
+    pub node_pool: String,
+}
+
+/// One of `[api] certificates`: what an `SSLCertificateId` names.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ApiCertificate {
+    pub id: String,
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 #[derive(Debug, Deserialize)]

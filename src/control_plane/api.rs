@@ -17,15 +17,26 @@
 //! harness and the API share one path.
 
 mod action;
+mod apply;
+mod attributes;
+mod creation;
 mod error;
+mod health_check;
 mod instances;
+mod listeners;
 mod load_balancers;
+mod policies;
 mod query;
 mod sigv4;
+mod tags;
 mod timestamp;
 mod xml;
+mod zones;
 
-use std::sync::Arc;
+pub(crate) use apply::{Apply, Plan, View};
+pub(crate) use error::ApiError;
+
+use std::sync::{Arc, Weak};
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -35,7 +46,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use crate::config;
 use crate::control_plane::control::Control;
 use action::Call;
-use error::ApiError;
+use load_balancers::Origins;
 use query::Params;
 
 /// The largest body a call may have: DescribeLoadBalancers with 400 names or a registration of 1,000
@@ -53,17 +64,22 @@ const SIGNING_PARAMETERS: &[&str] = &[
     "X-Amz-Security-Token",
 ];
 
-/// What the API needs beside the control plane: `[api]`, the `[[instance]]` catalogue, and when it started.
+/// What the API needs beside the control plane: `[api]`, the `[[instance]]` catalogue, when it started, and
+/// where changes are applied.
 pub(crate) struct Api {
     config: config::Api,
     catalogue: Vec<config::Instance>,
     /// The `CreatedTime` of the file's load balancers: when elbe started serving them.
     started: SystemTime,
+    /// The domain DNS names are made in (`[dns] domain`).
+    dns_domain: String,
+    /// The server, which stages, keeps and commits what a call changes (`api/apply`); gone once it stopped.
+    changes: Weak<dyn Apply>,
 }
 
 impl Api {
     /// The API for a validated configuration; says in the log when calls go unauthenticated.
-    pub(crate) fn new(config: &config::Config) -> Self {
+    pub(crate) fn new(config: &config::Config, changes: Weak<dyn Apply>) -> Self {
         if config.api.credentials.is_none() {
             tracing::warn!(
                 "ELB API: no [api] access keys configured, so every call is accepted whatever its signature \
@@ -74,6 +90,13 @@ impl Api {
             config: config.api.clone(),
             catalogue: config.instances.clone(),
             started: SystemTime::now(),
+            dns_domain: config
+                .dns
+                .as_ref()
+                .map_or(config::defaults::DNS_DOMAIN.to_owned(), |dns| {
+                    dns.domain.clone()
+                }),
+            changes,
         }
     }
 
@@ -182,30 +205,140 @@ impl Api {
     ) -> Result<String, ApiError> {
         let mut out = xml::Xml::default();
         match call {
-            Call::DescribeLoadBalancers(request) => {
-                load_balancers::describe(&control.described(), request, self.started, &mut out)?
-            }
             Call::RegisterInstances(request) => {
                 instances::register(control, &self.catalogue, request, &mut out).await?
             }
             Call::DeregisterInstances(request) => {
                 instances::deregister(control, request, &mut out).await?
             }
-            Call::DescribeInstanceHealth(request) => instances::describe_health(
-                &control.described(),
-                &self.catalogue,
-                request,
-                &mut out,
-            )?,
-            Call::DescribeLoadBalancerAttributes { load_balancer } => {
-                let described = control.described();
-                let (lb, _) = instances::find(&described, load_balancer)?;
-                load_balancers::attributes(lb, &mut out);
-            }
+            _ => match self.read(control, call, &mut out) {
+                Some(answered) => answered?,
+                None => self.change(control, call, &mut out).await?,
+            },
         }
         Ok(xml::response(call.action(), request_id, |xml| {
             xml.append(out)
         }))
+    }
+
+    /// Answers a call that changes nothing; `None` for one that changes something.
+    fn read(
+        &self,
+        control: &Arc<Control>,
+        call: &Call,
+        out: &mut xml::Xml,
+    ) -> Option<Result<(), ApiError>> {
+        let is_read = matches!(
+            call,
+            Call::DescribeLoadBalancers(_)
+                | Call::DescribeInstanceHealth(_)
+                | Call::DescribeLoadBalancerAttributes { .. }
+                | Call::DescribePolicies(_)
+                | Call::DescribePolicyTypes { .. }
+                | Call::DescribeTags { .. }
+        );
+        is_read.then(|| self.answer_read(control, call, out))
+    }
+
+    fn answer_read(
+        &self,
+        control: &Arc<Control>,
+        call: &Call,
+        out: &mut xml::Xml,
+    ) -> Result<(), ApiError> {
+        let described = control.described();
+        let find = |name: &str| instances::find(&described, name).map(|(lb, _)| lb);
+        {
+            match call {
+                Call::DescribeLoadBalancers(request) => {
+                    let records = control.records();
+                    let origins = Origins {
+                        records: &records,
+                        started: self.started,
+                        certificates: &self.config.certificates,
+                    };
+                    load_balancers::describe(&described, request, &origins, out)?
+                }
+                Call::DescribeInstanceHealth(request) => {
+                    instances::describe_health(&described, &self.catalogue, request, out)?
+                }
+                Call::DescribeLoadBalancerAttributes { load_balancer } => {
+                    attributes::write(find(load_balancer)?, out)
+                }
+                Call::DescribePolicies(request) => {
+                    let lb = request.load_balancer.as_deref().map(find).transpose()?;
+                    policies::describe(lb, request, out)?
+                }
+                Call::DescribePolicyTypes { names } => policies::describe_types(names, out)?,
+                Call::DescribeTags { load_balancers } => {
+                    let running: Vec<String> =
+                        described.iter().map(|(lb, _)| lb.name.clone()).collect();
+                    tags::describe(&running, &control.records(), load_balancers, out)?
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Plans, applies and answers a call that changes something.
+    async fn change(
+        &self,
+        control: &Arc<Control>,
+        call: &Call,
+        out: &mut xml::Xml,
+    ) -> Result<(), ApiError> {
+        let changes = self
+            .changes
+            .upgrade()
+            .ok_or_else(|| ApiError::service_unavailable("elbe is shutting down"))?;
+        let plan: Plan<'_> = Box::new(move |view: &View<'_>| plan(view, call));
+        changes.apply(plan).await?;
+        tracing::info!(action = call.action(), "ELB API change applied");
+        let described = control.described();
+        let find = |name: &str| instances::find(&described, name).map(|(lb, _)| lb);
+        match call {
+            Call::CreateLoadBalancer(request) => out.text(
+                "DNSName",
+                crate::dns::dns_name(&request.name, &self.config.region, &self.dns_domain),
+            ),
+            Call::ConfigureHealthCheck(request) => health_check::write(&request.check, out),
+            Call::ModifyLoadBalancerAttributes(request) => {
+                attributes::write_modified(find(&request.given.load_balancer)?, &request.given, out)
+            }
+            Call::EnableZones(request) | Call::DisableZones(request) => {
+                zones::write(find(&request.load_balancer)?, out)
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// The changes a call makes to what runs (`api/apply`).
+fn plan(
+    view: &View<'_>,
+    call: &Call,
+) -> Result<Vec<crate::control_plane::store::Change>, ApiError> {
+    match call {
+        Call::CreateLoadBalancer(request) => creation::plan_create(view, request),
+        Call::DeleteLoadBalancer { load_balancer } => creation::plan_delete(view, load_balancer),
+        Call::CreateListeners(request) => listeners::plan_create(view, request),
+        Call::DeleteListeners(request) => listeners::plan_delete(view, request),
+        Call::ConfigureHealthCheck(request) => health_check::plan(view, request),
+        Call::ModifyLoadBalancerAttributes(request) => attributes::plan_modify(view, request),
+        Call::EnableZones(request) => zones::plan_enable(view, request),
+        Call::DisableZones(request) => zones::plan_disable(view, request),
+        Call::CreatePolicy(_, request) => policies::plan_create(view, request),
+        Call::DeletePolicy {
+            load_balancer,
+            name,
+        } => policies::plan_delete(view, load_balancer, name),
+        Call::SetListenerPolicies(request) => policies::plan_set_of_listener(view, request),
+        Call::SetBackendPolicies(request) => policies::plan_set_for_backend(view, request),
+        Call::AddTags(request) => tags::plan_add(view, request),
+        Call::RemoveTags(request) => tags::plan_remove(view, request),
+        _ => Ok(Vec::new()),
     }
 }
 

@@ -244,6 +244,23 @@ impl Control {
     pub fn discovery(&self) -> &Arc<Discovery> {
         &self.discovery
     }
+
+    /// Where changes are kept before they apply.
+    pub(crate) fn store(&self) -> &Arc<dyn StateStore> {
+        &self.store
+    }
+
+    /// The state store's records this process has applied (a copy, for an API change to plan against).
+    pub(crate) fn records(&self) -> Records {
+        // ELB API changes and reloads: control-plane lock, never taken on the request path (see `Control::state`).
+        self.lock().records.clone()
+    }
+
+    /// Changes the records held (a batch the store acknowledged); the next reload lays them on the file.
+    pub(crate) fn take_records(&self, f: impl FnOnce(&mut Records)) {
+        // ELB API changes: control-plane lock, never taken on the request path (see `Control::state`).
+        f(&mut self.lock().records);
+    }
 }
 
 /// One node listener per (load balancer, enabled zone, listener), each with an empty snapshot until the first

@@ -15,7 +15,9 @@
 //! process) there is nothing to compare against yet.
 //!
 //! - `store/record`: the record model (keys, registrations; the kinds the ELB API will add, listed there).
-//! - `store/records`: the records a process has applied, laid on top of the configuration file's load balancers.
+//! - `store/definitions`: the records of a load balancer's own settings (listeners, zones, policies, ...).
+//! - `store/records`: the records a process has applied.
+//! - `store/overlay`: how they lay on top of the configuration file's load balancers.
 //! - `store/embedded`: redb under `state_dir`, written by one thread that commits concurrent writes together.
 //! - `store/memory`: the same contract in memory, for an elbe run in-process (the harness, tests, the demo).
 //! - `store/error`: why the store could not open, read or write.
@@ -23,9 +25,11 @@
 //! Trade-off: the trait's futures are boxed (`StoreFuture`) so the control plane holds any store as
 //! `Arc<dyn StateStore>`; one allocation per write is nothing beside an fsync.
 
+pub(crate) mod definitions;
 mod embedded;
 mod error;
 mod memory;
+pub(crate) mod overlay;
 mod record;
 mod records;
 #[cfg(test)]

@@ -47,6 +47,21 @@ struct Api {
     access_key_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     secret_access_key: Option<String>,
+    zones: Vec<ApiZone>,
+    certificates: Vec<ApiCertificate>,
+}
+
+#[derive(Serialize)]
+struct ApiZone {
+    name: String,
+    node_pool: String,
+}
+
+#[derive(Serialize)]
+struct ApiCertificate {
+    id: String,
+    cert: String,
+    key: String,
 }
 
 #[derive(Serialize)]
@@ -180,6 +195,8 @@ impl From<&Config> for File {
         let elbe::config::Api {
             region,
             credentials,
+            zones,
+            certificates,
         } = api;
         let elbe::config::Discovery {
             name_servers,
@@ -207,6 +224,21 @@ impl From<&Config> for File {
                 region: region.clone(),
                 access_key_id: credentials.as_ref().map(|c| c.access_key_id.clone()),
                 secret_access_key: credentials.as_ref().map(|c| c.secret_access_key.clone()),
+                zones: zones
+                    .iter()
+                    .map(|zone| ApiZone {
+                        name: zone.name.clone(),
+                        node_pool: zone.node_pool.to_string(),
+                    })
+                    .collect(),
+                certificates: certificates
+                    .iter()
+                    .map(|c| ApiCertificate {
+                        id: c.id.clone(),
+                        cert: absolute(&c.paths.cert),
+                        key: absolute(&c.paths.key),
+                    })
+                    .collect(),
             },
             instance: instances.iter().map(instance).collect(),
             load_balancer: load_balancers.iter().map(load_balancer).collect(),

@@ -7,13 +7,29 @@
 //! publishes new snapshots; the listeners kept take their new settings without being rebound, the new ones start
 //! accepting, the removed ones drain; the DNS responder answers the new names. The trade-off: a reload that
 //! touches one of the fixed settings is refused whole, and says which, rather than half-applied.
+//!
+//! A change through the ELB API goes the same way ([`Core::apply`]): its records are laid on the file as last
+//! applied, the result is staged (a listener that cannot bind or a certificate that does not load refuses the
+//! call, 409 `InvalidConfigurationRequest`, and nothing is written), then written to the state store (Ok: on
+//! disk), then committed. So a created load balancer listens, answers DNS and is health-checked before its call
+//! is answered, and an acknowledged change is one a restart finds.
 
 use std::net::SocketAddr;
 use std::path::Path;
 
-use super::{resolve_instances, Server, Serving};
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use super::access_logs::StagedLogs;
+use super::listeners::{Fresh, Tls};
+use super::{resolve_instances, Core, Server, Serving};
 use crate::config::{self, Config};
+use crate::control_plane::api::{ApiError, Apply, Plan, View};
 use crate::control_plane::state_dir;
+use crate::control_plane::store::{Change, Records, Revision, Versioned};
 use crate::server::ReloadError;
 
 /// The process-wide settings a reload does not change: the admin and DNS sockets, how names are resolved, the
@@ -70,14 +86,31 @@ impl Server {
     /// policies, rules, attributes and certificates change without dropping a connection on a listener that
     /// stays. A file that does not parse or validate, a certificate that does not load, a listener that cannot
     /// bind, or a change to a setting only a restart applies is refused: nothing changes, the old configuration
-    /// keeps serving and `/status` reports the error.
+    /// keeps serving and `/status` reports the error. What the ELB API changed is laid on the new file.
     pub async fn reload_from(&self, path: &Path) -> Result<(), ReloadError> {
+        self.core.reload_from(path).await
+    }
+}
+
+/// Everything a commit needs, made by the steps that can fail.
+struct Staged {
+    /// The file with the store's records on top: what will run.
+    running: Config,
+    tls: Tls,
+    secret: Option<Vec<u8>>,
+    resolved: HashMap<String, Vec<IpAddr>>,
+    logs: StagedLogs,
+    fresh: Fresh,
+}
+
+impl Core {
+    async fn reload_from(&self, path: &Path) -> Result<(), ReloadError> {
         // One reload at a time; the semaphore is never closed, so waiting cannot fail.
         let _one = self.reloading.acquire().await;
         // Log files reopen whatever the new configuration says (logrotate sends SIGHUP after moving them).
         self.live().access_logs.reopen();
         let result = match config::load(path) {
-            Ok(config) => self.reload(&config).await,
+            Ok(config) => self.reload(config).await,
             Err(error) => Err(error.into()),
         };
         self.metrics.reloaded(result.is_ok());
@@ -88,31 +121,60 @@ impl Server {
         result
     }
 
-    async fn reload(&self, config: &Config) -> Result<(), ReloadError> {
-        if let Some(key) = self.fixed.changed_in(config) {
+    async fn reload(&self, file: Config) -> Result<(), ReloadError> {
+        if let Some(key) = self.fixed.changed_in(&file) {
             return Err(ReloadError::NeedsRestart { key });
         }
-        let tls = super::listeners::tls_acceptors(config)?;
-        let secret = state_dir::kept_stickiness_secret(config).map_err(super::StartError::from)?;
-        // The store's `host:port` registrations resolve with the file's (the reload lays the records on again).
-        let overlaid = self.control.overlaid(config);
-        let resolved = resolve_instances(&overlaid, self.control.discovery()).await?;
-        let mut live = self.live();
-        let logs = live.access_logs.stage(config)?;
-        let fresh = live.listeners.bind_new(config)?;
+        let staged = self.stage(&file, &self.control.records()).await?;
+        self.commit(&file, staged);
+        self.live().file = Arc::new(file);
+        Ok(())
+    }
 
-        // Nothing below fails.
+    /// The steps that can fail, for `file` with `records` on top; nothing changes.
+    async fn stage(&self, file: &Config, records: &Records) -> Result<Staged, ReloadError> {
+        let running = records.overlay(file).config;
+        let tls = super::listeners::tls_acceptors(&running)?;
+        let secret =
+            state_dir::kept_stickiness_secret(&running).map_err(super::StartError::from)?;
+        let resolved = resolve_instances(&running, self.control.discovery()).await?;
+        let live = self.live();
+        let logs = live.access_logs.stage(&running)?;
+        let fresh = live.listeners.bind_new(&running)?;
+        drop(live);
+        Ok(Staged {
+            running,
+            tls,
+            secret,
+            resolved,
+            logs,
+            fresh,
+        })
+    }
+
+    /// Serves what was staged; cannot fail. The control plane lays its own records on `file` (the same ones
+    /// the stage laid, since reloads and API changes take turns).
+    fn commit(&self, file: &Config, staged: Staged) {
+        let Staged {
+            running,
+            tls,
+            secret,
+            resolved,
+            logs,
+            fresh,
+        } = staged;
         if let Some(secret) = secret {
             self.control.use_stickiness_secret(secret);
         }
+        let mut live = self.live();
         let addresses = live.listeners.addresses(&fresh);
-        self.control.reload(config, &resolved, &addresses);
+        self.control.reload(file, &resolved, &addresses);
         self.control.watch_names();
         let nodes = self
             .control
             .with_listeners(|nodes| super::listeners::nodes(nodes));
         let serving = Serving {
-            config,
+            config: &running,
             metrics: &self.metrics,
             logs: &logs.by_load_balancer,
             tls: &tls,
@@ -124,13 +186,73 @@ impl Server {
         live.access_logs.commit(logs);
         drop(live);
         if let Some((_, zone)) = &self.dns {
-            zone.store(std::sync::Arc::new(crate::dns::Zone::of(config)));
+            zone.store(Arc::new(crate::dns::Zone::of(&running)));
         }
         tracing::info!(
             listeners = nodes.len(),
             removed = removed.len(),
-            "configuration reloaded"
+            "configuration applied"
         );
+    }
+
+    /// An ELB API change: plans it against what runs, stages it, keeps it, commits it (module documentation).
+    async fn apply_plan(&self, plan: Plan<'_>) -> Result<(), ApiError> {
+        let _one = self.reloading.acquire().await;
+        let file = self.live().file.clone();
+        let records = self.control.records();
+        let changes = {
+            let running = records.overlay(&file).config;
+            plan(&View {
+                config: &running,
+                file: &file,
+                records: &records,
+            })?
+        };
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let mut candidate = records.clone();
+        take(&mut candidate, &changes, Revision(u64::MAX));
+        let staged = self
+            .stage(&file, &candidate)
+            .await
+            .map_err(|error| ApiError::invalid_configuration(error.to_string()).caused_by(error))?;
+        let revision = self
+            .control
+            .store()
+            .apply(changes.clone())
+            .await
+            .map_err(|error| {
+                ApiError::service_unavailable(format!("the change was not made: {error}"))
+                    .caused_by(error)
+            })?;
+        self.control
+            .take_records(|held| take(held, &changes, revision));
+        self.commit(&file, staged);
         Ok(())
+    }
+}
+
+/// Lays a batch's changes on `records`, its puts at `revision`.
+fn take(records: &mut Records, changes: &[Change], revision: Revision) {
+    for change in changes {
+        match change {
+            Change::Put(record) => {
+                records.take(Versioned {
+                    revision,
+                    record: record.clone(),
+                });
+            }
+            Change::Delete(key) => records.forget(key),
+        }
+    }
+}
+
+impl Apply for Core {
+    fn apply<'a>(
+        &'a self,
+        plan: Plan<'a>,
+    ) -> Pin<Box<dyn Future<Output = Result<(), ApiError>> + Send + 'a>> {
+        Box::pin(self.apply_plan(plan))
     }
 }

@@ -17,6 +17,8 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+pub mod aws;
+
 /// How a backend behaves.
 #[derive(Clone, Copy, Debug)]
 pub enum Behaviour {
@@ -596,4 +598,18 @@ pub fn raw_json(response: &str) -> serde_json::Value {
     let start = response.find("\r\n\r\n").expect("a complete head") + 4;
     serde_json::from_str(&response[start..])
         .unwrap_or_else(|e| panic!("not JSON ({e}): {response}"))
+}
+
+/// Polls `condition` every 50 ms until it holds or `limit` passes; whether it held.
+pub async fn poll_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if condition() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -5,12 +5,17 @@
 //! believes it is locked); the region is one DNS label, as load balancers' regions are; catalogue ids are unique,
 //! because RegisterInstancesWithLoadBalancer names an instance by its id alone.
 //!
-//! Trade-off: only the keys this round's actions use. `zones` (node pools) and `certificates` come with
-//! CreateLoadBalancer, and are unknown keys until then.
+//! `zones` name the zones CreateLoadBalancer and EnableAvailabilityZonesForLoadBalancer may enable, each with the
+//! pool its nodes take addresses from: pools may not overlap, or two load balancers could be given one address.
+//! `certificates` are what an `SSLCertificateId` names; each file must be readable now, as a listener's are.
+//!
+//! Trade-off: a pool is any CIDR; a /32 is one load balancer's worth of addresses in that zone.
 
 use crate::config::defaults;
 use crate::config::error::ConfigError;
-use crate::config::model::{Api, ApiCredentials, Instance};
+use crate::config::model::{
+    Api, ApiCertificate, ApiCredentials, ApiZone, CertificatePaths, Instance,
+};
 use crate::config::names::{check_label, is_dns_label};
 use crate::config::raw;
 use crate::config::validate::context::Cx;
@@ -57,7 +62,86 @@ impl Cx<'_> {
         Ok(Api {
             region,
             credentials,
+            zones: self.api_zones(raw.zones)?,
+            certificates: self.api_certificates(raw.certificates)?,
         })
+    }
+
+    /// `[api] zones`: names unique, pools parsed and disjoint.
+    fn api_zones(&self, raw: Vec<raw::ApiZone>) -> Result<Vec<ApiZone>, ConfigError> {
+        let mut zones: Vec<ApiZone> = Vec::with_capacity(raw.len());
+        for (n, zone) in raw.into_iter().enumerate() {
+            let key = format!("api.zones[{n}]");
+            check_label(&zone.name).map_err(|why| self.err(format!("{key}.name"), why))?;
+            let node_pool: ipnet::IpNet = zone.node_pool.parse().map_err(|_| {
+                self.err(
+                    format!("{key}.node_pool"),
+                    format!(
+                        "{:?} is not a CIDR block such as \"127.0.1.0/24\"",
+                        zone.node_pool
+                    ),
+                )
+            })?;
+            for (j, other) in zones.iter().enumerate() {
+                if other.name == zone.name {
+                    return Err(self.err(
+                        format!("{key}.name"),
+                        format!("zone {:?} is already api.zones[{j}]", zone.name),
+                    ));
+                }
+                if other.node_pool.contains(&node_pool.network())
+                    || node_pool.contains(&other.node_pool.network())
+                {
+                    return Err(self.err(
+                        format!("{key}.node_pool"),
+                        format!("{node_pool} overlaps api.zones[{j}]'s {}", other.node_pool),
+                    ));
+                }
+            }
+            zones.push(ApiZone {
+                name: zone.name,
+                node_pool: node_pool.trunc(),
+            });
+        }
+        Ok(zones)
+    }
+
+    /// `[api] certificates`: ids unique, files readable.
+    fn api_certificates(
+        &self,
+        raw: Vec<raw::ApiCertificate>,
+    ) -> Result<Vec<ApiCertificate>, ConfigError> {
+        let mut certificates: Vec<ApiCertificate> = Vec::with_capacity(raw.len());
+        for (n, certificate) in raw.into_iter().enumerate() {
+            let key = format!("api.certificates[{n}]");
+            check_label(&certificate.id).map_err(|why| self.err(format!("{key}.id"), why))?;
+            if let Some(j) = certificates.iter().position(|c| c.id == certificate.id) {
+                return Err(self.err(
+                    format!("{key}.id"),
+                    format!(
+                        "certificate id {:?} is already api.certificates[{j}]",
+                        certificate.id
+                    ),
+                ));
+            }
+            let paths = CertificatePaths {
+                cert: self.base.join(&certificate.cert),
+                key: self.base.join(&certificate.key),
+            };
+            for (name, path) in [("cert", &paths.cert), ("key", &paths.key)] {
+                super::listener::check_readable(path).map_err(|why| {
+                    self.err(
+                        format!("{key}.{name}"),
+                        format!("cannot read {}: {why}", path.display()),
+                    )
+                })?;
+            }
+            certificates.push(ApiCertificate {
+                id: certificate.id,
+                paths,
+            });
+        }
+        Ok(certificates)
     }
 
     /// `[[instance]]`: ids unique across the catalogue; zones are labels (a zone no load balancer enables is
@@ -139,8 +223,32 @@ mod tests {
     #[test]
     fn a_bad_region_and_unknown_api_keys_are_refused() {
         assert!(refusal("[api]\nregion = \"not one.label\"\n").contains("api.region"));
-        let error = refusal("[api]\nzones = []\n");
-        assert!(error.contains("zones"), "{error}");
+        let error = refusal("[api]\nsubnets = []\n");
+        assert!(error.contains("subnets"), "{error}");
+    }
+
+    #[test]
+    fn zones_need_disjoint_pools_and_certificates_readable_files() {
+        let config = parse(
+            "[api]\nzones = [{ name = \"zone-a\", node_pool = \"127.0.1.0/24\" }, \
+             { name = \"zone-b\", node_pool = \"127.0.2.7/24\" }]\n",
+        )
+        .unwrap();
+        assert_eq!(config.api.zones[1].name, "zone-b");
+        assert_eq!(config.api.zones[1].node_pool.to_string(), "127.0.2.0/24");
+        let error = refusal(
+            "[api]\nzones = [{ name = \"zone-a\", node_pool = \"127.0.0.0/16\" }, \
+             { name = \"zone-b\", node_pool = \"127.0.2.0/24\" }]\n",
+        );
+        assert!(error.contains("api.zones[1].node_pool"), "{error}");
+        assert!(error.contains("overlaps api.zones[0]"), "{error}");
+        let error = refusal("[api]\nzones = [{ name = \"zone-a\", node_pool = \"nowhere\" }]\n");
+        assert!(error.contains("api.zones[0].node_pool"), "{error}");
+        let error = refusal(
+            "[api]\ncertificates = [{ id = \"dev\", cert = \"/no/such.crt\", key = \"/no/such.key\" }]\n",
+        );
+        assert!(error.contains("api.certificates[0].cert"), "{error}");
+        assert!(error.contains("/no/such.crt"), "{error}");
     }
 
     #[test]

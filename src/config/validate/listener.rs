@@ -203,7 +203,7 @@ fn article(protocol: Protocol) -> &'static str {
 /// Whether `path` is a file elbe can open for reading. Checked when the file is validated, so `elbe check`, start
 /// and reload name the key (`...certificates[0].key`) of a missing file rather than the TLS layer's listener and
 /// port; whether its contents are a certificate is still the TLS layer's question.
-fn check_readable(path: &Path) -> Result<(), String> {
+pub(super) fn check_readable(path: &Path) -> Result<(), String> {
     let file = File::open(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => "no such file".to_owned(),
         std::io::ErrorKind::PermissionDenied => "permission denied".to_owned(),

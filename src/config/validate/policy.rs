@@ -17,6 +17,7 @@ use std::path::PathBuf;
 
 use crate::config::error::ConfigError;
 use crate::config::model::{BackendServer, Listener};
+use crate::config::names::is_cookie_name;
 use crate::config::raw;
 use crate::config::traffic::{Policy, PolicyKind};
 use crate::config::validate::context::Cx;
@@ -277,12 +278,4 @@ impl Cx<'_> {
         }
         Ok(servers)
     }
-}
-
-/// RFC 6265 §4.1.1: a cookie name is an RFC 9110 token.
-fn is_cookie_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }

@@ -1,62 +1,74 @@
 //! Which action a call is, and its parameters as a typed request: one small decoder per action (ELB-SPEC §13.3).
 //!
 //! Rule: `Version` must be `2012-06-01`, the only version elbe speaks; an action that ELB has and elbe does not
-//! answer yet is refused with `InvalidAction` saying so (the rest of DESIGN.md's list is issue 15's next
-//! slices); any other name is ELB's own `InvalidAction`. Each decoder takes exactly the parameters its action
+//! answer (VPC subnets, security groups, account limits) is refused with `InvalidAction` saying so; any other
+//! name is ELB's own `InvalidAction`. The decoders of the actions that change a load balancer are in the module
+//! of what they change (`api/creation`, `api/listeners`, `api/zones`, ...). Each decoder takes exactly the parameters its action
 //! has, and whatever is left is refused by the caller ([`super::query::Params::finish`]).
 //!
 //! Trade-off: the requests are plain structs built by hand from [`Params`], not serde: the Query protocol's
 //! `member.N` lists and flattened structs are not a serde data model, and a decoder is five lines.
 
+use super::attributes::{self, ModifyAttributes};
+use super::creation::{self, CreateLoadBalancer};
 use super::error::ApiError;
+use super::health_check::{self, ConfigureHealthCheck};
+use super::listeners::{self, CreateListeners, DeleteListeners};
+use super::policies::{self, CreatePolicy, DescribePolicies, SetPolicies};
 use super::query::Params;
+use super::tags::{self, TagsRequest};
+use super::zones::{self, ZonesRequest};
 
 /// The one API version elbe speaks (ELB-SPEC §13).
 pub(crate) const VERSION: &str = "2012-06-01";
 
-/// ELB's actions that elbe does not answer yet: refused with a message that says so (issue 15 stays open).
+/// ELB's actions that elbe does not answer: they are about VPCs, security groups and account limits, which an
+/// EC2-Classic load balancer on one machine does not have, and a listener's certificate, which the file sets.
 const NOT_YET: &[&str] = &[
-    "CreateLoadBalancer",
-    "DeleteLoadBalancer",
-    "CreateLoadBalancerListeners",
-    "DeleteLoadBalancerListeners",
-    "ConfigureHealthCheck",
-    "ModifyLoadBalancerAttributes",
-    "EnableAvailabilityZonesForLoadBalancer",
-    "DisableAvailabilityZonesForLoadBalancer",
-    "CreateLBCookieStickinessPolicy",
-    "CreateAppCookieStickinessPolicy",
-    "CreateLoadBalancerPolicy",
-    "DescribeLoadBalancerPolicies",
-    "DescribeLoadBalancerPolicyTypes",
-    "DeleteLoadBalancerPolicy",
-    "SetLoadBalancerPoliciesOfListener",
-    "SetLoadBalancerPoliciesForBackendServer",
     "SetLoadBalancerListenerSSLCertificate",
     "AttachLoadBalancerToSubnets",
     "DetachLoadBalancerFromSubnets",
     "ApplySecurityGroupsToLoadBalancer",
-    "AddTags",
-    "RemoveTags",
-    "DescribeTags",
     "DescribeAccountLimits",
 ];
 
 /// One API call, decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Call {
-    /// DescribeLoadBalancers.
     DescribeLoadBalancers(DescribeLoadBalancers),
-    /// RegisterInstancesWithLoadBalancer.
-    RegisterInstances(Instances),
-    /// DeregisterInstancesFromLoadBalancer.
-    DeregisterInstances(Instances),
-    /// DescribeInstanceHealth (`instances` may be empty: every registered one).
-    DescribeInstanceHealth(Instances),
-    /// DescribeLoadBalancerAttributes.
-    DescribeLoadBalancerAttributes {
-        /// `LoadBalancerName`.
+    CreateLoadBalancer(CreateLoadBalancer),
+    DeleteLoadBalancer {
         load_balancer: String,
+    },
+    CreateListeners(CreateListeners),
+    DeleteListeners(DeleteListeners),
+    RegisterInstances(Instances),
+    DeregisterInstances(Instances),
+    /// `instances` may be empty: every registered one.
+    DescribeInstanceHealth(Instances),
+    ConfigureHealthCheck(ConfigureHealthCheck),
+    DescribeLoadBalancerAttributes {
+        load_balancer: String,
+    },
+    ModifyLoadBalancerAttributes(ModifyAttributes),
+    EnableZones(ZonesRequest),
+    DisableZones(ZonesRequest),
+    /// CreateLBCookieStickinessPolicy, CreateAppCookieStickinessPolicy and CreateLoadBalancerPolicy.
+    CreatePolicy(&'static str, CreatePolicy),
+    DescribePolicies(DescribePolicies),
+    DescribePolicyTypes {
+        names: Vec<String>,
+    },
+    DeletePolicy {
+        load_balancer: String,
+        name: String,
+    },
+    SetListenerPolicies(SetPolicies),
+    SetBackendPolicies(SetPolicies),
+    AddTags(TagsRequest),
+    RemoveTags(TagsRequest),
+    DescribeTags {
+        load_balancers: Vec<String>,
     },
 }
 
@@ -65,10 +77,27 @@ impl Call {
     pub(crate) fn action(&self) -> &'static str {
         match self {
             Call::DescribeLoadBalancers(_) => "DescribeLoadBalancers",
+            Call::CreateLoadBalancer(_) => "CreateLoadBalancer",
+            Call::DeleteLoadBalancer { .. } => "DeleteLoadBalancer",
+            Call::CreateListeners(_) => "CreateLoadBalancerListeners",
+            Call::DeleteListeners(_) => "DeleteLoadBalancerListeners",
             Call::RegisterInstances(_) => "RegisterInstancesWithLoadBalancer",
             Call::DeregisterInstances(_) => "DeregisterInstancesFromLoadBalancer",
             Call::DescribeInstanceHealth(_) => "DescribeInstanceHealth",
+            Call::ConfigureHealthCheck(_) => "ConfigureHealthCheck",
             Call::DescribeLoadBalancerAttributes { .. } => "DescribeLoadBalancerAttributes",
+            Call::ModifyLoadBalancerAttributes(_) => "ModifyLoadBalancerAttributes",
+            Call::EnableZones(_) => "EnableAvailabilityZonesForLoadBalancer",
+            Call::DisableZones(_) => "DisableAvailabilityZonesForLoadBalancer",
+            Call::CreatePolicy(action, _) => action,
+            Call::DescribePolicies(_) => "DescribeLoadBalancerPolicies",
+            Call::DescribePolicyTypes { .. } => "DescribeLoadBalancerPolicyTypes",
+            Call::DeletePolicy { .. } => "DeleteLoadBalancerPolicy",
+            Call::SetListenerPolicies(_) => "SetLoadBalancerPoliciesOfListener",
+            Call::SetBackendPolicies(_) => "SetLoadBalancerPoliciesForBackendServer",
+            Call::AddTags(_) => "AddTags",
+            Call::RemoveTags(_) => "RemoveTags",
+            Call::DescribeTags { .. } => "DescribeTags",
         }
     }
 }
@@ -103,19 +132,67 @@ pub(crate) fn decode(params: &mut Params) -> Result<Call, ApiError> {
     if version != VERSION {
         return Err(ApiError::invalid_action(&action, &version));
     }
-    match action.as_str() {
-        "DescribeLoadBalancers" => describe_load_balancers(params).map(Call::DescribeLoadBalancers),
-        "RegisterInstancesWithLoadBalancer" => instances(params, true).map(Call::RegisterInstances),
-        "DeregisterInstancesFromLoadBalancer" => {
-            instances(params, true).map(Call::DeregisterInstances)
-        }
-        "DescribeInstanceHealth" => instances(params, false).map(Call::DescribeInstanceHealth),
-        "DescribeLoadBalancerAttributes" => Ok(Call::DescribeLoadBalancerAttributes {
+    let call = match action.as_str() {
+        "DescribeLoadBalancers" => Call::DescribeLoadBalancers(describe_load_balancers(params)?),
+        "CreateLoadBalancer" => Call::CreateLoadBalancer(creation::decode_create(params)?),
+        "DeleteLoadBalancer" => Call::DeleteLoadBalancer {
             load_balancer: params.required("LoadBalancerName")?,
-        }),
-        other if NOT_YET.contains(&other) => Err(ApiError::not_implemented(other)),
-        other => Err(ApiError::invalid_action(other, &version)),
-    }
+        },
+        "CreateLoadBalancerListeners" => Call::CreateListeners(listeners::decode_create(params)?),
+        "DeleteLoadBalancerListeners" => Call::DeleteListeners(listeners::decode_delete(params)?),
+        "RegisterInstancesWithLoadBalancer" => Call::RegisterInstances(instances(params, true)?),
+        "DeregisterInstancesFromLoadBalancer" => {
+            Call::DeregisterInstances(instances(params, true)?)
+        }
+        "DescribeInstanceHealth" => Call::DescribeInstanceHealth(instances(params, false)?),
+        "ConfigureHealthCheck" => Call::ConfigureHealthCheck(health_check::decode(params)?),
+        "DescribeLoadBalancerAttributes" => Call::DescribeLoadBalancerAttributes {
+            load_balancer: params.required("LoadBalancerName")?,
+        },
+        "ModifyLoadBalancerAttributes" => {
+            Call::ModifyLoadBalancerAttributes(attributes::decode_modify(params)?)
+        }
+        "EnableAvailabilityZonesForLoadBalancer" => Call::EnableZones(zones::decode(params)?),
+        "DisableAvailabilityZonesForLoadBalancer" => Call::DisableZones(zones::decode(params)?),
+        "CreateLBCookieStickinessPolicy" => Call::CreatePolicy(
+            "CreateLBCookieStickinessPolicy",
+            policies::decode_lb_cookie(params)?,
+        ),
+        "CreateAppCookieStickinessPolicy" => Call::CreatePolicy(
+            "CreateAppCookieStickinessPolicy",
+            policies::decode_app_cookie(params)?,
+        ),
+        "CreateLoadBalancerPolicy" => {
+            Call::CreatePolicy("CreateLoadBalancerPolicy", policies::decode_policy(params)?)
+        }
+        "DescribeLoadBalancerPolicies" => {
+            Call::DescribePolicies(policies::decode_describe(params)?)
+        }
+        "DescribeLoadBalancerPolicyTypes" => Call::DescribePolicyTypes {
+            names: policies::decode_describe_types(params)?,
+        },
+        "DeleteLoadBalancerPolicy" => {
+            let (load_balancer, name) = policies::decode_delete(params)?;
+            Call::DeletePolicy {
+                load_balancer,
+                name,
+            }
+        }
+        "SetLoadBalancerPoliciesOfListener" => {
+            Call::SetListenerPolicies(policies::decode_set(params, "LoadBalancerPort")?)
+        }
+        "SetLoadBalancerPoliciesForBackendServer" => {
+            Call::SetBackendPolicies(policies::decode_set(params, "InstancePort")?)
+        }
+        "AddTags" => Call::AddTags(tags::decode_request(params, false)?),
+        "RemoveTags" => Call::RemoveTags(tags::decode_request(params, true)?),
+        "DescribeTags" => Call::DescribeTags {
+            load_balancers: tags::decode_describe(params)?,
+        },
+        other if NOT_YET.contains(&other) => return Err(ApiError::not_implemented(other)),
+        other => return Err(ApiError::invalid_action(other, &version)),
+    };
+    Ok(call)
 }
 
 fn describe_load_balancers(params: &mut Params) -> Result<DescribeLoadBalancers, ApiError> {
@@ -222,10 +299,11 @@ mod tests {
             code("Action=DescribeLoadBalancers&Version=2012-06-01&PageSize=401"),
             "ValidationError"
         );
-        let error = call("Action=CreateLoadBalancer&Version=2012-06-01").unwrap_err();
+        let error =
+            call("Action=ApplySecurityGroupsToLoadBalancer&Version=2012-06-01").unwrap_err();
         assert_eq!(error.code, "InvalidAction");
         assert!(
-            error.message.contains("CreateLoadBalancer"),
+            error.message.contains("ApplySecurityGroupsToLoadBalancer"),
             "{}",
             error.message
         );

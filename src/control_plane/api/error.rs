@@ -204,4 +204,16 @@ impl ApiError {
             message,
         )
     }
+
+    /// ELB's `InvalidConfigurationRequest` (409): the change cannot be made as asked (a port that cannot be
+    /// bound, the last zone disabled, a policy still in use).
+    pub(crate) fn invalid_configuration(message: impl Into<String>) -> Self {
+        Self::new("InvalidConfigurationRequest", StatusCode::CONFLICT, message)
+    }
+
+    /// One of ELB's own 400 `Sender` codes of ELB-SPEC §13.2 (`DuplicateListener`, `PolicyNotFound`, ...), with
+    /// its message.
+    pub(crate) fn elb(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(code, StatusCode::BAD_REQUEST, message)
+    }
 }

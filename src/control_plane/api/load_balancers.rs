@@ -9,17 +9,56 @@
 //!
 //! Trade-off: a listener on port 0 (any free port) is described with the port it bound, so the description is
 //! one a client can connect to; `CreatedTime` of a file's load balancer is when elbe started serving it; an HTTPS
-//! listener's `SSLCertificateId` is its certificate's path until the API's certificate ids exist (next slice).
+//! listener's `SSLCertificateId` is its `[api] certificates` id, or its certificate's path when the file gave
+//! one that has no id.
 //! Durations below a second (tests' health checks) are rounded up to whole seconds, the API's unit.
 
 use std::time::{Duration, SystemTime};
 
 use super::action::DescribeLoadBalancers;
+use super::attributes::whole_seconds;
 use super::error::ApiError;
 use super::timestamp::iso8601;
 use super::xml::Xml;
 use crate::config::{self, PolicyKind};
 use crate::control_plane::control::status::LoadBalancerStatus;
+use crate::control_plane::store::definitions::LoadBalancerState;
+use crate::control_plane::store::{Key, Record, Records};
+
+/// Where a description's `CreatedTime`, `Scheme` and `SSLCertificateId` come from: the load balancer's record
+/// for one created through the API, elbe's start for the file's; `[api] certificates` for the ids.
+pub(crate) struct Origins<'a> {
+    pub records: &'a Records,
+    pub started: SystemTime,
+    pub certificates: &'a [config::ApiCertificate],
+}
+
+impl Origins<'_> {
+    /// (`CreatedTime`, `Scheme`) of `name`.
+    fn created(&self, name: &str) -> (SystemTime, &str) {
+        let key = Key::LoadBalancer {
+            name: name.to_owned(),
+        };
+        match self.records.get(&key).map(|versioned| &versioned.record) {
+            Some(Record::LoadBalancer(record)) => match &record.state {
+                LoadBalancerState::Created { created_ms, scheme } => (
+                    SystemTime::UNIX_EPOCH + Duration::from_millis(*created_ms),
+                    scheme.as_str(),
+                ),
+                LoadBalancerState::Deleted => (self.started, "internet-facing"),
+            },
+            _ => (self.started, "internet-facing"),
+        }
+    }
+
+    /// The `SSLCertificateId` of a listener's certificate: its `[api] certificates` id, else its path.
+    fn certificate_id(&self, certificate: &config::CertificatePaths) -> String {
+        self.certificates
+            .iter()
+            .find(|c| c.paths == *certificate)
+            .map_or_else(|| certificate.cert.display().to_string(), |c| c.id.clone())
+    }
+}
 
 /// A load balancer as the API sees it: its configuration and its live status, read together.
 pub(crate) type Described = (config::LoadBalancer, LoadBalancerStatus);
@@ -28,7 +67,7 @@ pub(crate) type Described = (config::LoadBalancer, LoadBalancerStatus);
 pub(crate) fn describe(
     all: &[Described],
     request: &DescribeLoadBalancers,
-    created: SystemTime,
+    origins: &Origins<'_>,
     xml: &mut Xml,
 ) -> Result<(), ApiError> {
     let mut chosen: Vec<&Described> = Vec::new();
@@ -57,7 +96,7 @@ pub(crate) fn describe(
     let end = (start + request.page_size).min(chosen.len());
     let page = &chosen[start..end];
     xml.list("LoadBalancerDescriptions", page, |xml, (lb, status)| {
-        description(xml, lb, status, created);
+        description(xml, lb, status, origins);
     });
     if let Some((next, _)) = chosen.get(end) {
         xml.text("NextMarker", &next.name);
@@ -70,8 +109,9 @@ fn description(
     xml: &mut Xml,
     lb: &config::LoadBalancer,
     status: &LoadBalancerStatus,
-    created: SystemTime,
+    origins: &Origins<'_>,
 ) {
+    let (created, scheme) = origins.created(&lb.name);
     xml.text("LoadBalancerName", &lb.name);
     xml.text("DNSName", &status.dns_name);
     xml.text("CanonicalHostedZoneName", &status.dns_name);
@@ -87,7 +127,7 @@ fn description(
                 xml.text("InstanceProtocol", listener.instance_protocol);
                 xml.text("InstancePort", listener.instance_port);
                 if let Some(certificate) = listener.certificates.first() {
-                    xml.text("SSLCertificateId", certificate.cert.display());
+                    xml.text("SSLCertificateId", origins.certificate_id(certificate));
                 }
             });
             xml.strings("PolicyNames", &listener.policy_names);
@@ -119,7 +159,7 @@ fn description(
     });
     xml.strings("SecurityGroups", &[]);
     xml.text("CreatedTime", iso8601(created));
-    xml.text("Scheme", "internet-facing");
+    xml.text("Scheme", scheme);
 }
 
 /// The instances registered now: those being drained after deregistration are on their way out.
@@ -208,34 +248,6 @@ fn health_check(xml: &mut Xml, check: &config::HealthCheck) {
     });
 }
 
-/// The `DescribeLoadBalancerAttributesResult` members (ELB-SPEC §13.3), from the file.
-pub(crate) fn attributes(lb: &config::LoadBalancer, xml: &mut Xml) {
-    xml.element("LoadBalancerAttributes", |xml| {
-        xml.element("CrossZoneLoadBalancing", |xml| {
-            xml.text("Enabled", lb.cross_zone_load_balancing);
-        });
-        xml.element("AccessLog", |xml| {
-            xml.text("Enabled", lb.access_log.is_some());
-            if lb.access_log.is_some() {
-                // elbe writes each line as it happens; ELB's shortest interval is the honest one to report.
-                xml.text("EmitInterval", 5);
-            }
-        });
-        xml.element("ConnectionDraining", |xml| {
-            xml.text("Enabled", lb.connection_draining.enabled);
-            xml.text("Timeout", whole_seconds(lb.connection_draining.timeout));
-        });
-        xml.element("ConnectionSettings", |xml| {
-            xml.text("IdleTimeout", whole_seconds(lb.idle_timeout));
-        });
-    });
-}
-
-/// A duration in the API's whole seconds, rounded up (so a 100 ms test interval is not described as 0).
-fn whole_seconds(duration: Duration) -> u64 {
-    duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
-}
-
 /// A hosted-zone id for the region: ELB has one per region (ELB-SPEC §4); elbe's is made from the region's name,
 /// so it is stable and cannot be mistaken for a real one.
 fn hosted_zone_id(region: &str) -> String {
@@ -253,6 +265,7 @@ mod tests {
 
     #[test]
     fn durations_round_up_to_whole_seconds() {
+        use super::super::attributes::whole_seconds;
         assert_eq!(whole_seconds(Duration::from_secs(30)), 30);
         assert_eq!(whole_seconds(Duration::from_millis(100)), 1);
         assert_eq!(whole_seconds(Duration::from_millis(1500)), 2);

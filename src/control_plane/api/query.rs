@@ -56,7 +56,6 @@ impl Params {
     }
 
     /// Whether nothing is left.
-    #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
         self.values.is_empty()
     }
@@ -95,6 +94,21 @@ impl Params {
                 self.full(name),
                 range.start(),
                 range.end()
+            ))),
+        }
+    }
+
+    /// Takes an optional boolean (`true` or `false`, any case, as the SDKs write them).
+    pub(crate) fn boolean(&mut self, name: &str) -> Result<Option<bool>, ApiError> {
+        let Some(text) = self.values.remove(name) else {
+            return Ok(None);
+        };
+        match text.to_ascii_lowercase().as_str() {
+            "true" => Ok(Some(true)),
+            "false" => Ok(Some(false)),
+            _ => Err(ApiError::validation(format!(
+                "{} must be true or false, not {text:?}",
+                self.full(name)
             ))),
         }
     }

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 
-use super::Api;
+use super::{Api, ApiError};
 use crate::config;
 use crate::control_plane::control::Control;
 use crate::control_plane::discovery::Discovery;
@@ -59,7 +59,21 @@ fn setup(top: &str) -> (Api, Arc<Control>) {
         Arc::new(Metrics::new()),
         discovery,
     ));
-    (Api::new(&config), control)
+    let no_server: std::sync::Weak<dyn super::Apply> = std::sync::Weak::<NoServer>::new();
+    (Api::new(&config, no_server), control)
+}
+
+/// The unit tests run the API without a server: changes are not theirs to test (tests/api_lifecycle.rs is).
+struct NoServer;
+
+impl super::Apply for NoServer {
+    fn apply<'a>(
+        &'a self,
+        _: super::Plan<'a>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), ApiError>> + Send + 'a>>
+    {
+        Box::pin(async { Err(ApiError::service_unavailable("no server")) })
+    }
 }
 
 async fn post(api: &Api, control: &Arc<Control>, form: &str) -> (StatusCode, String) {

@@ -84,13 +84,6 @@ impl Control {
         Ok(Versioned { revision, record })
     }
 
-    /// `config` with the state store's records laid on top, as the running state has them: what the server
-    /// resolves before a reload (the reload lays them on again under the lock, see `control/reload`).
-    pub(crate) fn overlaid(&self, config: &config::Config) -> config::Config {
-        // reload: control-plane lock, never taken on the request path (see `Control::state`).
-        self.lock().records.overlay(config).config
-    }
-
     /// Registers an instance whose addresses are already resolved and whose record is kept, unless a newer
     /// write of the same instance was applied meanwhile.
     fn register_resolved(

@@ -4,27 +4,35 @@
 //! Rule: a key names its object as the etcd store will lay keys out under its `prefix`, one object per key, so a
 //! change to one object never rewrites another and a watch reports exactly what changed:
 //!
-//! | record         | key                                   | written by                                  |
-//! |----------------|---------------------------------------|---------------------------------------------|
-//! | registration   | `registrations/{load balancer}/{id}`  | Register/DeregisterInstances, the admin API |
-//! | load balancer  | `load_balancers/{name}`               | CreateLoadBalancer (to come)                |
-//! | listener       | `listeners/{load balancer}/{port}`    | CreateLoadBalancerListeners (to come)       |
-//! | attributes     | `attributes/{load balancer}`          | ModifyLoadBalancerAttributes (to come)      |
-//! | policy         | `policies/{load balancer}/{name}`     | Create...Policy (to come)                   |
-//! | tags           | `tags/{load balancer}`                | AddTags, RemoveTags (to come)               |
+//! | record             | key                                          | written by                                   |
+//! |--------------------|----------------------------------------------|----------------------------------------------|
+//! | registration       | `registrations/{load balancer}/{id}`         | Register/DeregisterInstances, the admin API  |
+//! | load balancer      | `load_balancers/{name}`                      | CreateLoadBalancer, DeleteLoadBalancer       |
+//! | zones              | `zones/{load balancer}`                      | CreateLoadBalancer, Enable/DisableAvailabilityZones |
+//! | listener           | `listeners/{load balancer}/{port}`           | Create/DeleteLoadBalancerListeners           |
+//! | listener policies  | `listener_policies/{load balancer}/{port}`   | SetLoadBalancerPoliciesOfListener            |
+//! | health check       | `health_checks/{load balancer}`              | CreateLoadBalancer, ConfigureHealthCheck     |
+//! | attributes         | `attributes/{load balancer}`                 | ModifyLoadBalancerAttributes                 |
+//! | policy             | `policies/{load balancer}/{name}`            | Create.../DeleteLoadBalancerPolicy           |
+//! | back-end policies  | `backend_policies/{load balancer}/{port}`    | SetLoadBalancerPoliciesForBackendServer      |
+//! | tags               | `tags/{load balancer}`                       | CreateLoadBalancer, AddTags, RemoveTags      |
 //!
 //! A record names its kind (`"kind": "registration"`), so a new kind is a new variant of [`Record`] and [`Key`]
-//! and old stores read unchanged. Only registrations exist this round; the others come with the actions that
-//! write them.
+//! and old stores read unchanged. The record types of a load balancer's own settings are in `store/definitions`.
 //!
 //! A registration is per (load balancer, instance id): `registered` with its zone and address, or `deregistered`,
-//! a tombstone, so that deregistering an instance the configuration file declares survives a restart. The
-//! trade-off: tombstones are kept until `elbe state reset`, one small record per instance ever deregistered.
+//! a tombstone, so that deregistering an instance the configuration file declares survives a restart. Load
+//! balancers, listeners and policies have tombstones for the same reason (deleting what the file declares). The
+//! trade-off: tombstones are kept until `elbe state reset`, one small record per object ever deleted.
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use super::definitions::{
+    Attributes, HealthCheckRecord, ListenerRecord, LoadBalancerRecord, PolicyNames, PolicyRecord,
+    Tags, Zones,
+};
 use crate::config::{self, InstanceAddress};
 
 /// The key of one record.
@@ -35,22 +43,62 @@ pub(crate) enum Key {
         load_balancer: String,
         instance_id: String,
     },
+    /// A load balancer created (or a file's deleted) through the API.
+    LoadBalancer { name: String },
+    /// A load balancer's enabled zones and their nodes.
+    Zones { load_balancer: String },
+    /// One listener, by its load balancer port.
+    Listener { load_balancer: String, port: u16 },
+    /// The policies of one listener.
+    ListenerPolicies { load_balancer: String, port: u16 },
+    /// A load balancer's health check.
+    HealthCheck { load_balancer: String },
+    /// A load balancer's attributes set through the API.
+    Attributes { load_balancer: String },
+    /// One policy, by name.
+    Policy { load_balancer: String, name: String },
+    /// The policies of connections to one instance port.
+    BackendPolicies { load_balancer: String, port: u16 },
+    /// A load balancer's tags.
+    Tags { load_balancer: String },
+}
+
+impl Key {
+    /// The load balancer the record belongs to (DeleteLoadBalancer forgets every record of it).
+    pub(crate) fn load_balancer(&self) -> &str {
+        match self {
+            Key::LoadBalancer { name } => name,
+            Key::Registration { load_balancer, .. }
+            | Key::Zones { load_balancer }
+            | Key::Listener { load_balancer, .. }
+            | Key::ListenerPolicies { load_balancer, .. }
+            | Key::HealthCheck { load_balancer }
+            | Key::Attributes { load_balancer }
+            | Key::Policy { load_balancer, .. }
+            | Key::BackendPolicies { load_balancer, .. }
+            | Key::Tags { load_balancer } => load_balancer,
+        }
+    }
 }
 
 impl fmt::Display for Key {
     /// The key as a path (`registrations/web/i-1`); `%` and `/` inside a name are escaped, so every key is one
     /// path and one path one key.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let lb = escape(self.load_balancer());
         match self {
-            Key::Registration {
-                load_balancer,
-                instance_id,
-            } => write!(
-                f,
-                "registrations/{}/{}",
-                escape(load_balancer),
-                escape(instance_id)
-            ),
+            Key::Registration { instance_id, .. } => {
+                write!(f, "registrations/{lb}/{}", escape(instance_id))
+            }
+            Key::LoadBalancer { .. } => write!(f, "load_balancers/{lb}"),
+            Key::Zones { .. } => write!(f, "zones/{lb}"),
+            Key::Listener { port, .. } => write!(f, "listeners/{lb}/{port}"),
+            Key::ListenerPolicies { port, .. } => write!(f, "listener_policies/{lb}/{port}"),
+            Key::HealthCheck { .. } => write!(f, "health_checks/{lb}"),
+            Key::Attributes { .. } => write!(f, "attributes/{lb}"),
+            Key::Policy { name, .. } => write!(f, "policies/{lb}/{}", escape(name)),
+            Key::BackendPolicies { port, .. } => write!(f, "backend_policies/{lb}/{port}"),
+            Key::Tags { .. } => write!(f, "tags/{lb}"),
         }
     }
 }
@@ -65,6 +113,24 @@ fn escape(segment: &str) -> String {
 pub(crate) enum Record {
     /// An instance registered with, or deregistered from, a load balancer at run time.
     Registration(Registration),
+    /// A load balancer created, or deleted, through the API.
+    LoadBalancer(LoadBalancerRecord),
+    /// The zones a load balancer has enabled, each with its node's address.
+    Zones(Zones),
+    /// A listener created, or deleted, through the API.
+    Listener(ListenerRecord),
+    /// SetLoadBalancerPoliciesOfListener.
+    ListenerPolicies(PolicyNames),
+    /// ConfigureHealthCheck (and CreateLoadBalancer's default check).
+    HealthCheck(HealthCheckRecord),
+    /// ModifyLoadBalancerAttributes: the attributes it set.
+    Attributes(Attributes),
+    /// A policy created, or deleted, through the API.
+    Policy(PolicyRecord),
+    /// SetLoadBalancerPoliciesForBackendServer.
+    BackendPolicies(PolicyNames),
+    /// AddTags, RemoveTags and CreateLoadBalancer's tags: all of a load balancer's tags.
+    Tags(Tags),
 }
 
 impl Record {
@@ -74,6 +140,37 @@ impl Record {
             Record::Registration(registration) => Key::Registration {
                 load_balancer: registration.load_balancer.clone(),
                 instance_id: registration.instance_id.clone(),
+            },
+            Record::LoadBalancer(record) => Key::LoadBalancer {
+                name: record.name.clone(),
+            },
+            Record::Zones(zones) => Key::Zones {
+                load_balancer: zones.load_balancer.clone(),
+            },
+            Record::Listener(listener) => Key::Listener {
+                load_balancer: listener.load_balancer.clone(),
+                port: listener.load_balancer_port,
+            },
+            Record::ListenerPolicies(names) => Key::ListenerPolicies {
+                load_balancer: names.load_balancer.clone(),
+                port: names.port,
+            },
+            Record::HealthCheck(check) => Key::HealthCheck {
+                load_balancer: check.load_balancer.clone(),
+            },
+            Record::Attributes(attributes) => Key::Attributes {
+                load_balancer: attributes.load_balancer.clone(),
+            },
+            Record::Policy(policy) => Key::Policy {
+                load_balancer: policy.load_balancer.clone(),
+                name: policy.name.clone(),
+            },
+            Record::BackendPolicies(names) => Key::BackendPolicies {
+                load_balancer: names.load_balancer.clone(),
+                port: names.port,
+            },
+            Record::Tags(tags) => Key::Tags {
+                load_balancer: tags.load_balancer.clone(),
             },
         }
     }

@@ -1,30 +1,21 @@
-//! The records a process has applied, and how they combine with the configuration file (DESIGN.md "The state
-//! store").
+//! The records a process has applied, one per key, each at the revision that last wrote it.
 //!
-//! Rule: the file declares load balancers and their instances; the store's registrations are laid on top, record
-//! by record: `registered` adds the instance to its load balancer (or replaces the file's instance of the same id),
-//! `deregistered` removes it. A record naming a load balancer the file does not have is kept (the load balancer
-//! may come back in the next file) and ignored, and the control plane says so in its log. At start and on every
-//! reload the same [`Records::overlay`] runs, so what the API changed wins over the file until `elbe state reset`.
+//! Rule: a record is taken only when it is not older than the one held for its key ([`Records::take`]), so
+//! writes land in memory in the store's order; how the records combine with the file is `store/overlay`,
+//! which start, every reload and every API change run the same way.
 //!
-//! Trade-off: instances the store adds come after the file's, in the order they were written (by revision), so
-//! the result does not depend on how the store happens to list its keys.
+//! Trade-off: a `HashMap` by key, cloned whole when an API change is staged (so a refused change leaves the
+//! held records untouched); records number in the hundreds.
 
 use std::collections::HashMap;
 
-use super::{Contents, Key, Record, RegistrationState, Versioned};
-use crate::config::{self, Config};
+use super::overlay::Overlaid;
+use super::{Contents, Key, Versioned};
+use crate::config::Config;
 
 /// The records applied, by key.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Records(HashMap<Key, Versioned>);
-
-/// A configuration with the store's records laid on top.
-pub(crate) struct Overlaid {
-    pub config: Config,
-    /// Load balancers named by records but not by the file (each once, sorted).
-    pub ignored: Vec<String>,
-}
 
 impl Records {
     /// The records a store loaded.
@@ -54,49 +45,25 @@ impl Records {
         self.0.get(key)
     }
 
-    /// `config` with every record applied (see the module documentation).
+    /// `config` with every record laid on top (`store/overlay`).
     pub(crate) fn overlay(&self, config: &Config) -> Overlaid {
-        let mut config = config.clone();
-        let mut ignored = Vec::new();
-        let mut records: Vec<&Versioned> = self.0.values().collect();
-        records.sort_by_key(|versioned| versioned.revision);
-        for versioned in records {
-            let Record::Registration(registration) = &versioned.record;
-            let Some(lb) = config
-                .load_balancers
-                .iter_mut()
-                .find(|lb| lb.name == registration.load_balancer)
-            else {
-                ignored.push(registration.load_balancer.clone());
-                continue;
-            };
-            let id = &registration.instance_id;
-            match &registration.state {
-                RegistrationState::Registered { zone, address } => {
-                    let instance = config::Instance {
-                        id: id.clone(),
-                        zone: zone.clone(),
-                        address: address.clone(),
-                    };
-                    match lb.instances.iter_mut().find(|i| i.id == *id) {
-                        Some(declared) => *declared = instance,
-                        None => lb.instances.push(instance),
-                    }
-                }
-                RegistrationState::Deregistered => lb.instances.retain(|i| i.id != *id),
-            }
-        }
-        ignored.sort();
-        ignored.dedup();
-        Overlaid { config, ignored }
+        super::overlay::overlay(config, self.0.values())
     }
-}
 
-impl Overlaid {
-    /// Says in the log which records are ignored, and why (once per load balancer).
-    pub(crate) fn warn_ignored(&self) {
-        for name in &self.ignored {
-            tracing::warn!(load_balancer = %name, "the state store has registrations for a load balancer the configuration does not have; they are kept, and apply if it comes back (`elbe state reset` forgets them)");
-        }
+    /// Forgets the record under `key` (a batch deleted it).
+    pub(crate) fn forget(&mut self, key: &Key) {
+        self.0.remove(key);
+    }
+
+    /// The keys of every record of `load_balancer`.
+    pub(crate) fn keys_of(&self, load_balancer: &str) -> Vec<Key> {
+        let mut keys: Vec<Key> = self
+            .0
+            .keys()
+            .filter(|key| key.load_balancer() == load_balancer)
+            .cloned()
+            .collect();
+        keys.sort();
+        keys
     }
 }
