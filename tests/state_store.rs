@@ -24,8 +24,14 @@ const STEP: Duration = Duration::from_secs(20);
 /// The configuration: load balancer "web" on 127.0.0.1 port 0, TCP checks every 200 ms (so a backend's request
 /// count is traffic only), `i-file` declared.
 fn config(dir: &Path, file_instance: SocketAddr) -> PathBuf {
+    config_with(dir, file_instance, "")
+}
+
+/// [`config`] with `top` (tables such as `[api]`) after `state_dir`.
+fn config_with(dir: &Path, file_instance: SocketAddr, top: &str) -> PathBuf {
     let text = format!(
         r#"state_dir = "{state}"
+{top}
 [admin]
 listen = "127.0.0.1:0"
 [limits]
@@ -502,4 +508,114 @@ async fn every_acknowledged_registration_of_a_burst_cut_by_kill_9_is_there_after
         by_id.len() + 1,
         "the store's records and the file's i-file"
     );
+}
+
+/// Sends requests to `node` until one more reaches `backend`: the node may not listen yet, or its instance may
+/// still be in its first check (503), for a little while.
+async fn served(node: SocketAddr, backend: &Backend) {
+    let before = backend.requests();
+    let deadline = Instant::now() + STEP;
+    while backend.requests() == before {
+        assert!(
+            Instant::now() < deadline,
+            "no request reached {} through {node}",
+            backend.address
+        );
+        if TcpStream::connect(node).await.is_ok() {
+            common::get(node, "/").await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_load_balancer_created_through_the_api_survives_kill_9_and_serves_after_the_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (declared, made) = (
+        Backend::start(Behaviour::Echo).await,
+        Backend::start(Behaviour::Echo).await,
+    );
+    let top = format!(
+        "[api]\nzones = [{{ name = \"zone-a\", node_pool = \"127.77.40.0/29\" }}]\n\
+         [[instance]]\nid = \"i-made\"\nzone = \"zone-a\"\naddress = \"{}\"\n",
+        made.address
+    );
+    let config = config_with(dir.path(), declared.address, &top);
+    let elbe = Elbe::start(&config).await;
+    let endpoint = format!("http://{}/", elbe.admin);
+    let aws = |args: &'static [&'static str]| {
+        let endpoint = endpoint.clone();
+        async move {
+            let cli = common::aws::aws_at(&endpoint, "AKIDANY", "any", args).await;
+            assert!(cli.success, "aws {args:?}: {}", cli.stderr);
+            cli
+        }
+    };
+    aws(&[
+        "create-load-balancer",
+        "--load-balancer-name",
+        "made",
+        "--listeners",
+        "Protocol=HTTP,LoadBalancerPort=8080,InstanceProtocol=HTTP,InstancePort=8000",
+        "--availability-zones",
+        "zone-a",
+    ])
+    .await;
+    aws(&[
+        "register-instances-with-load-balancer",
+        "--load-balancer-name",
+        "made",
+        "--instances",
+        "i-made",
+    ])
+    .await;
+    aws(&[
+        "modify-load-balancer-attributes",
+        "--load-balancer-name",
+        "made",
+        "--load-balancer-attributes",
+        "{\"CrossZoneLoadBalancing\":{\"Enabled\":true}}",
+    ])
+    .await;
+    let node: SocketAddr = "127.77.40.1:8080".parse().unwrap();
+    served(node, &made).await;
+    elbe.kill_9().await;
+    assert!(
+        TcpStream::connect(node).await.is_err(),
+        "nothing listens while elbe is down"
+    );
+
+    let elbe = Elbe::start(&config).await;
+    let endpoint = format!("http://{}/", elbe.admin);
+    served(node, &made).await;
+    let described = common::aws::aws_at(
+        &endpoint,
+        "AKIDANY",
+        "any",
+        &[
+            "describe-load-balancer-attributes",
+            "--load-balancer-name",
+            "made",
+        ],
+    )
+    .await;
+    assert_eq!(
+        described.json()["LoadBalancerAttributes"]["CrossZoneLoadBalancing"]["Enabled"],
+        true
+    );
+    let keys: Vec<String> = shown(&config)
+        .await
+        .iter()
+        .map(|record| record["key"].as_str().unwrap().to_owned())
+        .collect();
+    for key in [
+        "load_balancers/made",
+        "zones/made",
+        "listeners/made/8080",
+        "attributes/made",
+        "registrations/made/i-made",
+    ] {
+        assert!(keys.iter().any(|k| k == key), "{key} in {keys:?}");
+    }
+    drop(elbe);
 }

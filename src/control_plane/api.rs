@@ -3,18 +3,19 @@
 //!
 //! A call is `POST /` with form-encoded parameters (or `GET /?Action=…`). It is read in the order the bytes
 //! flow: the body, bounded ([`MAX_BODY`]); the signature, when `[api]` has keys (`sigv4`); the parameters
-//! (`query`) and the action with its typed request (`action`); the answer, from the control plane
-//! (`load_balancers`, `instances`), written as ELB's XML (`xml`), or ELB's error document (`error`).
+//! (`query`) and the action with its typed request (`action`); the answer, written as ELB's XML (`xml`), or
+//! ELB's error document (`error`).
 //!
-//! Answered this slice: DescribeLoadBalancers, RegisterInstancesWithLoadBalancer,
-//! DeregisterInstancesFromLoadBalancer, DescribeInstanceHealth, DescribeLoadBalancerAttributes. Every other
-//! action of ELB's API is refused with `InvalidAction` and a message saying elbe does not implement it yet
-//! (CreateLoadBalancer and the rest of DESIGN.md's list are issue 15's next slices). Without access keys every
-//! call is accepted, signed or not, as moto and LocalStack do; [`Api::new`] logs that once at start.
+//! Reads (the Describe actions) answer from the control plane's state as it runs. Registrations go through
+//! `Control`'s own methods, as the admin JSON endpoints and the test harness do (`instances`). Every other
+//! change is a plan (`apply`): the action's module (`creation`, `listeners`, `zones`, `health_check`,
+//! `attributes`, `policies`, `tags`) decides the records to write from what runs, and the server stages, keeps
+//! and commits them as a reload does, so what the API changes moves traffic before the call is answered and
+//! survives a restart. Without access keys every call is accepted, signed or not, as moto and LocalStack do;
+//! [`Api::new`] logs that once at start.
 //!
-//! Trade-off: the API answers from the control plane's state as it is (the file's load balancers and run-time
-//! registrations) and changes it only through `Control`'s own methods, so the admin JSON endpoints, the test
-//! harness and the API share one path.
+//! Trade-off: the API holds the server weakly, through the [`Apply`] trait, so it does not know the server (no
+//! import cycle) and a call after shutdown began is `ServiceUnavailable`, not a panic.
 
 mod action;
 mod apply;

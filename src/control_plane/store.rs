@@ -14,7 +14,7 @@
 //! `apply` when two processes can write; with one writer per `state_dir` (the embedded store is locked by its
 //! process) there is nothing to compare against yet.
 //!
-//! - `store/record`: the record model (keys, registrations; the kinds the ELB API will add, listed there).
+//! - `store/record`: the record model: keys, one kind per object, registrations.
 //! - `store/definitions`: the records of a load balancer's own settings (listeners, zones, policies, ...).
 //! - `store/records`: the records a process has applied.
 //! - `store/overlay`: how they lay on top of the configuration file's load balancers.

@@ -342,3 +342,136 @@ fn records_lay_over_the_file_and_those_of_unknown_load_balancers_are_ignored() {
         InstanceAddress::Socket(_)
     ));
 }
+
+#[test]
+fn load_balancer_records_add_replace_and_delete_what_the_file_declares() {
+    use super::definitions::*;
+    let config = config::parse(CONFIG, std::path::Path::new("<test>")).unwrap();
+    let created = |name: &str| {
+        Record::LoadBalancer(LoadBalancerRecord {
+            name: name.into(),
+            state: LoadBalancerState::Created {
+                created_ms: 1,
+                scheme: "internal".into(),
+            },
+        })
+    };
+    let listener = |lb: &str, port: u16, state: ListenerState| {
+        Record::Listener(ListenerRecord {
+            load_balancer: lb.into(),
+            load_balancer_port: port,
+            state,
+        })
+    };
+    let tcp = ListenerState::Defined(ListenerDefinition {
+        protocol: config::Protocol::Tcp,
+        instance_protocol: config::Protocol::Tcp,
+        instance_port: 5432,
+        certificate_id: None,
+    });
+    let records = Records::from_contents(Contents {
+        revision: Revision(6),
+        records: vec![
+            at(1, created("shop")),
+            at(
+                1,
+                Record::Zones(Zones {
+                    load_balancer: "shop".into(),
+                    zones: vec![ZoneNode {
+                        name: "zone-a".into(),
+                        node: "127.0.1.1".parse().unwrap(),
+                    }],
+                }),
+            ),
+            at(1, listener("shop", 5432, tcp.clone())),
+            at(
+                2,
+                Record::Attributes(Attributes {
+                    load_balancer: "shop".into(),
+                    idle_timeout: Some(5),
+                    ..Attributes::default()
+                }),
+            ),
+            at(3, listener("web", 0, ListenerState::Deleted)),
+            at(4, listener("web", 6000, tcp)),
+            at(5, registered("shop", "i-new", "127.0.0.1:9003")),
+            at(
+                6,
+                listener(
+                    "shop",
+                    443,
+                    ListenerState::Defined(ListenerDefinition {
+                        protocol: config::Protocol::Https,
+                        instance_protocol: config::Protocol::Http,
+                        instance_port: 80,
+                        certificate_id: Some("arn:gone".into()),
+                    }),
+                ),
+            ),
+        ],
+    });
+    let overlaid = records.overlay(&config);
+    let names: Vec<&str> = overlaid
+        .config
+        .load_balancers
+        .iter()
+        .map(|lb| lb.name.as_str())
+        .collect();
+    assert_eq!(names, ["web", "shop"]);
+    let shop = &overlaid.config.load_balancers[1];
+    assert_eq!(shop.availability_zones[0].node.to_string(), "127.0.1.1");
+    assert_eq!(shop.listeners.len(), 1);
+    assert_eq!(shop.listeners[0].load_balancer_port, 5432);
+    assert_eq!(shop.idle_timeout, std::time::Duration::from_secs(5));
+    assert_eq!(
+        shop.connection_draining.timeout,
+        std::time::Duration::from_secs(300),
+        "ELB's default"
+    );
+    assert_eq!(shop.instances[0].id, "i-new");
+    let web = &overlaid.config.load_balancers[0];
+    let ports: Vec<u16> = web.listeners.iter().map(|l| l.load_balancer_port).collect();
+    assert_eq!(
+        ports,
+        [6000],
+        "the file's port-0 listener deleted, the API's added"
+    );
+    assert_eq!(web.instances.len(), 2, "the file's instances stay");
+    assert!(overlaid.ignored.is_empty());
+    assert_eq!(
+        overlaid.unusable.len(),
+        1,
+        "the listener whose certificate is gone: {:?}",
+        overlaid.unusable
+    );
+
+    // A tombstone removes the file's load balancer; a later creation of the name starts from the defaults.
+    let records = Records::from_contents(Contents {
+        revision: Revision(2),
+        records: vec![at(
+            1,
+            Record::LoadBalancer(LoadBalancerRecord {
+                name: "web".into(),
+                state: LoadBalancerState::Deleted,
+            }),
+        )],
+    });
+    assert!(records.overlay(&config).config.load_balancers.is_empty());
+    let records = Records::from_contents(Contents {
+        revision: Revision(2),
+        records: vec![at(2, created("web"))],
+    });
+    let web = &records.overlay(&config).config.load_balancers[0];
+    assert!(
+        web.listeners.is_empty() && web.instances.is_empty(),
+        "{web:?}"
+    );
+    assert_eq!(
+        Key::Listener {
+            load_balancer: "a/b".into(),
+            port: 80
+        }
+        .to_string(),
+        "listeners/a%2Fb/80"
+    );
+}
