@@ -336,14 +336,18 @@ fn canonical_path(path: &str) -> String {
         .join("/")
 }
 
-/// The query string's pairs, percent-decoded (`+` is a plus sign, as SigV4 signers encode a space as `%20`).
+/// The query string's pairs, decoded as the call's parameters are (`form_urlencoded`): `%XX` escapes, and a raw
+/// `+` is a space. A SigV4 signer never sends a raw `+` (it writes a plus as `%2B` and a space as `%20`), so a raw
+/// one comes from a form encoder meaning a space; reading it so here too means the value that was signed is the
+/// value the action gets.
 fn query_pairs(query: &str) -> Vec<(String, String)> {
     query
         .split('&')
         .filter(|pair| !pair.is_empty())
         .map(|pair| {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(key), percent_decode(value))
+            let decode = |text: &str| percent_decode(&text.replace('+', " "));
+            (decode(key), decode(value))
         })
         .collect()
 }

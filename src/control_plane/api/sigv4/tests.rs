@@ -404,6 +404,43 @@ fn requests_signed_by_aws_sigv4_verify_in_the_header_and_in_the_query() {
 }
 
 #[test]
+fn a_raw_plus_in_the_query_is_the_space_the_action_reads() {
+    let now = SystemTime::now();
+    let (uri, headers) = aws_signed(
+        "GET",
+        "http://127.0.0.1:9900/?Action=DescribeTags&Version=2012-06-01&LoadBalancerNames.member.1=a%20b",
+        &[("host", "127.0.0.1:9900")],
+        b"",
+        "elbe-secret",
+        now,
+        SignatureLocation::Headers,
+    );
+    let signed = uri.query().unwrap().to_owned();
+    let verify = |query: &str| {
+        let request = SignedRequest {
+            method: "GET",
+            path: "/",
+            query,
+            headers: &headers,
+            authority: None,
+            body: b"",
+        };
+        ELBE.verify(&request, now).map_err(|error| error.code)
+    };
+    assert_eq!(verify(&signed), Ok(()));
+    // What a form encoder sends for the same value, and what the parameters decoder reads as a space.
+    assert_eq!(verify(&signed.replace("a%20b", "a+b")), Ok(()));
+    let params =
+        super::super::query::Params::from_form(signed.replace("a%20b", "a+b").as_bytes()).unwrap();
+    assert!(format!("{:?}", params.into_pairs()).contains("\"a b\""));
+    // A literal plus is another value: not the one signed.
+    assert_eq!(
+        verify(&signed.replace("a%20b", "a%2Bb")),
+        Err("SignatureDoesNotMatch")
+    );
+}
+
+#[test]
 fn aws_sigv4_with_a_wrong_secret_or_an_old_date_is_refused() {
     let now = SystemTime::now();
     let sign_with = |secret: &str, time: SystemTime| {
