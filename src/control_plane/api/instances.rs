@@ -5,7 +5,8 @@
 //! id in no catalogue is `InvalidInstance` ("Could not find EC2 instance …"), as is deregistering an instance the
 //! load balancer does not have. An instance registered from the file's `[[load_balancer.instance]]` is known to
 //! its load balancer too. Every id is checked before anything changes, so a call with one bad id changes
-//! nothing. Registering a registered instance again changes nothing (`Control::register` keeps its health).
+//! nothing, and the ids of one call are one write (`Control::register_all`): all of them or none. Registering a
+//! registered instance again changes nothing (it keeps its health).
 //! The results are the instances registered afterwards; an instance draining after its deregistration is no
 //! longer one of them, while DescribeInstanceHealth still reports it (`InService`, "Instance deregistration
 //! currently in progress.", ELB-SPEC §2.2).
@@ -48,13 +49,13 @@ pub(crate) async fn register(
             None => return Err(ApiError::unknown_instance(id)),
         }
     }
-    for instance in new {
-        let id = instance.id.clone();
+    let ids: Vec<String> = new.iter().map(|i| i.id.clone()).collect();
+    if !new.is_empty() {
         control
-            .register(&lb.name, instance)
+            .register_all(&lb.name, new)
             .await
-            .map_err(|error| control_error(error, &lb.name, &id))?;
-        tracing::info!(load_balancer = %lb.name, instance = %id, "instance registered through the ELB API");
+            .map_err(|error| control_error(error, &lb.name, &ids.join(", ")))?;
+        tracing::info!(load_balancer = %lb.name, instances = ?ids, "instances registered through the ELB API");
     }
     instance_list(control, &lb.name, xml)
 }
@@ -71,13 +72,11 @@ pub(crate) async fn deregister(
     if let Some(id) = request.instances.iter().find(|id| !now.contains(id)) {
         return Err(ApiError::not_registered(id, &lb.name));
     }
-    for id in &request.instances {
-        control
-            .deregister(&lb.name, id)
-            .await
-            .map_err(|error| control_error(error, &lb.name, id))?;
-        tracing::info!(load_balancer = %lb.name, instance = %id, "instance deregistered through the ELB API");
-    }
+    control
+        .deregister_all(&lb.name, &request.instances)
+        .await
+        .map_err(|error| control_error(error, &lb.name, &request.instances.join(", ")))?;
+    tracing::info!(load_balancer = %lb.name, instances = ?request.instances, "instances deregistered through the ELB API");
     instance_list(control, &lb.name, xml)
 }
 

@@ -32,13 +32,32 @@ impl Control {
         load_balancer: &str,
         instance: config::Instance,
     ) -> Result<(), ControlError> {
-        let resolved = match &instance.address {
-            InstanceAddress::Host { host, .. } => self.discovery.resolve(host).await?.0,
-            _ => Vec::new(),
-        };
-        let record = Record::Registration(Registration::registered(load_balancer, &instance));
-        let kept = self.keep(load_balancer, record).await?;
-        self.register_resolved(load_balancer, instance, resolved, kept)?;
+        self.register_all(load_balancer, vec![instance]).await
+    }
+
+    /// Registers several instances as one change (RegisterInstancesWithLoadBalancer with several ids): every
+    /// `host:port` resolves first, then all the records are written in one batch, so either all of them are
+    /// registered or (a name that does not resolve, a failed write) none is.
+    pub async fn register_all(
+        self: &Arc<Self>,
+        load_balancer: &str,
+        instances: Vec<config::Instance>,
+    ) -> Result<(), ControlError> {
+        let mut resolved = Vec::with_capacity(instances.len());
+        for instance in &instances {
+            resolved.push(match &instance.address {
+                InstanceAddress::Host { host, .. } => self.discovery.resolve(host).await?.0,
+                _ => Vec::new(),
+            });
+        }
+        let records = instances
+            .iter()
+            .map(|instance| Record::Registration(Registration::registered(load_balancer, instance)))
+            .collect();
+        let kept = self.keep(load_balancer, records).await?;
+        for ((instance, resolved), kept) in instances.into_iter().zip(resolved).zip(kept) {
+            self.register_resolved(load_balancer, instance, resolved, kept)?;
+        }
         self.watch_names();
         Ok(())
     }
@@ -50,38 +69,85 @@ impl Control {
         load_balancer: &str,
         instance_id: &str,
     ) -> Result<bool, ControlError> {
-        {
+        let ids = [instance_id.to_owned()];
+        Ok(self.deregister_all(load_balancer, &ids).await? == 1)
+    }
+
+    /// Deregisters several instances as one change (one batch in the state store); those not registered are
+    /// skipped. Returns how many were registered.
+    pub async fn deregister_all(
+        self: &Arc<Self>,
+        load_balancer: &str,
+        instance_ids: &[String],
+    ) -> Result<usize, ControlError> {
+        let registered: Vec<&String> = {
             // admin API deregistration: control-plane lock, never taken on the request path (see `Control::state`).
             let mut state = self.lock();
             let lb = find_lb(&mut state, load_balancer)?;
-            if !lb.instances.iter().any(|i| &*i.id == instance_id) {
-                return Ok(false);
-            }
+            instance_ids
+                .iter()
+                .filter(|id| lb.instances.iter().any(|i| &*i.id == id.as_str()))
+                .collect()
+        };
+        if registered.is_empty() {
+            return Ok(0);
         }
-        let record = Record::Registration(Registration::deregistered(load_balancer, instance_id));
-        let kept = self.keep(load_balancer, record).await?;
-        self.deregister_kept(load_balancer, instance_id, kept)
+        let records = registered
+            .iter()
+            .map(|id| Record::Registration(Registration::deregistered(load_balancer, id)))
+            .collect();
+        let kept = self.keep(load_balancer, records).await?;
+        for (id, kept) in registered.iter().zip(kept) {
+            self.deregister_kept(load_balancer, id, kept)?;
+        }
+        Ok(registered.len())
     }
 
-    /// Writes `record` to the state store (Ok: on disk) unless the store holds it already, and returns it with
-    /// its revision, for the running state to take. Refuses a load balancer the running state does not have
-    /// before anything is written.
-    async fn keep(&self, load_balancer: &str, record: Record) -> Result<Versioned, ControlError> {
-        let held = {
+    /// Writes `records` to the state store in one batch (Ok: on disk), but those the store holds already, and
+    /// returns each with its revision, for the running state to take. Refuses a load balancer the running state
+    /// does not have before anything is written.
+    async fn keep(
+        &self,
+        load_balancer: &str,
+        records: Vec<Record>,
+    ) -> Result<Vec<Versioned>, ControlError> {
+        let held: Vec<Option<Versioned>> = {
             // admin API registration: control-plane lock, never taken on the request path (see `Control::state`).
             let mut state = self.lock();
             find_lb(&mut state, load_balancer)?;
-            state
-                .records
-                .get(&record.key())
-                .filter(|held| held.record == record)
-                .cloned()
+            records
+                .iter()
+                .map(|record| {
+                    state
+                        .records
+                        .get(&record.key())
+                        .filter(|held| held.record == *record)
+                        .cloned()
+                })
+                .collect()
         };
-        if let Some(held) = held {
-            return Ok(held);
-        }
-        let revision = self.store.apply(vec![Change::Put(record.clone())]).await?;
-        Ok(Versioned { revision, record })
+        let new: Vec<Change> = records
+            .iter()
+            .zip(&held)
+            .filter(|(_, held)| held.is_none())
+            .map(|(record, _)| Change::Put(record.clone()))
+            .collect();
+        let revision = if new.is_empty() {
+            None
+        } else {
+            Some(self.store.apply(new).await?)
+        };
+        Ok(records
+            .into_iter()
+            .zip(held)
+            .map(|(record, held)| {
+                held.unwrap_or_else(|| Versioned {
+                    // Some whenever a record was not held: it is in `new`.
+                    revision: revision.unwrap_or_default(),
+                    record,
+                })
+            })
+            .collect())
     }
 
     /// Registers an instance whose addresses are already resolved and whose record is kept, unless a newer
@@ -423,5 +489,39 @@ address = "127.0.0.1:9001"
             ["i-new"],
             "the file's i-file stays deregistered, the registered i-new stays"
         );
+    }
+
+    #[tokio::test]
+    async fn several_instances_are_one_write_all_or_none() {
+        let store = Arc::new(MemoryStore::default());
+        let control = control(store.clone());
+        let pair = vec![
+            instance("i-1", "127.0.0.1:9101"),
+            instance("i-2", "127.0.0.1:9102"),
+        ];
+        control.register_all("web", pair).await.unwrap();
+        assert_eq!(
+            store.load().await.unwrap().revision,
+            Revision(1),
+            "one batch"
+        );
+        assert_eq!(instances(&control), ["i-file", "i-1", "i-2"]);
+        let ids = ["i-1".to_owned(), "i-2".to_owned(), "i-never".to_owned()];
+        assert_eq!(control.deregister_all("web", &ids).await.unwrap(), 2);
+        assert_eq!(
+            store.load().await.unwrap().revision,
+            Revision(2),
+            "one batch"
+        );
+        assert_eq!(instances(&control), ["i-file"]);
+
+        // A write that fails registers none of them.
+        let control = self::control(Arc::new(FullDisk));
+        let pair = vec![
+            instance("i-1", "127.0.0.1:9101"),
+            instance("i-2", "127.0.0.1:9102"),
+        ];
+        assert!(control.register_all("web", pair).await.is_err());
+        assert_eq!(instances(&control), ["i-file"]);
     }
 }
