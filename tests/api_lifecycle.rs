@@ -17,9 +17,14 @@ const LIMIT: Duration = Duration::from_secs(240);
 /// elbe with `[api] zones` zone-a and zone-b (pools 127.77.<pool>.0/29 and 127.77.<pool+1>.0/29), the DNS
 /// responder, and a catalogue: i-a in zone-a and i-b in zone-b, at `a` and `b`.
 async fn elbe_for_api(pool: u8, a: &Backend, b: &Backend) -> Elbe {
+    elbe_for_api_with(pool, a, b, "").await
+}
+
+/// [`elbe_for_api`] with more `[api]` keys.
+async fn elbe_for_api_with(pool: u8, a: &Backend, b: &Backend, api: &str) -> Elbe {
     let mut builder = ConfigBuilder::new().dns();
     builder.top.push_str(&format!(
-        "[api]\nzones = [{{ name = \"zone-a\", node_pool = \"127.77.{pool}.0/29\" }}, \
+        "[api]\n{api}\nzones = [{{ name = \"zone-a\", node_pool = \"127.77.{pool}.0/29\" }}, \
          {{ name = \"zone-b\", node_pool = \"127.77.{}.0/29\" }}]\n\n\
          [[instance]]\nid = \"i-a\"\nzone = \"zone-a\"\naddress = \"{}\"\n\n\
          [[instance]]\nid = \"i-b\"\nzone = \"zone-b\"\naddress = \"{}\"\n\n",
@@ -573,6 +578,205 @@ async fn calls_that_break_elbs_rules_get_its_error_codes() {
         drop(holder);
         let described = ok(&elbe, &["describe-load-balancers", "--load-balancer-names", "rules"]).await;
         assert_eq!(described["LoadBalancerDescriptions"][0]["ListenerDescriptions"].as_array().unwrap().len(), 1);
+        assert!(elbe.shutdown().await);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn https_listeners_name_api_certificates_and_a_deleted_load_balancer_drains_its_requests() {
+    bounded(LIMIT, async {
+        let certs = concat!(env!("CARGO_MANIFEST_DIR"), "/certs");
+        let (slow, b) = (
+            Backend::start(Behaviour::Slow(Duration::from_millis(1500))).await,
+            Backend::start(Behaviour::Echo).await,
+        );
+        let api = format!(
+            "certificates = [{{ id = \"arn:aws:iam::000000000000:server-certificate/dev\", \
+             cert = \"{certs}/localhost.crt\", key = \"{certs}/localhost.key\" }}]"
+        );
+        let elbe = elbe_for_api_with(50, &slow, &b, &api).await;
+        ok(&elbe, &["create-load-balancer", "--load-balancer-name", "secure", "--listeners",
+            "Protocol=HTTPS,LoadBalancerPort=8443,InstanceProtocol=HTTP,InstancePort=8000,SSLCertificateId=arn:aws:iam::000000000000:server-certificate/dev",
+            "--availability-zones", "zone-a"]).await;
+        let described = ok(&elbe, &["describe-load-balancers", "--load-balancer-names", "secure"]).await;
+        let listener = &described["LoadBalancerDescriptions"][0]["ListenerDescriptions"][0]["Listener"];
+        assert_eq!(listener["SSLCertificateId"], "arn:aws:iam::000000000000:server-certificate/dev");
+        ok(&elbe, &["register-instances-with-load-balancer", "--load-balancer-name", "secure", "--instances", "i-a"]).await;
+        ok(&elbe, &["wait", "instance-in-service", "--load-balancer-name", "secure", "--instances", "i-a"]).await;
+
+        // curl trusts only the development CA: the certificate the id names is the one served.
+        let curl = |path: &'static str| {
+            tokio::process::Command::new("curl")
+                .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10"])
+                .args(["--cacert", &format!("{certs}/dev-ca.crt")])
+                .args(["--resolve", "localhost:8443:127.77.50.1"])
+                .arg(format!("https://localhost:8443{path}"))
+                .output()
+        };
+        // Deletion drains as a reload's removal does, by the load balancer's own ConnectionDraining.
+        ok(&elbe, &["modify-load-balancer-attributes", "--load-balancer-name", "secure", "--load-balancer-attributes",
+            "{\"ConnectionDraining\":{\"Enabled\":true,\"Timeout\":10}}"]).await;
+        let before = slow.requests();
+        let in_flight = tokio::spawn(curl("/in-flight"));
+        assert!(poll_until(Duration::from_secs(10), || slow.requests() > before).await, "the request reached the instance");
+        // Deleted while the request is at the instance: the listener stops accepting, the request finishes.
+        ok(&elbe, &["delete-load-balancer", "--load-balancer-name", "secure"]).await;
+        assert!(!listening(at("127.77.50.1", 8443)).await, "no new connections once deleted");
+        let finished = in_flight.await.unwrap().expect("curl runs (./test.sh installs it)");
+        assert_eq!(String::from_utf8_lossy(&finished.stdout), "200", "{}", String::from_utf8_lossy(&finished.stderr));
+        assert!(elbe.shutdown().await);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_reload_keeps_what_the_api_made_and_tcp_listeners_send_proxy_protocol() {
+    bounded(LIMIT, async {
+        let (a, b) = (
+            Backend::start(Behaviour::Echo).await,
+            Backend::start(Behaviour::Echo).await,
+        );
+        // i-pp speaks raw TCP: it records the first line each connection sends.
+        let raw = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let raw_address = raw.local_addr().unwrap();
+        let (lines, mut first_lines) = tokio::sync::mpsc::unbounded_channel::<String>();
+        tokio::spawn(async move {
+            use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+            while let Ok((stream, _)) = raw.accept().await {
+                let lines = lines.clone();
+                tokio::spawn(async move {
+                    let mut stream = tokio::io::BufReader::new(stream);
+                    let mut line = String::new();
+                    if stream.read_line(&mut line).await.is_ok() && !line.is_empty() {
+                        let _ = lines.send(line);
+                        let _ = stream.get_mut().write_all(b"pong\n").await;
+                    }
+                });
+            }
+        });
+        let mut builder = ConfigBuilder::new().dns();
+        builder.top.push_str(&format!(
+            "[api]\nzones = [{{ name = \"zone-a\", node_pool = \"127.77.60.0/29\" }}]\n\n\
+             [[instance]]\nid = \"i-pp\"\nzone = \"zone-a\"\naddress = \"{raw_address}\"\n\n\
+             [[instance]]\nid = \"i-a\"\nzone = \"zone-a\"\naddress = \"{}\"\n\n",
+            a.address
+        ));
+        let _ = &b;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("elbe.toml");
+        std::fs::write(&path, builder.toml()).unwrap();
+        let elbe = Elbe {
+            server: Some(
+                elbe::server::start(elbe::config::load(&path).unwrap())
+                    .await
+                    .unwrap(),
+            ),
+        };
+        ok(
+            &elbe,
+            &[
+                "create-load-balancer",
+                "--load-balancer-name",
+                "tcp",
+                "--listeners",
+                "Protocol=TCP,LoadBalancerPort=7000,InstanceProtocol=TCP,InstancePort=7000",
+                "--availability-zones",
+                "zone-a",
+            ],
+        )
+        .await;
+        ok(
+            &elbe,
+            &[
+                "create-load-balancer-policy",
+                "--load-balancer-name",
+                "tcp",
+                "--policy-name",
+                "pp",
+                "--policy-type-name",
+                "ProxyProtocolPolicyType",
+                "--policy-attributes",
+                "AttributeName=ProxyProtocol,AttributeValue=true",
+            ],
+        )
+        .await;
+        ok(
+            &elbe,
+            &[
+                "set-load-balancer-policies-for-backend-server",
+                "--load-balancer-name",
+                "tcp",
+                "--instance-port",
+                "7000",
+                "--policy-names",
+                "pp",
+            ],
+        )
+        .await;
+        ok(
+            &elbe,
+            &[
+                "register-instances-with-load-balancer",
+                "--load-balancer-name",
+                "tcp",
+                "--instances",
+                "i-pp",
+            ],
+        )
+        .await;
+        ok(
+            &elbe,
+            &[
+                "wait",
+                "instance-in-service",
+                "--load-balancer-name",
+                "tcp",
+                "--instances",
+                "i-pp",
+            ],
+        )
+        .await;
+
+        // The same file again: what the API made stays, bound and serving.
+        elbe.server().reload_from(&path).await.unwrap();
+        let node = at("127.77.60.1", 7000);
+        let mut client = tokio::net::TcpStream::connect(node).await.unwrap();
+        let local = client.local_addr().unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut client, b"ping\n")
+            .await
+            .unwrap();
+        let line = tokio::time::timeout(Duration::from_secs(10), first_lines.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            line,
+            format!(
+                "PROXY TCP4 {} 127.77.60.1 {} 7000\r\n",
+                local.ip(),
+                local.port()
+            ),
+            "ProxyProtocolPolicyType on the instance port"
+        );
+        let described = ok(
+            &elbe,
+            &[
+                "describe-load-balancer-policies",
+                "--load-balancer-name",
+                "tcp",
+                "--policy-names",
+                "pp",
+            ],
+        )
+        .await;
+        assert_eq!(
+            described["PolicyDescriptions"][0]["PolicyAttributeDescriptions"],
+            serde_json::json!([{"AttributeName": "ProxyProtocol", "AttributeValue": "true"}])
+        );
+        let types = ok(&elbe, &["describe-load-balancer-policy-types"]).await;
+        assert_eq!(types["PolicyTypeDescriptions"].as_array().unwrap().len(), 3);
+        drop(client);
         assert!(elbe.shutdown().await);
     })
     .await;

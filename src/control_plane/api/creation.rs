@@ -7,7 +7,9 @@
 //! once the call is answered its nodes listen, its DNS name answers and what is registered is checked. The same
 //! call again (same listeners, same zones) answers the same DNS name and changes nothing; a different one is
 //! `DuplicateLoadBalancerName`. DeleteLoadBalancer never fails: it forgets every record of the load balancer
-//! and, for one the configuration file declares, leaves a tombstone; its listeners stop accepting and drain.
+//! and, for one the configuration file declares, leaves a tombstone; its listeners stop accepting at once, and
+//! its requests in flight drain as a reload's removal drains them: by its `ConnectionDraining` (on: they finish
+//! within its timeout; off: they are cut with ELB's 504, as deregistration cuts them).
 //!
 //! Trade-off: creating a load balancer of the file's name after deleting it makes a new one from the API's
 //! defaults: the file's listeners and instances do not come back until `elbe state reset`.
