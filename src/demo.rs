@@ -20,6 +20,8 @@ pub const PORT: u16 = 8080;
 pub const TLS_PORT: u16 = 8443;
 /// The development certificates (for development and tests only), where `cargo run` finds them.
 const CERTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/certs");
+/// The `SSLCertificateId` the demo's `[api] certificates` gives the development certificate.
+const DEV_CERTIFICATE: &str = "arn:aws:iam::000000000000:server-certificate/dev";
 
 /// Starts one demo instance on `address` (port 0 for any) and returns the bound address.
 pub async fn start_instance(
@@ -69,16 +71,22 @@ fn describe(instance_id: &str, zone: &str, request: &Request<Incoming>) -> Respo
 
 /// The demo's configuration, with the instances' bound addresses filled in.
 pub fn config_text(instances: &[(&str, &str, SocketAddr)]) -> String {
-    let mut text = String::from(
+    let mut text = format!(
         r#"[admin]
 listen = "127.0.0.1:9900"
+
+# The ELB API: load balancers created with `aws elb create-load-balancer` take node addresses from these pools.
+[api]
+region = "local-1"
+zones = [{{ name = "zone-a", node_pool = "127.0.1.0/24" }}, {{ name = "zone-b", node_pool = "127.0.2.0/24" }}]
+certificates = [{{ id = "{DEV_CERTIFICATE}", cert = "{CERTS}/localhost.crt", key = "{CERTS}/localhost.key" }}]
 
 [[load_balancer]]
 name = "demo"
 region = "local-1"
 cross_zone_load_balancing = false
 idle_timeout = "60s"
-"#,
+"#
     );
     for (zone, node) in ZONES {
         text.push_str(&format!(
@@ -99,6 +107,12 @@ idle_timeout = "60s"
     for (id, zone, address) in instances {
         text.push_str(&format!(
             "\n[[load_balancer.instance]]\nid = \"{id}\"\nzone = \"{zone}\"\naddress = \"{address}\"\n"
+        ));
+    }
+    // The same instances in the API's catalogue, so `aws elb register-instances-with-load-balancer` names them.
+    for (id, zone, address) in instances {
+        text.push_str(&format!(
+            "\n[[instance]]\nid = \"{id}\"\nzone = \"{zone}\"\naddress = \"{address}\"\n"
         ));
     }
     text
@@ -150,7 +164,14 @@ pub fn banner() -> String {
          curl --cacert {CERTS}/dev-ca.crt --resolve localhost:{TLS_PORT}:{a} https://localhost:{TLS_PORT}/   # HTTPS (h2 by ALPN)\n  \
          http://127.0.0.1:9900/                 # the status page, in a browser\n  \
          curl http://127.0.0.1:9900/status      # DescribeInstanceHealth, as JSON\n  \
-         curl http://127.0.0.1:9900/metrics     # ELB's CloudWatch metrics\n\nCtrl-C stops it.\n"
+         curl http://127.0.0.1:9900/metrics     # ELB's CloudWatch metrics\n\n\
+         The ELB API with the AWS CLI (pip install awscli; the demo checks no signature, any keys do):\n  \
+         elb() {{ AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo aws elb \"$@\" --endpoint-url http://127.0.0.1:9900/ --region local-1; }}\n  \
+         elb create-load-balancer --load-balancer-name shop --availability-zones zone-a \\\n      \
+         --listeners Protocol=HTTP,LoadBalancerPort=8080,InstanceProtocol=HTTP,InstancePort=80\n  \
+         elb register-instances-with-load-balancer --load-balancer-name shop --instances i-a1\n  \
+         elb wait instance-in-service --load-balancer-name shop --instances i-a1\n  \
+         curl http://127.0.1.1:8080/          # through the new load balancer's node in zone-a\n\nCtrl-C stops it.\n"
     )
 }
 
@@ -172,5 +193,15 @@ mod tests {
             assert!(certificate.cert.exists(), "{}", certificate.cert.display());
         }
         assert_eq!(lb.health_check.target.to_string(), "HTTP:80/health");
+        assert_eq!(
+            config.api.zones.len(),
+            2,
+            "the API can create load balancers in both zones"
+        );
+        assert_eq!(
+            config.instances[0].id, "i-a1",
+            "the catalogue names the demo's instances"
+        );
+        assert!(config.api.certificates[0].paths.cert.exists());
     }
 }
