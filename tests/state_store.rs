@@ -619,3 +619,98 @@ async fn a_load_balancer_created_through_the_api_survives_kill_9_and_serves_afte
     }
     drop(elbe);
 }
+
+/// Every ELB API write acknowledged before `kill -9` is there after the restart: a burst of
+/// CreateLBCookieStickinessPolicy calls (each one record, staged and committed as a reload) over several
+/// connections, cut by SIGKILL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_elb_api_write_of_a_burst_cut_by_kill_9_is_there_after_the_restart() {
+    const CONNECTIONS: usize = 4;
+    const EACH: usize = 15;
+    let dir = tempfile::tempdir().unwrap();
+    let declared = Backend::start(Behaviour::Echo).await;
+    let config = config(dir.path(), declared.address);
+    let elbe = Elbe::start(&config).await;
+    let form = |c: usize, n: usize| {
+        format!(
+            "Action=CreateLBCookieStickinessPolicy&Version=2012-06-01&LoadBalancerName=web\
+             &PolicyName=p-{c}-{n}&CookieExpirationPeriod={}",
+            1000 + c * EACH + n
+        )
+    };
+    let (acks, mut acked) = tokio::sync::mpsc::unbounded_channel();
+    let clients: Vec<_> = (0..CONNECTIONS)
+        .map(|c| {
+            let (admin, acks) = (elbe.admin, acks.clone());
+            tokio::spawn(async move {
+                let mut connection = Admin::connect(admin).await;
+                for n in 0..EACH {
+                    match connection.send(Method::POST, "/", form(c, n)).await {
+                        Some(StatusCode::OK) => {
+                            let _ = acks.send((c, n));
+                        }
+                        Some(other) => panic!("the call answered {other}"),
+                        None => return, // elbe was killed
+                    }
+                }
+            })
+        })
+        .collect();
+    drop(acks);
+    let mut acknowledged = Vec::new();
+    let deadline = Instant::now() + 3 * STEP;
+    while acknowledged.len() < CONNECTIONS * EACH / 2 {
+        let ack = tokio::time::timeout_at(deadline, acked.recv()).await;
+        acknowledged.push(
+            ack.expect("half the burst acknowledged in time")
+                .expect("clients alive"),
+        );
+    }
+    elbe.kill_9().await;
+    while let Some(ack) = acked.recv().await {
+        acknowledged.push(ack);
+    }
+    for client in clients {
+        client.await.unwrap();
+    }
+    println!(
+        "{} of {} API writes acknowledged before kill -9",
+        acknowledged.len(),
+        CONNECTIONS * EACH
+    );
+
+    let records = shown(&config).await;
+    for (c, n) in &acknowledged {
+        let key = format!("policies/web/p-{c}-{n}");
+        let record = records
+            .iter()
+            .find(|r| r["key"] == key.as_str())
+            .unwrap_or_else(|| panic!("acknowledged {key} was lost"));
+        assert_eq!(
+            record["cookie_expiration_period"],
+            1000 + c * EACH + n,
+            "{key} is whole"
+        );
+    }
+    // After the restart the running load balancer has every one of them.
+    let elbe = Elbe::start(&config).await;
+    let mut admin = Admin::connect(elbe.admin).await;
+    let request = Request::post("/")
+        .header("host", "admin")
+        .body(Full::new(Bytes::from(
+            "Action=DescribeLoadBalancerPolicies&Version=2012-06-01&LoadBalancerName=web",
+        )))
+        .unwrap();
+    admin.0.ready().await.unwrap();
+    let response = admin.0.send_request(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let body = String::from_utf8_lossy(&body);
+    for (c, n) in &acknowledged {
+        assert!(
+            body.contains(&format!("<PolicyName>p-{c}-{n}</PolicyName>")),
+            "p-{c}-{n} after the restart"
+        );
+    }
+    drop(elbe);
+}
