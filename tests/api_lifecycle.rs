@@ -352,7 +352,9 @@ async fn a_load_balancer_created_with_the_cli_moves_traffic_until_it_is_deleted(
             serde_json::json!([{"Key": "env", "Value": "test"}])
         );
 
-        // Deleted: its ports close, its name is gone, and deleting again still succeeds.
+        // Deleted: its ports close, its name and its metric series are gone, and deleting again still succeeds.
+        let metrics = admin_get(&elbe, "/metrics").await;
+        assert!(String::from_utf8_lossy(&metrics.body).contains("load_balancer=\"shop\""));
         ok(
             &elbe,
             &["delete-load-balancer", "--load-balancer-name", "shop"],
@@ -361,6 +363,12 @@ async fn a_load_balancer_created_with_the_cli_moves_traffic_until_it_is_deleted(
         assert!(
             !listening(node_a).await && !listening(node_b).await,
             "the deleted load balancer's ports close"
+        );
+        let metrics = admin_get(&elbe, "/metrics").await;
+        let text = String::from_utf8_lossy(&metrics.body);
+        assert!(
+            !text.contains("load_balancer=\"shop\""),
+            "its series go too: {text}"
         );
         assert!(dig(&elbe, &format!("all.{dns_name}")).await.is_empty());
         let gone = aws(

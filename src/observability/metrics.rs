@@ -295,6 +295,45 @@ impl Metrics {
         }
     }
 
+    /// Removes every series of one node's zone (its load balancer or zone is gone), so `/metrics` stops listing
+    /// it; handles bound before keep counting, unexported. Series that were never bound are no error.
+    pub fn forget_zone(&self, load_balancer: &str, zone: &str) {
+        let labels = [load_balancer, zone];
+        for code in ["2XX", "3XX", "4XX", "5XX"] {
+            let _ = self
+                .backend_codes
+                .remove_label_values(&[load_balancer, zone, code]);
+        }
+        let _ = self.latency.remove_label_values(&labels);
+        for counter in [
+            &self.requests,
+            &self.elb_4xx,
+            &self.elb_5xx,
+            &self.backend_connection_errors,
+            &self.received_bytes,
+            &self.sent_bytes,
+            &self.tls_handshakes,
+            &self.tls_handshake_failures,
+            &self.proxy_protocol_refused,
+            &self.spillover,
+            &self.websocket_upgrades,
+            &self.redirects,
+            &self.fixed_responses,
+        ] {
+            let _ = counter.remove_label_values(&labels);
+        }
+        for gauge in [
+            &self.healthy_hosts,
+            &self.unhealthy_hosts,
+            &self.client_connections,
+            &self.backend_idle_connections,
+            &self.backend_active_requests,
+            &self.surge_queue_length,
+        ] {
+            let _ = gauge.remove_label_values(&labels);
+        }
+    }
+
     /// Counts a configuration reload.
     pub fn reloaded(&self, ok: bool) {
         self.reloads
@@ -345,5 +384,11 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
         }
+        metrics.zone("web", "zone-b");
+        metrics.forget_zone("web", "zone-a");
+        let text = metrics.encode();
+        assert!(!text.contains("availability_zone=\"zone-a\""), "{text}");
+        assert!(text.contains("availability_zone=\"zone-b\""), "{text}");
+        metrics.forget_zone("never", "bound");
     }
 }

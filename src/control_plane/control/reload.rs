@@ -28,6 +28,19 @@ use crate::control_plane::health::InstanceHealth;
 use crate::data_plane::back_end::target::Target;
 use crate::data_plane::node::SocketKey;
 
+/// Every (load balancer, zone) of `load_balancers`.
+fn zones_of<'a>(
+    load_balancers: impl Iterator<Item = &'a config::LoadBalancer>,
+) -> std::collections::HashSet<(String, String)> {
+    load_balancers
+        .flat_map(|lb| {
+            lb.availability_zones
+                .iter()
+                .map(|zone| (lb.name.clone(), zone.name.clone()))
+        })
+        .collect()
+}
+
 /// A drain the reload started: an instance the file no longer lists, with connection draining on.
 struct Drain {
     load_balancer: String,
@@ -70,6 +83,7 @@ impl Control {
         overlaid.warn_ignored();
         let config = &overlaid.config;
         let resolved = &with_resolved_of_running(&state, resolved);
+        let zones_before = zones_of(state.load_balancers.iter().map(|lb| &lb.config));
         state.dns = config.dns.clone();
         state.listeners = reloaded_listeners(config, &state.listeners, bound);
         self.remove_load_balancers(&mut state, config);
@@ -86,6 +100,12 @@ impl Control {
         state.last_reload_error = None;
         self.publish(&mut state);
         drop(state);
+        // The CloudWatch series of a node that is gone (its load balancer deleted, its zone disabled) go too, so
+        // `/metrics` lists what runs; a listener still draining counts into series no longer exported.
+        let zones_after = zones_of(config.load_balancers.iter());
+        for (load_balancer, zone) in zones_before.difference(&zones_after) {
+            self.metrics.forget_zone(load_balancer, zone);
+        }
         if restart_checks {
             self.start_health_checks();
             self.stop_checking_draining();
