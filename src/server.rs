@@ -79,8 +79,6 @@ pub(crate) struct Core {
     /// start, reload, API changes, shutdown and [`Server::listeners`], never by the request path, never across
     /// an `.await`.
     live: Mutex<Live>,
-    /// One reload or API change at a time: each stages against the listeners the previous one left.
-    reloading: tokio::sync::Semaphore,
     shutdown_grace: Duration,
 }
 
@@ -249,7 +247,6 @@ async fn start_with(
             access_logs,
             file: Arc::new(config),
         }),
-        reloading: tokio::sync::Semaphore::new(1),
         shutdown_grace: running.limits.shutdown_grace,
     });
     let weak = Arc::downgrade(&core);

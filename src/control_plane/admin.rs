@@ -140,6 +140,9 @@ async fn handle(admin: &Admin, request: Request<Incoming>) -> Response<Full<Byte
                 Err(error @ ControlError::Store(_)) => {
                     json_error(StatusCode::INTERNAL_SERVER_ERROR, error)
                 }
+                Err(error @ ControlError::Interrupted) => {
+                    json_error(StatusCode::SERVICE_UNAVAILABLE, error)
+                }
                 Err(error) => json_error(StatusCode::NOT_FOUND, error),
             }
         }
@@ -228,6 +231,9 @@ async fn register(
         Err(error @ ControlError::Resolve(_)) => json_error(StatusCode::BAD_REQUEST, error),
         // Not kept in the state store: nothing changed (the message says why).
         Err(error @ ControlError::Store(_)) => json_error(StatusCode::INTERNAL_SERVER_ERROR, error),
+        Err(error @ ControlError::Interrupted) => {
+            json_error(StatusCode::SERVICE_UNAVAILABLE, error)
+        }
         Err(error) => json_error(StatusCode::NOT_FOUND, error),
     }
 }

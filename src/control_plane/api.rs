@@ -293,7 +293,8 @@ impl Api {
             .changes
             .upgrade()
             .ok_or_else(|| ApiError::service_unavailable("elbe is shutting down"))?;
-        let plan: Plan<'_> = Box::new(move |view: &View<'_>| plan(view, call));
+        let owned = call.clone();
+        let plan: Plan = Box::new(move |view: &View<'_>| plan(view, &owned));
         changes.apply(plan).await?;
         tracing::info!(action = call.action(), "ELB API change applied");
         let described = control.described();

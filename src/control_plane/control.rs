@@ -113,7 +113,14 @@ pub struct Control {
     store: Arc<dyn StateStore>,
     /// Numbers the drains of deregistered instances (see `control/draining.rs`).
     drains: std::sync::atomic::AtomicU64,
+    /// Who may change state now: registrations share it (so concurrent ones still share a store commit);
+    /// reloads and ELB API changes take it whole, so none of them plans from a state a registration is changing
+    /// (a DeleteLoadBalancer never misses a registration written meanwhile).
+    gate: Arc<tokio::sync::Semaphore>,
 }
+
+/// The gate's permits: one per registration in flight, all of them for a reload or an API change.
+const GATE_PERMITS: u32 = 1 << 16;
 
 /// One load balancer's health checkers, one per enabled zone, so each zone's probe connection failures count in
 /// that zone's BackendConnectionErrors. Instances in a zone that is not enabled are not checked.
@@ -144,6 +151,9 @@ pub enum ControlError {
     /// The change could not be kept in the state store: nothing changed.
     #[error("the change was not made: {0}")]
     Store(#[from] StoreError),
+    /// The task making the change stopped before it answered (elbe is shutting down).
+    #[error("the change was interrupted: elbe is shutting down")]
+    Interrupted,
 }
 
 impl Control {
@@ -211,6 +221,7 @@ impl Control {
             discovery,
             store,
             drains: std::sync::atomic::AtomicU64::new(0),
+            gate: Arc::new(tokio::sync::Semaphore::new(GATE_PERMITS as usize)),
         };
         // start, bind and reload: control-plane lock, never taken on the request path (see `Control::state`).
         control.publish(&mut control.lock());
@@ -243,6 +254,21 @@ impl Control {
     /// The resolver for `host:port` instances.
     pub fn discovery(&self) -> &Arc<Discovery> {
         &self.discovery
+    }
+
+    /// The whole gate: no registration, reload or API change runs until the permit is dropped. The gate is never
+    /// closed, so waiting cannot fail.
+    pub(crate) async fn exclusive(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.gate
+            .clone()
+            .acquire_many_owned(GATE_PERMITS)
+            .await
+            .ok()
+    }
+
+    /// A share of the gate, for one registration.
+    async fn shared(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.gate.clone().acquire_owned().await.ok()
     }
 
     /// Where changes are kept before they apply.

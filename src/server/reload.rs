@@ -105,8 +105,8 @@ struct Staged {
 
 impl Core {
     async fn reload_from(&self, path: &Path) -> Result<(), ReloadError> {
-        // One reload at a time; the semaphore is never closed, so waiting cannot fail.
-        let _one = self.reloading.acquire().await;
+        // One reload or API change at a time, and no registration meanwhile (`Control::exclusive`).
+        let _one = self.control.exclusive().await;
         // Log files reopen whatever the new configuration says (logrotate sends SIGHUP after moving them).
         self.live().access_logs.reopen();
         let result = match config::load(path) {
@@ -196,8 +196,8 @@ impl Core {
     }
 
     /// An ELB API change: plans it against what runs, stages it, keeps it, commits it (module documentation).
-    async fn apply_plan(&self, plan: Plan<'_>) -> Result<(), ApiError> {
-        let _one = self.reloading.acquire().await;
+    async fn apply_plan(&self, plan: Plan) -> Result<(), ApiError> {
+        let _one = self.control.exclusive().await;
         let file = self.live().file.clone();
         let records = self.control.records();
         let changes = {
@@ -233,7 +233,7 @@ impl Core {
     }
 }
 
-/// Lays a batch's changes on `records`, its puts at `revision`.
+/// Lays a batch's changes on `records`, at `revision`.
 fn take(records: &mut Records, changes: &[Change], revision: Revision) {
     for change in changes {
         match change {
@@ -243,16 +243,22 @@ fn take(records: &mut Records, changes: &[Change], revision: Revision) {
                     record: record.clone(),
                 });
             }
-            Change::Delete(key) => records.forget(key),
+            Change::Delete(key) => records.forget_at(key, revision),
         }
     }
 }
 
 impl Apply for Core {
-    fn apply<'a>(
-        &'a self,
-        plan: Plan<'a>,
-    ) -> Pin<Box<dyn Future<Output = Result<(), ApiError>> + Send + 'a>> {
-        Box::pin(self.apply_plan(plan))
+    /// In a task of its own: a caller that goes away (a client that disconnects mid-call) cannot leave a change
+    /// kept in the store but not applied.
+    fn apply(
+        self: Arc<Self>,
+        plan: Plan,
+    ) -> Pin<Box<dyn Future<Output = Result<(), ApiError>> + Send>> {
+        Box::pin(async move {
+            tokio::spawn(async move { self.apply_plan(plan).await })
+                .await
+                .unwrap_or_else(|_| Err(ApiError::service_unavailable("elbe is shutting down")))
+        })
     }
 }

@@ -334,8 +334,12 @@ impl ConfigBuilder {
 
     pub async fn start(self) -> Elbe {
         let text = self.toml();
-        let config = elbe::config::parse(&text, std::path::Path::new("test.toml"))
+        let mut config = elbe::config::parse(&text, std::path::Path::new("test.toml"))
             .unwrap_or_else(|e| panic!("test config invalid: {e}\n{text}"));
+        if !text.contains("state_dir") {
+            // Not `./state` in the source tree: what a test keeps (the stickiness key) stays its own.
+            config.state_dir = test_state_dir();
+        }
         let server = elbe::server::start(config).await.expect("elbe starts");
         let elbe = Elbe {
             server: Some(server),
@@ -343,6 +347,17 @@ impl ConfigBuilder {
         elbe.wait_for_first_checks().await;
         elbe
     }
+}
+
+/// A `state_dir` of this test's own under the system's temporary folder (a few bytes at most: the stickiness
+/// key), so no test writes into the source tree or shares a key with another.
+pub fn test_state_dir() -> std::path::PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    std::env::temp_dir().join("elbe-tests").join(format!(
+        "{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ))
 }
 
 /// A running elbe.

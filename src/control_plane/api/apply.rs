@@ -42,14 +42,15 @@ impl View<'_> {
     }
 }
 
-/// A call's decision: the changes to make, or ELB's error.
-pub(crate) type Plan<'a> = Box<dyn FnOnce(&View<'_>) -> Result<Vec<Change>, ApiError> + Send + 'a>;
+/// A call's decision: the changes to make, or ELB's error. It owns what it needs (it may run after its caller
+/// went away).
+pub(crate) type Plan = Box<dyn FnOnce(&View<'_>) -> Result<Vec<Change>, ApiError> + Send>;
 
 /// Where plans run: the server.
 pub(crate) trait Apply: Send + Sync {
     /// Runs `plan` and makes its changes: Ok once they are on disk and serving.
-    fn apply<'a>(
-        &'a self,
-        plan: Plan<'a>,
-    ) -> Pin<Box<dyn Future<Output = Result<(), ApiError>> + Send + 'a>>;
+    fn apply(
+        self: std::sync::Arc<Self>,
+        plan: Plan,
+    ) -> Pin<Box<dyn Future<Output = Result<(), ApiError>> + Send>>;
 }

@@ -140,6 +140,9 @@ fn control_error(error: ControlError, load_balancer: &str, id: &str) -> ApiError
         ControlError::Resolve(_) => {
             ApiError::invalid_instance_address(id, &error.to_string()).caused_by(error)
         }
+        ControlError::Interrupted => {
+            ApiError::service_unavailable(error.to_string()).caused_by(error)
+        }
         ControlError::Store(_) => {
             ApiError::service_unavailable(format!("The change to {id} could not be kept: {error}"))
                 .caused_by(error)

@@ -67,11 +67,10 @@ fn setup(top: &str) -> (Api, Arc<Control>) {
 struct NoServer;
 
 impl super::Apply for NoServer {
-    fn apply<'a>(
-        &'a self,
-        _: super::Plan<'a>,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), ApiError>> + Send + 'a>>
-    {
+    fn apply(
+        self: Arc<Self>,
+        _: super::Plan,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), ApiError>> + Send>> {
         Box::pin(async { Err(ApiError::service_unavailable("no server")) })
     }
 }

@@ -37,8 +37,20 @@ impl Control {
 
     /// Registers several instances as one change (RegisterInstancesWithLoadBalancer with several ids): every
     /// `host:port` resolves first, then all the records are written in one batch, so either all of them are
-    /// registered or (a name that does not resolve, a failed write) none is.
+    /// registered or (a name that does not resolve, a failed write) none is. It runs in a task of its own, so a
+    /// caller that goes away (a client that disconnects) cannot leave a write kept but not applied.
     pub async fn register_all(
+        self: &Arc<Self>,
+        load_balancer: &str,
+        instances: Vec<config::Instance>,
+    ) -> Result<(), ControlError> {
+        let (this, load_balancer) = (self.clone(), load_balancer.to_owned());
+        tokio::spawn(async move { this.register_now(&load_balancer, instances).await })
+            .await
+            .unwrap_or(Err(ControlError::Interrupted))
+    }
+
+    async fn register_now(
         self: &Arc<Self>,
         load_balancer: &str,
         instances: Vec<config::Instance>,
@@ -50,16 +62,19 @@ impl Control {
                 _ => Vec::new(),
             });
         }
+        let _share = self.shared().await;
         let records = instances
             .iter()
             .map(|instance| Record::Registration(Registration::registered(load_balancer, instance)))
             .collect();
         let kept = self.keep(load_balancer, records).await?;
+        let mut result = Ok(());
         for ((instance, resolved), kept) in instances.into_iter().zip(resolved).zip(kept) {
-            self.register_resolved(load_balancer, instance, resolved, kept)?;
+            // Every record of the batch is taken, as the store took them all.
+            result = result.and(self.register_resolved(load_balancer, instance, resolved, kept));
         }
         self.watch_names();
-        Ok(())
+        result
     }
 
     /// Deregisters an instance (DeregisterInstancesFromLoadBalancer), kept in the state store before it applies;
@@ -74,12 +89,28 @@ impl Control {
     }
 
     /// Deregisters several instances as one change (one batch in the state store); those not registered are
-    /// skipped. Returns how many were registered.
+    /// skipped. Returns how many were registered. Runs in a task of its own, as [`Control::register_all`].
     pub async fn deregister_all(
         self: &Arc<Self>,
         load_balancer: &str,
         instance_ids: &[String],
     ) -> Result<usize, ControlError> {
+        let (this, load_balancer, ids) = (
+            self.clone(),
+            load_balancer.to_owned(),
+            instance_ids.to_vec(),
+        );
+        tokio::spawn(async move { this.deregister_now(&load_balancer, &ids).await })
+            .await
+            .unwrap_or(Err(ControlError::Interrupted))
+    }
+
+    async fn deregister_now(
+        self: &Arc<Self>,
+        load_balancer: &str,
+        instance_ids: &[String],
+    ) -> Result<usize, ControlError> {
+        let _share = self.shared().await;
         let registered: Vec<&String> = {
             // admin API deregistration: control-plane lock, never taken on the request path (see `Control::state`).
             let mut state = self.lock();
@@ -97,10 +128,13 @@ impl Control {
             .map(|id| Record::Registration(Registration::deregistered(load_balancer, id)))
             .collect();
         let kept = self.keep(load_balancer, records).await?;
+        let mut result = Ok(registered.len());
         for (id, kept) in registered.iter().zip(kept) {
-            self.deregister_kept(load_balancer, id, kept)?;
+            if let Err(error) = self.deregister_kept(load_balancer, id, kept) {
+                result = Err(error);
+            }
         }
-        Ok(registered.len())
+        result
     }
 
     /// Writes `records` to the state store in one batch (Ok: on disk), but those the store holds already, and

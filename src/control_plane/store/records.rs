@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 
 use super::overlay::Overlaid;
-use super::{Contents, Key, Versioned};
+use super::{Contents, Key, Revision, Versioned};
 use crate::config::Config;
 
 /// The records applied, by key.
@@ -50,9 +50,15 @@ impl Records {
         super::overlay::overlay(config, self.0.values())
     }
 
-    /// Forgets the record under `key` (a batch deleted it).
-    pub(crate) fn forget(&mut self, key: &Key) {
-        self.0.remove(key);
+    /// Forgets the record under `key`, deleted by the batch at `revision`, unless a newer write of it was taken.
+    pub(crate) fn forget_at(&mut self, key: &Key, revision: Revision) {
+        if self
+            .0
+            .get(key)
+            .is_some_and(|held| held.revision <= revision)
+        {
+            self.0.remove(key);
+        }
     }
 
     /// The keys of every record of `load_balancer`.
