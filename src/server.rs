@@ -92,14 +92,18 @@ struct Live {
 }
 
 /// Resolves `host:port` instances at start and on reload (their watchers re-resolve them at their TTL
-/// afterwards).
+/// afterwards), but those in `known` (already resolved and followed by the running state).
 async fn resolve_instances(
     config: &Config,
     discovery: &Discovery,
+    known: &HashMap<String, Vec<IpAddr>>,
 ) -> Result<HashMap<String, Vec<IpAddr>>, UnresolvedInstance> {
     let mut resolved = HashMap::new();
     for lb in &config.load_balancers {
         for instance in &lb.instances {
+            if known.contains_key(&instance.id) {
+                continue;
+            }
             if let InstanceAddress::Host { host, .. } = &instance.address {
                 let (ips, _) =
                     discovery
@@ -150,7 +154,7 @@ async fn start_with(
     let discovery = Arc::new(Discovery::new(&config.discovery).map_err(StartError::Discovery)?);
     // What runs: the file with the store's records on top (load balancers created through the API included).
     let running = records.overlay(&config).config;
-    let resolved = resolve_instances(&running, &discovery).await?;
+    let resolved = resolve_instances(&running, &discovery, &HashMap::new()).await?;
     let metrics = Arc::new(Metrics::new());
     let control = Arc::new(Control::with_store(
         &config,

@@ -282,6 +282,19 @@ impl Control {
         self.lock().records.clone()
     }
 
+    /// The addresses every running `host:port` instance resolved to, by instance id.
+    pub(crate) fn resolved_now(&self) -> HashMap<String, Vec<IpAddr>> {
+        // ELB API changes: control-plane lock, never taken on the request path (see `Control::state`).
+        let state = self.lock();
+        let mut resolved = HashMap::new();
+        for lb in &state.load_balancers {
+            for instance in lb.instances.iter().filter(|i| !i.resolved.is_empty()) {
+                resolved.insert(instance.id.to_string(), instance.resolved.clone());
+            }
+        }
+        resolved
+    }
+
     /// Changes the records held (a batch the store acknowledged); the next reload lays them on the file.
     pub(crate) fn take_records(&self, f: impl FnOnce(&mut Records)) {
         // ELB API changes: control-plane lock, never taken on the request path (see `Control::state`).

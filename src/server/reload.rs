@@ -125,19 +125,27 @@ impl Core {
         if let Some(key) = self.fixed.changed_in(&file) {
             return Err(ReloadError::NeedsRestart { key });
         }
-        let staged = self.stage(&file, &self.control.records()).await?;
+        let staged = self
+            .stage(&file, &self.control.records(), &HashMap::new())
+            .await?;
         self.commit(&file, staged);
         self.live().file = Arc::new(file);
         Ok(())
     }
 
-    /// The steps that can fail, for `file` with `records` on top; nothing changes.
-    async fn stage(&self, file: &Config, records: &Records) -> Result<Staged, ReloadError> {
+    /// The steps that can fail, for `file` with `records` on top; nothing changes. `host:port` instances in
+    /// `known` are not resolved again (an API change keeps the running answers; a reload asks afresh).
+    async fn stage(
+        &self,
+        file: &Config,
+        records: &Records,
+        known: &HashMap<String, Vec<IpAddr>>,
+    ) -> Result<Staged, ReloadError> {
         let running = records.overlay(file).config;
         let tls = super::listeners::tls_acceptors(&running)?;
         let secret =
             state_dir::kept_stickiness_secret(&running).map_err(super::StartError::from)?;
-        let resolved = resolve_instances(&running, self.control.discovery()).await?;
+        let resolved = resolve_instances(&running, self.control.discovery(), known).await?;
         let live = self.live();
         let logs = live.access_logs.stage(&running)?;
         let fresh = live.listeners.bind_new(&running)?;
@@ -213,8 +221,9 @@ impl Core {
         }
         let mut candidate = records.clone();
         take(&mut candidate, &changes, Revision(u64::MAX));
+        // What runs keeps its resolved addresses: a change to one load balancer asks no name server.
         let staged = self
-            .stage(&file, &candidate)
+            .stage(&file, &candidate, &self.control.resolved_now())
             .await
             .map_err(|error| ApiError::invalid_configuration(error.to_string()).caused_by(error))?;
         let revision = self
