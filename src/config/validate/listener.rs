@@ -108,6 +108,7 @@ impl Cx<'_> {
         }
         // Every listener protocol may accept a trusted upstream's PROXY header (TCP, SSL, HTTP, HTTPS).
         let accept_proxy_protocol = raw.accept_proxy_protocol.unwrap_or(false);
+        let freebind = self.freebind(key, raw.freebind)?;
         let certificates = self.certificates(key, protocol, raw.certificates)?;
         self.check_ssl_policy(key, protocol, raw.ssl_policy.as_deref())?;
         Ok(Listener {
@@ -120,7 +121,21 @@ impl Cx<'_> {
             // Checked against the load balancer's policies once both are read (`traffic`).
             policy_names: raw.policy_names,
             accept_proxy_protocol,
+            freebind,
         })
+    }
+
+    /// `freebind` (default false): `IP_FREEBIND` exists on Linux only, so elsewhere asking for it is refused here,
+    /// naming the key, rather than at bind time.
+    fn freebind(&self, key: &str, raw: Option<bool>) -> Result<bool, ConfigError> {
+        let freebind = raw.unwrap_or(false);
+        if freebind && !cfg!(any(target_os = "linux", target_os = "android")) {
+            return Err(self.err(
+                format!("{key}.freebind"),
+                "freebind (IP_FREEBIND) is Linux-only; on this system the node's address must be on the machine",
+            ));
+        }
+        Ok(freebind)
     }
 
     /// Certificate paths, resolved against the file's folder, each file there and readable: at least one for
