@@ -368,7 +368,10 @@ impl Listeners {
             if self.bound.iter().any(|b| b.key == wanted.key) || fresh.contains_key(&wanted.key) {
                 continue;
             }
-            fresh.insert(wanted.key, bind_maybe_free(wanted.address, &wanted.what, backlog, wanted.freebind)?);
+            fresh.insert(
+                wanted.key,
+                bind_maybe_free(wanted.address, &wanted.what, backlog, wanted.freebind)?,
+            );
         }
         Ok(fresh)
     }
