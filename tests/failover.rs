@@ -581,3 +581,27 @@ async fn the_standby_takes_the_floating_ip_when_the_master_cannot_serve() {
     drop(outcomes);
     client.join().unwrap();
 }
+
+/// The pair's elbe file is valid as shipped, and its node listens on the floating IP with freebind (what lets the
+/// backup serve the moment the address arrives). Needs no root: `elbe check` only reads it.
+#[test]
+fn the_example_elbe_file_listens_on_the_floating_ip_with_freebind() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/keepalived/elbe.toml");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_elbe"))
+        .args(["check", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains(&format!("node = \"{EXAMPLE_VIP}\"")));
+    assert!(text.contains("freebind = true"));
+    assert!(
+        text.contains("listen = \"127.0.0.1:9900\""),
+        "where elbe-healthz.sh looks"
+    );
+}

@@ -8,6 +8,10 @@
 //! Each certificate and key file must exist and be readable when the file is validated, so a missing one is
 //! blamed on its key (`load_balancer[0].listener[1].certificates[0].cert`) by `elbe check`, start and reload alike.
 //!
+//! `freebind` (elbe's extension, default false) binds the listener with `IP_FREEBIND`, so its node's address need
+//! not be on the machine: nothing here checks a node's address against the machine's (bind time would, and
+//! freebind answers it), and a system without `IP_FREEBIND` (not Linux) refuses the key here.
+//!
 //! Trade-off: the SSL policy's name is only checked to be present here, and a certificate file only to be
 //! readable; whether elbe knows the policy and whether the file holds a certificate matching its key are the TLS
 //! module's questions, which holds the list of policies and parses the PEM.
