@@ -8,6 +8,8 @@
 #   python3                         runs the scale-out hook, examples/prometheus/scale-out-hook.py
 #   testssl (testssl.sh)            audits the HTTPS listener: no HIGH or CRITICAL finding
 #   chromium                        a real headless browser for the status page (tests/status_page.rs)
+#   keepalived, ip (iproute2)       the floating-IP pair's failover in network namespaces (tests/failover.rs);
+#                                   keepalived runs only inside the test's namespaces, never as a system service
 #   promtool (prometheus)           checks /metrics and the alert rules; unpacked into target/promtool, not
 #                                   installed, so no Prometheus server is started
 #   aws (PyPI awscli, with pip)     the real AWS CLI against the ELB API (tests/api.rs); pip comes from apt
@@ -38,6 +40,9 @@ have python3 || missing+=(python3)
 have testssl || missing+=(testssl.sh)
 # Headless chromium loads the status page (tests/status_page.rs).
 have chromium || missing+=(chromium)
+# keepalived in network namespaces made with ip(8): the floating-IP pair fails over (tests/failover.rs).
+have keepalived || missing+=(keepalived)
+have ip || missing+=(iproute2)
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; elif have sudo; then sudo "$@"; else

@@ -276,6 +276,10 @@ pub struct Listener {
     /// elbe's extension, on any listener: each client connection starts with a PROXY protocol header (v1 or v2)
     /// from a trusted upstream balancer, whose source address becomes the client's.
     pub accept_proxy_protocol: bool,
+    /// elbe's extension (DESIGN.md "A floating-IP pair"): the socket is bound with `IP_FREEBIND` (Linux), so the
+    /// node's address need not exist on this machine: the standby of a keepalived pair already listens on the
+    /// floating IP before it moves here. Read when the socket is bound; a reload keeps a bound socket as it is.
+    pub freebind: bool,
 }
 
 /// ELB's SetLoadBalancerPoliciesForBackendServer: the policies of connections to one instance port.

@@ -165,6 +165,8 @@ pub(super) struct Listener {
     pub policy_names: Vec<String>,
     /// elbe's extension: the client's connection starts with a PROXY v1/v2 header from a trusted upstream.
     pub accept_proxy_protocol: Option<bool>,
+    /// elbe's extension: bind with `IP_FREEBIND`, so the node's address need not be on this machine yet.
+    pub freebind: Option<bool>,
 }
 
 /// One `[[load_balancer.backend_server]]`: ELB's SetLoadBalancerPoliciesForBackendServer.

@@ -5,7 +5,8 @@
 //! - `GET /status`: JSON (DESIGN.md): load balancers, DNS names, nodes and their bound listeners, instance health as
 //!   DescribeInstanceHealth would say it, and the configuration generation.
 //! - `GET /healthz`: 200 when every listener is accepting and every load balancer has an `InService` instance this
-//!   process may use; otherwise 503 with a one-line reason (for keepalived's `track_script` or an orchestrator).
+//!   process may use (not a draining one); otherwise 503 with a one-line reason (for keepalived's `track_script`,
+//!   `examples/keepalived/`, or an orchestrator).
 //! - `GET /metrics`: Prometheus text.
 //! - `POST /` (and `GET /?Action=…`): the ELB API, AWS's Query protocol (`control_plane/api`).
 //! - `POST /load_balancers/{name}/instances` with `{"instance_id", "zone", "address"}` registers an instance;

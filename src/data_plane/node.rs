@@ -81,14 +81,44 @@ impl Connections {
 }
 
 /// Binds `address` for listening with `backlog` connections queued (as tokio's `bind`, with `SO_REUSEADDR`).
-pub(crate) fn bind(address: std::net::SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
-    let socket = match address {
-        std::net::SocketAddr::V4(_) => TcpSocket::new_v4()?,
-        std::net::SocketAddr::V6(_) => TcpSocket::new_v6()?,
-    };
+///
+/// With `freebind` (a listener's `freebind = true`) the socket takes `IP_FREEBIND` first, so the bind succeeds
+/// on an address this machine does not hold yet: the standby of a floating-IP pair listens on the VIP before
+/// keepalived moves it here and serves the moment it arrives (DESIGN.md "A floating-IP pair"). Linux only;
+/// elsewhere asking for it is an `Unsupported` error rather than a bind that fails later for another reason.
+pub(crate) fn bind(
+    address: std::net::SocketAddr,
+    backlog: u32,
+    freebind: bool,
+) -> std::io::Result<TcpListener> {
+    let domain = socket2::Domain::for_address(address);
+    let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    if freebind {
+        set_freebind(&socket, address)?;
+    }
+    socket.set_nonblocking(true)?;
+    let socket = TcpSocket::from_std_stream(socket.into());
     socket.set_reuseaddr(true)?;
     socket.bind(address)?;
     socket.listen(backlog)
+}
+
+/// `IP_FREEBIND` (or `IPV6_FREEBIND`) on `socket`, for [`bind`].
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn set_freebind(socket: &socket2::Socket, address: std::net::SocketAddr) -> std::io::Result<()> {
+    match address {
+        std::net::SocketAddr::V4(_) => socket.set_freebind_v4(true),
+        std::net::SocketAddr::V6(_) => socket.set_freebind_v6(true),
+    }
+}
+
+/// `IP_FREEBIND` is Linux's; elsewhere the listener's `freebind = true` cannot be honoured.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn set_freebind(_: &socket2::Socket, _: std::net::SocketAddr) -> std::io::Result<()> {
+    Err(std::io::Error::new(
+        std::io::ErrorKind::Unsupported,
+        "freebind (IP_FREEBIND) is Linux-only",
+    ))
 }
 
 /// The backlog the kernel will grant for `configured`: it silently caps `listen(2)` at `net.core.somaxconn`, so
@@ -364,4 +394,32 @@ async fn serve_connection<IO>(
         Err(error) => tracing::debug!(%peer, %error, "client connection ended with an error"),
     }
     metrics.client_connections.dec();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 198.18.0.0/15 (RFC 2544's benchmarking range): an address no test machine holds. Nothing is sent to it;
+    /// the test only binds.
+    const NOT_HERE: &str = "198.18.255.254:0";
+
+    /// With freebind the bind succeeds on an address this machine does not hold (the standby of a floating-IP
+    /// pair); without it the kernel refuses it, unless the machine allows it for every socket
+    /// (`net.ipv4.ip_nonlocal_bind`), which the assertion reads first.
+    #[tokio::test]
+    async fn freebind_binds_an_address_the_machine_does_not_hold() {
+        let address: SocketAddr = NOT_HERE.parse().unwrap();
+        let listener = bind(address, 16, true).expect("freebind binds a foreign address");
+        assert_eq!(listener.local_addr().unwrap().ip(), address.ip());
+        let nonlocal = std::fs::read_to_string("/proc/sys/net/ipv4/ip_nonlocal_bind")
+            .map(|text| text.trim() == "1")
+            .unwrap_or(false);
+        if !nonlocal {
+            let error = bind(address, 16, false).expect_err("an address not on the machine");
+            assert_eq!(error.kind(), std::io::ErrorKind::AddrNotAvailable);
+        }
+        let loopback = bind("127.0.0.1:0".parse().unwrap(), 16, false).unwrap();
+        assert!(loopback.local_addr().unwrap().port() != 0);
+    }
 }

@@ -163,6 +163,8 @@ struct Listener {
     policy_names: Vec<String>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     accept_proxy_protocol: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    freebind: bool,
 }
 
 #[derive(Serialize)]
@@ -378,6 +380,7 @@ fn listener(listener: &elbe::config::Listener) -> Listener {
         ssl_policy,
         policy_names,
         accept_proxy_protocol,
+        freebind,
     } = listener;
     Listener {
         protocol: protocol.to_string(),
@@ -387,6 +390,7 @@ fn listener(listener: &elbe::config::Listener) -> Listener {
         ssl_policy: ssl_policy.clone(),
         policy_names: policy_names.clone(),
         accept_proxy_protocol: *accept_proxy_protocol,
+        freebind: *freebind,
         certificates: certificates
             .iter()
             .map(|elbe::config::CertificatePaths { cert, key }| Certificate {

@@ -91,6 +91,8 @@ struct Wanted {
     key: SocketKey,
     what: String,
     address: SocketAddr,
+    /// The listener's `freebind`: bind even if the node's address is not on this machine (yet).
+    freebind: bool,
 }
 
 /// Every node listener `config` wants, in the order the control plane keeps them (load balancer, zone, listener).
@@ -104,6 +106,7 @@ fn wanted(config: &Config) -> Result<Vec<Wanted>, StartError> {
                     key: SocketKey::of(&name, zone.node, index, listener.load_balancer_port),
                     what: format!("{} {} {} listener", lb.name, zone.name, listener.protocol),
                     address: SocketAddr::new(zone.node, listener.load_balancer_port),
+                    freebind: listener.freebind,
                 });
             }
         }
@@ -117,12 +120,22 @@ pub(super) fn bind(
     what: &str,
     backlog: u32,
 ) -> Result<(TcpListener, SocketAddr), StartError> {
+    bind_maybe_free(address, what, backlog, false)
+}
+
+/// [`bind`], and with `freebind` even when this machine does not hold `address` yet (`node::bind`).
+fn bind_maybe_free(
+    address: SocketAddr,
+    what: &str,
+    backlog: u32,
+    freebind: bool,
+) -> Result<(TcpListener, SocketAddr), StartError> {
     let failed = |source| StartError::Bind {
         address,
         what: what.into(),
         source,
     };
-    let socket = node::bind(address, backlog).map_err(failed)?;
+    let socket = node::bind(address, backlog, freebind).map_err(failed)?;
     let bound = socket.local_addr().map_err(failed)?;
     Ok((socket, bound))
 }
@@ -355,7 +368,10 @@ impl Listeners {
             if self.bound.iter().any(|b| b.key == wanted.key) || fresh.contains_key(&wanted.key) {
                 continue;
             }
-            fresh.insert(wanted.key, bind(wanted.address, &wanted.what, backlog)?);
+            fresh.insert(
+                wanted.key,
+                bind_maybe_free(wanted.address, &wanted.what, backlog, wanted.freebind)?,
+            );
         }
         Ok(fresh)
     }

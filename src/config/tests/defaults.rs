@@ -119,6 +119,7 @@ fn design_example_parses_to_the_expected_values() {
                 ssl_policy: None,
                 policy_names: vec![],
                 accept_proxy_protocol: false,
+                freebind: false,
             },
             Listener {
                 protocol: Protocol::Https,
@@ -132,6 +133,7 @@ fn design_example_parses_to_the_expected_values() {
                 ssl_policy: Some("ELBSecurityPolicy-TLS-1-2-2017-01".into()),
                 policy_names: vec![],
                 accept_proxy_protocol: false,
+                freebind: false,
             },
         ],
         health_check: HealthCheck {

@@ -118,3 +118,31 @@ fn listener_rules() {
         (Protocol::Tcp, Protocol::Ssl)
     );
 }
+
+/// `freebind` is off unless asked, on per listener when asked, and a value that is not a boolean is blamed on the
+/// listener's key: the floating-IP pair's standby binds the VIP only on the listeners that say so.
+#[test]
+fn freebind_is_off_by_default_and_per_listener() {
+    let config = ok(&format!(
+        "{MINIMAL}{}",
+        listener("HTTP", 81, "HTTP", 8000, "freebind = true")
+    ));
+    let listeners = &config.load_balancers[0].listeners;
+    assert!(!listeners[0].freebind, "off unless asked");
+    assert!(listeners[1].freebind);
+    fails(
+        &format!(
+            "{MINIMAL}{}",
+            listener("HTTP", 81, "HTTP", 8000, "freebind = \"yes\"")
+        ),
+        "load_balancer[0].listener[1].freebind",
+        "invalid type",
+    );
+    // A node address that is not on this machine is fine with freebind: it is never checked against the
+    // machine's addresses (that is bind time's question, and freebind answers it).
+    let floating = ok(&format!(
+        "{}freebind = true\n",
+        MINIMAL.replace("127.0.0.11", "198.18.0.100")
+    ));
+    assert!(floating.load_balancers[0].listeners[0].freebind);
+}

@@ -8,6 +8,10 @@
 //! Each certificate and key file must exist and be readable when the file is validated, so a missing one is
 //! blamed on its key (`load_balancer[0].listener[1].certificates[0].cert`) by `elbe check`, start and reload alike.
 //!
+//! `freebind` (elbe's extension, default false) binds the listener with `IP_FREEBIND`, so its node's address need
+//! not be on the machine: nothing here checks a node's address against the machine's (bind time would, and
+//! freebind answers it), and a system without `IP_FREEBIND` (not Linux) refuses the key here.
+//!
 //! Trade-off: the SSL policy's name is only checked to be present here, and a certificate file only to be
 //! readable; whether elbe knows the policy and whether the file holds a certificate matching its key are the TLS
 //! module's questions, which holds the list of policies and parses the PEM.
@@ -108,6 +112,7 @@ impl Cx<'_> {
         }
         // Every listener protocol may accept a trusted upstream's PROXY header (TCP, SSL, HTTP, HTTPS).
         let accept_proxy_protocol = raw.accept_proxy_protocol.unwrap_or(false);
+        let freebind = self.freebind(key, raw.freebind)?;
         let certificates = self.certificates(key, protocol, raw.certificates)?;
         self.check_ssl_policy(key, protocol, raw.ssl_policy.as_deref())?;
         Ok(Listener {
@@ -120,7 +125,21 @@ impl Cx<'_> {
             // Checked against the load balancer's policies once both are read (`traffic`).
             policy_names: raw.policy_names,
             accept_proxy_protocol,
+            freebind,
         })
+    }
+
+    /// `freebind` (default false): `IP_FREEBIND` exists on Linux only, so elsewhere asking for it is refused here,
+    /// naming the key, rather than at bind time.
+    fn freebind(&self, key: &str, raw: Option<bool>) -> Result<bool, ConfigError> {
+        let freebind = raw.unwrap_or(false);
+        if freebind && !cfg!(any(target_os = "linux", target_os = "android")) {
+            return Err(self.err(
+                format!("{key}.freebind"),
+                "freebind (IP_FREEBIND) is Linux-only; on this system the node's address must be on the machine",
+            ));
+        }
+        Ok(freebind)
     }
 
     /// Certificate paths, resolved against the file's folder, each file there and readable: at least one for

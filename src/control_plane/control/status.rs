@@ -53,12 +53,20 @@ impl Control {
         counts
     }
 
-    /// Whether every load balancer has an instance in service that this process's nodes may use.
+    /// Whether every load balancer has an instance in service that this process's nodes may use, and every
+    /// listener is bound. A draining instance reports InService but takes no new requests (ELB-SPEC §5), so it
+    /// does not count: a keepalived `vrrp_script` on `/healthz` then moves the floating IP to a node that can
+    /// serve (DESIGN.md "A floating-IP pair"). Any zone's instance counts, since a node whose own zone has none
+    /// routes to the others' (ELB-SPEC §3, `publish::candidates`).
     pub fn healthz(&self) -> Result<(), Unhealthy> {
         // admin API reads (/status, /healthz, /metrics scrapes): control-plane lock, never taken on the request path (see `Control::state`).
         let state = self.lock();
         for lb in &state.load_balancers {
-            if !lb.instances.iter().any(|i| i.health.in_service()) {
+            let usable = lb
+                .instances
+                .iter()
+                .any(|i| i.health.in_service() && i.draining.is_none());
+            if !usable {
                 return Err(Unhealthy::NoInstanceInService {
                     load_balancer: lb.config.name.clone(),
                 });
@@ -297,7 +305,7 @@ pub struct ConfigStatus {
 /// Why this process cannot serve (`/healthz` answers 503 with this as its one-line reason).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Unhealthy {
-    /// A load balancer has no instance that could take a request.
+    /// A load balancer has no instance that could take a request (none InService, or only draining ones).
     #[error("load balancer {load_balancer} has no InService instance")]
     NoInstanceInService {
         /// The load balancer.
@@ -395,6 +403,44 @@ address = "127.0.0.21"
         let error = control().healthz().unwrap_err();
         assert_eq!(
             error.to_string(),
+            "load balancer web has no InService instance"
+        );
+    }
+
+    /// A listener not bound fails `/healthz`; so does a deregistered instance that is draining when it is the
+    /// last one: it still reports InService but takes no new requests, so keepalived must move the floating IP
+    /// away from a node that cannot serve.
+    #[tokio::test]
+    async fn healthz_does_not_count_a_draining_instance() {
+        let text = CONFIG.replace(
+            "[[load_balancer.instance]]",
+            "[load_balancer.connection_draining]\nenabled = true\ntimeout = \"300s\"\n[[load_balancer.instance]]",
+        );
+        let mut config = config::parse(&text, std::path::Path::new("<test>")).unwrap();
+        config.discovery.name_servers = vec!["127.0.0.1:9".parse().unwrap()];
+        let discovery = Arc::new(Discovery::new(&config.discovery).unwrap());
+        let metrics = Arc::new(Metrics::new());
+        let control = Arc::new(Control::new(&config, &HashMap::new(), metrics, discovery));
+        assert!(control.force_health("web", "i-a", InstanceHealth::IN_SERVICE));
+        assert_eq!(
+            control.healthz().unwrap_err().to_string(),
+            "listener 127.0.0.11:8080 of web is not accepting",
+            "not bound yet"
+        );
+        control.with_listeners(|nodes| {
+            for node in nodes.iter_mut() {
+                node.bound = Some("127.0.0.11:8080".parse().unwrap());
+            }
+        });
+        assert_eq!(control.healthz(), Ok(()));
+        assert!(control.deregister("web", "i-a").await.unwrap());
+        let status = serde_json::to_value(control.status(None)).unwrap();
+        assert_eq!(
+            status["load_balancers"][0]["instances"][0]["state"], "InService",
+            "still reported InService while it drains"
+        );
+        assert_eq!(
+            control.healthz().unwrap_err().to_string(),
             "load balancer web has no InService instance"
         );
     }

@@ -155,6 +155,7 @@ impl Overlaid {
                     ssl_policy: None,
                     policy_names,
                     accept_proxy_protocol: false,
+                    freebind: false,
                 };
                 match at {
                     Some(at) => lb.listeners[at] = listener,
