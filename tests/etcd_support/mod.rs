@@ -6,7 +6,7 @@
 //! does), [`Etcd::replace`] starts a fresh one on the same ports (an etcd restored from nothing: its revision
 //! goes backwards). A missing `etcd` binary fails the test, saying what to install.
 //!
-//! Trade-off: std only (process, TCP), so the library's own unit tests can include this file with `#[path]` and the
+//! Trade-off: std, tempfile and nix's `kill` only (all the crate's tests have them), so the library's own unit tests can include this file with `#[path]` and the
 //! cluster's integration tests can `mod etcd_support;` it; readiness is polled over plain HTTP (`GET /health`)
 //! with a deadline, never a fixed sleep.
 // Each test file uses part of it; `pub` items are the tests' API; readiness is polled on a plain thread, where
@@ -78,6 +78,22 @@ impl Etcd {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// SIGSTOP: etcd holds its connections open and answers nothing (a hung or partitioned etcd).
+    pub fn pause(&self) {
+        self.signal(nix::sys::signal::Signal::SIGSTOP);
+    }
+
+    /// SIGCONT after [`Etcd::pause`].
+    pub fn resume(&self) {
+        self.signal(nix::sys::signal::Signal::SIGCONT);
+    }
+
+    fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = i32::try_from(self.pid()).expect("a pid fits an i32");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal)
+            .unwrap_or_else(|e| panic!("{signal} to etcd ({pid}): {e}"));
     }
 
     /// Starts the killed etcd again on the same data directory and ports, and waits until it answers.

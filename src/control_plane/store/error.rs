@@ -72,7 +72,9 @@ pub enum StoreError {
         /// The record's key, as its path (`registrations/web/i-1`).
         key: String,
     },
-    /// etcd (cluster mode) could not be reached in time or refused the request: nothing of a write was kept.
+    /// etcd (cluster mode) could not be reached in time or refused the request. A write refused by etcd or never
+    /// sent (connection refused) kept nothing; one that timed out was sent, and etcd may still apply it (then
+    /// the watch delivers it, as any other process's write).
     #[error("state store etcd {endpoints}: cannot {operation}: {source}")]
     Etcd {
         /// The endpoints the store was given, comma-separated.

@@ -74,9 +74,9 @@ impl EtcdStore {
         let joined: Arc<str> = endpoints.join(",").into();
         let options = ConnectOptions::new()
             .with_connect_timeout(CONNECT_TIMEOUT)
-            .with_timeout(REQUEST_TIMEOUT)
             .with_keep_alive(KEEP_ALIVE.0, KEEP_ALIVE.1)
             .with_keep_alive_while_idle(true);
+        // No tonic request timeout: `bounded` is the one bound, around every call, with one message.
         let connecting = Client::connect(endpoints, Some(options));
         let client = bounded(&joined, "connect", connecting).await?;
         Ok(EtcdStore {
