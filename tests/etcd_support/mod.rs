@@ -107,10 +107,7 @@ impl Etcd {
     pub fn replace(&mut self) {
         self.kill();
         self.generation += 1;
-        self.data_dir = self
-            .folder
-            .path()
-            .join(format!("data-{}", self.generation));
+        self.data_dir = self.folder.path().join(format!("data-{}", self.generation));
         self.spawn();
     }
 

@@ -67,7 +67,9 @@ pub enum StoreError {
     },
     /// A guarded batch was refused: the record under `key` changed since the caller read it (another process
     /// wrote it). Nothing of the batch was written; reload, plan again and retry.
-    #[error("state store: {key} changed since it was read (another writer); nothing was written, retry")]
+    #[error(
+        "state store: {key} changed since it was read (another writer); nothing was written, retry"
+    )]
     Conflict {
         /// The record's key, as its path (`registrations/web/i-1`).
         key: String,

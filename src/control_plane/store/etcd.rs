@@ -37,8 +37,8 @@ use etcd_client::{
 
 pub(crate) use watch::{Watch, WatchBatch, WatchChange, WatchEvent};
 
-use super::{Change, Contents, Guard, Key, Record, Revision, StateStore, StoreError, StoreFuture};
 use super::Versioned;
+use super::{Change, Contents, Guard, Key, Record, Revision, StateStore, StoreError, StoreFuture};
 use path::Parsed;
 
 /// The longest any one call to etcd may take (a read, a transaction, opening a watch): the time an API write
@@ -70,7 +70,10 @@ impl EtcdStore {
     /// A store on the etcd cluster at `endpoints` (`http://10.0.0.5:2379`), with its records under `prefix`
     /// (`/elbe`). Connections are opened on first use, so this succeeds while etcd is down; only endpoints
     /// that are not URLs fail here.
-    pub(crate) async fn connect(endpoints: &[String], prefix: &str) -> Result<EtcdStore, StoreError> {
+    pub(crate) async fn connect(
+        endpoints: &[String],
+        prefix: &str,
+    ) -> Result<EtcdStore, StoreError> {
         let joined: Arc<str> = endpoints.join(",").into();
         let options = ConnectOptions::new()
             .with_connect_timeout(CONNECT_TIMEOUT)
@@ -155,7 +158,11 @@ impl EtcdStore {
     }
 
     /// One transaction: the guards' compares, then the changes; on a failed compare, the guarded keys' reads.
-    async fn write(&self, guards: Vec<Guard>, changes: Vec<Change>) -> Result<Revision, StoreError> {
+    async fn write(
+        &self,
+        guards: Vec<Guard>,
+        changes: Vec<Change>,
+    ) -> Result<Revision, StoreError> {
         let compares: Vec<Compare> = guards
             .iter()
             .map(|guard| {
@@ -184,7 +191,10 @@ impl EtcdStore {
             .iter()
             .map(|guard| TxnOp::get(self.etcd_key(&guard.key), None))
             .collect();
-        let txn = Txn::new().when(compares).and_then(operations).or_else(reads);
+        let txn = Txn::new()
+            .when(compares)
+            .and_then(operations)
+            .or_else(reads);
         let mut kv = self.client.kv_client();
         let response = self.bounded("write", kv.txn(txn)).await?;
         if response.succeeded() {

@@ -98,7 +98,12 @@ pub(super) async fn guards(store: &dyn StateStore) {
         matches!(&refused, StoreError::Conflict { key } if key == "registrations/web/i-a"),
         "{refused:?}"
     );
-    assert!(refused.to_string().contains("registrations/web/i-a changed"), "{refused}");
+    assert!(
+        refused
+            .to_string()
+            .contains("registrations/web/i-a changed"),
+        "{refused}"
+    );
     let held = at(first.0, a.clone());
     let unchanged = Guard::unchanged(a.key(), Some(&held));
     let second = store
@@ -112,7 +117,11 @@ pub(super) async fn guards(store: &dyn StateStore) {
         .unwrap_err();
     assert!(stale.is_conflict(), "{stale:?}");
     let contents = store.load().await.unwrap();
-    assert_eq!(contents.records, vec![at(second.0, gone)], "the refused writes wrote nothing");
+    assert_eq!(
+        contents.records,
+        vec![at(second.0, gone)],
+        "the refused writes wrote nothing"
+    );
 }
 
 #[tokio::test]

@@ -34,32 +34,34 @@ pub(super) fn parse(path: &str) -> Parsed {
         }),
         ("load_balancers", [lb]) => name(lb).map(|name| Key::LoadBalancer { name }),
         ("zones", [lb]) => name(lb).map(|load_balancer| Key::Zones { load_balancer }),
-        ("listeners", [lb, port]) => with_port(lb, port).map(|(load_balancer, port)| {
-            Key::Listener {
+        ("listeners", [lb, port]) => {
+            with_port(lb, port).map(|(load_balancer, port)| Key::Listener {
                 load_balancer,
                 port,
-            }
-        }),
-        ("listener_policies", [lb, port]) => with_port(lb, port).map(|(load_balancer, port)| {
-            Key::ListenerPolicies {
+            })
+        }
+        ("listener_policies", [lb, port]) => {
+            with_port(lb, port).map(|(load_balancer, port)| Key::ListenerPolicies {
                 load_balancer,
                 port,
-            }
-        }),
+            })
+        }
         ("health_checks", [lb]) => name(lb).map(|load_balancer| Key::HealthCheck { load_balancer }),
         ("attributes", [lb]) => name(lb).map(|load_balancer| Key::Attributes { load_balancer }),
-        ("policies", [lb, policy]) => name(lb)
-            .zip(name(policy))
-            .map(|(load_balancer, name)| Key::Policy {
-                load_balancer,
-                name,
-            }),
-        ("backend_policies", [lb, port]) => with_port(lb, port).map(|(load_balancer, port)| {
-            Key::BackendPolicies {
+        ("policies", [lb, policy]) => {
+            name(lb)
+                .zip(name(policy))
+                .map(|(load_balancer, name)| Key::Policy {
+                    load_balancer,
+                    name,
+                })
+        }
+        ("backend_policies", [lb, port]) => {
+            with_port(lb, port).map(|(load_balancer, port)| Key::BackendPolicies {
                 load_balancer,
                 port,
-            }
-        }),
+            })
+        }
         ("tags", [lb]) => name(lb).map(|load_balancer| Key::Tags { load_balancer }),
         (folder, _) if !FOLDERS.contains(&folder) => return Parsed::Other,
         _ => None,

@@ -19,7 +19,9 @@ use super::{EtcdStore, Watch, WatchBatch, WatchChange, WatchEvent, REQUEST_TIMEO
 const ARRIVES_WITHIN: Duration = Duration::from_secs(10);
 
 async fn store(etcd: &Etcd, prefix: &str) -> EtcdStore {
-    EtcdStore::connect(&[etcd.endpoint()], prefix).await.unwrap()
+    EtcdStore::connect(&[etcd.endpoint()], prefix)
+        .await
+        .unwrap()
 }
 
 fn put(lb: &str, id: &str) -> Change {
@@ -76,7 +78,16 @@ async fn the_etcd_store_keeps_the_contract_and_the_guards_under_its_prefix_only(
     // Keys beside the records (cluster membership) are not records, and a damaged record is named.
     let mut client = other.client.clone();
     client.put("/elbe/members/lb-1a", "{}", None).await.unwrap();
-    assert_eq!(store(&etcd, "/elbe").await.load().await.unwrap().records.len(), 1);
+    assert_eq!(
+        store(&etcd, "/elbe")
+            .await
+            .load()
+            .await
+            .unwrap()
+            .records
+            .len(),
+        1
+    );
     client
         .put("/elbe/registrations/web/i-x", "{not json", None)
         .await
@@ -84,7 +95,9 @@ async fn the_etcd_store_keeps_the_contract_and_the_guards_under_its_prefix_only(
     let error = store(&etcd, "/elbe").await.load().await.unwrap_err();
     assert!(matches!(error, StoreError::Corrupt { .. }), "{error:?}");
     assert!(
-        error.to_string().contains("/elbe/registrations/web/i-x does not read"),
+        error
+            .to_string()
+            .contains("/elbe/registrations/web/i-x does not read"),
         "{error}"
     );
 }
@@ -118,7 +131,10 @@ async fn two_writers_with_the_same_guard_one_wins_and_the_other_gets_conflict() 
         );
         let after = two.load().await.unwrap();
         assert_eq!(after.records.len(), 1);
-        assert_eq!(after.records[0].revision, won, "round {round}: the winner's write is kept");
+        assert_eq!(
+            after.records[0].revision, won,
+            "round {round}: the winner's write is kept"
+        );
     }
 }
 
@@ -132,7 +148,10 @@ async fn another_clients_changes_arrive_in_order_with_their_revisions() {
     let first = writer.apply(vec![a.clone(), b.clone()]).await.unwrap();
     let gone = deregistered("web", "i-a");
     let second = writer
-        .apply(vec![Change::Put(gone.clone()), Change::Delete(record(&b).key())])
+        .apply(vec![
+            Change::Put(gone.clone()),
+            Change::Delete(record(&b).key()),
+        ])
         .await
         .unwrap();
     let third = writer.apply(vec![put("web", "i-c")]).await.unwrap();
@@ -165,11 +184,19 @@ async fn the_watch_resumes_after_kill_9_and_restart_with_nothing_missed() {
     let (watcher, writer) = (store(&etcd, "/elbe").await, store(&etcd, "/elbe").await);
     let mut watch = watcher.watch(watcher.load().await.unwrap().revision);
     let before = writer.apply(vec![put("web", "i-0")]).await.unwrap();
-    assert_eq!(batch(&mut watch, "the write before the kill").await.revision, before);
+    assert_eq!(
+        batch(&mut watch, "the write before the kill")
+            .await
+            .revision,
+        before
+    );
 
     etcd.kill();
     let refused = writer.apply(vec![put("web", "i-lost")]).await;
-    assert!(matches!(refused, Err(StoreError::Etcd { .. })), "{refused:?}");
+    assert!(
+        matches!(refused, Err(StoreError::Etcd { .. })),
+        "{refused:?}"
+    );
     etcd.restart();
 
     // Written at once after the restart (likely before the watch has reconnected), then more.
@@ -184,7 +211,10 @@ async fn the_watch_resumes_after_kill_9_and_restart_with_nothing_missed() {
         assert_eq!(got, expected, "in order, none twice, none missed");
     }
     let last = writer.apply(vec![put("web", "i-6")]).await.unwrap();
-    assert_eq!(batch(&mut watch, "a write once resumed").await.revision, last);
+    assert_eq!(
+        batch(&mut watch, "a write once resumed").await.revision,
+        last
+    );
 }
 
 #[tokio::test]
@@ -194,7 +224,10 @@ async fn compaction_past_the_watched_revision_or_an_etcd_that_went_back_is_a_res
     let from = store.apply(vec![put("web", "i-0")]).await.unwrap();
     let mut latest = from;
     for n in 1..=4 {
-        latest = store.apply(vec![put("web", &format!("i-{n}"))]).await.unwrap();
+        latest = store
+            .apply(vec![put("web", &format!("i-{n}"))])
+            .await
+            .unwrap();
     }
     let mut client = store.client.clone();
     client
@@ -236,7 +269,16 @@ async fn a_write_while_etcd_is_stopped_fails_within_the_request_timeout() {
         took <= REQUEST_TIMEOUT + Duration::from_millis(500),
         "took {took:?}"
     );
-    assert!(matches!(error, StoreError::Etcd { operation: "write", .. }), "{error:?}");
+    assert!(
+        matches!(
+            error,
+            StoreError::Etcd {
+                operation: "write",
+                ..
+            }
+        ),
+        "{error:?}"
+    );
     assert!(error.to_string().contains(&etcd.endpoint()), "{error}");
     let started = Instant::now();
     assert!(store.load().await.is_err());
@@ -264,7 +306,9 @@ async fn a_write_while_etcd_is_stopped_fails_within_the_request_timeout() {
 
     // A store made while etcd is down connects once it is back.
     etcd.kill();
-    let later = EtcdStore::connect(&[etcd.endpoint()], "/elbe").await.unwrap();
+    let later = EtcdStore::connect(&[etcd.endpoint()], "/elbe")
+        .await
+        .unwrap();
     etcd.restart();
     let deadline = Instant::now() + ARRIVES_WITHIN;
     while later.load().await.is_err() {
@@ -274,7 +318,10 @@ async fn a_write_while_etcd_is_stopped_fails_within_the_request_timeout() {
     let records = later.load().await.unwrap().records;
     let ids: Vec<String> = records.iter().map(|v| v.record.key().to_string()).collect();
     assert!(ids.contains(&"registrations/web/i-a".to_owned()), "{ids:?}");
-    assert!(!ids.contains(&"registrations/web/i-b".to_owned()), "refused at once, never sent: {ids:?}");
+    assert!(
+        !ids.contains(&"registrations/web/i-b".to_owned()),
+        "refused at once, never sent: {ids:?}"
+    );
     // The write that timed out against the paused etcd was sent: etcd may apply it once resumed (a timeout's
     // outcome is unknown; the watch delivers it if it was).
     println!("after the pause: {ids:?}");
