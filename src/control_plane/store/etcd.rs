@@ -20,7 +20,8 @@
 //! Trade-off: a batch that names one key twice keeps only its last change (etcd refuses a transaction that
 //! names a key twice; applied in order the last one wins anyway). etcd caps a transaction at `--max-txn-ops`
 //! operations (128 by default): a batch larger than that is refused whole, with etcd's reason, rather than split
-//! into batches that would not be atomic.
+//! into batches that would not be atomic. A batch that changes nothing (no change, or deletes of keys that are
+//! not there) takes no new revision in etcd; it answers the revision etcd is at.
 
 mod path;
 #[cfg(test)]
