@@ -14,6 +14,10 @@
 #                                   installed, so no Prometheus server is started
 #   aws (PyPI awscli, with pip)     the real AWS CLI against the ELB API (tests/api.rs); pip comes from apt
 #                                   (python3-pip) when missing
+#   etcd (etcd-server)              a real etcd for the cluster's state store (store/etcd's tests start their own
+#                                   on free loopback ports; the package's system service is not used)
+#   protoc (protobuf-compiler,      builds the `cluster` feature: etcd-client compiles etcd's .proto files, which
+#     libprotobuf-dev)              import protobuf's well-known types (/usr/include/google/protobuf)
 # A test whose program is missing fails (tests/tools.rs names it); none is skipped.
 #
 # Then: `cargo nextest run` (every test binary, one process per test) and `cargo test --doc` (nextest does not
@@ -43,6 +47,11 @@ have chromium || missing+=(chromium)
 # keepalived in network namespaces made with ip(8): the floating-IP pair fails over (tests/failover.rs).
 have keepalived || missing+=(keepalived)
 have ip || missing+=(iproute2)
+# The cluster's etcd store (feature `cluster`): a real etcd, and protoc with protobuf's own .proto files to build
+# the etcd client.
+have etcd || missing+=(etcd-server)
+have protoc || missing+=(protobuf-compiler)
+[ -f /usr/include/google/protobuf/descriptor.proto ] || missing+=(libprotobuf-dev)
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; elif have sudo; then sudo "$@"; else
@@ -92,13 +101,14 @@ fi
 
 if cargo nextest --version >/dev/null 2>&1; then
   echo "test.sh: running the suite with cargo nextest, then the doctests with cargo test --doc"
-  cargo nextest run --locked "$@"
+  # --features cluster: the etcd store and its tests (the default build leaves them out, so it needs no protoc).
+  cargo nextest run --locked --features cluster "$@"
   if [ $# -eq 0 ]; then
     cargo test --locked --doc
     echo "test.sh: checking the library's documentation (cargo doc, warnings are errors)"
-    RUSTDOCFLAGS="-D warnings" cargo doc --locked --no-deps --lib
+    RUSTDOCFLAGS="-D warnings" cargo doc --locked --no-deps --lib --features cluster
   fi
 else
   echo "test.sh: cargo-nextest is not installed; running the suite with cargo test (slower: one test binary at a time)"
-  cargo test --locked "$@"
+  cargo test --locked --features cluster "$@"
 fi

@@ -49,8 +49,8 @@ pub use health_target::HealthTarget;
 pub use instance_address::InstanceAddress;
 pub use model::{
     AccessLogDestination, Admin, Api, ApiCertificate, ApiCredentials, ApiZone, AvailabilityZone,
-    BackendCa, BackendServer, CertificatePaths, Config, ConnectionDraining, Discovery, Dns,
-    HealthCheck, Instance, Limits, Listener, LoadBalancer,
+    BackendCa, BackendServer, CertificatePaths, Cluster, Config, ConnectionDraining, Discovery,
+    Dns, HealthCheck, Instance, Limits, Listener, LoadBalancer,
 };
 pub use names::{check_label, check_load_balancer_name, is_cookie_name};
 pub use protocol::Protocol;

@@ -39,6 +39,41 @@ pub struct Config {
     pub api: Api,
     /// `[[instance]]`: the EC2 stand-in, what an `InstanceId` given to the API means; ids unique.
     pub instances: Vec<Instance>,
+    /// `[cluster]`: several elbe processes acting as one ELB on one etcd; `None` without the table (the
+    /// embedded store in `state_dir`).
+    pub cluster: Option<Cluster>,
+}
+
+/// `[cluster]` (DESIGN.md "The state store"): where the cluster's etcd is and who this process is in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cluster {
+    /// `etcd`: the etcd cluster's client URLs (`http://10.0.0.5:2379`), at least one, none twice.
+    pub etcd: Vec<String>,
+    /// `prefix`: every key elbe writes is under it (default `/elbe`); starts with `/`, no trailing `/`.
+    pub prefix: String,
+    /// `node_id`: this process's name among the members, unique per process.
+    pub node_id: String,
+    /// `zones`: the zones whose nodes this process runs (node addresses as configured); at least one, none twice.
+    pub zones: Vec<String>,
+    /// `lease_ttl`: a dead process's nodes leave the DNS answers within this (default 10 s; whole seconds,
+    /// as etcd's leases count).
+    pub lease_ttl: Duration,
+    /// `dns_drain`: on SIGTERM the process leaves the DNS answers first and keeps serving this long, then drains
+    /// and stops (default [`Cluster::DEFAULT_DNS_DRAIN`]).
+    pub dns_drain: Duration,
+}
+
+impl Cluster {
+    /// `prefix` when the file gives none.
+    pub const DEFAULT_PREFIX: &'static str = "/elbe";
+    /// `lease_ttl` when the file gives none (issue 16: a dead member's nodes leave the answers within it).
+    pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(10);
+    /// `dns_drain` when the file gives none: twice the 60 s TTL of elbe's DNS answers, so an answer cached by a
+    /// resolver, and again by a resolver behind it, has expired before the node stops. ELB keeps a node
+    /// serving at least 60 minutes because not every client obeys a TTL; an elbe cluster scales in by stopping
+    /// processes, and an hour per stop is an hour of a machine kept for clients that ignore DNS: raise it where
+    /// they matter.
+    pub const DEFAULT_DNS_DRAIN: Duration = Duration::from_secs(120);
 }
 
 /// The ELB API (2012-06-01) on the admin listener (`[api]`, DESIGN.md "The ELB API").

@@ -32,6 +32,22 @@ pub(super) struct Config {
     /// The EC2 stand-in: what an `InstanceId` given to the API means.
     #[serde(default)]
     pub instance: Vec<Instance>,
+    /// Cluster mode on etcd (DESIGN.md "The state store").
+    pub cluster: Option<Cluster>,
+}
+
+/// `[cluster]` (DESIGN.md "The state store": several elbe processes act as one ELB).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Cluster {
+    #[serde(default)]
+    pub etcd: Vec<String>,
+    pub prefix: Option<String>,
+    pub node_id: String,
+    #[serde(default)]
+    pub zones: Vec<String>,
+    pub lease_ttl: Option<DurationValue>,
+    pub dns_drain: Option<DurationValue>,
 }
 
 /// `[api]` (DESIGN.md "The ELB API").

@@ -15,6 +15,7 @@
 mod api;
 mod backend_ca;
 mod binds;
+mod cluster;
 mod context;
 mod health_check;
 mod listener;
@@ -55,6 +56,7 @@ impl Cx<'_> {
         let load_balancers = self.load_balancers(raw.load_balancer)?;
         let api = self.api(raw.api)?;
         let instances = self.catalogue(raw.instance)?;
+        let cluster = raw.cluster.map(|raw| self.cluster(raw)).transpose()?;
         let config = Config {
             admin,
             dns,
@@ -64,6 +66,7 @@ impl Cx<'_> {
             load_balancers,
             api,
             instances,
+            cluster,
         };
         self.check_binds(&config)?;
         Ok(config)

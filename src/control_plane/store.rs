@@ -10,9 +10,13 @@
 //! only when its revision is not older than the one it holds for that key ([`Records::take`]), so concurrent
 //! writes land in memory in the store's order. That is also how a watch will apply other processes' changes: a
 //! later `watch(from: Revision)` streams records newer than [`Contents::revision`], and the control plane applies
-//! them the same way. A compare-and-swap guard (etcd's `Compare` on a key's revision) is one more argument to
-//! `apply` when two processes can write; with one writer per `state_dir` (the embedded store is locked by its
-//! process) there is nothing to compare against yet.
+//! them the same way.
+//!
+//! Compare-and-swap: when two processes write (cluster mode, `store/etcd`), a caller that planned a change from
+//! what it read says so with [`StateStore::apply_guarded`]: "only if key K is still at revision R (or absent)",
+//! one [`Guard`] per key it read. A failed guard writes nothing and is [`StoreError::Conflict`], so the caller
+//! reloads, plans again and retries; two API calls on two processes never lose one. [`StateStore::apply`] is
+//! the same with no guard.
 //!
 //! - `store/record`: the record model: keys, one kind per object, registrations.
 //! - `store/definitions`: the records of a load balancer's own settings (listeners, zones, policies, ...).
@@ -20,6 +24,7 @@
 //! - `store/overlay`: how they lay on top of the configuration file's load balancers.
 //! - `store/embedded`: redb under `state_dir`, written by one thread that commits concurrent writes together.
 //! - `store/memory`: the same contract in memory, for an elbe run in-process (the harness, tests, the demo).
+//! - `store/etcd` (cargo feature `cluster`): the cluster's store, one etcd key per record, and its watch.
 //! - `store/error`: why the store could not open, read or write.
 //!
 //! Trade-off: the trait's futures are boxed (`StoreFuture`) so the control plane holds any store as
@@ -28,6 +33,10 @@
 pub(crate) mod definitions;
 mod embedded;
 mod error;
+// Until cluster mode is wired into the server (issue 16 items 3 to 5), only the store's tests use it.
+#[cfg(feature = "cluster")]
+#[allow(dead_code)]
+mod etcd;
 mod memory;
 pub(crate) mod overlay;
 mod record;
@@ -42,6 +51,9 @@ use serde::{Deserialize, Serialize};
 
 pub(crate) use embedded::{file as embedded_file, EmbeddedStore};
 pub use error::StoreError;
+#[cfg(feature = "cluster")]
+#[allow(unused_imports)]
+pub(crate) use etcd::{EtcdStore, Watch, WatchBatch, WatchChange, WatchEvent};
 pub(crate) use memory::MemoryStore;
 pub(crate) use record::{Key, Record, Registration, RegistrationState};
 pub(crate) use records::Records;
@@ -77,6 +89,37 @@ pub(crate) struct Contents {
     pub records: Vec<Versioned>,
 }
 
+/// A condition of a guarded batch ([`StateStore::apply_guarded`]): the record under `key` was last written at
+/// `revision`, or, with `None`, there is none.
+// Only the store's tests guard a batch until the API plans with them (issue 16).
+#[allow(dead_code)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Guard {
+    pub key: Key,
+    pub revision: Option<Revision>,
+}
+
+#[allow(dead_code)]
+impl Guard {
+    /// The guard that holds while `key` is as `held` (what the caller read: the record and its revision, or none).
+    pub(crate) fn unchanged(key: Key, held: Option<&Versioned>) -> Guard {
+        Guard {
+            key,
+            revision: held.map(|versioned| versioned.revision),
+        }
+    }
+
+    /// Whether the guard holds against the store's `contents`.
+    fn holds(&self, contents: &Contents) -> bool {
+        let found = contents
+            .records
+            .iter()
+            .find(|versioned| versioned.record.key() == self.key)
+            .map(|versioned| versioned.revision);
+        found == self.revision
+    }
+}
+
 /// What a store's operations return: boxed, so that the control plane can hold any store behind `dyn`.
 pub(crate) type StoreFuture<'a, T> =
     Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
@@ -89,4 +132,26 @@ pub(crate) trait StateStore: Send + Sync {
     /// Applies `changes` atomically (all or none) and durably (Ok: on disk), as one new revision, which it
     /// returns; every record the batch writes carries it.
     fn apply(&self, changes: Vec<Change>) -> StoreFuture<'_, Revision>;
+
+    /// Applies `changes` as [`StateStore::apply`] does, only if every guard holds; otherwise writes nothing and
+    /// fails with [`StoreError::Conflict`] naming the first key that changed.
+    ///
+    /// The default, for the single-writer stores (embedded, memory), compares against what the store holds
+    /// and then writes: atomic against other processes because there are none (the embedded store is locked by
+    /// its process), and against this process's own writers as far as they write one planned batch at a time
+    /// (the API's change queue does). etcd compares and writes in one transaction.
+    #[allow(dead_code)]
+    fn apply_guarded(&self, guards: Vec<Guard>, changes: Vec<Change>) -> StoreFuture<'_, Revision> {
+        Box::pin(async move {
+            if !guards.is_empty() {
+                let contents = self.load().await?;
+                if let Some(failed) = guards.iter().find(|guard| !guard.holds(&contents)) {
+                    return Err(StoreError::Conflict {
+                        key: failed.key.to_string(),
+                    });
+                }
+            }
+            self.apply(changes).await
+        })
+    }
 }

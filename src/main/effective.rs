@@ -34,9 +34,42 @@ struct File {
     limits: Limits,
     state_dir: String,
     api: Api,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster: Option<Cluster>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     instance: Vec<Instance>,
     load_balancer: Vec<LoadBalancer>,
+}
+
+#[derive(Serialize)]
+struct Cluster {
+    etcd: Vec<String>,
+    prefix: String,
+    node_id: String,
+    zones: Vec<String>,
+    lease_ttl: String,
+    dns_drain: String,
+}
+
+impl From<&elbe::config::Cluster> for Cluster {
+    fn from(cluster: &elbe::config::Cluster) -> Self {
+        let elbe::config::Cluster {
+            etcd,
+            prefix,
+            node_id,
+            zones,
+            lease_ttl,
+            dns_drain,
+        } = cluster;
+        Cluster {
+            etcd: etcd.clone(),
+            prefix: prefix.clone(),
+            node_id: node_id.clone(),
+            zones: zones.clone(),
+            lease_ttl: duration(*lease_ttl),
+            dns_drain: duration(*dns_drain),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -193,6 +226,7 @@ impl From<&Config> for File {
             load_balancers,
             api,
             instances,
+            cluster,
         } = config;
         let elbe::config::Api {
             region,
@@ -242,6 +276,7 @@ impl From<&Config> for File {
                     })
                     .collect(),
             },
+            cluster: cluster.as_ref().map(Cluster::from),
             instance: instances.iter().map(instance).collect(),
             load_balancer: load_balancers.iter().map(load_balancer).collect(),
         }
@@ -460,6 +495,25 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/web.toml");
         let config = elbe::config::load(&path).unwrap();
         assert_eq!(reparsed(&config), config);
+    }
+
+    #[test]
+    fn a_cluster_table_prints_with_its_defaults_and_round_trips() {
+        let text = "[cluster]\netcd = [\"http://10.0.0.5:2379\"]\nnode_id = \"lb-1a\"\nzones = [\"a\"]\n\
+                    [[load_balancer]]\nname = \"web\"\n[[load_balancer.availability_zone]]\nname = \"a\"\n\
+                    node = \"127.0.0.1\"\n[[load_balancer.listener]]\nprotocol = \"HTTP\"\n\
+                    load_balancer_port = 80\ninstance_protocol = \"HTTP\"\ninstance_port = 8080\n";
+        let config = elbe::config::parse(text, Path::new("/etc/elbe/elbe.toml")).unwrap();
+        assert_eq!(reparsed(&config), config);
+        let printed = render(&config).unwrap();
+        for line in [
+            "[cluster]",
+            "prefix = \"/elbe\"",
+            "lease_ttl = \"10s\"",
+            "dns_drain = \"2m\"",
+        ] {
+            assert!(printed.contains(line), "{line} in:\n{printed}");
+        }
     }
 
     #[test]

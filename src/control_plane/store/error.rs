@@ -1,4 +1,6 @@
-//! Why the state store could not open, read or write: each error names the store's file and keeps its cause.
+//! Why the state store could not open, read or write: each error names the store's file (or, in cluster mode,
+//! etcd's endpoints) and keeps its cause. Every one of them answers an API write 503 `ServiceUnavailable`
+//! (`api/error`): nothing was changed, the caller may retry.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -46,7 +48,7 @@ pub enum StoreError {
     /// A record that does not decode (written by something other than elbe, or damaged).
     #[error("state store {}: record {key} does not read as a record: {source}", path.display())]
     Corrupt {
-        /// The store's file.
+        /// The store's file (for etcd: `etcd` and its endpoints).
         path: PathBuf,
         /// The record's key.
         key: String,
@@ -63,6 +65,28 @@ pub enum StoreError {
         /// What the database said.
         source: Cause,
     },
+    /// A guarded batch was refused: the record under `key` changed since the caller read it (another process
+    /// wrote it). Nothing of the batch was written; reload, plan again and retry.
+    #[error(
+        "state store: {key} changed since it was read (another writer); nothing was written, retry"
+    )]
+    Conflict {
+        /// The record's key, as its path (`registrations/web/i-1`).
+        key: String,
+    },
+    /// etcd (cluster mode) could not be reached in time or refused the request. A write refused by etcd or never
+    /// sent (connection refused) kept nothing; one that timed out was sent, and etcd may still apply it (then
+    /// the watch delivers it, as any other process's write).
+    #[error("state store etcd {endpoints}: cannot {operation}: {source}")]
+    Etcd {
+        /// The endpoints the store was given, comma-separated.
+        endpoints: String,
+        /// What was asked (`read`, `write`, `watch`).
+        operation: &'static str,
+        #[source]
+        /// What etcd, the connection or the timeout said.
+        source: Cause,
+    },
     /// The thread that writes the store is gone (it panicked, or the store was closed).
     #[error("state store {}: its writer thread has stopped", path.display())]
     Stopped {
@@ -75,5 +99,10 @@ impl StoreError {
     /// Whether another process holds the store (a second elbe on the same `state_dir`).
     pub fn is_locked(&self) -> bool {
         matches!(self, StoreError::Locked { .. })
+    }
+
+    /// Whether a guarded batch was refused because a record changed ([`StoreError::Conflict`]): plan again.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, StoreError::Conflict { .. })
     }
 }

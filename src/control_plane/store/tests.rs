@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::*;
 use crate::config::{self, InstanceAddress};
 
-fn registered(lb: &str, id: &str, address: &str) -> Record {
+pub(super) fn registered(lb: &str, id: &str, address: &str) -> Record {
     Record::Registration(Registration {
         load_balancer: lb.into(),
         instance_id: id.into(),
@@ -17,7 +17,7 @@ fn registered(lb: &str, id: &str, address: &str) -> Record {
     })
 }
 
-fn deregistered(lb: &str, id: &str) -> Record {
+pub(super) fn deregistered(lb: &str, id: &str) -> Record {
     Record::Registration(Registration::deregistered(lb, id))
 }
 
@@ -33,9 +33,13 @@ fn sorted(mut contents: Contents) -> Contents {
     contents
 }
 
-/// What every store must do: one revision per batch, carried by every record it writes; deletes forget.
-async fn contract(store: &dyn StateStore) {
-    assert_eq!(store.load().await.unwrap(), Contents::default());
+/// What every store must do: one revision per batch, carried by every record it writes; deletes forget. Revisions
+/// count from the store's own start (0 for the embedded and memory stores, etcd's first revision for etcd's).
+pub(super) async fn contract(store: &dyn StateStore) {
+    let start = store.load().await.unwrap();
+    assert!(start.records.is_empty(), "{start:?}");
+    let rev = |n: u64| Revision(start.revision.0 + n);
+    let at = |n: u64, record: Record| at(start.revision.0 + n, record);
     let (a, b) = (
         registered("web", "i-a", "127.0.0.1:8001"),
         registered("web", "i-b", "127.0.0.1:8002"),
@@ -44,16 +48,16 @@ async fn contract(store: &dyn StateStore) {
         .apply(vec![Change::Put(a.clone()), Change::Put(b.clone())])
         .await
         .unwrap();
-    assert_eq!(first, Revision(1));
+    assert_eq!(first, rev(1));
     let a2 = deregistered("web", "i-a");
     assert_eq!(
         store.apply(vec![Change::Put(a2.clone())]).await.unwrap(),
-        Revision(2)
+        rev(2)
     );
     assert_eq!(
         sorted(store.load().await.unwrap()),
         Contents {
-            revision: Revision(2),
+            revision: rev(2),
             records: vec![at(2, a2.clone()), at(1, b.clone())],
         }
     );
@@ -64,19 +68,76 @@ async fn contract(store: &dyn StateStore) {
         ])
         .await
         .unwrap();
-    assert_eq!(gone, Revision(3));
+    assert_eq!(gone, rev(3));
     assert_eq!(
         store.load().await.unwrap(),
         Contents {
-            revision: Revision(3),
+            revision: rev(3),
             records: vec![at(2, a2)],
         }
     );
 }
 
+/// What a guard means in every store: "only if the key is still at this revision (or absent)"; a failed guard
+/// writes nothing and names the key.
+pub(super) async fn guards(store: &dyn StateStore) {
+    let (a, gone) = (
+        registered("web", "i-a", "127.0.0.1:8001"),
+        deregistered("web", "i-a"),
+    );
+    let absent = Guard::unchanged(a.key(), None);
+    let first = store
+        .apply_guarded(vec![absent.clone()], vec![Change::Put(a.clone())])
+        .await
+        .unwrap();
+    let refused = store
+        .apply_guarded(vec![absent], vec![Change::Put(gone.clone())])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, StoreError::Conflict { key } if key == "registrations/web/i-a"),
+        "{refused:?}"
+    );
+    assert!(
+        refused
+            .to_string()
+            .contains("registrations/web/i-a changed"),
+        "{refused}"
+    );
+    let held = at(first.0, a.clone());
+    let unchanged = Guard::unchanged(a.key(), Some(&held));
+    let second = store
+        .apply_guarded(vec![unchanged.clone()], vec![Change::Put(gone.clone())])
+        .await
+        .unwrap();
+    assert!(second > first);
+    let stale = store
+        .apply_guarded(vec![unchanged], vec![Change::Delete(a.key())])
+        .await
+        .unwrap_err();
+    assert!(stale.is_conflict(), "{stale:?}");
+    let contents = store.load().await.unwrap();
+    assert_eq!(
+        contents.records,
+        vec![at(second.0, gone)],
+        "the refused writes wrote nothing"
+    );
+}
+
+#[tokio::test]
+async fn the_single_writer_stores_keep_guards_by_comparing_what_they_hold() {
+    guards(&MemoryStore::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path()).await.unwrap();
+    guards(&store).await;
+    store.close().await;
+}
+
 #[tokio::test]
 async fn the_memory_store_keeps_the_contract() {
-    contract(&MemoryStore::default()).await;
+    let store = MemoryStore::default();
+    assert_eq!(store.load().await.unwrap(), Contents::default());
+    contract(&store).await;
 }
 
 #[tokio::test]
