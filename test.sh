@@ -104,7 +104,7 @@ if cargo nextest --version >/dev/null 2>&1; then
   # --features cluster: the etcd store and its tests (the default build leaves them out, so it needs no protoc).
   cargo nextest run --locked --features cluster "$@"
   if [ $# -eq 0 ]; then
-    cargo test --locked --doc
+    cargo test --locked --doc --features cluster
     echo "test.sh: checking the library's documentation (cargo doc, warnings are errors)"
     RUSTDOCFLAGS="-D warnings" cargo doc --locked --no-deps --lib --features cluster
   fi

@@ -128,7 +128,7 @@ impl Core {
         let staged = self
             .stage(&file, &self.control.records(), &HashMap::new())
             .await?;
-        self.commit(&file, staged);
+        self.commit(&file, staged, true);
         self.live().file = Arc::new(file);
         Ok(())
     }
@@ -162,7 +162,7 @@ impl Core {
 
     /// Serves what was staged; cannot fail. The control plane lays its own records on `file` (the same ones
     /// the stage laid, since reloads and API changes take turns).
-    fn commit(&self, file: &Config, staged: Staged) {
+    fn commit(&self, file: &Config, staged: Staged, from_file: bool) {
         let Staged {
             running,
             tls,
@@ -176,7 +176,7 @@ impl Core {
         }
         let mut live = self.live();
         let addresses = live.listeners.addresses(&fresh);
-        self.control.reload(file, &resolved, &addresses);
+        self.control.reload(file, &resolved, &addresses, from_file);
         self.control.watch_names();
         let nodes = self
             .control
@@ -237,7 +237,7 @@ impl Core {
             })?;
         self.control
             .take_records(|held| take(held, &changes, revision));
-        self.commit(&file, staged);
+        self.commit(&file, staged, false);
         Ok(())
     }
 }

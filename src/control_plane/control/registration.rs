@@ -517,7 +517,7 @@ address = "127.0.0.1:9001"
             .unwrap();
         assert_eq!(store.load().await.unwrap().revision, Revision(2));
 
-        control.reload(&config(), &HashMap::new(), &HashMap::new());
+        control.reload(&config(), &HashMap::new(), &HashMap::new(), true);
         assert_eq!(
             instances(&control),
             ["i-new"],

@@ -71,11 +71,15 @@ impl Control {
     /// Applies a new configuration, with the state store's records laid on top. `bound` holds the address of
     /// every node listener's socket, kept or newly bound (the server binds before calling); `resolved` the
     /// addresses of `host:port` instances (those of [`Control::overlaid`]).
+    ///
+    /// `from_file`: a reload of the configuration file (a new generation, its last error cleared), or (`false`)
+    /// the records of an ELB API change laid on the same file, which leaves both as they were.
     pub(crate) fn reload(
         self: &Arc<Self>,
         config: &config::Config,
         resolved: &HashMap<String, Vec<IpAddr>>,
         bound: &HashMap<SocketKey, SocketAddr>,
+        from_file: bool,
     ) {
         // SIGHUP reload: control-plane lock, never taken on the request path (see `Control::state`).
         let mut state = self.lock();
@@ -96,8 +100,10 @@ impl Control {
             .iter()
             .map(|drain| retire_targets(&state, &drain.load_balancer, &drain.instance_id))
             .collect::<Vec<_>>();
-        state.generation += 1;
-        state.last_reload_error = None;
+        if from_file {
+            state.generation += 1;
+            state.last_reload_error = None;
+        }
         self.publish(&mut state);
         drop(state);
         // The CloudWatch series of a node that is gone (its load balancer deleted, its zone disabled) go too, so
