@@ -72,8 +72,6 @@ pub(crate) struct Api {
     catalogue: Vec<config::Instance>,
     /// The `CreatedTime` of the file's load balancers: when elbe started serving them.
     started: SystemTime,
-    /// The domain DNS names are made in (`[dns] domain`).
-    dns_domain: String,
     /// The server, which stages, keeps and commits what a call changes (`api/apply`); gone once it stopped.
     changes: Weak<dyn Apply>,
 }
@@ -91,12 +89,6 @@ impl Api {
             config: config.api.clone(),
             catalogue: config.instances.clone(),
             started: SystemTime::now(),
-            dns_domain: config
-                .dns
-                .as_ref()
-                .map_or(config::defaults::DNS_DOMAIN.to_owned(), |dns| {
-                    dns.domain.clone()
-                }),
             changes,
         }
     }
@@ -300,13 +292,14 @@ impl Api {
         let described = control.described();
         let find = |name: &str| instances::find(&described, name).map(|(lb, _)| lb);
         match call {
-            Call::CreateLoadBalancer(request) => out.text(
-                "DNSName",
-                crate::dns::dns_name(&request.name, &self.config.region, &self.dns_domain),
-            ),
+            Call::CreateLoadBalancer(request) => {
+                // The name it runs under (an idempotent repeat may name the file's, in its own region).
+                let (_, status) = instances::find(&described, &request.name)?;
+                out.text("DNSName", &status.dns_name);
+            }
             Call::ConfigureHealthCheck(request) => health_check::write(&request.check, out),
             Call::ModifyLoadBalancerAttributes(request) => {
-                attributes::write_modified(find(&request.given.load_balancer)?, &request.given, out)
+                attributes::write_modified(find(&request.given.load_balancer)?, request, out)
             }
             Call::EnableZones(request) | Call::DisableZones(request) => {
                 zones::write(find(&request.load_balancer)?, out)

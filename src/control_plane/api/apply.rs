@@ -26,13 +26,19 @@ pub(crate) struct View<'a> {
 }
 
 impl View<'_> {
-    /// The running load balancer `name`; ELB's `LoadBalancerNotFound` otherwise.
+    /// The running load balancer `name`, whatever its case (names are DNS names, which the file keeps unique
+    /// regardless of case); ELB's `LoadBalancerNotFound` otherwise. Records are keyed by the name it runs under.
     pub(crate) fn load_balancer(&self, name: &str) -> Result<&config::LoadBalancer, ApiError> {
+        self.running(name)
+            .ok_or_else(|| ApiError::load_balancer_not_found(name))
+    }
+
+    /// The running load balancer `name`, whatever its case.
+    pub(crate) fn running(&self, name: &str) -> Option<&config::LoadBalancer> {
         self.config
             .load_balancers
             .iter()
-            .find(|lb| lb.name == name)
-            .ok_or_else(|| ApiError::load_balancer_not_found(name))
+            .find(|lb| lb.name.eq_ignore_ascii_case(name))
     }
 
     /// Whether the file declares a load balancer `name` that no API record replaced: deleting it, or a part of

@@ -21,6 +21,8 @@ use crate::control_plane::store::{Change, Key, Record};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ModifyAttributes {
     pub given: Attributes,
+    /// `AccessLog.Enabled=false` was given (the one AccessLog setting the API takes).
+    pub access_log_off: bool,
 }
 
 pub(crate) fn decode_modify(params: &mut Params) -> Result<ModifyAttributes, ApiError> {
@@ -40,7 +42,8 @@ pub(crate) fn decode_modify(params: &mut Params) -> Result<ModifyAttributes, Api
     let idle_timeout = settings.number("IdleTimeout", 1..=3600)?;
     settings.finish()?;
     let mut access_log = attributes.structure("AccessLog");
-    if access_log.boolean("Enabled")? == Some(true) {
+    let access_log_enabled = access_log.boolean("Enabled")?;
+    if access_log_enabled == Some(true) {
         return Err(ApiError::invalid_configuration(
             "elbe writes access logs where the configuration file's access_log says, not to S3: \
              AccessLog cannot be enabled through the API",
@@ -59,6 +62,7 @@ pub(crate) fn decode_modify(params: &mut Params) -> Result<ModifyAttributes, Api
             connection_draining_timeout,
             idle_timeout,
         },
+        access_log_off: access_log_enabled == Some(false),
     })
 }
 
@@ -68,6 +72,13 @@ pub(crate) fn plan_modify(
     request: &ModifyAttributes,
 ) -> Result<Vec<Change>, ApiError> {
     let lb = view.load_balancer(&request.given.load_balancer)?;
+    if request.access_log_off && lb.access_log.is_some() {
+        return Err(ApiError::invalid_configuration(format!(
+            "Load balancer {}'s access log is written where the configuration file's access_log says: \
+             the API cannot disable it",
+            lb.name
+        )));
+    }
     let key = Key::Attributes {
         load_balancer: lb.name.clone(),
     };
@@ -91,9 +102,13 @@ pub(crate) fn plan_modify(
 }
 
 /// ModifyLoadBalancerAttributes' answer: the name and the attributes given, as they are now.
-pub(crate) fn write_modified(lb: &config::LoadBalancer, given: &Attributes, xml: &mut Xml) {
+pub(crate) fn write_modified(lb: &config::LoadBalancer, request: &ModifyAttributes, xml: &mut Xml) {
+    let given = &request.given;
     xml.text("LoadBalancerName", &lb.name);
     xml.element("LoadBalancerAttributes", |xml| {
+        if request.access_log_off {
+            xml.element("AccessLog", |xml| xml.text("Enabled", false));
+        }
         if given.cross_zone_load_balancing.is_some() {
             cross_zone(lb, xml);
         }

@@ -147,9 +147,10 @@ pub(crate) fn plan_create(
 
 /// DeleteLoadBalancer: every record forgotten, a tombstone for the file's (module documentation).
 pub(crate) fn plan_delete(view: &View<'_>, name: &str) -> Result<Vec<Change>, ApiError> {
-    if !view.config.load_balancers.iter().any(|lb| lb.name == name) {
+    let Some(lb) = view.running(name) else {
         return Ok(Vec::new()); // never there, or gone already (its tombstone stays)
-    }
+    };
+    let name = lb.name.as_str();
     let mut changes: Vec<Change> = view
         .records
         .keys_of(name)

@@ -65,11 +65,16 @@ pub(crate) struct DescribePolicies {
     pub names: Vec<String>,
 }
 
+/// `LoadBalancerName` and `PolicyName`; a policy name is letters, digits and `-` (ELB's rule), at most 255.
 fn named(params: &mut Params) -> Result<(String, String), ApiError> {
-    Ok((
-        params.required("LoadBalancerName")?,
-        params.required("PolicyName")?,
-    ))
+    let load_balancer = params.required("LoadBalancerName")?;
+    let name = params.required("PolicyName")?;
+    if name.len() > 255 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        return Err(ApiError::validation(format!(
+            "PolicyName {name:?}: policy names are 1 to 255 letters, digits and '-'"
+        )));
+    }
+    Ok((load_balancer, name))
 }
 
 pub(crate) fn decode_lb_cookie(params: &mut Params) -> Result<CreatePolicy, ApiError> {

@@ -43,11 +43,7 @@ pub(crate) fn decode_tags(
             member.optional("Value").unwrap_or_default()
         };
         member.finish()?;
-        if key.chars().count() > 128 || value.chars().count() > 256 {
-            return Err(ApiError::validation(format!(
-                "Tag {key:?}: keys have 1 to 128 characters and values at most 256"
-            )));
-        }
+        check_tag(&key, &value)?;
         if tags.iter().any(|tag| tag.key == key) {
             return Err(ApiError::elb(
                 "DuplicateTagKeys",
@@ -60,6 +56,28 @@ pub(crate) fn decode_tags(
         return Err(too_many());
     }
     Ok(tags)
+}
+
+/// ELB's rules for a tag: a key of 1 to 128 characters, a value of at most 256, both of letters, digits, spaces
+/// and `_ . : / = + - @`; keys starting with `aws:` are AWS's own.
+fn check_tag(key: &str, value: &str) -> Result<(), ApiError> {
+    let allowed = |text: &str| {
+        text.chars()
+            .all(|c| c.is_alphanumeric() || c == ' ' || "_.:/=+-@".contains(c))
+    };
+    if key.chars().count() > 128 || value.chars().count() > 256 || !allowed(key) || !allowed(value)
+    {
+        return Err(ApiError::validation(format!(
+            "Tag {key:?}: keys have 1 to 128 characters and values at most 256, of letters, digits, spaces \
+             and _ . : / = + - @"
+        )));
+    }
+    if key.to_ascii_lowercase().starts_with("aws:") {
+        return Err(ApiError::validation(format!(
+            "Tag {key:?}: keys starting with aws: are reserved for AWS"
+        )));
+    }
+    Ok(())
 }
 
 fn too_many() -> ApiError {
@@ -162,12 +180,15 @@ pub(crate) fn describe(
     names: &[String],
     xml: &mut Xml,
 ) -> Result<(), ApiError> {
+    let mut found = Vec::with_capacity(names.len());
     for name in names {
-        if !running.contains(name) {
-            return Err(ApiError::load_balancer_not_found(name));
-        }
+        let running = running
+            .iter()
+            .find(|running| running.eq_ignore_ascii_case(name))
+            .ok_or_else(|| ApiError::load_balancer_not_found(name))?;
+        found.push(running.clone());
     }
-    xml.list("TagDescriptions", names, |xml, name| {
+    xml.list("TagDescriptions", &found, |xml, name| {
         xml.text("LoadBalancerName", name);
         xml.list("Tags", &held(records, name), |xml, tag| {
             xml.text("Key", &tag.key);
@@ -180,6 +201,32 @@ pub(crate) fn describe(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tags_keep_elbs_rules() {
+        let code = |form: &str| {
+            let mut params = Params::from_form(form.as_bytes()).unwrap();
+            decode_request(&mut params, false)
+                .map(|_| ())
+                .map_err(|e| e.code)
+        };
+        assert_eq!(
+            code("LoadBalancerNames.member.1=w&Tags.member.1.Key=team&Tags.member.1.Value=a b:c@d"),
+            Ok(())
+        );
+        assert_eq!(
+            code("LoadBalancerNames.member.1=w&Tags.member.1.Key=bad%01&Tags.member.1.Value=v"),
+            Err("ValidationError")
+        );
+        assert_eq!(
+            code("LoadBalancerNames.member.1=w&Tags.member.1.Key=aws:name"),
+            Err("ValidationError")
+        );
+        assert_eq!(
+            code("LoadBalancerNames.member.1=w&Tags.member.1.Key=k&Tags.member.1.Value=%3Cx%3E"),
+            Err("ValidationError")
+        );
+    }
 
     #[test]
     fn remove_tags_reads_keys_only() {

@@ -72,7 +72,9 @@ impl Xml {
     }
 }
 
-/// Appends `text` with XML's five special characters escaped.
+/// Appends `text` with XML's five special characters escaped, and the characters XML 1.0 does not allow at all
+/// (control characters but tab and line ends, U+FFFE, U+FFFF) replaced by U+FFFD: an error message echoing a
+/// caller's bytes must still be a document botocore can parse.
 fn escape_into(out: &mut String, text: &str) {
     for c in text.chars() {
         match c {
@@ -81,6 +83,8 @@ fn escape_into(out: &mut String, text: &str) {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&apos;"),
+            '\t' | '\n' | '\r' => out.push(c),
+            c if c < ' ' || c == '\u{FFFE}' || c == '\u{FFFF}' => out.push('\u{FFFD}'),
             c => out.push(c),
         }
     }
@@ -151,6 +155,16 @@ mod tests {
              <DescribeThingResult><Names><member>a&amp;b</member><member>&lt;c&gt;</member></Names><Empty/>\
              <Quote>it&apos;s &quot;x&quot;</Quote></DescribeThingResult>\
              <ResponseMetadata><RequestId>rid</RequestId></ResponseMetadata></DescribeThingResponse>"
+        );
+    }
+
+    #[test]
+    fn characters_xml_does_not_allow_are_replaced() {
+        let mut xml = Xml::default();
+        xml.text("Message", "a\u{1}b\tc\u{FFFF}");
+        assert_eq!(
+            xml.into_string(),
+            "<Message>a\u{FFFD}b\tc\u{FFFD}</Message>"
         );
     }
 
