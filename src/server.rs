@@ -214,6 +214,7 @@ async fn start_with(
         passive: &passive,
         connections: &connections,
         shutdown_grace: config.limits.shutdown_grace,
+        drain_deadlines: &HashMap::new(),
     };
     listeners.commit(&nodes, fresh, &serving);
     access_logs.commit(logs);

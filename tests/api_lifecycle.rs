@@ -596,7 +596,8 @@ async fn https_listeners_name_api_certificates_and_a_deleted_load_balancer_drain
     bounded(LIMIT, async {
         let certs = concat!(env!("CARGO_MANIFEST_DIR"), "/certs");
         let (slow, b) = (
-            Backend::start(Behaviour::Slow(Duration::from_millis(1500))).await,
+            // Longer than the harness's 5 s shutdown_grace: the drain waits for ConnectionDraining's 10 s.
+            Backend::start(Behaviour::Slow(Duration::from_millis(6000))).await,
             Backend::start(Behaviour::Echo).await,
         );
         let api = format!(
@@ -745,6 +746,84 @@ async fn a_reload_keeps_what_the_api_made_and_tcp_listeners_send_proxy_protocol(
             ],
         )
         .await;
+
+        // Two identical creations at once: both answered, one load balancer.
+        let twice = [
+            "create-load-balancer",
+            "--load-balancer-name",
+            "twin",
+            "--listeners",
+            "Protocol=HTTP,LoadBalancerPort=7100,InstanceProtocol=HTTP,InstancePort=8000",
+            "--availability-zones",
+            "zone-a",
+        ];
+        let (first, second) = tokio::join!(aws(&elbe, &twice), aws(&elbe, &twice));
+        assert!(
+            first.success && second.success,
+            "{} {}",
+            first.stderr,
+            second.stderr
+        );
+        assert_eq!(first.json()["DNSName"], second.json()["DNSName"]);
+
+        // An attribute set through the API wins over the file; one the API never set follows the file.
+        ok(
+            &elbe,
+            &[
+                "modify-load-balancer-attributes",
+                "--load-balancer-name",
+                "web",
+                "--load-balancer-attributes",
+                "{\"CrossZoneLoadBalancing\":{\"Enabled\":true}}",
+            ],
+        )
+        .await;
+        let mut edited = builder.clone();
+        edited
+            .lb_extra
+            .push_str("idle_timeout = \"30s\"\ncross_zone_load_balancing = false\n");
+        std::fs::write(&path, edited.toml()).unwrap();
+        elbe.server().reload_from(&path).await.unwrap();
+        let attributes = ok(
+            &elbe,
+            &[
+                "describe-load-balancer-attributes",
+                "--load-balancer-name",
+                "web",
+            ],
+        )
+        .await;
+        let attributes = &attributes["LoadBalancerAttributes"];
+        assert_eq!(
+            attributes["ConnectionSettings"]["IdleTimeout"], 30,
+            "the file's new idle timeout"
+        );
+        assert_eq!(
+            attributes["CrossZoneLoadBalancing"]["Enabled"], true,
+            "the API's cross-zone"
+        );
+
+        // A refused reload's error stays on /status through later API changes.
+        std::fs::write(&path, "not = [toml").unwrap();
+        assert!(elbe.server().reload_from(&path).await.is_err());
+        ok(
+            &elbe,
+            &[
+                "add-tags",
+                "--load-balancer-names",
+                "tcp",
+                "--tags",
+                "Key=k,Value=v",
+            ],
+        )
+        .await;
+        let status = admin_get(&elbe, "/status").await.json();
+        assert!(
+            status["config"]["last_reload_error"].is_string(),
+            "{}",
+            status["config"]
+        );
+        std::fs::write(&path, edited.toml()).unwrap();
 
         // The same file again: what the API made stays, bound and serving.
         elbe.server().reload_from(&path).await.unwrap();

@@ -714,3 +714,46 @@ async fn every_acknowledged_elb_api_write_of_a_burst_cut_by_kill_9_is_there_afte
     }
     drop(elbe);
 }
+
+/// A load balancer of the file deleted through the ELB API stays deleted across `kill -9` and restart (its
+/// tombstone), until `elbe state reset`.
+#[tokio::test]
+async fn a_file_load_balancer_deleted_through_the_api_stays_deleted_until_the_store_is_reset() {
+    let dir = tempfile::tempdir().unwrap();
+    let declared = Backend::start(Behaviour::Echo).await;
+    let config = config(dir.path(), declared.address);
+    let elbe = Elbe::start(&config).await;
+    let listener = elbe.listener().await;
+    let mut admin = Admin::connect(elbe.admin).await;
+    let delete = "Action=DeleteLoadBalancer&Version=2012-06-01&LoadBalancerName=web".to_owned();
+    assert_eq!(
+        admin.send(Method::POST, "/", delete).await,
+        Some(StatusCode::OK)
+    );
+    assert!(
+        TcpStream::connect(listener).await.is_err(),
+        "its listener closed"
+    );
+    elbe.kill_9().await;
+
+    let elbe = Elbe::start(&config).await;
+    let status = common::get(elbe.admin, "/status").await.json();
+    assert_eq!(
+        status["load_balancers"],
+        serde_json::json!([]),
+        "still deleted after the restart"
+    );
+    let keys: Vec<serde_json::Value> = shown(&config)
+        .await
+        .iter()
+        .map(|r| r["key"].clone())
+        .collect();
+    assert_eq!(keys, [serde_json::json!("load_balancers/web")]);
+    elbe.kill_9().await;
+
+    let (ok, _, err) = state("reset", &config).await;
+    assert!(ok, "{err}");
+    let elbe = Elbe::start(&config).await;
+    elbe.wait_in_service("i-file").await;
+    reaches(elbe.listener().await, &declared).await;
+}

@@ -282,6 +282,23 @@ impl Control {
         self.lock().records.clone()
     }
 
+    /// The `ConnectionDraining` timeout of every running load balancer that has it on, by name: how long a
+    /// listener it loses lets its connections finish.
+    pub(crate) fn drain_deadlines(&self) -> HashMap<String, std::time::Duration> {
+        // reloads and ELB API changes: control-plane lock, never taken on the request path (see `Control::state`).
+        self.lock()
+            .load_balancers
+            .iter()
+            .filter(|lb| lb.config.connection_draining.enabled)
+            .map(|lb| {
+                (
+                    lb.config.name.clone(),
+                    lb.config.connection_draining.timeout,
+                )
+            })
+            .collect()
+    }
+
     /// The addresses every running `host:port` instance resolved to, by instance id.
     pub(crate) fn resolved_now(&self) -> HashMap<String, Vec<IpAddr>> {
         // ELB API changes: control-plane lock, never taken on the request path (see `Control::state`).

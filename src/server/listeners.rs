@@ -81,6 +81,9 @@ pub(super) struct Listeners {
     /// The TLS clients to instances the listeners were last served with, kept across reloads where their
     /// `backend_ca` did not change.
     instance_clients: InstanceClients,
+    /// The accept loops of listeners retired by the last commits: each ends (and closes its socket) as soon as
+    /// it runs; the server waits for them, so an address given up is free when the change is answered.
+    retired: Vec<JoinHandle<()>>,
 }
 
 /// Sockets bound for a configuration and not yet served (dropping them closes them: a refused reload).
@@ -248,6 +251,9 @@ pub(super) struct Serving<'a> {
     pub passive: &'a UnboundedSender<PassiveFailure>,
     pub connections: &'a Arc<Connections>,
     pub shutdown_grace: Duration,
+    /// The `ConnectionDraining` timeout of each load balancer that had it on before this change: a listener
+    /// it loses lets its connections finish for that long (not less than `shutdown_grace`).
+    pub drain_deadlines: &'a HashMap<String, Duration>,
 }
 
 /// A node listener as the control plane holds it after a publish: its socket and shared snapshot.
@@ -433,10 +439,19 @@ impl Listeners {
             .map(|bound| {
                 let info = bound.info.clone();
                 tracing::info!(load_balancer = %info.load_balancer, zone = %info.zone, address = %info.address, "listener removed; draining its connections");
-                retire(bound, serving.shutdown_grace);
+                let grace = serving
+                    .drain_deadlines
+                    .get(&info.load_balancer)
+                    .map_or(serving.shutdown_grace, |drain| (*drain).max(serving.shutdown_grace));
+                self.retired.push(retire(bound, grace));
                 info
             })
             .collect()
+    }
+
+    /// The accept loops of the listeners retired since the last call (see [`Listeners::retired`]).
+    pub(super) fn take_retired(&mut self) -> Vec<JoinHandle<()>> {
+        std::mem::take(&mut self.retired)
     }
 
     /// Every bound listener, in configuration order.
@@ -495,23 +510,32 @@ fn serve(
 }
 
 /// A listener the configuration no longer has: it stops accepting now; its connections get `grace` to finish,
-/// then the ones left are closed.
-fn retire(bound: Bound, grace: Duration) {
+/// then the ones left are closed. Returns its accept loop, which ends at once (its socket closes) now that the drain is triggered.
+fn retire(bound: Bound, grace: Duration) -> JoinHandle<()> {
     bound.drain.trigger();
     bound.open.close();
+    let Bound {
+        key,
+        info,
+        kind,
+        drain,
+        cut,
+        open,
+        accept_loop,
+    } = bound;
     tokio::spawn(async move {
-        if tokio::time::timeout(grace, bound.open.wait())
-            .await
-            .is_err()
-        {
+        // Kept until the connections are done: what serves them.
+        let _serving = (key, kind, drain);
+        if tokio::time::timeout(grace, open.wait()).await.is_err() {
             tracing::warn!(
-                address = %bound.info.address,
-                live = bound.open.len(),
-                "shutdown grace ran out on a removed listener; closing its remaining connections"
+                address = %info.address,
+                live = open.len(),
+                "the drain deadline ran out on a removed listener; closing its remaining connections"
             );
         }
-        bound.cut.trigger();
+        cut.trigger();
     });
+    accept_loop
 }
 
 #[cfg(test)]

@@ -130,6 +130,7 @@ impl Core {
             .await?;
         self.commit(&file, staged, true);
         self.live().file = Arc::new(file);
+        self.close_retired().await;
         Ok(())
     }
 
@@ -174,6 +175,8 @@ impl Core {
         if let Some(secret) = secret {
             self.control.use_stickiness_secret(secret);
         }
+        // Read before the control plane takes the change: the load balancers a removed listener belonged to.
+        let drain_deadlines = self.control.drain_deadlines();
         let mut live = self.live();
         let addresses = live.listeners.addresses(&fresh);
         self.control.reload(file, &resolved, &addresses, from_file);
@@ -189,6 +192,7 @@ impl Core {
             passive: &self.passive,
             connections: &self.connections,
             shutdown_grace: self.shutdown_grace,
+            drain_deadlines: &drain_deadlines,
         };
         let removed = live.listeners.commit(&nodes, fresh, &serving);
         live.access_logs.commit(logs);
@@ -201,6 +205,16 @@ impl Core {
             removed = removed.len(),
             "configuration applied"
         );
+    }
+
+    /// Waits (a second at most) for the accept loops of the listeners the last commit retired to end, so their
+    /// addresses are free once the change is answered (a DeleteLoadBalancer then CreateLoadBalancer of the same
+    /// address binds it).
+    async fn close_retired(&self) {
+        let retired = self.live().listeners.take_retired();
+        for accept_loop in retired {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), accept_loop).await;
+        }
     }
 
     /// An ELB API change: plans it against what runs, stages it, keeps it, commits it (module documentation).
@@ -238,6 +252,7 @@ impl Core {
         self.control
             .take_records(|held| take(held, &changes, revision));
         self.commit(&file, staged, false);
+        self.close_retired().await;
         Ok(())
     }
 }

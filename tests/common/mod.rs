@@ -210,6 +210,7 @@ async fn answer(behaviour: Behaviour, request: Request<Incoming>) -> Response<An
 }
 
 /// An instance entry for the generated configuration.
+#[derive(Clone)]
 pub struct InstanceSpec {
     pub id: String,
     pub zone: String,
@@ -232,6 +233,7 @@ const HTTP_LISTENER: &str =
     "[[load_balancer.listener]]\nprotocol = \"HTTP\"\nload_balancer_port = 0\ninstance_protocol = \"HTTP\"\ninstance_port = 80\n";
 
 /// Builds a configuration: one load balancer "web", zones on 127.0.0.1 port 0, an HTTP listener.
+#[derive(Clone)]
 pub struct ConfigBuilder {
     pub zones: Vec<(String, String)>,
     pub instances: Vec<InstanceSpec>,
