@@ -4,8 +4,8 @@
 //! Input layout: the bytes are the body.
 //!
 //! Invariants:
-//! - every refusal is one of the protocol's codes, with HTTP status 400 (nothing the decoder reads is the
-//!   server's fault);
+//! - every refusal is one of the protocol's or ELB's codes a decoder gives, with HTTP status 400, or 409 for
+//!   `InvalidConfigurationRequest` (nothing the decoder reads is the server's fault);
 //! - the verdict does not depend on the order of the pairs: the same pairs reversed decode to the same call, or
 //!   are refused with the same code;
 //! - a list read back (`L.member.N…`) and written again as `L.member.N…` reads back the same, as does a map
@@ -20,6 +20,14 @@ const CODES: &[&str] = &[
     "MissingParameter",
     "InvalidAction",
     "ValidationError",
+    // ELB's own, refused by an action's decoder before anything runs.
+    "UnsupportedProtocol",
+    "InvalidScheme",
+    "InvalidSecurityGroup",
+    "DuplicateTagKeys",
+    "TooManyTags",
+    "PolicyTypeNotFound",
+    "InvalidConfigurationRequest",
 ];
 
 /// The body's pairs written again in reverse order.
@@ -45,7 +53,8 @@ fuzz_target!(|data: &[u8]| {
     let verdict = api_query(data);
     if let Err((code, status)) = verdict {
         assert!(CODES.contains(&code), "unexpected code {code}");
-        assert_eq!(status, 400, "{code}");
+        let expected = if code == "InvalidConfigurationRequest" { 409 } else { 400 };
+        assert_eq!(status, expected, "{code}");
     }
     // Reversing only reorders when no key is given twice (then both are refused, for the same reason).
     let canonical = api_query(rewritten(data).as_bytes());

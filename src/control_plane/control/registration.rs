@@ -105,7 +105,7 @@ impl Control {
             .unwrap_or(Err(ControlError::Interrupted))
     }
 
-    async fn deregister_now(
+    pub(super) async fn deregister_now(
         self: &Arc<Self>,
         load_balancer: &str,
         instance_ids: &[String],
