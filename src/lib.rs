@@ -25,8 +25,9 @@
 //!    (`control/reload`) and reports (`control/status`: `/status`, `/healthz`); `health` runs ELB's checks
 //!    (states, thresholds, the probe, the checker); `discovery` re-resolves `host:port` instances and sends the
 //!    answers as events; `admin` serves `/status`, `/healthz`, `/metrics` and instance registration; `api` answers
-//!    ELB's own API there (the AWS Query protocol, SigV4, the instance actions); `store` keeps every change made
-//!    through them (registrations today) durable, in `state_dir` (redb) or in memory for the harness.
+//!    ELB's own API there (the AWS Query protocol, SigV4, every action, each change a plan the server stages and
+//!    commits as a reload); `store` keeps every change made through them durable, as one record per object laid
+//!    on the file (`store/overlay`), in `state_dir` (redb), in memory for the harness, or in etcd (`cluster`).
 //! 3. **DNS** (`dns`): the authoritative responder for load balancer names.
 //! 4. **Data plane** (`data_plane/`, the hot path: no lock, the snapshot is an `ArcSwap` load), in the order a
 //!    request flows:

@@ -82,7 +82,8 @@ impl ApiError {
         )
     }
 
-    /// An action of ELB's API that elbe does not answer yet (DESIGN.md's list; issue 15 is open for it).
+    /// An action of ELB's API that elbe does not answer (subnets, security groups, account limits: what an
+    /// EC2-Classic load balancer on one machine does not have).
     pub(crate) fn not_implemented(action: &str) -> Self {
         Self::new(
             "InvalidAction",
