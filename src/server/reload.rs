@@ -12,7 +12,12 @@
 //! applied, the result is staged (a listener that cannot bind or a certificate that does not load refuses the
 //! call, 409 `InvalidConfigurationRequest`, and nothing is written), then written to the state store (Ok: on
 //! disk), then committed. So a created load balancer listens, answers DNS and is health-checked before its call
-//! is answered, and an acknowledged change is one a restart finds.
+//! is answered, and an acknowledged change is one a restart finds. The write is compare-and-swap: each key the
+//! change writes must still be as this process holds it ([`Guard`]); in cluster mode another process may have
+//! written it first, and then everything is loaded from the store and the change planned again.
+//!
+//! Cluster mode (`server/cluster`): a batch another process wrote comes through the store's watch and goes the
+//! same way (`Core::apply_watched`): taken into the records as their revisions say, staged, committed.
 
 use std::net::SocketAddr;
 use std::path::Path;
