@@ -537,3 +537,59 @@ async fn a_cluster_process_whose_etcd_does_not_answer_at_start_fails_saying_so()
         "{why}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_this_process_cannot_bind_is_kept_and_applied_at_the_next_batch() {
+    let etcd = Etcd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = pair(dir.path(), &etcd, "127.83.6").await;
+    // zone-b's first free pool address, where CreateLoadBalancer puts made's zone-b node: taken here, so B
+    // cannot bind it.
+    let squatter = std::net::TcpListener::bind("127.83.6.17:8080").unwrap();
+    let mut admin = Admin::connect(a.admin).await;
+    let (status, text) = admin
+        .elb(
+            "Action=CreateLoadBalancer&LoadBalancerName=made\
+             &Listeners.member.1.Protocol=HTTP&Listeners.member.1.LoadBalancerPort=8080\
+             &Listeners.member.1.InstancePort=8000\
+             &AvailabilityZones.member.1=zone-a&AvailabilityZones.member.2=zone-b",
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "A binds its own node: {text}");
+    let deadline = Instant::now() + STEP;
+    loop {
+        let reply = common::get(b.admin, "/status").await;
+        let error = reply.json()["config"]["last_reload_error"].clone();
+        if let Some(error) = error.as_str() {
+            assert!(
+                error.starts_with("state store revision ") && error.contains("127.83.6.17:8080"),
+                "{error}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "B reported no failed apply:\n{}",
+            b.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        b.load_balancer("made").await.is_none(),
+        "B runs nothing of made yet"
+    );
+
+    // The address is free again; the next change of the cluster (anyone's) has B apply what it kept.
+    drop(squatter);
+    let (status, text) = admin
+        .elb("Action=AddTags&LoadBalancerNames.member.1=web&Tags.member.1.Key=k&Tags.member.1.Value=v")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let node_b = b.node("made").await;
+    assert_eq!(node_b.to_string(), "127.83.6.17:8080");
+    let backend = Backend::start(Behaviour::Echo).await;
+    admin
+        .register("made", "i-made", "zone-b", backend.address)
+        .await;
+    served(node_b, &backend).await;
+}
