@@ -10,11 +10,15 @@
 //! - `server/listeners`: the bound node listeners, one per socket with its kind, bound before they are served.
 //! - `server/reload`: what a reload checks, stages and commits.
 //! - `server/access_logs`: the access-log writers, one per destination.
+//! - `server/cluster` (feature `cluster`): cluster mode, the etcd store and the watch that applies other
+//!   processes' changes.
 //! - `server/errors`: why a start failed or a reload was refused.
 //! - `server/state`: the state store seen from outside a running elbe (`elbe state show`, `elbe state reset`).
 #![allow(clippy::disallowed_types)] // the server's bookkeeping lock; see `Server::live`.
 
 mod access_logs;
+#[cfg(feature = "cluster")]
+mod cluster;
 mod errors;
 mod listeners;
 mod reload;
@@ -138,12 +142,31 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
 /// (one elbe per `state_dir`: [`StartError::Store`] with [`StoreError::Locked`] otherwise), its records are laid
 /// on top of the file's load balancers, and every registration made from now on is on disk before it is
 /// acknowledged, so it survives `kill -9`.
+///
+/// With `[cluster]` it starts in cluster mode instead ([`start_cluster`]).
 pub async fn start_durable(config: Config) -> Result<Server, StartError> {
+    if config.cluster.is_some() {
+        return start_cluster(config).await;
+    }
     let store = EmbeddedStore::open(&config.state_dir).await?;
     let contents = store.load().await?;
     tracing::info!(path = %store.path().display(), records = contents.records.len(),
         revision = contents.revision.0, "state store opened");
     start_with(config, Arc::new(store), Records::from_contents(contents)).await
+}
+
+/// Starts elbe in cluster mode (`[cluster]`, DESIGN.md "The state store"): the state is etcd's, loaded whole at
+/// start (etcd unreachable: [`StartError::ClusterStore`]) and followed by a watch, so every process of the
+/// cluster applies every change; this process binds the nodes of `[cluster] zones` only (`server/cluster`).
+#[cfg(feature = "cluster")]
+pub async fn start_cluster(config: Config) -> Result<Server, StartError> {
+    cluster::start(config).await
+}
+
+/// Without the `cluster` feature: [`StartError::ClusterNotBuilt`], which says how to build it.
+#[cfg(not(feature = "cluster"))]
+pub async fn start_cluster(_config: Config) -> Result<Server, StartError> {
+    Err(StartError::ClusterNotBuilt)
 }
 
 async fn start_with(
@@ -173,7 +196,7 @@ async fn start_with(
 
     // Bind every listener first, so a bind failure leaves nothing half-started.
     let mut listeners = Listeners::default();
-    let fresh = listeners.bind_new(&running)?;
+    let fresh = listeners.bind_new(&control.served().restrict(&running))?;
     let backlog = crate::data_plane::node::listen_backlog(config.limits.listen_backlog);
     let (admin_socket, admin_address) = listeners::bind(config.admin.listen, "admin", backlog)?;
     let dns = match &config.dns {

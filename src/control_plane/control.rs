@@ -117,6 +117,8 @@ pub struct Control {
     /// reloads and ELB API changes take it whole, so none of them plans from a state a registration is changing
     /// (a DeleteLoadBalancer never misses a registration written meanwhile).
     gate: Arc<tokio::sync::Semaphore>,
+    /// The zones whose nodes this process runs, and whose instances it health-checks.
+    served: ServedZones,
 }
 
 /// The gate's permits: one per registration in flight, all of them for a reload or an API change.
@@ -222,6 +224,7 @@ impl Control {
             store,
             drains: std::sync::atomic::AtomicU64::new(0),
             gate: Arc::new(tokio::sync::Semaphore::new(GATE_PERMITS as usize)),
+            served: ServedZones::of(config),
         };
         // start, bind and reload: control-plane lock, never taken on the request path (see `Control::state`).
         control.publish(&mut control.lock());
@@ -312,6 +315,11 @@ impl Control {
         resolved
     }
 
+    /// The zones whose nodes this process runs.
+    pub(crate) fn served(&self) -> &ServedZones {
+        &self.served
+    }
+
     /// Changes the records held (a batch the store acknowledged); the next reload lays them on the file.
     pub(crate) fn take_records(&self, f: impl FnOnce(&mut Records)) {
         // ELB API changes: control-plane lock, never taken on the request path (see `Control::state`).
@@ -319,27 +327,73 @@ impl Control {
     }
 }
 
-/// One node listener per (load balancer, enabled zone, listener), each with an empty snapshot until the first
-/// publish.
+/// The zones whose nodes this process runs: every zone, or in cluster mode only `[cluster] zones` (DESIGN.md
+/// "The state store": the other zones' nodes run in other processes). The one place that decides it: node
+/// listeners, the sockets bound for them and the health checkers all ask here.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct ServedZones(Option<Arc<[String]>>);
+
+impl ServedZones {
+    /// What `config` says: `[cluster] zones`, or every zone without `[cluster]`.
+    pub(crate) fn of(config: &config::Config) -> ServedZones {
+        ServedZones(
+            config
+                .cluster
+                .as_ref()
+                .map(|cluster| cluster.zones.as_slice().into()),
+        )
+    }
+
+    /// Whether this process runs the nodes of `zone`.
+    pub(crate) fn serves(&self, zone: &str) -> bool {
+        self.0
+            .as_ref()
+            .is_none_or(|zones| zones.iter().any(|z| z == zone))
+    }
+
+    /// `config` with only the zones this process runs (what its sockets are bound for); the same `config`
+    /// when it runs every zone.
+    pub(crate) fn restrict<'a>(
+        &self,
+        config: &'a config::Config,
+    ) -> std::borrow::Cow<'a, config::Config> {
+        if self.0.is_none() {
+            return std::borrow::Cow::Borrowed(config);
+        }
+        let mut mine = config.clone();
+        for lb in &mut mine.load_balancers {
+            lb.availability_zones.retain(|zone| self.serves(&zone.name));
+        }
+        std::borrow::Cow::Owned(mine)
+    }
+}
+
+/// One node listener per (load balancer, enabled zone this process serves, listener), each with an empty
+/// snapshot until the first publish.
 fn node_listeners(config: &config::Config) -> Vec<NodeListener> {
+    let served = ServedZones::of(config);
     config
         .load_balancers
         .iter()
         .flat_map(|lb| {
-            lb.availability_zones.iter().flat_map(move |zone| {
-                lb.listeners
-                    .iter()
-                    .enumerate()
-                    .map(move |(listener_index, listener)| NodeListener {
-                        load_balancer: lb.name.as_str().into(),
-                        zone: zone.name.as_str().into(),
-                        node: zone.node,
-                        listener: listener.clone(),
-                        listener_index,
-                        routes: Arc::new(ArcSwap::from_pointee(NodeSnapshot::default())),
-                        bound: None,
-                    })
-            })
+            let served = served.clone();
+            lb.availability_zones
+                .iter()
+                .filter(move |zone| served.serves(&zone.name))
+                .flat_map(move |zone| {
+                    lb.listeners
+                        .iter()
+                        .enumerate()
+                        .map(move |(listener_index, listener)| NodeListener {
+                            load_balancer: lb.name.as_str().into(),
+                            zone: zone.name.as_str().into(),
+                            node: zone.node,
+                            listener: listener.clone(),
+                            listener_index,
+                            routes: Arc::new(ArcSwap::from_pointee(NodeSnapshot::default())),
+                            bound: None,
+                        })
+                })
         })
         .collect()
 }

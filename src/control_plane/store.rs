@@ -33,9 +33,7 @@
 pub(crate) mod definitions;
 mod embedded;
 mod error;
-// Until cluster mode is wired into the server (issue 16 items 3 to 5), only the store's tests use it.
 #[cfg(feature = "cluster")]
-#[allow(dead_code)]
 mod etcd;
 mod memory;
 pub(crate) mod overlay;
@@ -52,8 +50,7 @@ use serde::{Deserialize, Serialize};
 pub(crate) use embedded::{file as embedded_file, EmbeddedStore};
 pub use error::StoreError;
 #[cfg(feature = "cluster")]
-#[allow(unused_imports)]
-pub(crate) use etcd::{EtcdStore, Watch, WatchBatch, WatchChange, WatchEvent};
+pub(crate) use etcd::{EtcdStore, WatchBatch, WatchChange, WatchEvent};
 pub(crate) use memory::MemoryStore;
 pub(crate) use record::{Key, Record, Registration, RegistrationState};
 pub(crate) use records::Records;
@@ -91,15 +88,12 @@ pub(crate) struct Contents {
 
 /// A condition of a guarded batch ([`StateStore::apply_guarded`]): the record under `key` was last written at
 /// `revision`, or, with `None`, there is none.
-// Only the store's tests guard a batch until the API plans with them (issue 16).
-#[allow(dead_code)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Guard {
     pub key: Key,
     pub revision: Option<Revision>,
 }
 
-#[allow(dead_code)]
 impl Guard {
     /// The guard that holds while `key` is as `held` (what the caller read: the record and its revision, or none).
     pub(crate) fn unchanged(key: Key, held: Option<&Versioned>) -> Guard {
@@ -140,7 +134,6 @@ pub(crate) trait StateStore: Send + Sync {
     /// and then writes: atomic against other processes because there are none (the embedded store is locked by
     /// its process), and against this process's own writers as far as they write one planned batch at a time
     /// (the API's change queue does). etcd compares and writes in one transaction.
-    #[allow(dead_code)]
     fn apply_guarded(&self, guards: Vec<Guard>, changes: Vec<Change>) -> StoreFuture<'_, Revision> {
         Box::pin(async move {
             if !guards.is_empty() {

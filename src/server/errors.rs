@@ -43,6 +43,22 @@ pub enum StartError {
     /// The state store in `state_dir` cannot be opened or read (another elbe holds it, or it is damaged).
     #[error("{0}")]
     Store(#[from] StoreError),
+    /// `[cluster]` in a file given to an elbe built without cluster mode.
+    #[error("[cluster]: this elbe was built without cluster mode; build it with `cargo build --release --features cluster` (which needs protoc: Debian's protobuf-compiler and libprotobuf-dev), or remove [cluster] to run on the embedded store")]
+    ClusterNotBuilt,
+    /// Cluster mode was asked for a configuration without `[cluster]`.
+    #[error("cluster mode needs a [cluster] table in the configuration")]
+    NotCluster,
+    /// Cluster mode could not load the cluster's state from etcd at start (etcd unreachable, or a record that
+    /// does not read).
+    #[error("[cluster]: cannot load the cluster's state from etcd at {endpoints} (etcd must answer when elbe starts in cluster mode): {source}")]
+    ClusterStore {
+        /// `[cluster] etcd`, comma-separated.
+        endpoints: String,
+        #[source]
+        /// What the store said.
+        source: StoreError,
+    },
     /// An HTTPS or SSL listener whose certificates or `ssl_policy` do not load.
     #[error("load balancer {load_balancer}, listener on port {port}: {source}")]
     Tls {

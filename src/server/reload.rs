@@ -12,7 +12,12 @@
 //! applied, the result is staged (a listener that cannot bind or a certificate that does not load refuses the
 //! call, 409 `InvalidConfigurationRequest`, and nothing is written), then written to the state store (Ok: on
 //! disk), then committed. So a created load balancer listens, answers DNS and is health-checked before its call
-//! is answered, and an acknowledged change is one a restart finds.
+//! is answered, and an acknowledged change is one a restart finds. The write is compare-and-swap: each key the
+//! change writes must still be as this process holds it ([`Guard`]); in cluster mode another process may have
+//! written it first, and then everything is loaded from the store and the change planned again.
+//!
+//! Cluster mode (`server/cluster`): a batch another process wrote comes through the store's watch and goes the
+//! same way (`Core::apply_watched`): taken into the records as their revisions say, staged, committed.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -29,7 +34,7 @@ use super::{resolve_instances, Core, Server, Serving};
 use crate::config::{self, Config};
 use crate::control_plane::api::{ApiError, Apply, Plan, View};
 use crate::control_plane::state_dir;
-use crate::control_plane::store::{Change, Records, Revision, Versioned};
+use crate::control_plane::store::{Change, Guard, Key, Records, Revision, StoreError, Versioned};
 use crate::server::ReloadError;
 
 /// The process-wide settings a reload does not change: the admin and DNS sockets, how names are resolved, the
@@ -43,6 +48,8 @@ pub(super) struct Fixed {
     state_dir: std::path::PathBuf,
     api: config::Api,
     instances: Vec<config::Instance>,
+    /// `[cluster]`: which etcd and which zones this process runs, read once at start.
+    cluster: Option<config::Cluster>,
 }
 
 impl Fixed {
@@ -55,6 +62,7 @@ impl Fixed {
             state_dir: config.state_dir.clone(),
             api: config.api.clone(),
             instances: config.instances.clone(),
+            cluster: config.cluster.clone(),
         }
     }
 
@@ -75,6 +83,8 @@ impl Fixed {
             Some("[api]")
         } else if now.instances != self.instances {
             Some("[[instance]]")
+        } else if now.cluster != self.cluster {
+            Some("[cluster]")
         } else {
             None
         }
@@ -149,7 +159,10 @@ impl Core {
         let resolved = resolve_instances(&running, self.control.discovery(), known).await?;
         let live = self.live();
         let logs = live.access_logs.stage(&running)?;
-        let fresh = live.listeners.bind_new(&running)?;
+        // Only this process's zones' nodes: in cluster mode the others run in other processes.
+        let fresh = live
+            .listeners
+            .bind_new(&self.control.served().restrict(&running))?;
         drop(live);
         Ok(Staged {
             running,
@@ -218,43 +231,200 @@ impl Core {
     }
 
     /// An ELB API change: plans it against what runs, stages it, keeps it, commits it (module documentation).
+    /// The write is guarded (compare-and-swap): each key the batch changes must still be as this process holds
+    /// it. When another process wrote one first, everything is loaded afresh and the call planned again, at most
+    /// [`ATTEMPTS`] times.
     async fn apply_plan(&self, plan: Plan) -> Result<(), ApiError> {
         let _one = self.control.exclusive().await;
         let file = self.live().file.clone();
-        let records = self.control.records();
-        let changes = {
-            let running = records.overlay(&file).config;
-            plan(&View {
-                config: &running,
-                file: &file,
-                records: &records,
-            })?
-        };
-        if changes.is_empty() {
-            return Ok(());
+        let mut records = self.control.records();
+        let mut loaded = false;
+        for _ in 0..ATTEMPTS {
+            let changes = {
+                let running = records.overlay(&file).config;
+                plan(&View {
+                    config: &running,
+                    file: &file,
+                    records: &records,
+                })?
+            };
+            if changes.is_empty() {
+                return Ok(());
+            }
+            match self.try_write(&file, &records, changes, loaded).await? {
+                Attempt::Done => return Ok(()),
+                Attempt::Conflict(error) => {
+                    tracing::info!(%error, "an ELB API change met another writer's; planning it again");
+                    let contents = self.control.store().load().await.map_err(unavailable)?;
+                    records = Records::from_contents(contents);
+                    loaded = true;
+                }
+            }
         }
+        Err(ApiError::service_unavailable(format!(
+            "the change was not made: other writers changed the same records {ATTEMPTS} times in a row; retry"
+        )))
+    }
+
+    /// Stages, writes (guarded) and commits one planned attempt of [`Core::apply_plan`] against `records`
+    /// (`loaded`: freshly loaded from the store, to replace the ones held once the write succeeds).
+    async fn try_write(
+        &self,
+        file: &Config,
+        records: &Records,
+        changes: Vec<Change>,
+        loaded: bool,
+    ) -> Result<Attempt, ApiError> {
         let mut candidate = records.clone();
         take(&mut candidate, &changes, Revision(u64::MAX));
         // What runs keeps its resolved addresses: a change to one load balancer asks no name server.
         let staged = self
-            .stage(&file, &candidate, &self.control.resolved_now())
+            .stage(file, &candidate, &self.control.resolved_now())
             .await
             .map_err(|error| ApiError::invalid_configuration(error.to_string()).caused_by(error))?;
-        let revision = self
+        let guards = changes
+            .iter()
+            .map(|change| {
+                let key = change_key(change);
+                let held = records.get(&key);
+                Guard::unchanged(key, held)
+            })
+            .collect();
+        let revision = match self
             .control
             .store()
-            .apply(changes.clone())
+            .apply_guarded(guards, changes.clone())
             .await
-            .map_err(|error| {
-                ApiError::service_unavailable(format!("the change was not made: {error}"))
-                    .caused_by(error)
-            })?;
-        self.control
-            .take_records(|held| take(held, &changes, revision));
-        self.commit(&file, staged, false);
+        {
+            Ok(revision) => revision,
+            Err(error) if error.is_conflict() => return Ok(Attempt::Conflict(error)),
+            Err(error) => return Err(unavailable(error)),
+        };
+        self.control.take_records(|held| {
+            if loaded {
+                *held = records.clone();
+            }
+            take(held, &changes, revision);
+        });
+        self.commit(file, staged, false);
         self.close_retired().await;
-        Ok(())
+        Ok(Attempt::Done)
     }
+
+    /// Takes a batch another process wrote (cluster mode: the store's watch) into the records, then stages and
+    /// commits them as an API change does. A put not newer than the record held is skipped: this process's own
+    /// writes come back through the watch and are applied already. Returns whether a stage failed, so the next
+    /// batch (`pending`) stages again even if it takes nothing: the records are kept, the store is the truth.
+    #[cfg(feature = "cluster")]
+    pub(super) async fn apply_watched(
+        &self,
+        batch: crate::control_plane::store::WatchBatch,
+        pending: bool,
+    ) -> bool {
+        use crate::control_plane::store::WatchChange;
+        let _one = self.control.exclusive().await;
+        let mut taken = false;
+        self.control.take_records(|held| {
+            for change in batch.changes {
+                match change {
+                    WatchChange::Put(versioned) => {
+                        let key = versioned.record.key();
+                        if held
+                            .get(&key)
+                            .is_some_and(|had| had.revision >= versioned.revision)
+                        {
+                            continue;
+                        }
+                        taken |= held.take(versioned);
+                    }
+                    WatchChange::Delete(key) => {
+                        if held.get(&key).is_some() {
+                            held.forget_at(&key, batch.revision);
+                            taken |= held.get(&key).is_none();
+                        }
+                    }
+                }
+            }
+        });
+        if !taken && !pending {
+            return false;
+        }
+        self.restage(batch.revision).await
+    }
+
+    /// The watch lost its place (`WatchEvent::Reset`): loads everything, replaces the records wholesale,
+    /// stages and commits. Returns the revision loaded (where the watch starts again) and whether the stage
+    /// failed (as [`Core::apply_watched`]).
+    #[cfg(feature = "cluster")]
+    pub(super) async fn reload_store(
+        &self,
+    ) -> Result<(Revision, bool), crate::control_plane::store::StoreError> {
+        let _one = self.control.exclusive().await;
+        let contents = self.control.store().load().await?;
+        let revision = contents.revision;
+        tracing::info!(
+            revision = revision.0,
+            records = contents.records.len(),
+            "state store reloaded"
+        );
+        self.control
+            .take_records(|held| *held = Records::from_contents(contents));
+        Ok((revision, self.restage(revision).await))
+    }
+
+    /// Stages and commits the records held on the file as last applied; a failure is logged (and shown as the
+    /// last reload error) and changes nothing. Returns whether it failed.
+    #[cfg(feature = "cluster")]
+    async fn restage(&self, revision: Revision) -> bool {
+        let file = self.live().file.clone();
+        let records = self.control.records();
+        match self
+            .stage(&file, &records, &self.control.resolved_now())
+            .await
+        {
+            Ok(staged) => {
+                self.commit(&file, staged, false);
+                self.close_retired().await;
+                false
+            }
+            Err(error) => {
+                tracing::error!(revision = revision.0, %error,
+                    "the cluster's change cannot be applied here; the records are kept and applying them is tried again at the next change");
+                self.control
+                    .reload_failed(format!("state store revision {}: {error}", revision.0));
+                true
+            }
+        }
+    }
+}
+
+/// How often an ELB API change is planned again after another writer's change got there first.
+const ATTEMPTS: usize = 5;
+
+/// What one attempt of an ELB API change came to.
+enum Attempt {
+    /// Written and committed, or nothing to change.
+    Done,
+    /// Another writer changed a record the change read: plan again.
+    Conflict(StoreError),
+}
+
+/// The key a change writes or deletes.
+fn change_key(change: &Change) -> Key {
+    match change {
+        Change::Put(record) => record.key(),
+        Change::Delete(key) => key.clone(),
+    }
+}
+
+/// A store error as the API answers it: nothing is applied here; retry. (A write to an etcd that stopped answering
+/// may still land later, and then arrives through the watch like any other process's: so "not confirmed", not
+/// "not made".)
+fn unavailable(error: StoreError) -> ApiError {
+    ApiError::service_unavailable(format!(
+        "the change was not confirmed by the state store, and nothing of it is applied: {error}; retry"
+    ))
+    .caused_by(error)
 }
 
 /// Lays a batch's changes on `records`, at `revision`.

@@ -49,8 +49,9 @@ impl View<'_> {
 }
 
 /// A call's decision: the changes to make, or ELB's error. It owns what it needs (it may run after its caller
-/// went away).
-pub(crate) type Plan = Box<dyn FnOnce(&View<'_>) -> Result<Vec<Change>, ApiError> + Send>;
+/// went away), and may run more than once: in cluster mode a write another process made first (a failed
+/// compare-and-swap) has the server plan again against what the store holds now.
+pub(crate) type Plan = Box<dyn Fn(&View<'_>) -> Result<Vec<Change>, ApiError> + Send>;
 
 /// Where plans run: the server.
 pub(crate) trait Apply: Send + Sync {

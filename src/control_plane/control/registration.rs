@@ -246,7 +246,13 @@ impl Control {
             }
             let (events, mut results) = tokio::sync::mpsc::unbounded_channel();
             let mut zones = ZoneCheckers::default();
-            for zone in &lb.config.availability_zones {
+            // Only the zones this process runs: the others' instances are checked by their own processes.
+            let zones_here = lb
+                .config
+                .availability_zones
+                .iter()
+                .filter(|zone| self.served.serves(&zone.name));
+            for zone in zones_here {
                 let probes = lb
                     .instances
                     .iter()

@@ -36,7 +36,9 @@ use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, GetOptions, KeyValue, Txn, TxnOp, TxnOpResponse,
 };
 
-pub(crate) use watch::{Watch, WatchBatch, WatchChange, WatchEvent};
+#[cfg(test)]
+pub(crate) use watch::Watch;
+pub(crate) use watch::{WatchBatch, WatchChange, WatchEvent};
 
 use super::Versioned;
 use super::{Change, Contents, Guard, Key, Record, Revision, StateStore, StoreError, StoreFuture};
