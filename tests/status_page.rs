@@ -118,17 +118,40 @@ async fn start_chromium(profile: &Path) -> (tokio::process::Child, String) {
             panic!("cannot run chromium ({error}): install Debian's package chromium (./test.sh installs it)")
         });
     let mut lines = BufReader::new(child.stderr.take().expect("piped stderr")).lines();
+    // What chromium said before DevTools, for the failure message (it once took over 30 s on a loaded machine).
+    let mut said = Vec::new();
     let browser = tokio::time::timeout(Duration::from_secs(30), async {
         while let Some(line) = lines.next_line().await.expect("chromium stderr") {
             if let Some(url) = line.strip_prefix("DevTools listening on ") {
                 return Some(url.trim().to_string());
             }
+            said.push(line);
         }
         None
     })
-    .await
-    .expect("chromium did not open DevTools within 30 s")
-    .expect("chromium exited without opening DevTools");
+    .await;
+    let said = || {
+        said.iter()
+            .rev()
+            .take(20)
+            .rev()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let browser = browser
+        .unwrap_or_else(|_| {
+            panic!(
+                "chromium did not open DevTools within 30 s; it said:\n{}",
+                said()
+            )
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "chromium exited without opening DevTools; it said:\n{}",
+                said()
+            )
+        });
     // Keep draining stderr so chromium never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     (child, browser)
