@@ -196,7 +196,7 @@ async fn start_with(
 
     // Bind every listener first, so a bind failure leaves nothing half-started.
     let mut listeners = Listeners::default();
-    let fresh = listeners.bind_new(&control.served().restrict(&running))?;
+    let fresh = listeners.bind_new(&running, control.served())?;
     let backlog = crate::data_plane::node::listen_backlog(config.limits.listen_backlog);
     let (admin_socket, admin_address) = listeners::bind(config.admin.listen, "admin", backlog)?;
     let dns = match &config.dns {

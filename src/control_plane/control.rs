@@ -350,22 +350,6 @@ impl ServedZones {
             .as_ref()
             .is_none_or(|zones| zones.iter().any(|z| z == zone))
     }
-
-    /// `config` with only the zones this process runs (what its sockets are bound for); the same `config`
-    /// when it runs every zone.
-    pub(crate) fn restrict<'a>(
-        &self,
-        config: &'a config::Config,
-    ) -> std::borrow::Cow<'a, config::Config> {
-        if self.0.is_none() {
-            return std::borrow::Cow::Borrowed(config);
-        }
-        let mut mine = config.clone();
-        for lb in &mut mine.load_balancers {
-            lb.availability_zones.retain(|zone| self.serves(&zone.name));
-        }
-        std::borrow::Cow::Owned(mine)
-    }
 }
 
 /// One node listener per (load balancer, enabled zone this process serves, listener), each with an empty

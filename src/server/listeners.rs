@@ -26,7 +26,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, Listener, Protocol};
-use crate::control_plane::control::NodeListener;
+use crate::control_plane::control::{NodeListener, ServedZones};
 use crate::control_plane::health::probe;
 use crate::data_plane::back_end;
 use crate::data_plane::headers::ForwardedProto;
@@ -99,11 +99,16 @@ struct Wanted {
 }
 
 /// Every node listener `config` wants, in the order the control plane keeps them (load balancer, zone, listener).
-fn wanted(config: &Config) -> Result<Vec<Wanted>, StartError> {
+fn wanted(config: &Config, served: &ServedZones) -> Result<Vec<Wanted>, StartError> {
     let mut wanted = Vec::new();
     for lb in &config.load_balancers {
         let name: Arc<str> = lb.name.as_str().into();
-        for zone in &lb.availability_zones {
+        // Only this process's zones: in cluster mode the others' nodes run in other processes.
+        for zone in lb
+            .availability_zones
+            .iter()
+            .filter(|z| served.serves(&z.name))
+        {
             for (index, listener) in lb.listeners.iter().enumerate() {
                 wanted.push(Wanted {
                     key: SocketKey::of(&name, zone.node, index, listener.load_balancer_port),
@@ -367,10 +372,14 @@ fn instance_client(
 impl Listeners {
     /// Binds every socket `config` wants that is not bound yet. Nothing is served or closed here: on any error
     /// the sockets bound so far close and the running listeners are untouched.
-    pub(super) fn bind_new(&self, config: &Config) -> Result<Fresh, StartError> {
+    pub(super) fn bind_new(
+        &self,
+        config: &Config,
+        served: &ServedZones,
+    ) -> Result<Fresh, StartError> {
         let backlog = node::listen_backlog(config.limits.listen_backlog);
         let mut fresh = Fresh::new();
-        for wanted in wanted(config)? {
+        for wanted in wanted(config, served)? {
             if self.bound.iter().any(|b| b.key == wanted.key) || fresh.contains_key(&wanted.key) {
                 continue;
             }

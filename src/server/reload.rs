@@ -159,10 +159,7 @@ impl Core {
         let resolved = resolve_instances(&running, self.control.discovery(), known).await?;
         let live = self.live();
         let logs = live.access_logs.stage(&running)?;
-        // Only this process's zones' nodes: in cluster mode the others run in other processes.
-        let fresh = live
-            .listeners
-            .bind_new(&self.control.served().restrict(&running))?;
+        let fresh = live.listeners.bind_new(&running, self.control.served())?;
         drop(live);
         Ok(Staged {
             running,
