@@ -8,24 +8,22 @@
 
 mod common;
 mod etcd_support;
+mod run_support;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use bytes::Bytes;
 use common::{Backend, Behaviour};
 use etcd_support::Etcd;
 use http::{Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
+use http_body_util::Full;
 use tokio::net::TcpStream;
-use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
 /// How long one step may take (a debug build on two busy cores).
-const STEP: Duration = Duration::from_secs(20);
+use run_support::{Admin, Elbe, STEP};
 
 /// One process's configuration: load balancer "web" with zones `zone-a` (node `{net}.1`) and `zone-b` (node
 /// `{net}.2`), listener on port 0, TCP checks every 200 ms; this process runs `zone`. `[api]` offers both zones,
@@ -71,71 +69,7 @@ instance_port = 8000
     path
 }
 
-/// `elbe run --config FILE` as a child process, its log in a file; killed when dropped.
-struct Elbe {
-    _child: Child,
-    log: PathBuf,
-    admin: SocketAddr,
-}
-
 impl Elbe {
-    /// Starts elbe and waits for its admin listener, or returns how it exited and its log.
-    async fn try_start(config: &Path) -> Result<Elbe, String> {
-        let log = config.with_extension("log");
-        let file = std::fs::File::create(&log).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_elbe"))
-            .args(["run", "--config"])
-            .arg(config)
-            .env("NO_COLOR", "1")
-            .env(
-                "RUST_LOG",
-                std::env::var("ELBE_TEST_LOG").unwrap_or("elbe=info".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().unwrap())
-            .stderr(file)
-            .kill_on_drop(true)
-            .spawn()
-            .expect("elbe starts");
-        let deadline = Instant::now() + STEP;
-        loop {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            if let Some(status) = child.try_wait().unwrap() {
-                return Err(format!("exited with {status}:\n{text}"));
-            }
-            let admin = text
-                .lines()
-                .filter(|line| line.contains("admin listening"))
-                .find_map(|line| {
-                    line.split_whitespace()
-                        .find_map(|field| field.strip_prefix("address="))
-                        .and_then(|address| address.parse().ok())
-                });
-            if let Some(admin) = admin {
-                return Ok(Elbe {
-                    _child: child,
-                    log,
-                    admin,
-                });
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no admin listener within {STEP:?}:\n{text}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    async fn start(config: &Path) -> Elbe {
-        Elbe::try_start(config)
-            .await
-            .unwrap_or_else(|why| panic!("elbe did not start: {why}"))
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
     /// `/status`'s entry for load balancer `name`, if it runs here.
     async fn load_balancer(&self, name: &str) -> Option<serde_json::Value> {
         let reply = common::get(self.admin, "/status").await;
@@ -202,32 +136,12 @@ impl Elbe {
     }
 }
 
-/// One keep-alive connection to an admin listener.
-struct Admin(hyper::client::conn::http1::SendRequest<Full<Bytes>>);
-
 impl Admin {
-    async fn connect(admin: SocketAddr) -> Admin {
-        let stream = TcpStream::connect(admin).await.unwrap();
-        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .unwrap();
-        tokio::spawn(connection);
-        Admin(sender)
-    }
-
     /// Sends one request: its status and body.
     async fn send(&mut self, method: Method, path: &str, body: String) -> (StatusCode, String) {
-        let request = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", "admin")
-            .body(Full::new(Bytes::from(body)))
-            .unwrap();
-        self.0.ready().await.unwrap();
-        let response = self.0.send_request(request).await.unwrap();
-        let status = response.status();
-        let body = response.into_body().collect().await.unwrap().to_bytes();
-        (status, String::from_utf8_lossy(&body).into_owned())
+        self.exchange(method, path, body)
+            .await
+            .expect("elbe answers on its admin listener")
     }
 
     /// An ELB API call (a raw unsigned form POST, as `[api]` without keys takes it).

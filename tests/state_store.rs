@@ -3,23 +3,22 @@
 //! path runs), and a restart on the same `state_dir`; `elbe state show` and `elbe state reset` as an operator runs
 //! them.
 mod common;
+mod run_support;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use bytes::Bytes;
 use common::{Backend, Behaviour};
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 use tokio::time::Instant;
 
 /// How long one step may take (a debug build on two busy cores).
-const STEP: Duration = Duration::from_secs(20);
+use run_support::{Admin, Elbe, STEP};
 
 /// The configuration: load balancer "web" on 127.0.0.1 port 0, TCP checks every 200 ms (so a backend's request
 /// count is traffic only), `i-file` declared.
@@ -64,73 +63,7 @@ address = "{file_instance}"
     path
 }
 
-/// `elbe run --config FILE` as a child process, its log (stdout and stderr) in a file; killed when dropped.
-struct Elbe {
-    child: Child,
-    log: PathBuf,
-    admin: SocketAddr,
-}
-
 impl Elbe {
-    /// Starts elbe and waits for its admin listener, or returns how it exited and its log.
-    async fn try_start(config: &Path) -> Result<Elbe, String> {
-        let log = config.with_file_name(format!("elbe-{}.log", unique()));
-        let file = std::fs::File::create(&log).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_elbe"))
-            .args(["run", "--config"])
-            .arg(config)
-            .env("NO_COLOR", "1")
-            .env(
-                "RUST_LOG",
-                std::env::var("ELBE_TEST_LOG").unwrap_or("elbe=info".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().unwrap())
-            .stderr(file)
-            .kill_on_drop(true)
-            .spawn()
-            .expect("elbe starts");
-        let deadline = Instant::now() + STEP;
-        loop {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            if let Some(status) = child.try_wait().unwrap() {
-                return Err(format!("exited with {status}:\n{text}"));
-            }
-            let admin = text
-                .lines()
-                .filter(|line| line.contains("admin listening"))
-                .find_map(|line| {
-                    line.split_whitespace()
-                        .find_map(|field| field.strip_prefix("address="))
-                        .and_then(|address| address.parse().ok())
-                });
-            if let Some(admin) = admin {
-                return Ok(Elbe { child, log, admin });
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no admin listener within {STEP:?}:\n{text}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    async fn start(config: &Path) -> Elbe {
-        Elbe::try_start(config)
-            .await
-            .unwrap_or_else(|why| panic!("elbe did not start: {why}"))
-    }
-
-    /// SIGKILL: nothing of elbe's shutdown runs.
-    async fn kill_9(mut self) {
-        self.child.start_kill().unwrap();
-        self.child.wait().await.unwrap();
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
     async fn status(&self) -> serde_json::Value {
         let reply = common::get(self.admin, "/status").await;
         assert_eq!(reply.status, 200);
@@ -183,38 +116,12 @@ impl Elbe {
     }
 }
 
-fn unique() -> usize {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    NEXT.fetch_add(1, Ordering::Relaxed)
-}
-
-/// One keep-alive connection to the admin listener.
-struct Admin(hyper::client::conn::http1::SendRequest<Full<Bytes>>);
-
 impl Admin {
-    async fn connect(admin: SocketAddr) -> Admin {
-        let stream = TcpStream::connect(admin).await.unwrap();
-        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .unwrap();
-        tokio::spawn(connection);
-        Admin(sender)
-    }
-
     /// Sends one request; `None` when the connection failed before an answer (elbe was killed).
     async fn send(&mut self, method: Method, path: &str, body: String) -> Option<StatusCode> {
-        let request = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", "admin")
-            .body(Full::new(Bytes::from(body)))
-            .unwrap();
-        self.0.ready().await.ok()?;
-        let response = self.0.send_request(request).await.ok()?;
-        let status = response.status();
-        response.into_body().collect().await.ok()?;
-        Some(status)
+        self.exchange(method, path, body)
+            .await
+            .map(|(status, _)| status)
     }
 
     async fn register(&mut self, id: &str, address: SocketAddr) -> Option<StatusCode> {

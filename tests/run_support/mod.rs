@@ -1,0 +1,130 @@
+//! `elbe run` as a real child process for the integration tests that need one (the state store's `kill -9`, the
+//! cluster's several processes): started on a file, its log in a file beside it, its admin address read back from
+//! the log; and one keep-alive client connection to its admin listener.
+// Shared by test binaries, each of which uses a part.
+#![allow(unreachable_pub, dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+use tokio::time::Instant;
+
+/// How long one step may take (a debug build on two busy cores).
+pub const STEP: Duration = Duration::from_secs(20);
+
+/// `elbe run --config FILE` as a child process, its log (stdout and stderr) in a file; killed when dropped.
+pub struct Elbe {
+    pub child: Child,
+    pub log: PathBuf,
+    pub admin: SocketAddr,
+}
+
+impl Elbe {
+    /// Starts elbe and waits for its admin listener, or returns how it exited and its log.
+    pub async fn try_start(config: &Path) -> Result<Elbe, String> {
+        let log = config.with_file_name(format!("elbe-{}.log", unique()));
+        let file = std::fs::File::create(&log).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_elbe"))
+            .args(["run", "--config"])
+            .arg(config)
+            .env("NO_COLOR", "1")
+            .env(
+                "RUST_LOG",
+                std::env::var("ELBE_TEST_LOG").unwrap_or("elbe=info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("elbe starts");
+        let deadline = Instant::now() + STEP;
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if let Some(status) = child.try_wait().unwrap() {
+                return Err(format!("exited with {status}:\n{text}"));
+            }
+            let admin = text
+                .lines()
+                .filter(|line| line.contains("admin listening"))
+                .find_map(|line| {
+                    line.split_whitespace()
+                        .find_map(|field| field.strip_prefix("address="))
+                        .and_then(|address| address.parse().ok())
+                });
+            if let Some(admin) = admin {
+                return Ok(Elbe { child, log, admin });
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no admin listener within {STEP:?}:\n{text}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn start(config: &Path) -> Elbe {
+        Elbe::try_start(config)
+            .await
+            .unwrap_or_else(|why| panic!("elbe did not start: {why}"))
+    }
+
+    /// SIGKILL: nothing of elbe's shutdown runs.
+    pub async fn kill_9(mut self) {
+        self.child.start_kill().unwrap();
+        self.child.wait().await.unwrap();
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+fn unique() -> usize {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// One keep-alive connection to the admin listener.
+pub struct Admin(pub hyper::client::conn::http1::SendRequest<Full<Bytes>>);
+
+impl Admin {
+    pub async fn connect(admin: SocketAddr) -> Admin {
+        let stream = TcpStream::connect(admin).await.unwrap();
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        Admin(sender)
+    }
+
+    /// Sends one request: its status and body; `None` when the connection failed before an answer (elbe was
+    /// killed).
+    pub async fn exchange(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: String,
+    ) -> Option<(StatusCode, String)> {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "admin")
+            .body(Full::new(Bytes::from(body)))
+            .unwrap();
+        self.0.ready().await.ok()?;
+        let response = self.0.send_request(request).await.ok()?;
+        let status = response.status();
+        let body = response.into_body().collect().await.ok()?.to_bytes();
+        Some((status, String::from_utf8_lossy(&body).into_owned()))
+    }
+}
