@@ -117,7 +117,8 @@ pub struct Control {
     /// reloads and ELB API changes take it whole, so none of them plans from a state a registration is changing
     /// (a DeleteLoadBalancer never misses a registration written meanwhile).
     gate: Arc<tokio::sync::Semaphore>,
-    /// The zones whose nodes this process runs, and whose instances it health-checks.
+    /// The zones whose nodes this process runs; the health checkers check every zone of a load balancer
+    /// that has a node here.
     served: ServedZones,
 }
 

@@ -246,13 +246,16 @@ impl Control {
             }
             let (events, mut results) = tokio::sync::mpsc::unbounded_channel();
             let mut zones = ZoneCheckers::default();
-            // Only the zones this process runs: the others' instances are checked by their own processes.
-            let zones_here = lb
+            // Every zone's instances when this process runs a node of the load balancer, none otherwise: each
+            // ELB node checks every registered instance, since a cross-zone node, and a node whose own zone has
+            // none in service, routes to the other zones' instances (ELB-SPEC §3, `publish::candidates`).
+            let runs_a_node = lb
                 .config
                 .availability_zones
                 .iter()
-                .filter(|zone| self.served.serves(&zone.name));
-            for zone in zones_here {
+                .any(|zone| self.served.serves(&zone.name));
+            let checked = lb.config.availability_zones.iter().filter(|_| runs_a_node);
+            for zone in checked {
                 let probes = lb
                     .instances
                     .iter()
