@@ -3,7 +3,8 @@
 # pages and shell completions it generates (target/assets), then target/debian/elbe_<version>_<arch>.deb.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --locked --bin elbe
+# ELBE_FEATURES=cluster packaging/deb.sh: a package with cluster mode (needs protoc: protobuf-compiler).
+cargo build --release --locked --bin elbe --features "${ELBE_FEATURES:-}"
 mkdir -p target/assets
 target/release/elbe man --dir target/assets
 target/release/elbe completions bash >target/assets/elbe.bash
