@@ -507,3 +507,75 @@ async fn a_change_this_process_cannot_bind_is_kept_and_applied_at_the_next_batch
         .await;
     served(node_b, &backend).await;
 }
+
+/// A request through `node` with `cookie` (if any): which backend answered, and the AWSELB cookie it set.
+async fn sticky_get(
+    node: SocketAddr,
+    cookie: Option<&str>,
+    backends: &[&Backend],
+) -> (usize, Option<String>) {
+    let before: Vec<usize> = backends.iter().map(|b| b.requests()).collect();
+    let mut request = Request::get("/").header("host", "web");
+    if let Some(cookie) = cookie {
+        request = request.header("cookie", cookie);
+    }
+    let reply = common::request(node, request.body(Full::new(Bytes::new())).unwrap()).await;
+    assert_eq!(reply.status, 200);
+    let answered = backends
+        .iter()
+        .zip(before)
+        .position(|(backend, before)| backend.requests() > before)
+        .expect("one backend answered");
+    let set = reply
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("AWSELB="))
+        .map(|v| v.split(';').next().unwrap_or_default().to_owned());
+    (answered, set)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_awselb_cookie_issued_through_one_process_is_honoured_by_the_other() {
+    let etcd = Etcd::start();
+    let dir = tempfile::tempdir().unwrap();
+    // Both processes' files: cross-zone on, and an LB cookie policy on the listener.
+    let sticky = |zone: &str| {
+        let path = config(dir.path(), &etcd, "127.83.7", zone);
+        let text = std::fs::read_to_string(&path).unwrap().replacen(
+            "name = \"web\"\n",
+            "name = \"web\"\ncross_zone_load_balancing = true\n",
+            1,
+        );
+        std::fs::write(
+            &path,
+            format!("{text}policy_names = [\"sticky\"]\n[[load_balancer.policy]]\nname = \"sticky\"\ntype = \"LBCookieStickinessPolicyType\"\n"),
+        )
+        .unwrap();
+        path
+    };
+    let a = Elbe::start(&sticky("zone-a")).await;
+    let b = Elbe::start(&sticky("zone-b")).await;
+    let (node_a, node_b) = (a.node("web").await, b.node("web").await);
+    let (one, two) = (
+        Backend::start(Behaviour::Echo).await,
+        Backend::start(Behaviour::Echo).await,
+    );
+    let mut admin = Admin::connect(a.admin).await;
+    admin.register("web", "i-1", "zone-a", one.address).await;
+    admin.register("web", "i-2", "zone-b", two.address).await;
+    served(node_b, &two).await;
+    served(node_b, &one).await;
+
+    let (first, cookie) = sticky_get(node_a, None, &[&one, &two]).await;
+    let cookie = cookie.expect("A's node sets AWSELB on a request without one");
+    for _ in 0..20 {
+        let (answered, again) = sticky_get(node_b, Some(&cookie), &[&one, &two]).await;
+        assert_eq!(
+            answered, first,
+            "B's node routes A's cookie to its instance"
+        );
+        assert_eq!(again, None, "B honours A's cookie: no new cookie");
+    }
+}

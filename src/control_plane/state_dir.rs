@@ -8,8 +8,9 @@
 //! if another process got there first (that one's key is then read and used). A key file that does not hold a key
 //! is an error that names it, never silently replaced: replacing it would unstick every client.
 //!
-//! Trade-off: the key is 32 random bytes as 64 hex digits, readable with `cat`, so operators can copy it to the
-//! other processes of a cluster (or set `stickiness_key` in every file instead).
+//! Trade-off: the key is 32 random bytes as 64 hex digits, readable with `cat`. In cluster mode the file holds
+//! the cluster's key (`adopt_stickiness_secret`, shared through etcd), so every process honours every other's
+//! cookies; several single processes share one only by `stickiness_key` in every file.
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::Write;
@@ -79,6 +80,37 @@ pub(crate) fn stickiness_secret(dir: &Path) -> Result<Vec<u8>, StateDirError> {
             source,
         }),
     }
+}
+
+/// Makes the key file in `dir` hold `secret` (cluster mode: the cluster's shared key, `store/etcd/secret`, so
+/// a cookie any process issued is honoured here, and a start while etcd is down still has it); answers whether
+/// the file changed. The file is replaced whole (written, synced, renamed over), never half-written; replacing
+/// a different key is deliberate here, and logged, since this process's cookies so far were made with it.
+pub(crate) fn adopt_stickiness_secret(dir: &Path, secret: &[u8]) -> Result<bool, StateDirError> {
+    let path = dir.join(STICKINESS_KEY_FILE);
+    match read_secret(&path) {
+        Ok(held) if held == secret => return Ok(false),
+        Ok(_) => tracing::warn!(path = %path.display(),
+            "replacing this process's stickiness key with the cluster's: cookies it issued before are not honoured"),
+        Err(error) if error.source.kind() == std::io::ErrorKind::NotFound => {}
+        // A damaged file is replaced by the cluster's key rather than refused: the cluster's key is the truth.
+        Err(error) => tracing::warn!(%error, "replacing it with the cluster's stickiness key"),
+    }
+    create(dir)?;
+    let temporary = dir.join(format!(".{STICKINESS_KEY_FILE}.{}", std::process::id()));
+    let written = write_synced(&temporary, secret).and_then(|()| fs::rename(&temporary, &path));
+    if written.is_err() {
+        let _ = fs::remove_file(&temporary);
+    }
+    written.map_err(|source| StateDirError {
+        what: "cannot write",
+        path: path.clone(),
+        source,
+    })?;
+    if let Ok(folder) = File::open(dir) {
+        let _ = folder.sync_all();
+    }
+    Ok(true)
 }
 
 /// Creates `dir` (and its parents) if it is not there, private to elbe's user (mode 0700): what is kept in it
@@ -179,6 +211,34 @@ mod tests {
             1,
             "no temporary file left"
         );
+    }
+
+    #[test]
+    fn the_clusters_key_replaces_this_processs_whole_and_only_when_it_differs() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("state");
+        let own = stickiness_secret(&dir).unwrap();
+        assert!(
+            !adopt_stickiness_secret(&dir, &own).unwrap(),
+            "the same key: nothing written"
+        );
+        let cluster = vec![7u8; SECRET_BYTES];
+        assert!(adopt_stickiness_secret(&dir, &cluster).unwrap());
+        assert_eq!(
+            stickiness_secret(&dir).unwrap(),
+            cluster,
+            "read back as the process's key"
+        );
+        assert_eq!(
+            fs::read_dir(&dir).unwrap().count(),
+            1,
+            "no temporary file left"
+        );
+        let mode = fs::metadata(dir.join(STICKINESS_KEY_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 
     #[test]

@@ -18,7 +18,11 @@ use std::time::Duration;
 
 use super::{start_with, Core, Server, StartError};
 use crate::config::Config;
+use crate::control_plane::state_dir;
 use crate::control_plane::store::{EtcdStore, Records, Revision, StateStore, WatchEvent};
+
+/// The name of the cluster's stickiness key among its shared secrets.
+const STICKINESS_SECRET: &str = "stickiness";
 
 /// How long the watch task waits before loading the store again after a load failed (etcd unreachable).
 const RELOAD_RETRY: Duration = Duration::from_secs(1);
@@ -38,6 +42,7 @@ pub(super) async fn start(config: Config) -> Result<Server, StartError> {
         .await
         .map_err(unreachable)?;
     let contents = store.load().await.map_err(unreachable)?;
+    share_stickiness_key(&store, &config, &endpoints).await?;
     let from = contents.revision;
     tracing::info!(etcd = %endpoints, prefix = %cluster.prefix, node_id = %cluster.node_id,
         zones = ?cluster.zones, records = contents.records.len(), revision = from.0,
@@ -47,6 +52,28 @@ pub(super) async fn start(config: Config) -> Result<Server, StartError> {
     let core = Arc::downgrade(&server.core);
     server.tasks.push(tokio::spawn(follow(store, core, from)));
     Ok(server)
+}
+
+/// Makes this process's stickiness key the cluster's (`store/etcd/secret`): the first process offers the key in
+/// its `state_dir`, every other one takes that one into its own `state_dir`, where the server reads it as
+/// without a cluster. So an AWSELB cookie issued through any process's node is honoured by every other.
+async fn share_stickiness_key(
+    store: &EtcdStore,
+    config: &Config,
+    endpoints: &str,
+) -> Result<(), StartError> {
+    let own = state_dir::stickiness_secret(&config.state_dir)?;
+    let shared = store
+        .shared_secret(STICKINESS_SECRET, &own)
+        .await
+        .map_err(|source| StartError::ClusterStore {
+            endpoints: endpoints.to_owned(),
+            source,
+        })?;
+    if state_dir::adopt_stickiness_secret(&config.state_dir, &shared)? {
+        tracing::info!("cluster mode: took the cluster's stickiness key");
+    }
+    Ok(())
 }
 
 /// The watch task: applies every batch after `from`, reloads everything on a reset, and stops when the server

@@ -16,6 +16,7 @@
 //!
 //! - `etcd/path`: etcd keys back to record keys.
 //! - `etcd/watch`: the watch that never misses a change.
+//! - `etcd/secret`: secrets every process shares (the stickiness key), written once.
 //!
 //! Trade-off: a batch that names one key twice keeps only its last change (etcd refuses a transaction that
 //! names a key twice; applied in order the last one wins anyway). etcd caps a transaction at `--max-txn-ops`
@@ -24,6 +25,7 @@
 //! not there) takes no new revision in etcd; it answers the revision etcd is at.
 
 mod path;
+mod secret;
 #[cfg(test)]
 mod tests;
 mod watch;

@@ -329,3 +329,21 @@ async fn a_write_while_etcd_is_stopped_fails_within_the_request_timeout() {
     // outcome is unknown; the watch delivers it if it was).
     println!("after the pause: {ids:?}");
 }
+
+#[tokio::test]
+async fn the_first_secret_offered_is_the_one_every_process_gets_and_records_skip_it() {
+    let etcd = Etcd::start();
+    let (one, two) = (store(&etcd, "/elbe").await, store(&etcd, "/elbe").await);
+    let first = one.shared_secret("stickiness", b"first").await.unwrap();
+    let second = two.shared_secret("stickiness", b"second").await.unwrap();
+    assert_eq!(first, b"first");
+    assert_eq!(second, b"first", "the second process takes the first one's");
+    let elsewhere = store(&etcd, "/other").await;
+    assert_eq!(
+        elsewhere.shared_secret("stickiness", b"own").await.unwrap(),
+        b"own",
+        "another prefix is another cluster"
+    );
+    let contents = one.load().await.unwrap();
+    assert!(contents.records.is_empty(), "a secret is not a record");
+}
