@@ -86,6 +86,7 @@ pub(crate) fn stickiness_secret(dir: &Path) -> Result<Vec<u8>, StateDirError> {
 /// a cookie any process issued is honoured here, and a start while etcd is down still has it); answers whether
 /// the file changed. The file is replaced whole (written, synced, renamed over), never half-written; replacing
 /// a different key is deliberate here, and logged, since this process's cookies so far were made with it.
+#[cfg(any(feature = "cluster", test))]
 pub(crate) fn adopt_stickiness_secret(dir: &Path, secret: &[u8]) -> Result<bool, StateDirError> {
     let path = dir.join(STICKINESS_KEY_FILE);
     match read_secret(&path) {
