@@ -111,14 +111,23 @@ async fn follow(store: EtcdStore, core: Weak<Core>, from: Option<Revision>, copy
     }
 }
 
-/// Loads everything from etcd and applies it, trying again every [`RELOAD_RETRY`] until etcd answers; the
-/// revision loaded and whether the stage failed, or `None` once the server is gone.
+/// Loads everything from etcd and applies it, trying again every [`RELOAD_RETRY`] until etcd answers (asked
+/// first with a probe); the revision loaded and whether the stage failed, or `None` once the server is gone.
 async fn reload(
     store: &EtcdStore,
     core: &Weak<Core>,
     copy: &LocalCopy,
 ) -> Option<(Revision, bool)> {
     loop {
+        // Asked first without the control plane's gate: a load that waits out its timeout holds the gate, and
+        // with it every registration, for as long.
+        if store.probe().await.is_err() {
+            if core.strong_count() == 0 {
+                return None;
+            }
+            tokio::time::sleep(RELOAD_RETRY).await;
+            continue;
+        }
         let core = core.upgrade()?;
         match core.reload_store().await {
             Ok((revision, failed)) => {
