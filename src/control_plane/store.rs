@@ -25,6 +25,8 @@
 //! - `store/embedded`: redb under `state_dir`, written by one thread that commits concurrent writes together.
 //! - `store/memory`: the same contract in memory, for an elbe run in-process (the harness, tests, the demo).
 //! - `store/etcd` (cargo feature `cluster`): the cluster's store, one etcd key per record, and its watch.
+//! - `store/local_copy` (feature `cluster`): the last state applied from etcd, kept in `state_dir` for a start
+//!   while etcd is down.
 //! - `store/error`: why the store could not open, read or write.
 //!
 //! Trade-off: the trait's futures are boxed (`StoreFuture`) so the control plane holds any store as
@@ -35,6 +37,8 @@ mod embedded;
 mod error;
 #[cfg(feature = "cluster")]
 mod etcd;
+#[cfg(feature = "cluster")]
+mod local_copy;
 mod memory;
 pub(crate) mod overlay;
 mod record;
@@ -51,6 +55,8 @@ pub(crate) use embedded::{file as embedded_file, EmbeddedStore};
 pub use error::StoreError;
 #[cfg(feature = "cluster")]
 pub(crate) use etcd::{EtcdStore, WatchBatch, WatchChange, WatchEvent};
+#[cfg(feature = "cluster")]
+pub(crate) use local_copy::{Found, LocalCopy, Origin};
 pub(crate) use memory::MemoryStore;
 pub(crate) use record::{Key, Record, Registration, RegistrationState};
 pub(crate) use records::Records;
@@ -114,6 +120,20 @@ impl Guard {
     }
 }
 
+/// What `/status` says of a remote store (cluster mode's etcd): whether it answers, since when, and the revision
+/// this process applied last. The local stores (embedded, memory) have none: they always answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoreStatus {
+    /// `etcd`.
+    pub kind: &'static str,
+    /// Whether the last call to it got an answer.
+    pub reachable: bool,
+    /// The store's revision this process applied last (from etcd or from its local copy).
+    pub revision: u64,
+    /// When `reachable` last changed (or the process started), in milliseconds since the Unix epoch.
+    pub since_unix_ms: u64,
+}
+
 /// What a store's operations return: boxed, so that the control plane can hold any store behind `dyn`.
 pub(crate) type StoreFuture<'a, T> =
     Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
@@ -134,6 +154,11 @@ pub(crate) trait StateStore: Send + Sync {
     /// and then writes: atomic against other processes because there are none (the embedded store is locked by
     /// its process), and against this process's own writers as far as they write one planned batch at a time
     /// (the API's change queue does). etcd compares and writes in one transaction.
+    /// Whether a remote store answers (`/status`'s `store`); `None` for the local ones, which always do.
+    fn status(&self) -> Option<StoreStatus> {
+        None
+    }
+
     fn apply_guarded(&self, guards: Vec<Guard>, changes: Vec<Change>) -> StoreFuture<'_, Revision> {
         Box::pin(async move {
             if !guards.is_empty() {

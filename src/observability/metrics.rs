@@ -24,6 +24,13 @@
 //! | `elbe_backend_idle_connections`, `elbe_backend_active_requests` | (none: pool occupancy) |
 //! | `elbe_config_reloads_total{result}` | (none) |
 //! | `elbe_access_log_dropped_total` | (none) |
+//! | `elbe_state_store_reachable`, `elbe_state_store_failed_calls_total` | (none: cluster mode's etcd, `metrics/store`) |
+
+#[cfg(feature = "cluster")]
+mod store;
+
+#[cfg(feature = "cluster")]
+pub(crate) use store::StoreMetrics;
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,

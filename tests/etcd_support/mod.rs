@@ -111,6 +111,24 @@ impl Etcd {
         self.spawn();
     }
 
+    /// Compacts etcd's history up to its current revision (physically: etcd answers once it is done), through
+    /// its JSON gateway (`/v3/kv/compaction`, what `etcdctl compact` sends): a watch asking for a revision
+    /// before it is refused as compacted. Returns the revision compacted to.
+    pub fn compact(&self) -> u64 {
+        let range = post(self.address(), "/v3/kv/range", r#"{"key":"AA=="}"#)
+            .unwrap_or_else(|| panic!("etcd answers a read:\n{}", self.log()));
+        let revision: u64 = json_field(&range, "revision")
+            .unwrap_or_else(|| panic!("a revision in etcd's answer: {range}"));
+        let body = format!(r#"{{"revision":"{revision}","physical":true}}"#);
+        let answer = post(self.address(), "/v3/kv/compaction", &body)
+            .unwrap_or_else(|| panic!("etcd answers the compaction:\n{}", self.log()));
+        assert!(
+            answer.contains("\"header\""),
+            "compaction refused: {answer}"
+        );
+        revision
+    }
+
     /// What etcd has logged so far (for a failing test's message).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.folder.path().join("etcd.log")).unwrap_or_default()
@@ -183,6 +201,34 @@ fn health(address: SocketAddr) -> Option<String> {
     let mut answer = String::new();
     stream.read_to_string(&mut answer).ok()?;
     Some(answer)
+}
+
+/// The body of a JSON `POST` to etcd's gateway, or `None` while etcd does not answer.
+fn post(address: SocketAddr, path: &str, body: &str) -> Option<String> {
+    let mut stream = TcpStream::connect_timeout(&address, Duration::from_millis(500)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    let (head, body) = answer.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
+}
+
+/// A number field of etcd's JSON (the gateway writes 64-bit integers as strings), wherever it is in `json`.
+fn json_field(json: &str, name: &str) -> Option<u64> {
+    let at = json.find(&format!("\"{name}\":"))? + name.len() + 3;
+    let digits: String = json[at..]
+        .trim_start_matches('"')
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
 }
 
 /// A loopback port free now (the kernel's pick, released for etcd to bind).

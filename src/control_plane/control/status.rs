@@ -106,6 +106,7 @@ impl Control {
                 last_reload_error: state.last_reload_error.clone(),
             },
             recent_changes: state.changes.newest_first(),
+            store: self.store().status(),
         }
     }
 }
@@ -215,6 +216,10 @@ pub struct Status {
     pub config: ConfigStatus,
     /// The last instance state changes, newest first (at most 20; older ones are dropped).
     pub recent_changes: Vec<StateChange>,
+    /// Cluster mode's state store (etcd): whether it answers, since when, the revision applied; absent for the
+    /// local stores, which always answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<crate::control_plane::store::StoreStatus>,
 }
 
 /// One load balancer.

@@ -14,7 +14,11 @@
 //! [`REQUEST_TIMEOUT`] (connecting by [`CONNECT_TIMEOUT`]), so a write while etcd is down fails within about two
 //! seconds with [`StoreError::Etcd`], which the API answers 503 `ServiceUnavailable`.
 //!
+//! Reachability: every call and the watch report whether etcd answered (`etcd/reach`); [`EtcdStore::probe`]
+//! asks etcd where it is, so a process with nothing to write still learns that etcd stopped answering.
+//!
 //! - `etcd/path`: etcd keys back to record keys.
+//! - `etcd/reach`: whether etcd answers (the gauge, the log line per change, `/status`).
 //! - `etcd/watch`: the watch that never misses a change.
 //! - `etcd/secret`: secrets every process shares (the stickiness key), written once.
 //!
@@ -25,6 +29,7 @@
 //! not there) takes no new revision in etcd; it answers the revision etcd is at.
 
 mod path;
+mod reach;
 mod secret;
 #[cfg(test)]
 mod tests;
@@ -43,8 +48,12 @@ pub(crate) use watch::Watch;
 pub(crate) use watch::{WatchBatch, WatchChange, WatchEvent};
 
 use super::Versioned;
-use super::{Change, Contents, Guard, Key, Record, Revision, StateStore, StoreError, StoreFuture};
+use super::{
+    Change, Contents, Guard, Key, Record, Revision, StateStore, StoreError, StoreFuture,
+    StoreStatus,
+};
 use path::Parsed;
+pub(crate) use reach::Reach;
 
 /// The longest any one call to etcd may take (a read, a transaction, opening a watch): the time an API write
 /// waits before answering 503 while etcd is unreachable.
@@ -64,6 +73,8 @@ pub(crate) struct EtcdStore {
     prefix: String,
     /// The endpoints, comma-separated, for errors.
     endpoints: Arc<str>,
+    /// Whether etcd answers, from every call of every clone.
+    reach: Arc<Reach>,
 }
 
 /// A call that took longer than [`REQUEST_TIMEOUT`].
@@ -90,8 +101,19 @@ impl EtcdStore {
         Ok(EtcdStore {
             client,
             prefix: format!("{}/", prefix.trim_end_matches('/')),
+            reach: Arc::new(Reach::new(&joined)),
             endpoints: joined,
         })
+    }
+
+    /// Whether etcd answers, as every call so far says.
+    pub(crate) fn reach(&self) -> &Reach {
+        &self.reach
+    }
+
+    /// Asks etcd where it is, only so that [`EtcdStore::reach`] learns whether it answers.
+    pub(crate) async fn probe(&self) -> Result<(), StoreError> {
+        self.position().await.map(|_| ())
     }
 
     /// The etcd key of `key`.
@@ -219,13 +241,21 @@ impl EtcdStore {
         })
     }
 
-    /// `call`, bounded by [`REQUEST_TIMEOUT`], its failure named as `operation` on this store's endpoints.
+    /// `call`, bounded by [`REQUEST_TIMEOUT`], its failure named as `operation` on this store's endpoints; its
+    /// outcome tells [`EtcdStore::reach`] whether etcd answered.
     async fn bounded<T>(
         &self,
         operation: &'static str,
         call: impl Future<Output = Result<T, etcd_client::Error>>,
     ) -> Result<T, StoreError> {
-        bounded(&self.endpoints, operation, call).await
+        let outcome = tokio::time::timeout(REQUEST_TIMEOUT, call).await;
+        match &outcome {
+            Ok(Ok(_)) => self.reach.answered(),
+            Ok(Err(error)) if etcd_answered(error) => self.reach.answered(),
+            Ok(Err(error)) => self.reach.failed(error),
+            Err(_) => self.reach.failed(&TimedOut(REQUEST_TIMEOUT)),
+        }
+        answer(&self.endpoints, operation, outcome)
     }
 }
 
@@ -241,6 +271,10 @@ impl StateStore for EtcdStore {
     fn apply_guarded(&self, guards: Vec<Guard>, changes: Vec<Change>) -> StoreFuture<'_, Revision> {
         Box::pin(self.write(guards, changes))
     }
+
+    fn status(&self) -> Option<StoreStatus> {
+        Some(self.reach.status())
+    }
 }
 
 async fn bounded<T>(
@@ -248,15 +282,43 @@ async fn bounded<T>(
     operation: &'static str,
     call: impl Future<Output = Result<T, etcd_client::Error>>,
 ) -> Result<T, StoreError> {
+    answer(
+        endpoints,
+        operation,
+        tokio::time::timeout(REQUEST_TIMEOUT, call).await,
+    )
+}
+
+/// A bounded call's outcome as the store answers it.
+fn answer<T>(
+    endpoints: &str,
+    operation: &'static str,
+    outcome: Result<Result<T, etcd_client::Error>, tokio::time::error::Elapsed>,
+) -> Result<T, StoreError> {
     let error = |source: Arc<dyn std::error::Error + Send + Sync>| StoreError::Etcd {
         endpoints: endpoints.to_owned(),
         operation,
         source,
     };
-    match tokio::time::timeout(REQUEST_TIMEOUT, call).await {
+    match outcome {
         Ok(Ok(answer)) => Ok(answer),
         Ok(Err(source)) => Err(error(Arc::new(source))),
         Err(_) => Err(error(Arc::new(TimedOut(REQUEST_TIMEOUT)))),
+    }
+}
+
+/// gRPC's codes for "no answer came" (the connection or the deadline, not etcd): `CANCELLED`, `UNKNOWN`,
+/// `DEADLINE_EXCEEDED`, `UNAVAILABLE` (grpc/doc/statuscodes.md; tonic's `Code` as `i32`).
+const NO_ANSWER_CODES: [i32; 4] = [1, 2, 4, 14];
+
+/// Whether a failed call got its failure from etcd (an answer: etcd is reachable), not from the transport.
+fn etcd_answered(error: &etcd_client::Error) -> bool {
+    match error {
+        etcd_client::Error::GRpcStatus(status) => {
+            !NO_ANSWER_CODES.contains(&i32::from(status.code()))
+        }
+        etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => false,
+        _ => true,
     }
 }
 

@@ -61,6 +61,15 @@ impl Records {
         }
     }
 
+    /// Every record held, by key, as a store's contents at `revision` (cluster mode's local copy is written
+    /// from them).
+    #[cfg(feature = "cluster")]
+    pub(crate) fn contents(&self, revision: Revision) -> Contents {
+        let mut records: Vec<Versioned> = self.0.values().cloned().collect();
+        records.sort_by_key(|versioned| versioned.record.key());
+        Contents { revision, records }
+    }
+
     /// The keys of every record of `load_balancer`.
     pub(crate) fn keys_of(&self, load_balancer: &str) -> Vec<Key> {
         let mut keys: Vec<Key> = self

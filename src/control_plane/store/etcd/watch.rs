@@ -6,7 +6,8 @@
 //! asks etcd where it is: a revision lower than the one delivered (an etcd restored from an older copy, or a
 //! new one) or another cluster id means the history it was following is gone, and so does a compaction past the
 //! revision it asks for; each ends the watch with [`WatchEvent::Reset`]: the caller reloads everything with
-//! `load` and starts a new watch from the loaded revision. Reconnections back off from 100 ms to 2 s.
+//! `load` and starts a new watch from the loaded revision. Reconnections back off from 100 ms to 2 s; a lost
+//! stream is logged once, the attempts after it at debug (that etcd is unreachable is `etcd/reach`'s one line).
 //!
 //! Trade-off: a record that does not decode is logged and left out (the watch goes on for every other key; the
 //! next `load` reports it as corrupt), rather than ending the watch of every process on one bad write by
@@ -109,8 +110,11 @@ async fn follow(store: EtcdStore, from: Revision, sender: mpsc::Sender<WatchEven
             Ended::Lost { error, opened } => {
                 if opened {
                     backoff = FIRST_BACKOFF;
+                    tracing::warn!(%error, delivered = at.delivered.0, "state store watch lost; resuming after the last delivered revision");
+                } else {
+                    // Each attempt while etcd is away: `etcd/reach` says once that it is unreachable.
+                    tracing::debug!(%error, delivered = at.delivered.0, retry_in = ?backoff, "state store watch: cannot resume yet");
                 }
-                tracing::warn!(%error, delivered = at.delivered.0, retry_in = ?backoff, "state store watch lost; resuming after the last delivered revision");
                 tokio::select! {
                     () = tokio::time::sleep(backoff) => {}
                     () = sender.closed() => return,
@@ -167,8 +171,16 @@ async fn stream(store: &EtcdStore, at: &mut Position, sender: &mpsc::Sender<Watc
         let response = match message {
             Ok(Some(response)) => response,
             Ok(None) => return lost_opened("etcd closed the watch stream".into()),
-            Err(error) => return lost_opened(error.to_string()),
+            Err(error) => {
+                if super::etcd_answered(&error) {
+                    store.reach.answered();
+                } else {
+                    store.reach.failed(&error);
+                }
+                return lost_opened(error.to_string());
+            }
         };
+        store.reach.answered();
         if response.compact_revision() > 0 {
             return Ended::Reset(format!(
                 "etcd compacted its history to revision {}, past {}",
