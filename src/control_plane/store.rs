@@ -50,7 +50,9 @@ use serde::{Deserialize, Serialize};
 pub(crate) use embedded::{file as embedded_file, EmbeddedStore};
 pub use error::StoreError;
 #[cfg(feature = "cluster")]
-pub(crate) use etcd::{EtcdStore, WatchBatch, WatchChange, WatchEvent};
+pub(crate) use etcd::{
+    Entries, EtcdStore, Lease, LeasedChange, Mirror, Renewed, WatchBatch, WatchChange, WatchEvent,
+};
 pub(crate) use memory::MemoryStore;
 pub(crate) use record::{Key, Record, Registration, RegistrationState};
 pub(crate) use records::Records;

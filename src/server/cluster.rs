@@ -9,9 +9,16 @@
 //! records (`Core::reload_store`). etcd is never on the request path: while it is unreachable the watch retries
 //! on its own, API writes answer 503 and traffic keeps flowing on the last state.
 //!
+//! Membership and health per node (items 3 and 4) run beside the watch: `cluster/membership` keeps this
+//! process's lease, member key and health views in etcd and leaves on SIGTERM; `cluster/view` reads every live
+//! member and its views back, for `/status`, DescribeInstanceHealth and the DNS answers.
+//!
 //! Trade-off: a batch that cannot be applied here (this machine cannot bind an address it names) is kept in the
 //! records and tried again at the next batch, rather than refused: the store is the truth and other processes
 //! already serve it.
+
+mod membership;
+mod view;
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -45,6 +52,9 @@ pub(super) async fn start(config: Config) -> Result<Server, StartError> {
     let records = Records::from_contents(contents);
     let mut server = start_with(config, Arc::new(store.clone()), records).await?;
     let core = Arc::downgrade(&server.core);
+    server
+        .tasks
+        .extend(membership::join(&server, &store, &cluster).await);
     server.tasks.push(tokio::spawn(follow(store, core, from)));
     Ok(server)
 }

@@ -246,13 +246,10 @@ impl Control {
             }
             let (events, mut results) = tokio::sync::mpsc::unbounded_channel();
             let mut zones = ZoneCheckers::default();
-            // Only the zones this process runs: the others' instances are checked by their own processes.
-            let zones_here = lb
-                .config
-                .availability_zones
-                .iter()
-                .filter(|zone| self.served.serves(&zone.name));
-            for zone in zones_here {
+            // Every enabled zone, those this process runs no node of included: as each ELB node checks every
+            // instance, so a node routes across zones by its own checks, and in cluster mode every member has a
+            // view of every instance (`control/members`: the worst one is reported).
+            for zone in &lb.config.availability_zones {
                 let probes = lb
                     .instances
                     .iter()
