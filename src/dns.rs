@@ -98,6 +98,7 @@ pub(crate) struct SharedZone(Arc<ArcSwap<Published>>);
 /// One published state of the zone.
 pub(crate) struct Published {
     /// The zone as the configuration has it.
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))] // read by `serve_only`
     configured: Arc<Zone>,
     /// In cluster mode, the nodes live members serve; `None`: every configured node.
     live: Option<Arc<LiveNodes>>,
@@ -149,6 +150,7 @@ impl SharedZone {
 
     /// Answers only the nodes in `live` from now on (cluster mode), or every configured node with `None`.
     /// Returns whether the answers changed.
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))] // the cluster's view task calls it
     pub(crate) fn serve_only(&self, live: Option<LiveNodes>) -> bool {
         let live = live.map(Arc::new);
         let before = self.0.load_full();

@@ -17,6 +17,7 @@
 //! records and tried again at the next batch, rather than refused: the store is the truth and other processes
 //! already serve it.
 
+mod identity;
 mod membership;
 mod view;
 

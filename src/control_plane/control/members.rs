@@ -18,6 +18,10 @@
 //! `InstanceHealth` constants); a description this version does not know (a newer member's) is reported as the
 //! known state with its State and ReasonCode, rather than carried as free text through every report.
 
+// Only the cluster's tasks (feature `cluster`) publish a view, write views and leave; without the feature the view
+// stays empty and everything reports this process's own state.
+#![cfg_attr(not(feature = "cluster"), allow(dead_code))]
+
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;

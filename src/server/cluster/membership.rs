@@ -18,58 +18,15 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use crate::config;
-use crate::control_plane::control::members::{HealthRecord, Leaving, Member};
+use crate::control_plane::control::members::{HealthRecord, Leaving};
 use crate::control_plane::control::Control;
 use crate::control_plane::store::{EtcdStore, Lease, LeasedChange, Renewed, StoreError};
 use crate::server::Server;
 
-/// Who this process is in the cluster: what its member key says besides its nodes.
-#[derive(Debug, Clone)]
-pub(super) struct Identity {
-    pub node_id: String,
-    pub zones: Vec<String>,
-    pub admin: SocketAddr,
-    pub started_unix_ms: u64,
-}
-
-impl Identity {
-    pub(super) fn of(cluster: &config::Cluster, admin: SocketAddr) -> Identity {
-        Identity {
-            node_id: cluster.node_id.clone(),
-            zones: cluster.zones.clone(),
-            admin,
-            started_unix_ms: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |since| since.as_millis() as u64),
-        }
-    }
-
-    /// The member key's value with `nodes`.
-    pub(super) fn member(&self, control: &Control) -> Member {
-        Member {
-            node_id: self.node_id.clone(),
-            zones: self.zones.clone(),
-            nodes: control.bound_nodes(),
-            admin: self.admin.to_string(),
-            started_unix_ms: self.started_unix_ms,
-        }
-    }
-}
-
-/// One path segment: `%` and `/` inside a name escaped, as the store's record keys are (`store/record`).
-pub(super) fn segment(name: &str) -> String {
-    name.replace('%', "%25").replace('/', "%2F")
-}
-
-/// [`segment`] read back.
-pub(super) fn unsegment(segment: &str) -> String {
-    segment.replace("%2F", "/").replace("%25", "%")
-}
+use super::identity::{segment, Identity};
 
 /// How long [`join`] waits for the other members' keys at start.
 const FIRST_LOAD: Duration = Duration::from_secs(2);

@@ -19,7 +19,7 @@ use std::sync::Weak;
 
 use tokio::sync::watch;
 
-use super::membership::{unsegment, Identity};
+use super::identity::{unsegment, Identity};
 use crate::control_plane::control::members::{
     ClusterView, HealthRecord, Leaving, Member, MemberStatus,
 };
