@@ -611,3 +611,50 @@ async fn describe_instance_health_is_the_worst_state_among_live_members_and_view
         serde_json::json!({"lb-a": "InService", "lb-b": "InService"})
     );
 }
+
+/// etcd stopped (SIGSTOP) for longer than the lease TTL: meanwhile every member keeps answering the last known
+/// members' nodes; when etcd resumes it expires the leases it could not renew, and each member is granted a new
+/// one and writes its key again, so the answers hold every node again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_lost_while_etcd_was_stopped_is_granted_again_and_the_answers_keep_the_last_members_meanwhile(
+) {
+    let etcd = Etcd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let net = "127.84.4";
+    let a = start(dir.path(), &etcd, net, 'a', &SETTINGS).await;
+    let b = start(dir.path(), &etcd, net, 'b', &SETTINGS).await;
+    let both = nodes(net, &[1, 2]);
+    a.wait_answers(&both, STEP).await;
+    b.wait_answers(&both, STEP).await;
+
+    etcd.pause();
+    let paused = Instant::now();
+    while paused.elapsed() < SETTINGS.lease_ttl + Duration::from_secs(1) {
+        assert_eq!(
+            a.answers().await,
+            both,
+            "A forgot a member while etcd was stopped"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    etcd.resume();
+    let resumed = Instant::now();
+    let deadline = Instant::now() + STEP;
+    for member in [&a, &b] {
+        while !member.log().contains("granting a new one") {
+            assert!(
+                Instant::now() < deadline,
+                "no new lease after etcd resumed:\n{}",
+                member.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    println!("new leases {:?} after etcd resumed", resumed.elapsed());
+    a.wait_answers(&both, STEP).await;
+    b.wait_answers(&both, STEP).await;
+    assert_eq!(
+        a.members().await,
+        [("lb-a".to_owned(), true), ("lb-b".to_owned(), false)]
+    );
+}
