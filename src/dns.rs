@@ -7,8 +7,13 @@
 //! domain get NXDOMAIN, names outside it REFUSED. UDP and TCP (RFC 1035 §4.2.2 length prefix) on the same address.
 //!
 //! Messages are parsed and written with hickory-proto; the answers are elbe's own (no zone files).
+//!
+//! In cluster mode (DESIGN.md "The state store", issue 16 item 3) a name answers only the nodes some live member
+//! of the cluster serves: [`SharedZone::serve_only`] lays that set on the configured zone. Both inputs and the
+//! answers they make are one value swapped whole, so a query reads one snapshot and a reload racing a membership
+//! change never publishes answers made from half of each.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -31,6 +36,8 @@ pub(crate) struct Zone {
     /// The domain the responder is authoritative for (lower case, no trailing dot).
     pub domain: String,
     pub names: HashMap<String, Vec<IpAddr>>,
+    /// The load balancer each name is (name to load balancer name), for [`SharedZone::serve_only`].
+    pub load_balancers: HashMap<String, String>,
 }
 
 impl Zone {
@@ -43,20 +50,118 @@ impl Zone {
             .map_or("elb.localhost", |d| d.domain.as_str())
             .trim_end_matches('.')
             .to_ascii_lowercase();
-        let names = config
-            .load_balancers
+        let mut zone = Zone {
+            domain,
+            ..Zone::default()
+        };
+        for lb in &config.load_balancers {
+            let name = dns_name(&lb.name, &lb.region, &zone.domain).to_ascii_lowercase();
+            let nodes = lb.availability_zones.iter().map(|z| z.node).collect();
+            zone.names.insert(name.clone(), nodes);
+            zone.load_balancers.insert(name, lb.name.clone());
+        }
+        zone
+    }
+
+    /// This zone with only the nodes in `live`: a name keeps the nodes its load balancer has there, and one left
+    /// with none answers no address (NODATA, as a load balancer whose nodes are all gone).
+    fn only(&self, live: &LiveNodes) -> Zone {
+        let names = self
+            .names
             .iter()
-            .map(|lb| {
-                let name = dns_name(&lb.name, &lb.region, &domain).to_ascii_lowercase();
-                (name, lb.availability_zones.iter().map(|z| z.node).collect())
+            .map(|(name, nodes)| {
+                let lb = self.load_balancers.get(name).map_or("", String::as_str);
+                let kept = nodes
+                    .iter()
+                    .filter(|ip| live.contains(&(lb.to_owned(), **ip)))
+                    .copied()
+                    .collect();
+                (name.clone(), kept)
             })
             .collect();
-        Zone { domain, names }
+        Zone {
+            domain: self.domain.clone(),
+            names,
+            load_balancers: self.load_balancers.clone(),
+        }
     }
 }
 
-/// The published zone: swapped whole when nodes change, read once per query.
-pub(crate) type SharedZone = Arc<ArcSwap<Zone>>;
+/// The nodes some live member of the cluster serves: (load balancer name, node address).
+pub(crate) type LiveNodes = HashSet<(String, IpAddr)>;
+
+/// The published zone: what the configuration names, the live nodes in cluster mode, and the answers both make,
+/// swapped whole whenever either changes and read once per query. Cloning shares it.
+#[derive(Clone)]
+pub(crate) struct SharedZone(Arc<ArcSwap<Published>>);
+
+/// One published state of the zone.
+pub(crate) struct Published {
+    /// The zone as the configuration has it.
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))] // read by `serve_only`
+    configured: Arc<Zone>,
+    /// In cluster mode, the nodes live members serve; `None`: every configured node.
+    live: Option<Arc<LiveNodes>>,
+    /// What queries are answered from.
+    answers: Zone,
+}
+
+impl Published {
+    fn new(configured: Arc<Zone>, live: Option<Arc<LiveNodes>>) -> Published {
+        let answers = match &live {
+            Some(live) => configured.only(live),
+            None => (*configured).clone(),
+        };
+        Published {
+            configured,
+            live,
+            answers,
+        }
+    }
+}
+
+impl std::ops::Deref for Published {
+    type Target = Zone;
+
+    fn deref(&self) -> &Zone {
+        &self.answers
+    }
+}
+
+impl SharedZone {
+    /// Publishes `zone` with every configured node answered.
+    pub(crate) fn new(zone: Zone) -> SharedZone {
+        SharedZone(Arc::new(ArcSwap::from_pointee(Published::new(
+            Arc::new(zone),
+            None,
+        ))))
+    }
+
+    /// What queries are answered from now.
+    pub(crate) fn load(&self) -> arc_swap::Guard<Arc<Published>> {
+        self.0.load()
+    }
+
+    /// Publishes a new configured zone (a reload), keeping the live nodes.
+    pub(crate) fn store(&self, configured: Arc<Zone>) {
+        self.0
+            .rcu(|now| Published::new(configured.clone(), now.live.clone()));
+    }
+
+    /// Answers only the nodes in `live` from now on (cluster mode), or every configured node with `None`.
+    /// Returns whether the answers changed.
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))] // the cluster's view task calls it
+    pub(crate) fn serve_only(&self, live: Option<LiveNodes>) -> bool {
+        let live = live.map(Arc::new);
+        let before = self.0.load_full();
+        if before.live == live {
+            return false;
+        }
+        self.0
+            .rcu(|now| Published::new(now.configured.clone(), live.clone()));
+        true
+    }
+}
 
 /// Answers one query message (the pure part: tested without sockets).
 pub(crate) fn answer(zone: &Zone, query: &Message) -> Message {
@@ -148,7 +253,7 @@ pub(crate) fn respond(zone: &SharedZone, packet: &[u8]) -> Option<Vec<u8>> {
     if query.metadata.message_type != MessageType::Query {
         return None;
     }
-    answer(&zone.load(), &query).to_vec().ok()
+    answer(&zone.load().answers, &query).to_vec().ok()
 }
 
 /// Serves UDP queries until shutdown.
@@ -266,14 +371,74 @@ mod tests {
                     "::1".parse().unwrap(),
                 ],
             )]),
+            ..Zone::default()
         }
     }
 
     fn ask(name: &str, kind: RecordType) -> Message {
+        ask_in(&zone(), name, kind)
+    }
+
+    fn ask_in(zone: &Zone, name: &str, kind: RecordType) -> Message {
         let mut query = Message::query();
         query.metadata.id = 7;
         query.add_query(Query::query(Name::from_ascii(name).unwrap(), kind));
-        answer(&zone(), &query)
+        answer(zone, &query)
+    }
+
+    /// The addresses `all.web` answers from what `shared` publishes now.
+    fn all_nodes(shared: &SharedZone) -> Vec<String> {
+        let reply = ask_in(
+            &shared.load(),
+            "all.web-1234567890.local-1.elb.localhost",
+            RecordType::ANY,
+        );
+        let mut nodes: Vec<String> = reply.answers.iter().map(|r| r.data.to_string()).collect();
+        nodes.sort();
+        nodes
+    }
+
+    /// Cluster mode: only live members' nodes are answered, a reload (a new configured zone) keeps that filter,
+    /// and lifting it answers every configured node again.
+    #[test]
+    fn only_live_nodes_are_answered_and_a_reload_keeps_the_filter() {
+        let mut configured = zone();
+        configured
+            .load_balancers
+            .insert("web-1234567890.local-1.elb.localhost".into(), "web".into());
+        let shared = SharedZone::new(configured.clone());
+        assert_eq!(all_nodes(&shared), ["127.0.0.11", "127.0.0.12", "::1"]);
+        let live: LiveNodes = [
+            ("web".to_owned(), "127.0.0.12".parse().unwrap()),
+            ("other".to_owned(), "127.0.0.11".parse().unwrap()),
+        ]
+        .into();
+        assert!(shared.serve_only(Some(live.clone())));
+        assert!(
+            !shared.serve_only(Some(live)),
+            "the same set changes nothing"
+        );
+        assert_eq!(
+            all_nodes(&shared),
+            ["127.0.0.12"],
+            "another load balancer's node at .11 does not count"
+        );
+        shared.store(Arc::new(configured));
+        assert_eq!(
+            all_nodes(&shared),
+            ["127.0.0.12"],
+            "a reload keeps the filter"
+        );
+        shared.serve_only(Some(LiveNodes::new()));
+        let none = ask_in(
+            &shared.load(),
+            "web-1234567890.local-1.elb.localhost",
+            RecordType::A,
+        );
+        assert_eq!(none.metadata.response_code, ResponseCode::NoError);
+        assert!(none.answers.is_empty(), "no live node: no address");
+        shared.serve_only(None);
+        assert_eq!(all_nodes(&shared), ["127.0.0.11", "127.0.0.12", "::1"]);
     }
 
     #[test]

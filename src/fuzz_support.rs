@@ -11,9 +11,7 @@
 use std::io;
 use std::net::IpAddr;
 use std::path::Path;
-use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Method, StatusCode, Uri, Version};
 use http_body::Body;
@@ -243,7 +241,7 @@ impl DnsResponder {
     pub fn from_config(text: &str) -> Result<Self, ConfigError> {
         let config = crate::config::parse(text, Path::new("fuzz.toml"))?;
         Ok(DnsResponder {
-            zone: Arc::new(ArcSwap::from_pointee(Zone::of(&config))),
+            zone: SharedZone::new(Zone::of(&config)),
         })
     }
 

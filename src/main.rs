@@ -274,8 +274,7 @@ fn run(command: Option<Command>) -> ExitCode {
 async fn serve(command: Option<Command>) -> anyhow::Result<()> {
     // Signal handlers first: a SIGTERM that arrives while elbe starts (systemd may send one right after READY=1)
     // then drains instead of killing the process by the default action.
-    let stop = stop_signal();
-    tokio::pin!(stop);
+    let mut stop = stop_signals();
     let mut hangup = hangup_signal();
     let mut path = None;
     let (config, demo) = match command {
@@ -310,7 +309,7 @@ async fn serve(command: Option<Command>) -> anyhow::Result<()> {
     }
     loop {
         tokio::select! {
-            _ = &mut stop => break,
+            Some(()) = stop.recv() => break,
             Some(()) = hangup.recv() => match &path {
                 Some(path) => {
                     elbe::notify::reloading();
@@ -323,6 +322,14 @@ async fn serve(command: Option<Command>) -> anyhow::Result<()> {
         }
     }
     elbe::notify::stopping();
+    // Cluster mode: out of every member's DNS answers first, serving on for dns_drain (a second SIGTERM cuts it
+    // short), then the drain below.
+    #[cfg(feature = "cluster")]
+    server
+        .leave_cluster(async {
+            stop.recv().await;
+        })
+        .await;
     server.run_until(std::future::ready(())).await;
     Ok(())
 }
@@ -343,35 +350,40 @@ fn hangup_signal() -> tokio::sync::mpsc::Receiver<()> {
     rx
 }
 
-/// SIGTERM or Ctrl-C. The handlers are installed when this is called, not when the future is first polled.
-fn stop_signal() -> impl std::future::Future<Output = ()> {
+/// SIGTERM or Ctrl-C, as a stream: the first stops elbe, a second (cluster mode) cuts its DNS drain short. The
+/// handlers are installed when this is called; a handler that cannot be installed leaves its default action.
+fn stop_signals() -> tokio::sync::mpsc::Receiver<()> {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        let term = signal(SignalKind::terminate());
-        let interrupt = signal(SignalKind::interrupt());
-        async move {
-            tokio::select! {
-                _ = received(term) => {},
-                _ = received(interrupt) => {},
+        for kind in [SignalKind::terminate(), SignalKind::interrupt()] {
+            if let Ok(mut signal) = signal(kind) {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    while signal.recv().await.is_some() {
+                        if tx.send(()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
             }
         }
+        // The stream never ends, even with no handler installed: a stop then never comes, as before.
+        tokio::spawn(async move {
+            let _open = tx;
+            std::future::pending::<()>().await;
+        });
     }
     #[cfg(not(unix))]
-    async {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
-/// The first delivery of a signal; never, when its handler could not be installed (its default action stays).
-#[cfg(unix)]
-async fn received(signal: std::io::Result<tokio::signal::unix::Signal>) {
-    match signal {
-        Ok(mut signal) => {
-            signal.recv().await;
+    tokio::spawn(async move {
+        while tokio::signal::ctrl_c().await.is_ok() {
+            if tx.send(()).await.is_err() {
+                return;
+            }
         }
-        Err(_) => std::future::pending::<()>().await,
-    }
+    });
+    rx
 }
 
 #[cfg(test)]

@@ -45,6 +45,7 @@ use access_logs::AccessLogs;
 use listeners::{Listeners, Serving};
 
 pub use crate::control_plane::control::changes::StateChange;
+pub use crate::control_plane::control::members::{Member, MemberNode, MemberStatus};
 pub use crate::control_plane::control::status::{
     ConfigStatus, DnsStatus, InstanceStatus, ListenerStatus, LoadBalancerStatus, NodeStatus,
     Status, Unhealthy, ZoneTraffic,
@@ -248,7 +249,7 @@ async fn start_with(
         tracing::info!(dns_name = %name, ?nodes, "load balancer DNS name");
     }
     let dns = dns.map(|(udp, tcp, bound)| {
-        let zone = Arc::new(arc_swap::ArcSwap::from_pointee(zone));
+        let zone = crate::dns::SharedZone::new(zone);
         tracing::info!(address = %bound, "DNS responder listening (UDP and TCP)");
         tasks.push(tokio::spawn(crate::dns::serve_udp(
             udp,

@@ -16,10 +16,13 @@
 //! - [`reload`]: what a configuration reload changes in place.
 //! - [`status`]: the `/status` document, `/healthz`, the pool gauges and request counts.
 //! - [`changes`]: the ring of recent instance state changes the status page shows.
+//! - [`members`]: the cluster's members and their views of instance health (cluster mode), and how an instance's
+//!   health is reported across them.
 #![allow(clippy::disallowed_types)] // the control plane's one lock; see above.
 
 pub(crate) mod changes;
 mod draining;
+pub(crate) mod members;
 mod names;
 mod publish;
 mod registration;
@@ -120,6 +123,9 @@ pub struct Control {
     /// The zones whose nodes this process runs; the health checkers check every zone of a load balancer
     /// that has a node here.
     served: ServedZones,
+    /// The cluster's members and their health views (empty outside cluster mode), and the signal every publish
+    /// sends the cluster's tasks.
+    members: members::Members,
 }
 
 /// The gate's permits: one per registration in flight, all of them for a reload or an API change.
@@ -226,6 +232,7 @@ impl Control {
             drains: std::sync::atomic::AtomicU64::new(0),
             gate: Arc::new(tokio::sync::Semaphore::new(GATE_PERMITS as usize)),
             served: ServedZones::of(config),
+            members: members::Members::default(),
         };
         // start, bind and reload: control-plane lock, never taken on the request path (see `Control::state`).
         control.publish(&mut control.lock());
@@ -330,7 +337,8 @@ impl Control {
 
 /// The zones whose nodes this process runs: every zone, or in cluster mode only `[cluster] zones` (DESIGN.md
 /// "The state store": the other zones' nodes run in other processes). The one place that decides it: node
-/// listeners, the sockets bound for them and the health checkers all ask here.
+/// listeners and the sockets bound for them ask here. (Health checks are not limited by it: every process checks
+/// every enabled zone's instances, as every ELB node does, see `control/registration`.)
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct ServedZones(Option<Arc<[String]>>);
 

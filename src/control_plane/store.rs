@@ -54,7 +54,9 @@ use serde::{Deserialize, Serialize};
 pub(crate) use embedded::{file as embedded_file, EmbeddedStore};
 pub use error::StoreError;
 #[cfg(feature = "cluster")]
-pub(crate) use etcd::{EtcdStore, WatchBatch, WatchChange, WatchEvent};
+pub(crate) use etcd::{
+    Entries, EtcdStore, Lease, LeasedChange, Mirror, Renewed, WatchBatch, WatchChange, WatchEvent,
+};
 #[cfg(feature = "cluster")]
 pub(crate) use local_copy::{Found, LocalCopy, Origin};
 pub(crate) use memory::MemoryStore;

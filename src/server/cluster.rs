@@ -12,9 +12,17 @@
 //! loads everything once etcd answers; whether etcd answers is a gauge, a log line per change and `/status`'s
 //! `store` (`store/etcd/reach`), kept current by a probe.
 //!
+//! Membership and health per node (items 3 and 4) run beside the watch: `cluster/membership` keeps this
+//! process's lease, member key and health views in etcd and leaves on SIGTERM; `cluster/view` reads every live
+//! member and its views back, for `/status`, DescribeInstanceHealth and the DNS answers.
+//!
 //! Trade-off: a batch that cannot be applied here (this machine cannot bind an address it names) is kept in the
 //! records and tried again at the next batch, rather than refused: the store is the truth and other processes
 //! already serve it.
+
+mod identity;
+mod membership;
+mod view;
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -63,6 +71,9 @@ pub(super) async fn start(config: Config) -> Result<Server, StartError> {
     let mut server = start_with(config, Arc::new(store.clone()), records).await?;
     server.core.metrics.register_store(store.reach().metrics());
     let core = Arc::downgrade(&server.core);
+    server
+        .tasks
+        .extend(membership::join(&server, &store, &cluster).await);
     server
         .tasks
         .push(tokio::spawn(outage::probe(store.clone(), core.clone())));

@@ -11,6 +11,9 @@
 //! longer one of them, while DescribeInstanceHealth still reports it (`InService`, "Instance deregistration
 //! currently in progress.", ELB-SPEC §2.2).
 //!
+//! In cluster mode DescribeInstanceHealth reports the worst state among the cluster's live members
+//! (`control/members`), naming the member when the state is another member's view.
+//!
 //! Trade-off: registration goes through `Control::register`/`deregister`, the same path as the admin JSON
 //! endpoints and the harness, so there is one way to change state (and the state store makes it durable there).
 
@@ -21,6 +24,7 @@ use super::error::ApiError;
 use super::load_balancers::{registered, Described};
 use super::xml::Xml;
 use crate::config;
+use crate::control_plane::control::status::InstanceStatus;
 use crate::control_plane::control::{Control, ControlError, InstanceHealth};
 
 /// The load balancer `name` among `all`; ELB's `LoadBalancerNotFound` otherwise.
@@ -99,18 +103,23 @@ pub(crate) fn describe_health(
     xml: &mut Xml,
 ) -> Result<(), ApiError> {
     let (_, status) = find(all, &request.load_balancer)?;
-    let mut states: Vec<(String, &'static str, &'static str, &'static str)> = Vec::new();
+    let mut states: Vec<(String, &'static str, &'static str, String)> = Vec::new();
     if request.instances.is_empty() {
         for i in &status.instances {
-            states.push((i.instance_id.clone(), i.state, i.reason_code, i.description));
+            states.push((
+                i.instance_id.clone(),
+                i.state,
+                i.reason_code,
+                description(i),
+            ));
         }
     } else {
         for id in &request.instances {
             match status.instances.iter().find(|i| i.instance_id == *id) {
-                Some(i) => states.push((id.clone(), i.state, i.reason_code, i.description)),
+                Some(i) => states.push((id.clone(), i.state, i.reason_code, description(i))),
                 None if catalogue.iter().any(|i| i.id == *id) => {
                     let h = InstanceHealth::NOT_REGISTERED;
-                    states.push((id.clone(), h.state, h.reason_code, h.description));
+                    states.push((id.clone(), h.state, h.reason_code, h.description.into()));
                 }
                 None => return Err(ApiError::unknown_instance(id)),
             }
@@ -127,6 +136,19 @@ pub(crate) fn describe_health(
         },
     );
     Ok(())
+}
+
+/// The description DescribeInstanceHealth gives: ELB's, naming the member whose view it is when that is another
+/// member of the cluster's (issue 16 item 4: "Instance has failed at least the UnhealthyThreshold number of
+/// health checks consecutively (node lb-1b).").
+fn description(instance: &InstanceStatus) -> String {
+    match &instance.member {
+        Some(member) => format!(
+            "{} (node {member}).",
+            instance.description.trim_end_matches('.')
+        ),
+        None => instance.description.to_owned(),
+    }
 }
 
 /// A control-plane refusal in ELB's terms: the load balancer went away meanwhile, a `host:port` instance does not

@@ -57,6 +57,8 @@ impl Control {
         }
         state.targets = live;
         self.set_host_counts(state);
+        // Nodes, registrations or health may have changed: the cluster's tasks (cluster mode) look again.
+        self.members.changed();
     }
 
     /// HealthyHostCount / UnHealthyHostCount per zone, counted by the instances' own zones.

@@ -246,16 +246,10 @@ impl Control {
             }
             let (events, mut results) = tokio::sync::mpsc::unbounded_channel();
             let mut zones = ZoneCheckers::default();
-            // Every zone's instances when this process runs a node of the load balancer, none otherwise: each
-            // ELB node checks every registered instance, since a cross-zone node, and a node whose own zone has
-            // none in service, routes to the other zones' instances (ELB-SPEC §3, `publish::candidates`).
-            let runs_a_node = lb
-                .config
-                .availability_zones
-                .iter()
-                .any(|zone| self.served.serves(&zone.name));
-            let checked = lb.config.availability_zones.iter().filter(|_| runs_a_node);
-            for zone in checked {
+            // Every enabled zone, those this process runs no node of included: as each ELB node checks every
+            // instance, so a node routes across zones by its own checks, and in cluster mode every member has a
+            // view of every instance (`control/members`: the worst one is reported).
+            for zone in &lb.config.availability_zones {
                 let probes = lb
                     .instances
                     .iter()

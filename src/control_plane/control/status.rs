@@ -2,15 +2,17 @@
 //!
 //! `/status` (DESIGN.md) lists every load balancer with its DNS name (ELB-SPEC.md §4), its nodes' listeners and
 //! its instances with ELB's DescribeInstanceHealth state, reason code and description (ELB-SPEC.md §2), plus the
-//! configuration generation and the last refused reload. Everything here reads the state under the lock and
-//! changes nothing but gauges. The trade-off: the pool gauges are set when scraped, not as connections come and
+//! configuration generation and the last refused reload. In cluster mode (issue 16 items 3 and 4) it also lists
+//! the live members, and each instance's state is the worst among them (`control/members`) with every member's
+//! view beside it. Everything here reads the state under the lock and changes nothing but gauges. The trade-off: the pool gauges are set when scraped, not as connections come and
 //! go, so the request path never touches them.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 
 use serde::Serialize;
 
+use super::members::{ClusterView, MemberStatus};
 use super::{Control, LoadBalancerState, NodeListener, StateChange};
 use crate::config::InstanceAddress;
 use crate::observability::metrics::Metrics;
@@ -85,6 +87,7 @@ impl Control {
     /// The `/status` document (DESIGN.md).
     pub fn status(&self, dns_address: Option<SocketAddr>) -> Status {
         // admin API reads (/status, /healthz, /metrics scrapes): control-plane lock, never taken on the request path (see `Control::state`).
+        let cluster = self.members.view();
         let state = self.lock();
         let domain = state
             .dns
@@ -94,9 +97,10 @@ impl Control {
         let load_balancers = state
             .load_balancers
             .iter()
-            .map(|lb| load_balancer_status(lb, &state.listeners, domain, &self.metrics))
+            .map(|lb| load_balancer_status(lb, &state.listeners, domain, &self.metrics, &cluster))
             .collect();
         Status {
+            members: cluster.members.clone(),
             load_balancers,
             dns: dns_address.map(|address| DnsStatus {
                 address: address.to_string(),
@@ -118,6 +122,7 @@ impl Control {
     /// the registration actions answer from it.
     pub(crate) fn described(&self) -> Vec<(crate::config::LoadBalancer, LoadBalancerStatus)> {
         // admin API reads (the ELB API's Describe calls): control-plane lock, never taken on the request path (see `Control::state`).
+        let cluster = self.members.view();
         let state = self.lock();
         let domain = state
             .dns
@@ -128,7 +133,8 @@ impl Control {
             .load_balancers
             .iter()
             .map(|lb| {
-                let status = load_balancer_status(lb, &state.listeners, domain, &self.metrics);
+                let status =
+                    load_balancer_status(lb, &state.listeners, domain, &self.metrics, &cluster);
                 (lb.config.clone(), status)
             })
             .collect()
@@ -136,12 +142,13 @@ impl Control {
 }
 
 /// One load balancer's part of `/status`: its DNS name, its nodes' listeners and traffic counts (by enabled
-/// zone), its instances.
+/// zone), its instances with their health as reported across the cluster's members.
 fn load_balancer_status(
     lb: &LoadBalancerState,
     listeners: &[NodeListener],
     domain: &str,
     metrics: &Metrics,
+    cluster: &ClusterView,
 ) -> LoadBalancerStatus {
     LoadBalancerStatus {
         name: lb.config.name.clone(),
@@ -166,16 +173,22 @@ fn load_balancer_status(
         instances: lb
             .instances
             .iter()
-            .map(|i| InstanceStatus {
-                instance_id: i.id.to_string(),
-                zone: i.zone.to_string(),
-                address: describe_address(
-                    &i.address,
-                    lb.config.listeners.first().map(|l| l.instance_port),
-                ),
-                state: i.health.state,
-                reason_code: i.health.reason_code,
-                description: i.health.description,
+            .map(|i| {
+                let reported =
+                    cluster.report(&lb.config.name, &i.id, &i.health, i.draining.is_some());
+                InstanceStatus {
+                    instance_id: i.id.to_string(),
+                    zone: i.zone.to_string(),
+                    address: describe_address(
+                        &i.address,
+                        lb.config.listeners.first().map(|l| l.instance_port),
+                    ),
+                    state: reported.health.state,
+                    reason_code: reported.health.reason_code,
+                    description: reported.health.description,
+                    member: reported.member,
+                    views: reported.views,
+                }
             })
             .collect(),
     }
@@ -208,6 +221,9 @@ fn describe_address(address: &InstanceAddress, instance_port: Option<u16>) -> St
 /// The `/status` document: what elbe serves and how its instances are doing, as of now.
 #[derive(Debug, Serialize)]
 pub struct Status {
+    /// Cluster mode: every live member, this process first (absent without `[cluster]`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<MemberStatus>,
     /// Every configured load balancer, in configuration order.
     pub load_balancers: Vec<LoadBalancerStatus>,
     /// The DNS responder, when `[dns]` is configured.
@@ -289,6 +305,12 @@ pub struct InstanceStatus {
     pub reason_code: &'static str,
     /// ELB's description of the state.
     pub description: &'static str,
+    /// Cluster mode: the member whose view the state is, when it is another member's (absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub member: Option<String>,
+    /// Cluster mode: every live member's state for the instance, by node id (absent without `[cluster]`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub views: BTreeMap<String, &'static str>,
 }
 
 /// The DNS responder.

@@ -20,6 +20,8 @@
 //! - `etcd/path`: etcd keys back to record keys.
 //! - `etcd/reach`: whether etcd answers (the gauge, the log line per change, `/status`).
 //! - `etcd/watch`: the watch that never misses a change.
+//! - `etcd/lease`: leases, and keys written under one (cluster membership and health per node).
+//! - `etcd/folder`: a folder of keys outside the records (`members/`, `health/`) mirrored in memory.
 //! - `etcd/secret`: secrets every process shares (the stickiness key), written once.
 //!
 //! Trade-off: a batch that names one key twice keeps only its last change (etcd refuses a transaction that
@@ -28,6 +30,8 @@
 //! into batches that would not be atomic. A batch that changes nothing (no change, or deletes of keys that are
 //! not there) takes no new revision in etcd; it answers the revision etcd is at.
 
+mod folder;
+mod lease;
 mod path;
 mod reach;
 mod secret;
@@ -43,6 +47,8 @@ use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, GetOptions, KeyValue, Txn, TxnOp, TxnOpResponse,
 };
 
+pub(crate) use folder::{Entries, Mirror};
+pub(crate) use lease::{Lease, LeasedChange, Renewed};
 #[cfg(test)]
 pub(crate) use watch::Watch;
 pub(crate) use watch::{WatchBatch, WatchChange, WatchEvent};
