@@ -20,8 +20,9 @@ use hyper::server::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::server::TlsStream;
+use tokio_util::task::task_tracker::TaskTrackerToken;
 use tower::ServiceExt;
 
 use crate::config::Limits;
@@ -228,21 +229,51 @@ pub(crate) async fn serve_listener(
             _ = drain.triggered() => return,
         };
         let _ = stream.set_nodelay(true);
-        let guard = connections.tracker.token();
-        let here = signals.open.token();
+        let tokens = Tokens {
+            _permit: permit,
+            _open: signals.open.token(),
+            _live: connections.tracker.token(),
+        };
         let setup = accepting.load_full();
-        let connections = connections.clone();
-        let shutdown = signals.drain.clone();
-        let mut cut = signals.cut.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                () = serve_accepted(stream, peer, &setup, &connections, shutdown) => {}
-                () = cut.triggered() => tracing::debug!(%peer, "drain deadline passed; connection closed"),
-            }
-            drop(permit);
-            drop(here);
-            drop(guard);
-        });
+        tokio::spawn(connection_task(
+            stream,
+            peer,
+            setup,
+            connections.clone(),
+            &signals,
+            tokens,
+        ));
+    }
+}
+
+/// What an open connection holds until it ends: its place under `max_connections`, and its counts on its
+/// listener (for the drain) and on the process (for shutdown). Held for their drop, never read.
+struct Tokens {
+    _permit: OwnedSemaphorePermit,
+    _open: TaskTrackerToken,
+    _live: TaskTrackerToken,
+}
+
+/// One accepted connection's task: served until it ends or the drain's deadline cuts it, its [`Tokens`] held
+/// meanwhile. Every open connection costs this future's size in its task's allocation, idle or not, so the
+/// paths an idle plain HTTP/1 connection is not on (TLS, HTTP/2, Proxy Protocol, TCP listeners) are boxed where
+/// they start and the future is no larger than that connection's own state (a test measures it).
+fn connection_task(
+    stream: TcpStream,
+    peer: SocketAddr,
+    setup: Arc<Accepting>,
+    connections: Arc<Connections>,
+    signals: &ListenerSignals,
+    tokens: Tokens,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let shutdown = signals.drain.clone();
+    let mut cut = signals.cut.clone();
+    async move {
+        tokio::select! {
+            () = serve_accepted(stream, peer, &setup, &connections, shutdown) => {}
+            () = cut.triggered() => tracing::debug!(%peer, "drain deadline passed; connection closed"),
+        }
+        drop(tokens);
     }
 }
 
@@ -257,12 +288,17 @@ async fn serve_accepted(
 ) {
     if let Some(layer4) = &setup.layer4 {
         let tls = setup.tls.as_deref();
-        return crate::data_plane::tcp::serve(stream, peer, &setup.context, layer4, tls).await;
+        let tunnel = crate::data_plane::tcp::serve(stream, peer, &setup.context, layer4, tls);
+        return Box::pin(tunnel).await;
     }
     if setup.accept_proxy_protocol {
-        return serve_proxied(stream, peer, setup, connections, shutdown).await;
+        return Box::pin(serve_proxied(stream, peer, setup, connections, shutdown)).await;
     }
-    serve_http(stream, peer, setup, connections, shutdown).await
+    if let Some(tls) = &setup.tls {
+        return Box::pin(serve_https(stream, peer, tls, setup, connections, shutdown)).await;
+    }
+    let context = setup.context.clone();
+    serve_connection(stream, peer, None, context, connections, shutdown).await
 }
 
 /// `accept_proxy_protocol` on an HTTP or HTTPS listener: the connection opens with a PROXY v1 or v2 header (before
@@ -308,18 +344,34 @@ async fn serve_http<IO>(
     let context = setup.context.clone();
     match &setup.tls {
         None => serve_connection(stream, peer, None, context, connections, shutdown).await,
-        Some(tls) => match tls.accept(stream, connections.tls_handshake_timeout).await {
-            Ok(stream) => {
-                context.metrics.tls_handshakes.inc();
-                let info = crate::data_plane::tls::handshake_info(stream.get_ref().1);
-                let tls = Some((info.cipher, info.protocol));
-                serve_connection(stream, peer, tls, context, connections, shutdown).await
-            }
-            Err(error) => {
-                context.metrics.tls_handshake_failures.inc();
-                tracing::debug!(%peer, %error, "TLS handshake failed");
-            }
-        },
+        Some(tls) => serve_https(stream, peer, tls, setup, connections, shutdown).await,
+    }
+}
+
+/// The TLS handshake, then HTTP over it.
+async fn serve_https<IO>(
+    stream: IO,
+    peer: SocketAddr,
+    tls: &TlsAcceptor,
+    setup: &Accepting,
+    connections: &Connections,
+    shutdown: Shutdown,
+) where
+    IO: ClientStream + Send + 'static,
+    TlsStream<IO>: ClientStream,
+{
+    let context = setup.context.clone();
+    match tls.accept(stream, connections.tls_handshake_timeout).await {
+        Ok(stream) => {
+            context.metrics.tls_handshakes.inc();
+            let info = crate::data_plane::tls::handshake_info(stream.get_ref().1);
+            let tls = Some((info.cipher, info.protocol));
+            serve_connection(stream, peer, tls, context, connections, shutdown).await
+        }
+        Err(error) => {
+            context.metrics.tls_handshake_failures.inc();
+            tracing::debug!(%peer, %error, "TLS handshake failed");
+        }
     }
 }
 
@@ -329,7 +381,7 @@ async fn serve_connection<IO>(
     tls: Option<(&'static str, &'static str)>,
     context: Arc<ListenerContext>,
     connections: &Connections,
-    mut shutdown: Shutdown,
+    shutdown: Shutdown,
 ) where
     IO: ClientStream + Send + 'static,
 {
@@ -360,45 +412,119 @@ async fn serve_connection<IO>(
         Ok(Served::Closed) => {}
         Ok(Served::Http2) => {
             let (io, read) = connection.into_parts();
-            let state = Arc::new(ConnectionState::default());
-            let underway = Arc::new(Underway::default());
-            let io = ClientIo::new(io, state.clone(), underway.clone(), idle_timeout)
-                .with_prefix(read)
-                .with_metrics(metrics.clone());
-            let protocol = ClientProtocol::Http2(state);
-            // Each response body is counted while under way, for the stalled-response rule of the idle timeout.
-            let stack = ServiceExt::<http::Request<hyper::body::Incoming>>::map_response(
-                WebSockets::new(
-                    proxy::stack(context, client, protocol),
-                    idle_timeout,
-                    metrics.clone(),
-                ),
-                move |response: http::Response<_>| response.map(|body| underway.track(body)),
-            );
-            let service = TowerToHyperService::new(stack);
-            let http2 = connections
-                .http2
-                .serve_connection(TokioIo::new(io), service);
-            tokio::pin!(http2);
-            let result = tokio::select! {
-                result = http2.as_mut() => result,
-                _ = shutdown.triggered() => {
-                    http2.as_mut().graceful_shutdown();
-                    http2.await
-                }
-            };
-            if let Err(error) = result {
-                tracing::debug!(%peer, %error, "HTTP/2 client connection ended with an error");
-            }
+            let http2 = serve_http2(io, read, peer, client, context, connections, shutdown);
+            Box::pin(http2).await;
         }
         Err(error) => tracing::debug!(%peer, %error, "client connection ended with an error"),
     }
     metrics.client_connections.dec();
 }
 
+/// A connection that opened with the HTTP/2 preface (`read`: what elbe's HTTP/1 server had read of it), served by
+/// hyper's HTTP/2 server with ELB's idle timer. Boxed by its caller: hyper's connection is large, and the
+/// HTTP/1 connections, most of them idle, should not carry room for it.
+async fn serve_http2<IO>(
+    io: IO,
+    read: bytes::Bytes,
+    peer: SocketAddr,
+    client: ClientFacts,
+    context: Arc<ListenerContext>,
+    connections: &Connections,
+    mut shutdown: Shutdown,
+) where
+    IO: ClientStream + Send + 'static,
+{
+    let metrics = context.metrics.clone();
+    let idle_timeout = context.routes.load().idle_timeout;
+    let state = Arc::new(ConnectionState::default());
+    let underway = Arc::new(Underway::default());
+    let io = ClientIo::new(io, state.clone(), underway.clone(), idle_timeout)
+        .with_prefix(read)
+        .with_metrics(metrics.clone());
+    let protocol = ClientProtocol::Http2(state);
+    // Each response body is counted while under way, for the stalled-response rule of the idle timeout.
+    let stack = ServiceExt::<http::Request<hyper::body::Incoming>>::map_response(
+        WebSockets::new(
+            proxy::stack(context, client, protocol),
+            idle_timeout,
+            metrics.clone(),
+        ),
+        move |response: http::Response<_>| response.map(|body| underway.track(body)),
+    );
+    let service = TowerToHyperService::new(stack);
+    let http2 = connections
+        .http2
+        .serve_connection(TokioIo::new(io), service);
+    tokio::pin!(http2);
+    let result = tokio::select! {
+        result = http2.as_mut() => result,
+        _ = shutdown.triggered() => {
+            http2.as_mut().graceful_shutdown();
+            http2.await
+        }
+    };
+    if let Err(error) = result {
+        tracing::debug!(%peer, %error, "HTTP/2 client connection ended with an error");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What an idle plain HTTP/1 connection's task carries, in bytes: its future (tokio allocates the task with
+    /// room for it) must stay near the HTTP/1 connection's own state, not grow with the TLS handshake, hyper's
+    /// HTTP/2 connection or a TCP listener's tunnel, which are boxed where they start (BENCHMARKS.md "Idle
+    /// connections"). Before those boxes it was over 11 KiB (release); now it is the connection's state and a
+    /// few words (1,288 bytes in a debug build, whose futures keep every local apart).
+    #[tokio::test]
+    async fn a_connections_task_is_no_larger_than_its_http1_state() {
+        let metrics = crate::observability::metrics::Metrics::new();
+        let context = crate::data_plane::proxy::context::test_support::context(&metrics);
+        let tracker = Tracker::new();
+        let connections = Arc::new(Connections::new(&Limits::default(), tracker.clone()));
+        let setup = Arc::new(Accepting {
+            context,
+            tls: None,
+            layer4: None,
+            accept_proxy_protocol: false,
+        });
+        let (_drain, drain) = crate::shutdown::channel();
+        let (_cut, cut) = crate::shutdown::channel();
+        let signals = ListenerSignals {
+            drain,
+            cut,
+            open: Tracker::new(),
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let stream = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let peer = stream.local_addr().unwrap();
+        let tokens = Tokens {
+            _permit: connections.limit.clone().acquire_owned().await.unwrap(),
+            _open: signals.open.token(),
+            _live: tracker.token(),
+        };
+        let task = connection_task(stream, peer, setup, connections, &signals, tokens);
+        let task_bytes = std::mem::size_of_val(&task);
+        type Http1 = front_end::Connection<
+            TcpStream,
+            crate::data_plane::proxy::track::Track<
+                crate::data_plane::proxy::check::Check<
+                    crate::data_plane::proxy::forwarded::Forwarded<
+                        crate::data_plane::proxy::forward::Forward,
+                    >,
+                >,
+            >,
+        >;
+        let state_bytes = std::mem::size_of::<Http1>();
+        println!("connection task future: {task_bytes} bytes; HTTP/1 connection state: {state_bytes} bytes");
+        assert!(
+            task_bytes <= state_bytes + 1024 && task_bytes <= 2048,
+            "the task ({task_bytes} bytes) carries more than the HTTP/1 connection ({state_bytes} bytes)"
+        );
+    }
 
     /// 198.18.0.0/15 (RFC 2544's benchmarking range): an address no test machine holds. Nothing is sent to it;
     /// the test only binds.

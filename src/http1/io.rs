@@ -18,13 +18,30 @@ pub(crate) const MAX_IOVECS: usize = 16;
 
 /// A socket HTTP/1 is spoken on: plain TCP, or TLS over it.
 pub(crate) trait Stream: AsyncRead + AsyncWrite + Unpin {
+    /// Ready when a read would find something (bytes, the end of the stream, an error), without a buffer to read
+    /// into: a keep-alive connection waits here between requests holding none, and takes one only when its
+    /// client sends (nginx frees its buffer the same way). A stream that cannot tell says ready and is read.
+    fn poll_readable(&mut self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
     /// Appends what arrived to `buf`; `Ok(0)` is the end of the stream.
     fn poll_fill(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
         std::pin::pin!(self.read_buf(buf)).poll(cx)
     }
 }
 
-impl Stream for tokio_rustls::server::TlsStream<TcpStream> {}
+/// An HTTPS client's connection: readable when rustls already holds plaintext (or the peer's close), else when
+/// the socket is (a partial record waits in rustls for the rest, which only the socket can bring).
+impl Stream for tokio_rustls::server::TlsStream<TcpStream> {
+    fn poll_readable(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let (socket, tls) = self.get_ref();
+        if !tls.wants_read() {
+            return Poll::Ready(Ok(()));
+        }
+        socket.poll_read_ready(cx)
+    }
+}
 
 /// An HTTPS instance's connection (`instance_protocol = "HTTPS"`): read through rustls's buffer.
 impl Stream for tokio_rustls::client::TlsStream<TcpStream> {}
@@ -35,6 +52,10 @@ impl Stream for tokio_rustls::client::TlsStream<TcpStream> {}
 impl Stream for tokio::io::DuplexStream {}
 
 impl Stream for TcpStream {
+    fn poll_readable(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_read_ready(cx)
+    }
+
     /// Clears the socket's readiness after a short read ([`poll_read_drained`]).
     fn poll_fill(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
         poll_read_drained(self, cx, buf)
@@ -109,6 +130,13 @@ impl WriteQueue {
     pub(crate) fn clear(&mut self) {
         self.buffers.clear();
         self.bytes = 0;
+    }
+
+    /// Gives the queue's room back when it is empty (a connection going idle keeps no allocation for it).
+    pub(crate) fn release(&mut self) {
+        if self.buffers.is_empty() && self.buffers.capacity() > 0 {
+            self.buffers = VecDeque::new();
+        }
     }
 
     /// Drops `n` written bytes from the front.

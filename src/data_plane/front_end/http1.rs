@@ -151,7 +151,8 @@ where
     pub(crate) fn new(io: IO, service: S, settings: Settings, metrics: Arc<ZoneMetrics>) -> Self {
         Connection {
             io,
-            read_buf: request::read_buffer(),
+            // Taken when the client's first bytes arrive ([`Self::release_buffers`]).
+            read_buf: BytesMut::new(),
             out: WriteQueue::default(),
             service,
             stage: Stage::Head,
@@ -270,15 +271,34 @@ where
             } else if self.shutting_down {
                 self.stage = Stage::Close { linger: false };
                 return Poll::Ready(Ok(Step::Continue));
+            } else if self.io.poll_readable(cx)?.is_pending() {
+                // Between requests, nothing sent: wait holding no buffer.
+                self.release_buffers();
+                return self.poll_wait(cx);
             }
             request::reserve_read(&mut self.read_buf);
             match self.io.poll_fill(cx, &mut self.read_buf) {
                 Poll::Ready(Ok(0)) => return Poll::Ready(Ok(Step::Closed)),
                 Poll::Ready(Ok(n)) => self.metrics.received_bytes.inc_by(n as u64),
                 Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
-                Poll::Pending => return self.poll_wait(cx),
+                Poll::Pending => {
+                    if self.read_buf.is_empty() {
+                        // A stream whose readiness could not tell (TLS whose record is still partial).
+                        self.release_buffers();
+                    }
+                    return self.poll_wait(cx);
+                }
             }
         }
+    }
+
+    /// Gives up the read buffer and the write queue's room while the connection waits for a request with nothing
+    /// read: an idle keep-alive connection then costs its task, its socket and its timer, not 8 KiB of buffer
+    /// (`../shared/bench/idle_conns.sh`, BENCHMARKS.md "Idle connections"). The buffer goes to the worker's pool
+    /// for the next connection whose client sends ([`request::give_back`]); one a large body grew is freed.
+    fn release_buffers(&mut self) {
+        request::give_back(&mut self.read_buf);
+        self.out.release();
     }
 
     /// Moves the request body along when it has asked for more (see [`Feed::poll`]).
@@ -447,7 +467,7 @@ where
         self.metrics.websocket_upgrades.inc();
         let tunnel = Tunnel::new(
             backend,
-            self.read_buf.split().freeze(),
+            std::mem::take(&mut self.read_buf).freeze(),
             from_backend,
             self.settings.idle_timeout,
             self.metrics.received_bytes.clone(),

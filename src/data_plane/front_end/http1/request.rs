@@ -9,6 +9,7 @@
 //! `Expect: 100-continue` is answered when the body is first read, not before: a request refused on its head never
 //! makes the client send its body.
 
+use std::cell::RefCell;
 use std::io;
 use std::mem::MaybeUninit;
 use std::task::{Context, Poll};
@@ -58,17 +59,46 @@ pub(crate) struct Head {
     pub feed: Option<Feed>,
 }
 
+/// Read buffers kept for this worker thread's next connection to take ([`reserve_read`], [`give_back`]).
+const POOLED: usize = 64;
+
+thread_local! {
+    /// Read buffers that connections going idle gave back, each of [`MIN_READ`] bytes with no request pointing
+    /// into it. Taking one is a pop instead of an allocation, and its bytes are already shareable, so splitting
+    /// a head off it allocates nothing. Per worker thread: no lock, and a connection that moved threads gives its
+    /// buffer to the thread it is on.
+    static IDLE_BUFFERS: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
+}
+
 /// Makes room in `buf` for the next read: at least half of [`MIN_READ`], growing by `MIN_READ` or by what the
-/// buffer already holds, whichever is more (a large body streams through in reads that keep up with it).
+/// buffer already holds, whichever is more (a large body streams through in reads that keep up with it). A
+/// connection that holds no buffer (idle until now) takes one from the pool, or a fresh one.
 pub(super) fn reserve_read(buf: &mut BytesMut) {
+    if buf.capacity() == 0 {
+        *buf = IDLE_BUFFERS
+            .with(|pool| pool.borrow_mut().pop())
+            .unwrap_or_else(|| BytesMut::with_capacity(MIN_READ));
+    }
     if buf.capacity() - buf.len() < MIN_READ / 2 {
         buf.reserve(MIN_READ.max(buf.len()));
     }
 }
 
-/// A fresh read buffer.
-pub(super) fn read_buffer() -> BytesMut {
-    BytesMut::with_capacity(MIN_READ)
+/// Takes an empty connection's read buffer: back to the pool when nothing else points into it and it is of the
+/// usual size, else to the allocator (a buffer a large body grew is not kept; one a request's head still shares
+/// is freed when that head is).
+pub(super) fn give_back(buf: &mut BytesMut) {
+    let mut buf = std::mem::take(buf);
+    buf.clear();
+    if !buf.try_reclaim(MIN_READ) || buf.capacity() > MIN_READ {
+        return;
+    }
+    IDLE_BUFFERS.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        if pool.len() < POOLED {
+            pool.push(buf);
+        }
+    });
 }
 
 /// Parses a request head out of `buf` (taking its bytes): `Ok(None)` while it is incomplete, `Err` for ELB's

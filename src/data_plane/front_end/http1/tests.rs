@@ -297,3 +297,45 @@ async fn the_http2_preface_hands_the_connection_over_with_what_was_read() {
     assert!(matches!(ended, Ok(Served::Http2)));
     assert!(read.starts_with(H2_PREFACE), "{read:?}");
 }
+
+/// Between requests a keep-alive connection holds no read buffer and no write-queue room (what keeps an idle
+/// connection small, BENCHMARKS.md "Idle connections"), and the next request, pipelined pair included, is
+/// answered as before: the buffer is taken again when the client's bytes arrive.
+#[tokio::test]
+async fn an_idle_keep_alive_connection_holds_no_buffers_and_still_serves_the_next_request() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut client = TcpStream::connect(listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (server, _) = listener.accept().await.unwrap();
+    let metrics = Arc::new(crate::observability::metrics::Metrics::new().zone("web", "zone-a"));
+    let stack = stack(Arc::new(tokio::sync::Notify::new()));
+    let mut connection = Connection::new(server, stack, settings(), metrics);
+    assert_eq!(
+        connection.read_buf.capacity(),
+        0,
+        "a new connection waits for its first byte without a buffer"
+    );
+    let requests: [&[u8]; 2] = [
+        b"GET /one HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /two HTTP/1.1\r\nHost: x\r\n\r\nGET /three HTTP/1.1\r\nHost: x\r\n\r\n",
+    ];
+    for (request, seen) in requests.into_iter().zip(["/one", "/three"]) {
+        let answered = tokio::select! {
+            served = std::future::poll_fn(|cx| connection.poll_serve(cx)) => panic!("ended: {served:?}"),
+            answered = async {
+                let mut all = respond(&mut client, request).await;
+                while !all.contains(seen) {
+                    all += &respond(&mut client, b"").await;
+                }
+                all
+            } => answered,
+        };
+        assert!(answered.contains(&format!("GET {seen} []")), "{answered}");
+        // The response is out: the connection waits for the next request, holding nothing to read into.
+        let waiting = std::future::poll_fn(|cx| Poll::Ready(connection.poll_serve(cx))).await;
+        assert!(waiting.is_pending());
+        assert_eq!(connection.read_buf.capacity(), 0, "idle after {seen}");
+        assert!(connection.out.is_empty());
+    }
+}

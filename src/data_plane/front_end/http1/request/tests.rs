@@ -67,3 +67,46 @@ fn a_head_of_exactly_the_limit_parses() {
         Err(ElbResponse::HeadersTooLarge)
     ));
 }
+
+/// A read buffer given back with nothing pointing into it is the next one taken (no allocation); one a request
+/// head still shares, or one a large body grew, is not kept, and the head it shares stays intact.
+#[test]
+fn read_buffers_are_pooled_only_when_unshared_and_of_the_usual_size() {
+    let mut buf = BytesMut::new();
+    reserve_read(&mut buf);
+    let first = buf.as_ptr();
+    assert!(buf.capacity() >= MIN_READ);
+    give_back(&mut buf);
+    assert_eq!(
+        buf.capacity(),
+        0,
+        "given back: the connection holds nothing"
+    );
+    assert_eq!(IDLE_BUFFERS.with(|pool| pool.borrow().len()), 1);
+    reserve_read(&mut buf);
+    assert_eq!(buf.as_ptr(), first, "the pooled buffer is taken again");
+
+    buf.extend_from_slice(b"GET / HTTP/1.1\r\n\r\n");
+    let head = buf.split_to(buf.len()).freeze();
+    give_back(&mut buf);
+    let mut next = BytesMut::new();
+    reserve_read(&mut next);
+    assert_ne!(
+        next.as_ptr(),
+        first,
+        "a buffer a head still shares is not handed to another connection"
+    );
+    assert_eq!(&head[..], b"GET / HTTP/1.1\r\n\r\n");
+
+    let mut grown = BytesMut::with_capacity(4 * MIN_READ);
+    let grown_at = grown.as_ptr();
+    give_back(&mut grown);
+    give_back(&mut next);
+    let mut taken = BytesMut::new();
+    reserve_read(&mut taken);
+    assert_ne!(
+        taken.as_ptr(),
+        grown_at,
+        "a grown buffer goes back to the allocator"
+    );
+}
