@@ -120,8 +120,7 @@ pub struct Control {
     /// reloads and ELB API changes take it whole, so none of them plans from a state a registration is changing
     /// (a DeleteLoadBalancer never misses a registration written meanwhile).
     gate: Arc<tokio::sync::Semaphore>,
-    /// The zones whose nodes this process runs; the health checkers check every zone of a load balancer
-    /// that has a node here.
+    /// The zones whose nodes this process runs (the health checkers check every enabled zone, these or not).
     served: ServedZones,
     /// The cluster's members and their health views (empty outside cluster mode), and the signal every publish
     /// sends the cluster's tasks.

@@ -12,7 +12,10 @@
 //!
 //! Trade-off: while etcd is unreachable the folders keep their last entries (`store/etcd/folder`), so the
 //! answers keep the last known members: a member that died meanwhile is answered until etcd is back, which is
-//! better than answering nothing but this process.
+//! better than answering nothing but this process. A process that has not read the folders once (it started
+//! from its local copy while etcd is down, or in its first 2 s) answers its own nodes only: every address it
+//! answers then serves, and the other members' responders still answer theirs; the last members are not kept in
+//! the local copy, since a member's key lives only as long as its lease.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Weak;
@@ -154,9 +157,20 @@ pub(super) async fn follow(control: Weak<Control>, me: Identity, inputs: Inputs)
         };
         publish(&control, &me, &others, inputs.zone.as_ref());
         drop(control);
+        // A folder whose mirror is gone (the server is shutting down) ends the task rather than waking it forever.
         read = tokio::select! {
-            changed = members.changed() => changed.is_ok(),
-            changed = health.changed() => changed.is_ok(),
+            changed = members.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                true
+            }
+            changed = health.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                true
+            }
             changed = changes.changed() => {
                 if changed.is_err() {
                     return;
