@@ -84,9 +84,11 @@ pub(super) fn reserve_read(buf: &mut BytesMut) {
     }
 }
 
-/// Takes an empty connection's read buffer: back to the pool when nothing else points into it and it is of the
-/// usual size, else to the allocator (a buffer a large body grew is not kept; one a request's head still shares
-/// is freed when that head is).
+/// Takes an empty connection's read buffer: back to the pool when it is of the usual size and has its room
+/// (`try_reclaim`), else to the allocator (a buffer a large body grew is not kept). `try_reclaim` answers yes
+/// at once when the spare room alone is enough, without asking whether a request's head still shares the
+/// allocation: such a buffer may be pooled, which is safe (the head and the room are disjoint) and keeps that
+/// allocation alive until both are gone.
 pub(super) fn give_back(buf: &mut BytesMut) {
     let mut buf = std::mem::take(buf);
     buf.clear();
