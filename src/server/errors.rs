@@ -49,9 +49,9 @@ pub enum StartError {
     /// Cluster mode was asked for a configuration without `[cluster]`.
     #[error("cluster mode needs a [cluster] table in the configuration")]
     NotCluster,
-    /// Cluster mode could not load the cluster's state from etcd at start (etcd unreachable, or a record that
-    /// does not read).
-    #[error("[cluster]: cannot load the cluster's state from etcd at {endpoints} (etcd must answer when elbe starts in cluster mode): {source}")]
+    /// Cluster mode could not load the cluster's state at start: etcd did not answer and there was no usable
+    /// local copy (the source says both), or a record does not read.
+    #[error("[cluster]: cannot load the cluster's state from etcd at {endpoints}: {source}")]
     ClusterStore {
         /// `[cluster] etcd`, comma-separated.
         endpoints: String,
