@@ -25,48 +25,10 @@ use tokio::time::Instant;
 /// How long one step may take (a debug build on two busy cores).
 use run_support::{Admin, Elbe, STEP};
 
-/// One process's configuration: load balancer "web" with zones `zone-a` (node `{net}.1`) and `zone-b` (node
-/// `{net}.2`), listener on port 0, TCP checks every 200 ms; this process runs `zone`. `[api]` offers both zones,
-/// with node pools in `{net}.8/29` and `{net}.16/29`, for load balancers created through the API.
+/// One process's file on `etcd` (`run_support::cluster_file`): load balancer "web" with zones `zone-a` and
+/// `zone-b`; this process runs `zone`.
 fn config(dir: &Path, etcd: &Etcd, net: &str, zone: &str) -> PathBuf {
-    let text = format!(
-        r#"state_dir = "{state}"
-[cluster]
-etcd = ["{endpoint}"]
-node_id = "elbe-{zone}"
-zones = ["{zone}"]
-[api]
-zones = [{{ name = "zone-a", node_pool = "{net}.8/29" }}, {{ name = "zone-b", node_pool = "{net}.16/29" }}]
-[admin]
-listen = "127.0.0.1:0"
-[limits]
-shutdown_grace = "1s"
-[[load_balancer]]
-name = "web"
-[load_balancer.health_check]
-target = "TCP:8000"
-interval = "200ms"
-timeout = "150ms"
-healthy_threshold = 2
-unhealthy_threshold = 2
-[[load_balancer.availability_zone]]
-name = "zone-a"
-node = "{net}.1"
-[[load_balancer.availability_zone]]
-name = "zone-b"
-node = "{net}.2"
-[[load_balancer.listener]]
-protocol = "HTTP"
-load_balancer_port = 0
-instance_protocol = "HTTP"
-instance_port = 8000
-"#,
-        state = dir.join(format!("state-{zone}")).display(),
-        endpoint = etcd.endpoint(),
-    );
-    let path = dir.join(format!("elbe-{zone}.toml"));
-    std::fs::write(&path, text).unwrap();
-    path
+    run_support::cluster_file(dir, &etcd.endpoint(), net, zone)
 }
 
 impl Elbe {

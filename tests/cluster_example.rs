@@ -5,8 +5,8 @@
 //! the three elbe files on it make one load balancer that a registration through one machine's ELB API (the AWS
 //! CLI, signed with the file's keys) routes through every machine's node.
 //!
-//! The machines are moved onto loopback: every `10.0.` address becomes `127.84.` (machine lb-1a is 127.84.0.5,
-//! its instance i-app-a 127.84.10.11:8000), `0.0.0.0` becomes the machine's own address (three processes share
+//! The machines are moved onto loopback: every `10.0.` address becomes `127.85.` (machine lb-1a is 127.85.0.5,
+//! its instance i-app-a 127.85.10.11:8000), `0.0.0.0` becomes the machine's own address (three processes share
 //! one host), ports 53 and 80 become 5353 and 8080, and state and data go to a temporary folder. Nothing else
 //! of the files changes.
 #![allow(clippy::disallowed_methods)]
@@ -274,7 +274,7 @@ fn which(program: &str) -> String {
 /// The example moved onto loopback, as the module's doc says.
 #[cfg(feature = "cluster")]
 fn localized(text: &str, machine_address: &str) -> String {
-    text.replace("10.0.", "127.84.")
+    text.replace("10.0.", "127.85.")
         .replace("0.0.0.0", machine_address)
         .replace(":53\"", ":5353\"")
         .replace("load_balancer_port = 80\n", "load_balancer_port = 8080\n")
@@ -304,7 +304,7 @@ mod running {
 
     fn address(machine: &str) -> String {
         let last = 5 + MACHINES.iter().position(|m| *m == machine).unwrap();
-        format!("127.84.0.{last}")
+        format!("127.85.0.{last}")
     }
 
     fn start_member(dir: &Path, machine: &str) -> Member {
@@ -366,9 +366,9 @@ mod running {
     async fn instances() -> Vec<Backend> {
         let mut backends = Vec::new();
         for address in [
-            "127.84.10.11:8000",
-            "127.84.20.11:8000",
-            "127.84.30.11:8000",
+            "127.85.10.11:8000",
+            "127.85.20.11:8000",
+            "127.85.30.11:8000",
         ] {
             let listener = TcpListener::bind(address).await.unwrap();
             backends.push(Backend::serve(listener, Behaviour::Echo));

@@ -128,3 +128,52 @@ impl Admin {
         Some((status, String::from_utf8_lossy(&body).into_owned()))
     }
 }
+
+/// One cluster process's file (tests/cluster.rs, tests/cluster_outage.rs), on etcd at `endpoint`: load
+/// balancer "web" with zones `zone-a` (node `{net}.1`) and `zone-b` (node `{net}.2`), listener on port 0, TCP
+/// checks every 200 ms; this process runs `zone`. `[api]` offers both zones, with node pools `{net}.8/29` and
+/// `{net}.16/29`, for load balancers created through the API.
+pub fn cluster_file(dir: &Path, endpoint: &str, net: &str, zone: &str) -> PathBuf {
+    let text = format!(
+        r#"state_dir = "{state}"
+[cluster]
+etcd = ["{endpoint}"]
+node_id = "elbe-{zone}"
+zones = ["{zone}"]
+[api]
+zones = [{{ name = "zone-a", node_pool = "{net}.8/29" }}, {{ name = "zone-b", node_pool = "{net}.16/29" }}]
+[admin]
+listen = "127.0.0.1:0"
+[limits]
+shutdown_grace = "1s"
+[[load_balancer]]
+name = "web"
+[load_balancer.health_check]
+target = "TCP:8000"
+interval = "200ms"
+timeout = "150ms"
+healthy_threshold = 2
+unhealthy_threshold = 2
+[[load_balancer.availability_zone]]
+name = "zone-a"
+node = "{net}.1"
+[[load_balancer.availability_zone]]
+name = "zone-b"
+node = "{net}.2"
+[[load_balancer.listener]]
+protocol = "HTTP"
+load_balancer_port = 0
+instance_protocol = "HTTP"
+instance_port = 8000
+"#,
+        state = cluster_state_dir(dir, zone).display(),
+    );
+    let path = dir.join(format!("elbe-{zone}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Where [`cluster_file`] keeps that process's state (its local copy of the cluster's state among it).
+pub fn cluster_state_dir(dir: &Path, zone: &str) -> PathBuf {
+    dir.join(format!("state-{zone}"))
+}
