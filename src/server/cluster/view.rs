@@ -157,33 +157,18 @@ pub(super) async fn follow(control: Weak<Control>, me: Identity, inputs: Inputs)
         };
         publish(&control, &me, &others, inputs.zone.as_ref());
         drop(control);
-        // A folder whose mirror is gone (the server is shutting down) ends the task rather than waking it forever.
-        read = tokio::select! {
-            changed = members.changed() => {
-                if changed.is_err() {
-                    return;
-                }
-                true
-            }
-            changed = health.changed() => {
-                if changed.is_err() {
-                    return;
-                }
-                true
-            }
-            changed = changes.changed() => {
-                if changed.is_err() {
-                    return;
-                }
-                false
-            }
-            changed = leaving.changed() => {
-                if changed.is_err() {
-                    return;
-                }
-                false
-            }
+        // Which input woke the task, and whether it is still there: any one gone (the server is shutting down)
+        // ends the task rather than waking it forever. A folder's change is read again; the others only publish.
+        let (open, folder) = tokio::select! {
+            changed = members.changed() => (changed.is_ok(), true),
+            changed = health.changed() => (changed.is_ok(), true),
+            changed = changes.changed() => (changed.is_ok(), false),
+            changed = leaving.changed() => (changed.is_ok(), false),
         };
+        if !open {
+            return;
+        }
+        read = folder;
     }
 }
 
