@@ -5,85 +5,127 @@
 //! the [`Tracker`] (tokio-util's `TaskTracker`) is waited on until the last connection's token is dropped; the
 //! caller bounds that wait with its drain deadline and then stops the runtime.
 //!
-//! Why not tokio-util's `CancellationToken` for the signal too: a connection checks for shutdown on every poll,
-//! and `CancellationToken::is_cancelled` takes a mutex, while a `watch` channel's version is an atomic load
-//! ([`ShutdownWatch`]). The cold paths (accept loops, the admin and DNS listeners) share the same signal.
+//! The signal is a flag and a `Notify` (the trigger sets the flag, then wakes every registered waiter). Why not
+//! tokio-util's `CancellationToken`, or a `watch` channel: a connection checks for shutdown on every poll, and
+//! `CancellationToken::is_cancelled` takes a mutex, as does re-polling a registered `watch` wait (its `Notify`'s
+//! waiter list); here a check is one atomic load ([`ShutdownWatch`]). Dropping the last [`Trigger`] fires the
+//! signal too, as a `watch` channel's closing did.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::Context;
 
-use tokio::sync::watch;
+use tokio::sync::futures::OwnedNotified;
+use tokio::sync::Notify;
 
-/// The sending side: triggers shutdown once.
+/// What a trigger and its watchers share.
+#[derive(Debug, Default)]
+struct Signal {
+    fired: AtomicBool,
+    notify: Arc<Notify>,
+}
+
+impl Signal {
+    fn fire(&self) {
+        // The flag first: a waiter that registers after the wake-up below finds it set.
+        self.fired.store(true, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    fn is_fired(&self) -> bool {
+        self.fired.load(Ordering::SeqCst)
+    }
+}
+
+/// The sending side: triggers shutdown once (or when its last clone is dropped).
 #[derive(Debug, Clone)]
-pub(crate) struct Trigger(Arc<watch::Sender<bool>>);
+pub(crate) struct Trigger(Arc<Firing>);
+
+/// The trigger's one owner of the signal, which fires it when dropped.
+#[derive(Debug)]
+struct Firing(Arc<Signal>);
+
+impl Drop for Firing {
+    fn drop(&mut self) {
+        self.0.fire();
+    }
+}
 
 /// The receiving side: cheap to clone, one per task.
 #[derive(Debug, Clone)]
-pub(crate) struct Shutdown(watch::Receiver<bool>);
+pub(crate) struct Shutdown(Arc<Signal>);
 
 /// A new trigger and its signal.
 pub(crate) fn channel() -> (Trigger, Shutdown) {
-    let (tx, rx) = watch::channel(false);
-    (Trigger(Arc::new(tx)), Shutdown(rx))
+    let signal = Arc::new(Signal::default());
+    (Trigger(Arc::new(Firing(signal.clone()))), Shutdown(signal))
 }
 
 impl Trigger {
     pub(crate) fn trigger(&self) {
-        let _ = self.0.send(true);
+        self.0 .0.fire();
     }
 
     #[cfg(test)]
     pub(crate) fn subscribe(&self) -> Shutdown {
-        Shutdown(self.0.subscribe())
+        Shutdown(self.0 .0.clone())
     }
 }
 
 impl Shutdown {
     #[cfg(test)]
     pub(crate) fn is_triggered(&self) -> bool {
-        *self.0.borrow()
+        self.0.is_fired()
     }
 
     /// Completes when shutdown is triggered (at once if it already was).
     pub(crate) async fn triggered(&mut self) {
-        let _ = self.0.wait_for(|stopping| *stopping).await;
+        // Registered before the flag is read: a trigger between the two still wakes this wait.
+        let notified = self.0.notify.clone().notified_owned();
+        let mut notified = std::pin::pin!(notified);
+        notified.as_mut().enable();
+        if self.0.is_fired() {
+            return;
+        }
+        notified.await;
     }
 }
 
 /// Shutdown as a connection's poll loop sees it: polled on every wake-up of the connection, so checking must be
-/// cheap. Re-polling a registered `watch` wait takes the channel's internal lock each time; here the wait is
-/// polled once to register the task's waker, and afterwards only when the channel's version has moved (an atomic
-/// load), which is when the trigger has fired.
+/// cheap. The wait is polled once, to register the task's waker (a task's waker stays the same); afterwards a
+/// check is the flag's atomic load. An idle connection carries this and a 64-byte boxed waiter, made on the
+/// first poll.
 pub(crate) struct ShutdownWatch {
-    check: Shutdown,
-    wait: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
-    registered: bool,
-    fired: bool,
+    signal: Arc<Signal>,
+    wait: Option<Pin<Box<OwnedNotified>>>,
 }
 
 impl ShutdownWatch {
     pub(crate) fn new(shutdown: Shutdown) -> Self {
-        let check = shutdown.clone();
-        let mut shutdown = shutdown;
         ShutdownWatch {
-            check,
-            wait: Box::pin(async move { shutdown.triggered().await }),
-            registered: false,
-            fired: false,
+            signal: shutdown.0,
+            wait: None,
         }
     }
 
     /// Whether shutdown has been triggered; if not, the task is woken when it is.
-    pub(crate) fn poll_fired(&mut self, cx: &mut std::task::Context<'_>) -> bool {
-        if self.fired {
+    pub(crate) fn poll_fired(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.signal.is_fired() {
+            self.wait = None;
             return true;
         }
-        if self.registered && !self.check.0.has_changed().unwrap_or(true) {
-            return false;
+        if self.wait.is_none() {
+            let mut wait = Box::pin(self.signal.notify.clone().notified_owned());
+            if wait.as_mut().poll(cx).is_ready() {
+                return true;
+            }
+            self.wait = Some(wait);
+            // Fired between the load above and the registration: seen now.
+            return self.signal.is_fired();
         }
-        self.registered = true;
-        self.fired = self.wait.as_mut().poll(cx).is_ready();
-        self.fired
+        false
     }
 }
 
@@ -103,5 +145,39 @@ mod tests {
         let mut late = trigger.subscribe();
         late.triggered().await;
         assert!(late.is_triggered());
+    }
+
+    #[tokio::test]
+    async fn dropping_the_last_trigger_fires_the_signal() {
+        let (trigger, mut shutdown) = channel();
+        let clone = trigger.clone();
+        drop(trigger);
+        assert!(!shutdown.is_triggered(), "a clone is still alive");
+        drop(clone);
+        shutdown.triggered().await;
+    }
+
+    /// A watch registered before the trigger wakes its task and then says fired; one made after says so at once.
+    #[tokio::test]
+    async fn a_watch_wakes_its_task_when_triggered() {
+        let (trigger, shutdown) = channel();
+        let mut watch = ShutdownWatch::new(shutdown.clone());
+        let waiting = tokio::spawn(std::future::poll_fn(move |cx| {
+            if watch.poll_fired(cx) {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
+            }
+        }));
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        trigger.trigger();
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+            .await
+            .expect("woken by the trigger")
+            .unwrap();
+        let mut late = ShutdownWatch::new(shutdown);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(late.poll_fired(&mut cx));
     }
 }

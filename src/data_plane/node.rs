@@ -12,6 +12,7 @@
 //! connections with from an [`Accepting`] the server swaps, one atomic load per accepted connection. Each listener
 //! drains on its own signal ([`ListenerSignals`]), so a reload can retire one listener while the others serve.
 
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -267,11 +268,21 @@ fn connection_task(
     tokens: Tokens,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
     let shutdown = signals.drain.clone();
-    let mut cut = signals.cut.clone();
+    // Checked on every wake-up of the connection: a `ShutdownWatch` is an atomic load there, where a `select!`
+    // over the cut's wait re-polled it, taking its waiter list's lock, on each one (and carried it inline).
+    let mut cut = ShutdownWatch::new(signals.cut.clone());
     async move {
-        tokio::select! {
-            () = serve_accepted(stream, peer, &setup, &connections, shutdown) => {}
-            () = cut.triggered() => tracing::debug!(%peer, "drain deadline passed; connection closed"),
+        let serve = serve_accepted(stream, peer, &setup, &connections, shutdown);
+        let mut serve = std::pin::pin!(serve);
+        let cut_short = std::future::poll_fn(|cx| {
+            if cut.poll_fired(cx) {
+                return std::task::Poll::Ready(true);
+            }
+            serve.as_mut().poll(cx).map(|()| false)
+        })
+        .await;
+        if cut_short {
+            tracing::debug!(%peer, "drain deadline passed; connection closed");
         }
         drop(tokens);
     }

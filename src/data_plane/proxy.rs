@@ -40,7 +40,6 @@ pub(crate) mod track;
 
 use std::sync::Arc;
 
-use crossbeam_queue::ArrayQueue;
 use tower::Layer;
 
 pub(crate) use answer::{ElbGenerated, Refused};
@@ -64,7 +63,7 @@ pub(crate) fn stack(
     };
     let forward = Forward {
         context: context.clone(),
-        timers: Arc::new(ArrayQueue::new(1)),
+        timers: forward::timer_slot(),
         raw_responses,
         peer: peer.ip(),
     };
