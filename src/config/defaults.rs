@@ -65,8 +65,9 @@ pub const MAX_LISTEN_BACKLOG: u32 = 65535;
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// elbe extension: how long to wait for a TCP connect to an instance before the attempt counts as failed.
 pub const BACKEND_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// elbe extension: idle keep-alive connections kept per instance (ELB "pre-opens and keeps" back-end
-/// connections, ELB-SPEC §1.1); more are closed once their request finishes.
+/// elbe extension: idle keep-alive connections each instance's pool keeps whatever the demand (ELB "pre-opens and
+/// keeps" back-end connections, ELB-SPEC §1.1). A floor, not a cap: the pool keeps as many as the instance's
+/// recent peak of concurrent requests needs, and closes the surplus once that peak is an idle timeout old.
 pub const BACKEND_IDLE_CONNECTIONS: usize = 128;
 /// elbe extension: no cap on an instance's outstanding requests by default, so the surge queue is only used
 /// when a cap is set (ELB queued when its connections to healthy instances were all busy, ELB-SPEC §8).

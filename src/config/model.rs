@@ -176,7 +176,8 @@ pub struct Limits {
     pub shutdown_grace: Duration,
     /// `backend_connect_timeout`: a TCP connect to an instance that takes longer counts as failed (default 5 s).
     pub backend_connect_timeout: Duration,
-    /// `backend_idle_connections`: idle keep-alive connections kept per instance (default 128; ELB-SPEC §1.1).
+    /// `backend_idle_connections`: idle keep-alive connections kept per instance whatever the demand; more while the
+    /// instance's recent peak of concurrent requests needs them (default 128; ELB-SPEC §1.1, `back_end::pool`).
     pub backend_idle_connections: usize,
     /// Requests one instance may have outstanding before new ones wait in the node's surge queue; 0 = no limit.
     pub backend_max_requests: usize,

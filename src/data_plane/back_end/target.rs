@@ -108,10 +108,11 @@ impl Target {
         self.cut.cut();
     }
 
-    /// A connection whose exchange ended cleanly: pooled, unless the target is retiring (then it closes).
+    /// A connection whose exchange ended cleanly: pooled, unless the target is retiring (then it closes). The
+    /// requests outstanding now (this one still counted) are the demand the pool sizes itself by.
     pub(crate) fn checkin(&self, conn: BackendConnection) {
         if !self.draining.load(Ordering::Acquire) {
-            self.pool.checkin(conn);
+            self.pool.checkin(conn, self.outstanding());
         }
     }
 }
