@@ -33,7 +33,7 @@ async fn time_get(elbe: &Elbe, path: &str, rounds: usize) -> (Duration, Duration
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_and_status_with_a_thousand_instances_answer_in_under_50_ms() {
-    bounded(Duration::from_secs(60), async {
+    bounded(Duration::from_secs(90), async {
         let mut backends = Vec::new();
         for _ in 0..10 {
             backends.push(Backend::start(Behaviour::Echo).await);
@@ -61,8 +61,10 @@ async fn metrics_and_status_with_a_thousand_instances_answer_in_under_50_ms() {
             });
         }
         let elbe = config.start().await;
-        // Every instance has its verdict (the 400 refused ones need their second failure).
-        let settled = poll_until(Duration::from_secs(10), || {
+        // Every instance has its verdict (the 400 refused ones need their second failure). Slow to settle in a
+        // debug build under load: each of the 1,000 first verdicts republishes every snapshot, and the publish
+        // checks each target against every instance (O(n^2), control/publish.rs), seconds in all.
+        let settled = poll_until(Duration::from_secs(40), || {
             let status = elbe.server().status();
             let instances = &status.load_balancers[0].instances;
             let in_service = instances.iter().filter(|i| i.state == "InService").count();
@@ -73,7 +75,7 @@ async fn metrics_and_status_with_a_thousand_instances_answer_in_under_50_ms() {
             instances.len() == INSTANCES && in_service == IN_SERVICE && failed == INSTANCES - IN_SERVICE
         })
         .await;
-        assert!(settled, "not every instance had its verdict within 10 s");
+        assert!(settled, "not every instance had its verdict within 40 s");
         assert_eq!(get(elbe.node("zone-a"), "/").await.status, 200);
 
         let (metrics, metrics_max, reply) = time_get(&elbe, "/metrics", 9).await;

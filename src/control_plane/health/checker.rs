@@ -40,7 +40,8 @@ use crate::config::{HealthCheck, HealthTarget};
 
 /// Instances given to [`Checker::start`] have their first checks spread evenly over this long (or the interval, if
 /// shorter), so a start with thousands of instances does not probe them all in the same millisecond, yet every one
-/// gets its first verdict within a second. Instances added later are checked right away.
+/// gets its first verdict within a second. Instances added later are checked right away, unless they come in a
+/// burst of more than [`SPREAD_BURSTS_OF_MORE_THAN`], which is spread the same way.
 const FIRST_CHECK_SPREAD: Duration = Duration::from_secs(1);
 
 /// The most checks one checker runs at once. Spread evenly, 10,000 instances checked every second with checks of
