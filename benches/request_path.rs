@@ -129,10 +129,54 @@ fn rules_and_stickiness(c: &mut Criterion) {
     });
 }
 
+/// Issue 18 item 5: the per-request path at 2 and at 1,000 instances, which must cost the same (every per-request
+/// step is O(1) in the number of instances: the candidates are precomputed in the snapshot when health changes,
+/// the pick draws two of them, the sticky lookup is one hash probe, the metrics are per zone).
+fn by_instances(c: &mut Criterion) {
+    let mut group = c.benchmark_group("by instances");
+    for instances in [2, 1000] {
+        let path = RequestPath::new(instances);
+        group.bench_function(
+            format!("load + pick + rewrite, {instances} instances"),
+            |b| {
+                b.iter_batched(
+                    request,
+                    |mut request| {
+                        let target = path.pick();
+                        path.rewrite(&mut request);
+                        path.count();
+                        (request, target)
+                    },
+                    BatchSize::SmallInput,
+                )
+            },
+        );
+        let sticky = TrafficPath::new(instances, false, true);
+        let cookie = sticky.new_cookie("i-1").unwrap();
+        let value = cookie
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string();
+        let mut stuck = request();
+        stuck
+            .headers_mut()
+            .append("cookie", http::HeaderValue::from_str(&value).unwrap());
+        assert!(sticky.sticky_target(&stuck).is_some(), "the cookie is good");
+        group.bench_function(format!("sticky lookup, {instances} instances"), |b| {
+            b.iter(|| black_box(sticky.sticky_target(black_box(&stuck))))
+        });
+    }
+    group.finish();
+}
+
 criterion_group!(
     benches,
     request_path,
     metrics_on_and_off,
-    rules_and_stickiness
+    rules_and_stickiness,
+    by_instances
 );
 criterion_main!(benches);

@@ -7,6 +7,9 @@
 //! ([`ProbeFailure`], keeping the I/O, TLS or parse error that caused it) and whether CloudWatch counts it as a
 //! backend connection error.
 //!
+//! Every check opens its own connection, as ELB's do (ELB-SPEC §2.1: each check is independent), and closes it
+//! with a reset (`SO_LINGER` 0) once it has its verdict, so a check leaves no TIME_WAIT socket behind.
+//!
 //! Trade-offs: the request is written as raw bytes and only the response head is read, parsed with `httparse` and
 //! bounded to [`MAX_RESPONSE_HEAD`], because a full HTTP client costs more than the check is worth. The parser is
 //! lenient about header lines the verdict does not need (it skips invalid ones, as the hand parser before it did),
@@ -124,7 +127,14 @@ async fn connect(addr: SocketAddr, deadline: Instant) -> Result<TcpStream, Probe
         Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => Err(ProbeFailure::Refused),
         Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionReset => Err(ProbeFailure::Reset),
         Ok(Err(e)) => Err(ProbeFailure::Connect(e)),
-        Ok(Ok(tcp)) => Ok(tcp),
+        Ok(Ok(tcp)) => {
+            // Closed with a reset once the verdict is in, as haproxy closes its checks: no FIN exchange and no
+            // TIME_WAIT socket per check, which at thousands of checks a second is most of the kernel's work and
+            // would hold tens of thousands of ports. The instance has answered by then (or, for a TCP check,
+            // only the connection was asked of it). Best effort: a check without it is still a check.
+            let _ = tcp.set_zero_linger();
+            Ok(tcp)
+        }
     }
 }
 

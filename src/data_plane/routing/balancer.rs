@@ -5,7 +5,9 @@
 //! same instance at once; elbe uses the power of two choices instead: two distinct instances drawn at random, the
 //! less loaded one wins, a tie goes to the first draw (itself random, so no instance is favoured). This keeps the
 //! load within a small constant of the least-loaded choice (Mitzenmacher) at O(1) and without shared state.
-//! Randomness comes from a per-thread xorshift generator: no lock, no syscall.
+//! Randomness comes from a per-thread xorshift generator: no lock, no syscall. A retry's pick (every candidate but
+//! the one that failed) is O(1) too, so nothing a request does grows with the number of instances (issue 18 item
+//! 5: `benches/request_path.rs` "by instances" times it at 2 and 1,000).
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -61,34 +63,53 @@ pub(crate) fn pick_least_outstanding(candidates: &[Arc<Target>]) -> Option<&Arc<
     }
 }
 
+/// How often [`pick_least_outstanding_except`] redraws before it scans instead.
+const REDRAWS: usize = 20;
+
 /// Least outstanding requests among every candidate but `excluded` (a retry after `excluded` failed).
+///
+/// O(1) like the first pick, whatever the number of candidates: each of the two draws is redrawn while it lands on
+/// `excluded` (or, for the second, on the first), which keeps both uniform over the others; with three or more
+/// candidates a draw needs a redraw at most two times in three, so [`REDRAWS`] unlucky ones in a row are a chance
+/// below one in 3,000 and then a scan of every candidate decides instead.
 pub(crate) fn pick_least_outstanding_except<'a>(
     candidates: &'a [Arc<Target>],
     excluded: &Arc<Target>,
 ) -> Option<&'a Arc<Target>> {
-    let skip = candidates.iter().position(|t| Arc::ptr_eq(t, excluded));
-    let Some(skip) = skip else {
-        return pick_least_outstanding(candidates);
-    };
-    let others = candidates.len() - 1;
-    let index = |i: usize| if i >= skip { i + 1 } else { i };
-    match others {
-        0 => None,
-        1 => candidates.get(index(0)),
-        n => {
-            let a = random_below(n);
-            let mut b = random_below(n - 1);
-            if b >= a {
-                b += 1;
-            }
-            let (first, second) = (&candidates[index(a)], &candidates[index(b)]);
-            if second.outstanding() < first.outstanding() {
-                Some(second)
-            } else {
-                Some(first)
-            }
-        }
+    let allowed = |i: usize| !Arc::ptr_eq(&candidates[i], excluded);
+    if candidates.len() <= 2 {
+        let mut others = (0..candidates.len()).filter(|&i| allowed(i));
+        return match (others.next(), others.next()) {
+            (Some(_), Some(_)) => pick_least_outstanding(candidates),
+            (only, _) => only.map(|i| &candidates[i]),
+        };
     }
+    let draw = |other: Option<usize>| {
+        (0..REDRAWS)
+            .map(|_| random_below(candidates.len()))
+            .find(|&i| Some(i) != other && allowed(i))
+    };
+    let picked = draw(None).and_then(|a| Some((a, draw(Some(a))?)));
+    let Some((a, b)) = picked else {
+        return least_outstanding_by_scan(candidates, excluded);
+    };
+    let (first, second) = (&candidates[a], &candidates[b]);
+    if second.outstanding() < first.outstanding() {
+        Some(second)
+    } else {
+        Some(first)
+    }
+}
+
+/// The least loaded candidate but `excluded`, by a scan of every one (the rare fallback of the draws above).
+fn least_outstanding_by_scan<'a>(
+    candidates: &'a [Arc<Target>],
+    excluded: &Arc<Target>,
+) -> Option<&'a Arc<Target>> {
+    candidates
+        .iter()
+        .filter(|t| !Arc::ptr_eq(t, excluded))
+        .min_by_key(|t| t.outstanding())
 }
 
 /// Round robin for TCP/SSL listeners: `cursor` is the listener's own counter.
@@ -190,6 +211,29 @@ mod tests {
             pick_least_outstanding_except(&t[..2], &t[0]).unwrap(),
             &t[1]
         ));
+    }
+
+    /// The retry's pick spreads evenly over every candidate but the excluded one, among many.
+    #[test]
+    fn except_spreads_over_the_others_evenly() {
+        let t = targets(10);
+        let mut counts = [0u32; 10];
+        for _ in 0..9000 {
+            let picked = pick_least_outstanding_except(&t, &t[4]).unwrap();
+            counts[t.iter().position(|x| Arc::ptr_eq(x, picked)).unwrap()] += 1;
+        }
+        assert_eq!(counts[4], 0);
+        for (i, &c) in counts.iter().enumerate().filter(|(i, _)| *i != 4) {
+            assert!((800..1200).contains(&c), "instance {i}: {counts:?}");
+        }
+        // And avoids a busy one, as the first pick does.
+        for _ in 0..5 {
+            t[7].begin_request();
+        }
+        let busy = (0..1000)
+            .filter(|_| Arc::ptr_eq(pick_least_outstanding_except(&t, &t[4]).unwrap(), &t[7]))
+            .count();
+        assert_eq!(busy, 0);
     }
 
     #[test]
