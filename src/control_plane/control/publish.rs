@@ -6,7 +6,7 @@
 //! rebuild; a target's pool is reaped by a task that lives as long as the target is routed. The trade-off: every
 //! change rebuilds every listener's snapshot, which is cheap at control-plane rates and keeps one code path.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -42,12 +42,15 @@ impl Control {
         // Targets of instances still registered are kept even while out of service, so their request counts
         // survive a health flip; targets of deregistered instances are dropped here (their idle pooled
         // connections close with them).
+        // One set of what is registered, not a scan of every load balancer's instances per target (which made a
+        // publish O(n^2) in the instances).
+        let registered: HashSet<(&str, &str)> = state
+            .load_balancers
+            .iter()
+            .flat_map(|lb| lb.instances.iter().map(|i| (&*lb.config.name, &*i.id)))
+            .collect();
         for (key, target) in std::mem::take(&mut state.targets) {
-            let registered = state
-                .load_balancers
-                .iter()
-                .any(|lb| *lb.config.name == *key.0 && lb.instances.iter().any(|i| i.id == key.1));
-            if registered {
+            if registered.contains(&(&*key.0, &*key.1)) {
                 live.entry(key).or_insert(target);
             } else {
                 // Gone (deregistered, with its drain over if it had one): its requests still in flight end with

@@ -271,11 +271,14 @@ impl Control {
             let control = Arc::downgrade(self);
             let name = lb.config.name.clone();
             tokio::spawn(async move {
-                while let Some(event) = results.recv().await {
+                // Every event queued by now is applied under one lock and one publish: at start, or when many
+                // instances change at once, a publish per verdict would rebuild every snapshot n times.
+                let mut events = Vec::new();
+                while results.recv_many(&mut events, HEALTH_EVENT_BATCH).await > 0 {
                     let Some(control) = control.upgrade() else {
                         return;
                     };
-                    control.apply_health(&name, event);
+                    control.apply_health(&name, events.drain(..));
                 }
             });
             checkers.insert(lb.config.name.clone(), zones);
@@ -306,31 +309,18 @@ impl Control {
         true
     }
 
-    /// A health checker reported a state change.
-    pub fn apply_health(&self, load_balancer: &str, event: HealthEvent) {
-        // a health checker's event, drained by the load balancer's task: control-plane lock, never taken on the
+    /// Health checkers reported state changes: each is applied in order, then every snapshot is published once.
+    pub fn apply_health(&self, load_balancer: &str, events: impl IntoIterator<Item = HealthEvent>) {
+        // a health checker's events, drained by the load balancer's task: control-plane lock, never taken on the
         // request path (see `Control::state`).
         let mut state = self.lock();
-        let Ok(lb) = find_lb(&mut state, load_balancer) else {
-            return;
-        };
-        let config = lb.config.clone();
-        let Some(instance) = lb.instances.iter_mut().find(|i| i.id == event.instance_id) else {
-            return; // deregistered meanwhile
-        };
-        if probe_address(&config, instance) != Some(event.addr) {
-            return; // re-registered at another address meanwhile
+        let mut changed = false;
+        for event in events {
+            changed |= apply_health_event(&mut state, load_balancer, event);
         }
-        if instance.health == InstanceHealth::ZONE_NOT_ENABLED {
-            return;
+        if changed {
+            self.publish(&mut state);
         }
-        tracing::info!(%load_balancer, instance = %event.instance_id, state = event.health.state, reason = event.health.description, "instance health changed");
-        let previous = std::mem::replace(&mut instance.health, event.health.clone());
-        let id = instance.id.clone();
-        state
-            .changes
-            .record(load_balancer, &id, &previous, &event.health);
-        self.publish(&mut state);
     }
 
     /// A connection to an instance failed during real traffic (passive health checks): the instance leaves
@@ -394,6 +384,34 @@ impl Control {
             zones.place(instance_id, zone, probe);
         }
     }
+}
+
+/// Health events applied under one lock and one publish, at most (a bound on how long the lock is held).
+const HEALTH_EVENT_BATCH: usize = 1024;
+
+/// One health checker's verdict, applied to the instance it names; false when it no longer applies (the load
+/// balancer or instance is gone, the instance was re-registered at another address, or its zone is disabled).
+fn apply_health_event(state: &mut State, load_balancer: &str, event: HealthEvent) -> bool {
+    let Ok(lb) = find_lb(state, load_balancer) else {
+        return false;
+    };
+    let config = lb.config.clone();
+    let Some(instance) = lb.instances.iter_mut().find(|i| i.id == event.instance_id) else {
+        return false; // deregistered meanwhile
+    };
+    if probe_address(&config, instance) != Some(event.addr) {
+        return false; // re-registered at another address meanwhile
+    }
+    if instance.health == InstanceHealth::ZONE_NOT_ENABLED {
+        return false;
+    }
+    tracing::info!(%load_balancer, instance = %event.instance_id, state = event.health.state, reason = event.health.description, "instance health changed");
+    let previous = std::mem::replace(&mut instance.health, event.health.clone());
+    let id = instance.id.clone();
+    state
+        .changes
+        .record(load_balancer, &id, &previous, &event.health);
+    true
 }
 
 #[cfg(test)]
