@@ -20,7 +20,7 @@ many=${INSTANCES:-1000}
 for tool in wrk nginx curl; do
   command -v "$tool" >/dev/null || { echo "instances.sh: $tool is missing (apt-get install $tool)" >&2; exit 1; }
 done
-[ -x "$bin" ] || { echo "instances.sh: build elbe first (cargo build --release); looked for $bin" >&2; exit 1; }
+[ "${PEER:-elbe}" = nginx ] || [ -x "$bin" ] || { echo "instances.sh: build elbe first (cargo build --release); looked for $bin" >&2; exit 1; }
 tmp=$(mktemp -d)
 chmod 755 "$tmp" # nginx's workers run as nobody when started by root
 pids=()
@@ -76,22 +76,51 @@ TOML
   echo "$file"
 }
 
+# PEER=nginx: the same runs through nginx as the proxy (one worker, least_conn over the same instances, 128 idle
+# keep-alive connections per worker), to tell what the number of instances costs any proxy on this machine (more
+# backend connections, colder caches) from what it costs elbe.
+peer=${PEER:-elbe}
+nginx_config() {
+  local n=$1 file=$tmp/proxy-$1.conf
+  {
+    echo "daemon off; master_process off; worker_processes 1; pid $tmp/proxy-$n.pid; error_log /dev/null; worker_rlimit_nofile 8192;"
+    echo "events { worker_connections 4096; }"
+    echo "http { access_log off; upstream instances { least_conn; keepalive 128;"
+    for ((i = 0; i < n; i++)); do echo "server 127.0.0.1:$((20000 + i));"; done
+    echo "} server { listen 127.0.0.1:18080; keepalive_requests 1000000; location / {"
+    echo "proxy_pass http://instances; proxy_http_version 1.1; proxy_set_header Connection \"\"; } } }"
+  } > "$file"
+  echo "$file"
+}
+
+# Starts the proxy with $1 instances and waits until it serves through all of them (elbe: every instance
+# InService); sets elbe_pid.
+start_proxy() {
+  local n=$1 file up
+  if [ "$peer" = nginx ]; then
+    file=$(nginx_config "$n")
+    nginx -c "$file" -p "$tmp" >"$tmp/proxy-$n.log" 2>&1 & elbe_pid=$!
+    for _ in $(seq 100); do curl -fs http://127.0.0.1:18080/ >/dev/null && return; sleep 0.1; done
+    echo "instances.sh: nginx did not answer" >&2; exit 1
+  fi
+  file=$(config "$n")
+  # elbe's log goes to a file: run's standard output is its result.
+  TOKIO_WORKER_THREADS=1 RUST_LOG=elbe=warn "$bin" run --config "$file" >"$tmp/elbe-$n.log" 2>&1 & elbe_pid=$!
+  for _ in $(seq 200); do
+    up=$(curl -fs http://127.0.0.1:18081/status 2>/dev/null | grep -c '"state": "InService"' || true)
+    [ "$up" = "$n" ] && return
+    sleep 0.1
+  done
+  echo "instances.sh: only $up of $n instances InService" >&2; exit 1
+}
+
 # CPU ticks (user + system) of a process.
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
 # One run with $1 instances: prints "requests/s CPU-us/request".
 run() {
-  local n=$1 file
-  file=$(config "$n")
-  TOKIO_WORKER_THREADS=1 RUST_LOG=elbe=warn "$bin" run --config "$file" & elbe_pid=$!
-  # Every instance InService before traffic.
-  for _ in $(seq 200); do
-    local up
-    up=$(curl -fs http://127.0.0.1:18081/status 2>/dev/null | grep -c '"state": "InService"' || true)
-    [ "$up" = "$n" ] && break
-    sleep 0.1
-  done
-  [ "$up" = "$n" ] || { echo "instances.sh: only $up of $n instances InService" >&2; exit 1; }
+  local n=$1
+  start_proxy "$n"
   wrk -t1 -c"$connections" -d2s http://127.0.0.1:18080/ >/dev/null # warm-up: pools fill
   local t0 t1 rps
   t0=$(ticks "$elbe_pid")
