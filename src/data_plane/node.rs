@@ -12,29 +12,23 @@
 //! connections with from an [`Accepting`] the server swaps, one atomic load per accepted connection. Each listener
 //! drains on its own signal ([`ListenerSignals`]), so a reload can retire one listener while the others serve.
 
-use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+mod connection;
+
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use hyper::server::conn::http2;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::service::TowerToHyperService;
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use hyper_util::rt::TokioExecutor;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio_rustls::server::TlsStream;
 use tokio_util::task::task_tracker::TaskTrackerToken;
-use tower::ServiceExt;
 
 use crate::config::Limits;
-use crate::data_plane::body::ConnectionState;
-use crate::data_plane::front_end::http1::{self as front_end, ClientStream, Served};
-use crate::data_plane::front_end::http2::{ClientIo, Underway, WebSockets};
-use crate::data_plane::proxy::{self, ClientFacts, ClientProtocol, ListenerContext};
-use crate::data_plane::tcp::prefixed::Prefixed;
-use crate::data_plane::tcp::proxy_protocol;
+use crate::data_plane::proxy::ListenerContext;
 use crate::data_plane::tls::TlsAcceptor;
-use crate::shutdown::{Shutdown, ShutdownWatch, Tracker};
+use crate::shutdown::{Shutdown, Tracker};
+use connection::connection_task;
 
 /// Streams an HTTP/2 client may have open at once (ALB's and nginx's number).
 const MAX_CONCURRENT_STREAMS: u32 = 128;
@@ -255,287 +249,10 @@ struct Tokens {
     _live: TaskTrackerToken,
 }
 
-/// One accepted connection's task: served until it ends or the drain's deadline cuts it, its [`Tokens`] held
-/// meanwhile. Every open connection costs this future's size in its task's allocation, idle or not, so the
-/// paths an idle plain HTTP/1 connection is not on (TLS, HTTP/2, Proxy Protocol, TCP listeners) are boxed where
-/// they start and the future is no larger than that connection's own state (a test measures it).
-fn connection_task(
-    stream: TcpStream,
-    peer: SocketAddr,
-    setup: Arc<Accepting>,
-    connections: Arc<Connections>,
-    signals: &ListenerSignals,
-    tokens: Tokens,
-) -> impl std::future::Future<Output = ()> + Send + 'static {
-    let shutdown = signals.drain.clone();
-    // Checked on every wake-up of the connection: a `ShutdownWatch` is an atomic load there, where a `select!`
-    // over the cut's wait re-polled it, taking its waiter list's lock, on each one (and carried it inline).
-    let mut cut = ShutdownWatch::new(signals.cut.clone());
-    async move {
-        let serve = serve_accepted(stream, peer, &setup, &connections, shutdown);
-        let mut serve = std::pin::pin!(serve);
-        let cut_short = std::future::poll_fn(|cx| {
-            if cut.poll_fired(cx) {
-                return std::task::Poll::Ready(true);
-            }
-            serve.as_mut().poll(cx).map(|()| false)
-        })
-        .await;
-        if cut_short {
-            tracing::debug!(%peer, "drain deadline passed; connection closed");
-        }
-        drop(tokens);
-    }
-}
-
-/// One accepted connection: a TCP/SSL listener's tunnel, or HTTP (after the PROXY header where the listener
-/// accepts one). A listener without the option pays one bool test here and serves the bare socket.
-async fn serve_accepted(
-    stream: TcpStream,
-    peer: SocketAddr,
-    setup: &Accepting,
-    connections: &Connections,
-    shutdown: Shutdown,
-) {
-    if let Some(layer4) = &setup.layer4 {
-        let tls = setup.tls.as_deref();
-        let tunnel = crate::data_plane::tcp::serve(stream, peer, &setup.context, layer4, tls);
-        return Box::pin(tunnel).await;
-    }
-    if setup.accept_proxy_protocol {
-        return Box::pin(serve_proxied(stream, peer, setup, connections, shutdown)).await;
-    }
-    if let Some(tls) = &setup.tls {
-        return Box::pin(serve_https(stream, peer, tls, setup, connections, shutdown)).await;
-    }
-    let context = setup.context.clone();
-    serve_connection(stream, peer, None, context, connections, shutdown).await
-}
-
-/// `accept_proxy_protocol` on an HTTP or HTTPS listener: the connection opens with a PROXY v1 or v2 header (before
-/// TLS), and the client it names is the client everywhere elbe uses one (X-Forwarded-For, rules' `source_ip`, the
-/// access log), HTTP/1, h2c and h2 alike. A v2 `LOCAL` (the upstream's own health check) keeps the socket's peer.
-/// A header that is missing, malformed or not there within the request header timeout closes the connection
-/// without a response: what follows is not known to be HTTP, and the upstream is the only one that should connect.
-async fn serve_proxied(
-    mut stream: TcpStream,
-    peer: SocketAddr,
-    setup: &Accepting,
-    connections: &Connections,
-    shutdown: Shutdown,
-) {
-    let idle_timeout = setup.context.routes.load().idle_timeout;
-    let timeout = connections.request_header_timeout.min(idle_timeout);
-    let deadline = tokio::time::Instant::now() + timeout;
-    match proxy_protocol::read_header(&mut stream, deadline).await {
-        Ok(opening) => {
-            let client = opening.source.unwrap_or(peer);
-            let stream = Prefixed::new(opening.rest, stream);
-            serve_http(stream, client, setup, connections, shutdown).await
-        }
-        Err(error) => {
-            setup.context.metrics.proxy_protocol_refused.inc();
-            tracing::debug!(%peer, %error, "closing a connection without a valid PROXY header");
-        }
-    }
-}
-
-/// HTTP on `stream`: the TLS handshake where the listener has one, then elbe's HTTP/1 server (and HTTP/2 from
-/// it). `peer` is the client as elbe knows it: the socket's peer, or the one a PROXY header named.
-async fn serve_http<IO>(
-    stream: IO,
-    peer: SocketAddr,
-    setup: &Accepting,
-    connections: &Connections,
-    shutdown: Shutdown,
-) where
-    IO: ClientStream + Send + 'static,
-    TlsStream<IO>: ClientStream,
-{
-    let context = setup.context.clone();
-    match &setup.tls {
-        None => serve_connection(stream, peer, None, context, connections, shutdown).await,
-        Some(tls) => serve_https(stream, peer, tls, setup, connections, shutdown).await,
-    }
-}
-
-/// The TLS handshake, then HTTP over it.
-async fn serve_https<IO>(
-    stream: IO,
-    peer: SocketAddr,
-    tls: &TlsAcceptor,
-    setup: &Accepting,
-    connections: &Connections,
-    shutdown: Shutdown,
-) where
-    IO: ClientStream + Send + 'static,
-    TlsStream<IO>: ClientStream,
-{
-    let context = setup.context.clone();
-    match tls.accept(stream, connections.tls_handshake_timeout).await {
-        Ok(stream) => {
-            context.metrics.tls_handshakes.inc();
-            let info = crate::data_plane::tls::handshake_info(stream.get_ref().1);
-            let tls = Some((info.cipher, info.protocol));
-            serve_connection(stream, peer, tls, context, connections, shutdown).await
-        }
-        Err(error) => {
-            context.metrics.tls_handshake_failures.inc();
-            tracing::debug!(%peer, %error, "TLS handshake failed");
-        }
-    }
-}
-
-async fn serve_connection<IO>(
-    io: IO,
-    peer: SocketAddr,
-    tls: Option<(&'static str, &'static str)>,
-    context: Arc<ListenerContext>,
-    connections: &Connections,
-    shutdown: Shutdown,
-) where
-    IO: ClientStream + Send + 'static,
-{
-    let metrics = context.metrics.clone();
-    metrics.client_connections.inc();
-    let idle_timeout = context.routes.load().idle_timeout;
-    // DESIGN.md "Client timers never outlast ELB's": the header timer (and with it the silent-connection timer)
-    // is elbe's tighter limit, never a looser one than the listener's idle timeout.
-    let settings = front_end::Settings {
-        max_head_bytes: connections.max_head_bytes,
-        max_headers: connections.max_headers,
-        max_uri_bytes: context.max_uri_bytes,
-        request_header_timeout: connections.request_header_timeout.min(idle_timeout),
-        idle_timeout,
-    };
-    let client = ClientFacts { peer, tls };
-    let stack = proxy::stack(context.clone(), client, ClientProtocol::Http1);
-    let mut connection = front_end::Connection::new(io, stack, settings, metrics.clone());
-    let mut stop = ShutdownWatch::new(shutdown.clone());
-    let served = std::future::poll_fn(|cx| {
-        if stop.poll_fired(cx) {
-            connection.graceful_shutdown();
-        }
-        connection.poll_serve(cx)
-    })
-    .await;
-    match served {
-        Ok(Served::Closed) => {}
-        Ok(Served::Http2) => {
-            let (io, read) = connection.into_parts();
-            let http2 = serve_http2(io, read, peer, client, context, connections, shutdown);
-            Box::pin(http2).await;
-        }
-        Err(error) => tracing::debug!(%peer, %error, "client connection ended with an error"),
-    }
-    metrics.client_connections.dec();
-}
-
-/// A connection that opened with the HTTP/2 preface (`read`: what elbe's HTTP/1 server had read of it), served by
-/// hyper's HTTP/2 server with ELB's idle timer. Boxed by its caller: hyper's connection is large, and the
-/// HTTP/1 connections, most of them idle, should not carry room for it.
-async fn serve_http2<IO>(
-    io: IO,
-    read: bytes::Bytes,
-    peer: SocketAddr,
-    client: ClientFacts,
-    context: Arc<ListenerContext>,
-    connections: &Connections,
-    mut shutdown: Shutdown,
-) where
-    IO: ClientStream + Send + 'static,
-{
-    let metrics = context.metrics.clone();
-    let idle_timeout = context.routes.load().idle_timeout;
-    let state = Arc::new(ConnectionState::default());
-    let underway = Arc::new(Underway::default());
-    let io = ClientIo::new(io, state.clone(), underway.clone(), idle_timeout)
-        .with_prefix(read)
-        .with_metrics(metrics.clone());
-    let protocol = ClientProtocol::Http2(state);
-    // Each response body is counted while under way, for the stalled-response rule of the idle timeout.
-    let stack = ServiceExt::<http::Request<hyper::body::Incoming>>::map_response(
-        WebSockets::new(
-            proxy::stack(context, client, protocol),
-            idle_timeout,
-            metrics.clone(),
-        ),
-        move |response: http::Response<_>| response.map(|body| underway.track(body)),
-    );
-    let service = TowerToHyperService::new(stack);
-    let http2 = connections
-        .http2
-        .serve_connection(TokioIo::new(io), service);
-    tokio::pin!(http2);
-    let result = tokio::select! {
-        result = http2.as_mut() => result,
-        _ = shutdown.triggered() => {
-            http2.as_mut().graceful_shutdown();
-            http2.await
-        }
-    };
-    if let Err(error) = result {
-        tracing::debug!(%peer, %error, "HTTP/2 client connection ended with an error");
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// What an idle plain HTTP/1 connection's task carries, in bytes: its future (tokio allocates the task with
-    /// room for it) must stay near the HTTP/1 connection's own state, not grow with the TLS handshake, hyper's
-    /// HTTP/2 connection or a TCP listener's tunnel, which are boxed where they start (BENCHMARKS.md "Idle
-    /// connections"). Before those boxes it was over 11 KiB (release); now it is the connection's state and a
-    /// few words (1,288 bytes in a debug build, whose futures keep every local apart).
-    #[tokio::test]
-    async fn a_connections_task_is_no_larger_than_its_http1_state() {
-        let metrics = crate::observability::metrics::Metrics::new();
-        let context = crate::data_plane::proxy::context::test_support::context(&metrics);
-        let tracker = Tracker::new();
-        let connections = Arc::new(Connections::new(&Limits::default(), tracker.clone()));
-        let setup = Arc::new(Accepting {
-            context,
-            tls: None,
-            layer4: None,
-            accept_proxy_protocol: false,
-        });
-        let (_drain, drain) = crate::shutdown::channel();
-        let (_cut, cut) = crate::shutdown::channel();
-        let signals = ListenerSignals {
-            drain,
-            cut,
-            open: Tracker::new(),
-        };
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let stream = TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
-        let peer = stream.local_addr().unwrap();
-        let tokens = Tokens {
-            _permit: connections.limit.clone().acquire_owned().await.unwrap(),
-            _open: signals.open.token(),
-            _live: tracker.token(),
-        };
-        let task = connection_task(stream, peer, setup, connections, &signals, tokens);
-        let task_bytes = std::mem::size_of_val(&task);
-        type Http1 = front_end::Connection<
-            TcpStream,
-            crate::data_plane::proxy::track::Track<
-                crate::data_plane::proxy::check::Check<
-                    crate::data_plane::proxy::forwarded::Forwarded<
-                        crate::data_plane::proxy::forward::Forward,
-                    >,
-                >,
-            >,
-        >;
-        let state_bytes = std::mem::size_of::<Http1>();
-        println!("connection task future: {task_bytes} bytes; HTTP/1 connection state: {state_bytes} bytes");
-        assert!(
-            task_bytes <= state_bytes + 1024 && task_bytes <= 2048,
-            "the task ({task_bytes} bytes) carries more than the HTTP/1 connection ({state_bytes} bytes)"
-        );
-    }
+    use std::net::SocketAddr;
 
     /// 198.18.0.0/15 (RFC 2544's benchmarking range): an address no test machine holds. Nothing is sent to it;
     /// the test only binds.

@@ -50,12 +50,15 @@ use forward::Forward;
 use forwarded::{Forwarded, ForwardedLayer};
 use track::{Track, TrackLayer};
 
+/// The whole stack for one client connection, outermost layer first.
+pub(crate) type Stack = Track<Check<Forwarded<Forward>>>;
+
 /// The whole stack for one client connection.
 pub(crate) fn stack(
     context: Arc<ListenerContext>,
     client: ClientFacts,
     protocol: ClientProtocol,
-) -> Track<Check<Forwarded<Forward>>> {
+) -> Stack {
     let peer = client.peer;
     let (connection, raw_responses) = match protocol {
         ClientProtocol::Http1 => (None, true),

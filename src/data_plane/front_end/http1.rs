@@ -16,6 +16,7 @@
 //! response that makes no progress for the idle timeout is cut. A connection that starts with the HTTP/2 preface
 //! is handed back ([`Served::Http2`]) for hyper's HTTP/2 server, with the bytes already read.
 
+mod exchange;
 pub(crate) mod request;
 mod response;
 #[cfg(test)]
@@ -34,16 +35,16 @@ use http::{Request, Response};
 use tokio::time::Instant;
 use tower::Service;
 
-use crate::data_plane::back_end::http1::InstanceStream;
 use crate::data_plane::body::RequestBody;
 use crate::data_plane::elb_response::ElbResponse;
 use crate::data_plane::proxy::response_body::ResponseBody;
 use crate::data_plane::proxy::Refused;
 use crate::data_plane::tunnel::Tunnel;
-use crate::http1::io::{poll_writev, LazyTimer, Stream, WriteQueue};
+use crate::http1::io::{poll_writev, LazyTimer, Stream};
 use crate::observability::metrics::ZoneMetrics;
-use request::{Current, Fed, Feed, HeadLimits};
-use response::{Moved, Responding};
+use exchange::{Exchange, Stage, Tunneling};
+use request::{Current, Fed, HeadLimits};
+use response::Moved;
 
 pub(crate) use crate::http1::io::Stream as ClientStream;
 
@@ -75,28 +76,6 @@ pub(crate) enum Served {
     Http2,
 }
 
-/// What the connection is doing.
-enum Stage<F> {
-    /// Waiting for a request head.
-    Head,
-    /// The stack is working out the response.
-    Call(F),
-    /// Writing the response.
-    Respond(Box<Responding>),
-    /// Writing what is queued, then closing; `linger`: then reading and discarding what the client still sends.
-    Close { linger: bool },
-    /// Closed for writing, discarding what the client sends until it closes or [`LINGER`] passes.
-    Linger,
-    /// The instance switched to WebSocket: bytes pass both ways until either side closes or the tunnel idles.
-    Tunnel(Box<Tunneling>),
-}
-
-/// A WebSocket tunnel, and the upgrade request's bookkeeping (its access-log line is written when it ends).
-struct Tunneling {
-    tunnel: Tunnel<InstanceStream>,
-    body: ResponseBody,
-}
-
 /// Which wait the connection's timer is timing while no request is in flight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Wait {
@@ -120,24 +99,23 @@ enum Step {
 }
 
 /// One HTTP/1.x client connection, served until it closes.
+///
+/// What only a request in flight needs is an [`Exchange`], boxed while there is one: an idle keep-alive
+/// connection (most of the open ones) carries its socket, its stack, its timer and its settings, and a pointer
+/// (BENCHMARKS.md "Idle connections").
 pub(crate) struct Connection<IO, S: Service<Request<RequestBody>>> {
     io: IO,
     read_buf: BytesMut,
-    /// Bytes for the client, front first.
-    out: WriteQueue,
     service: S,
-    stage: Stage<S::Future>,
-    feed: Option<Feed>,
-    current: Current,
+    /// Made when a request head is read (or the connection closes), dropped when the connection waits for the
+    /// next request with nothing read and nothing queued ([`Self::release_buffers`]); kept while requests come
+    /// back to back.
+    exchange: Option<Box<Exchange<S::Future>>>,
     settings: Settings,
     metrics: Arc<ZoneMetrics>,
     wait: Wait,
     timer: LazyTimer,
     shutting_down: bool,
-    /// Response frames queued and writes made, and the count when the streaming response's idle wait began: the
-    /// wait's timer, when it fires, looks at these instead of the clock being read on every frame.
-    progress: u64,
-    progress_mark: u64,
     /// No HTTP/1 request has been read yet: the connection may still turn out to be HTTP/2 (prior knowledge).
     fresh: bool,
 }
@@ -153,18 +131,13 @@ where
             io,
             // Taken when the client's first bytes arrive ([`Self::release_buffers`]).
             read_buf: BytesMut::new(),
-            out: WriteQueue::default(),
             service,
-            stage: Stage::Head,
-            feed: None,
-            current: Current::default(),
+            exchange: None,
             settings,
             metrics,
             wait: Wait::Fresh,
             timer: LazyTimer::new(Instant::now() + settings.request_header_timeout),
             shutting_down: false,
-            progress: 0,
-            progress_mark: 0,
             fresh: true,
         }
     }
@@ -182,22 +155,26 @@ where
                 // The client's socket failed under the body: the body has been told; nothing more to say.
                 return Poll::Ready(Err(error));
             }
-            let step = match &mut self.stage {
-                Stage::Head => self.poll_head(cx),
-                Stage::Call(future) => match Pin::new(future).poll(cx) {
+            let step = match self
+                .exchange
+                .as_deref_mut()
+                .map(|exchange| &mut exchange.stage)
+            {
+                None | Some(Stage::Head) => self.poll_head(cx),
+                Some(Stage::Call(future)) => match Pin::new(future).poll(cx) {
                     Poll::Ready(Ok(response)) => {
                         self.start_response(response);
                         Poll::Ready(Ok(Step::Continue))
                     }
                     Poll::Pending => Poll::Pending,
                 },
-                Stage::Respond(_) => self.poll_respond(cx),
-                Stage::Close { linger } => {
+                Some(Stage::Respond(_)) => self.poll_respond(cx),
+                Some(Stage::Close { linger }) => {
                     let linger = *linger;
                     self.poll_close(cx, linger)
                 }
-                Stage::Linger => self.poll_linger(cx),
-                Stage::Tunnel(_) => self.poll_tunnel(cx),
+                Some(Stage::Linger) => self.poll_linger(cx),
+                Some(Stage::Tunnel(_)) => self.poll_tunnel(cx),
             };
             match step {
                 Poll::Ready(Ok(Step::Continue)) => {}
@@ -206,7 +183,7 @@ where
                 Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
                 Poll::Pending => {
                     // Whatever the stage waits for, queued bytes (a 100 Continue) go out meanwhile.
-                    if !self.out.is_empty() {
+                    if self.queued() {
                         match self.poll_write_out(cx) {
                             Poll::Ready(Ok(())) => continue,
                             Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
@@ -217,6 +194,17 @@ where
                 }
             }
         }
+    }
+
+    /// Bytes wait to be written.
+    fn queued(&self) -> bool {
+        self.exchange
+            .as_ref()
+            .is_some_and(|exchange| !exchange.out.is_empty())
+    }
+
+    fn set_stage(&mut self, stage: Stage<S::Future>) {
+        Exchange::of(&mut self.exchange).stage = stage;
     }
 
     /// Gives up the socket and what was read from it (after `Served::Http2`).
@@ -251,9 +239,11 @@ where
                         Ok(Some(head)) => {
                             self.fresh = false;
                             self.wait = Wait::None;
-                            self.current = head.current;
-                            self.feed = head.feed;
-                            self.stage = Stage::Call(self.service.call(head.request));
+                            let call = self.service.call(head.request);
+                            let exchange = Exchange::of(&mut self.exchange);
+                            exchange.current = head.current;
+                            exchange.feed = head.feed;
+                            exchange.stage = Stage::Call(call);
                             return Poll::Ready(Ok(Step::Continue));
                         }
                         Err(kind) => {
@@ -269,7 +259,7 @@ where
                     self.start_wait(Wait::Head);
                 }
             } else if self.shutting_down {
-                self.stage = Stage::Close { linger: false };
+                self.set_stage(Stage::Close { linger: false });
                 return Poll::Ready(Ok(Step::Continue));
             } else if self.io.poll_readable(cx)?.is_pending() {
                 // Between requests, nothing sent: wait holding no buffer.
@@ -292,18 +282,29 @@ where
         }
     }
 
-    /// Gives up the read buffer and the write queue's room while the connection waits for a request with nothing
-    /// read: an idle keep-alive connection then costs its task, its socket and its timer, not 8 KiB of buffer
-    /// (`../shared/bench/idle_conns.sh`, BENCHMARKS.md "Idle connections"). The buffer goes to the worker's pool
-    /// for the next connection whose client sends ([`request::give_back`]); one a large body grew is freed.
+    /// Gives up the read buffer and the exchange (with its write queue's room) while the connection waits for a
+    /// request with nothing read: an idle keep-alive connection then costs its task, its socket and its timer,
+    /// not 8 KiB of buffer and a request's state (`../shared/bench/idle_conns.sh`, BENCHMARKS.md "Idle
+    /// connections"). The buffer goes to the worker's pool for the next connection whose client sends
+    /// ([`request::give_back`]); one a large body grew is freed. An exchange with bytes still queued (a 100
+    /// Continue, a response's tail) or a body still fed stays.
     fn release_buffers(&mut self) {
         request::give_back(&mut self.read_buf);
-        self.out.release();
+        if let Some(exchange) = &mut self.exchange {
+            if exchange.out.is_empty() && exchange.feed.is_none() {
+                self.exchange = None;
+            } else {
+                exchange.out.release();
+            }
+        }
     }
 
-    /// Moves the request body along when it has asked for more (see [`Feed::poll`]).
+    /// Moves the request body along when it has asked for more (see [`request::Feed::poll`]).
     fn poll_feed(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
-        let Some(feed) = &mut self.feed else {
+        let Some(exchange) = self.exchange.as_deref_mut() else {
+            return Ok(());
+        };
+        let Some(feed) = &mut exchange.feed else {
             return Ok(());
         };
         let received = &self.metrics.received_bytes;
@@ -311,17 +312,17 @@ where
             cx,
             &mut self.io,
             &mut self.read_buf,
-            &mut self.out,
+            &mut exchange.out,
             received,
         ) {
             Fed::Going => {}
-            Fed::Ended => self.feed = None,
+            Fed::Ended => exchange.feed = None,
             Fed::Failed => {
-                self.feed = None;
-                self.current.close = true;
+                exchange.feed = None;
+                exchange.current.close = true;
             }
             Fed::SocketFailed(error) => {
-                self.feed = None;
+                exchange.feed = None;
                 return Err(error);
             }
         }
@@ -333,14 +334,16 @@ where
     /// then the connection closes.
     fn refuse(&mut self, kind: ElbResponse) {
         self.read_buf.clear();
-        self.current = Current {
+        let mut request = Request::new(RequestBody::Empty);
+        request.extensions_mut().insert(Refused(kind));
+        let call = self.service.call(request);
+        let exchange = Exchange::of(&mut self.exchange);
+        exchange.current = Current {
             close: true,
             unread: true,
             ..Current::default()
         };
-        let mut request = Request::new(RequestBody::Empty);
-        request.extensions_mut().insert(Refused(kind));
-        self.stage = Stage::Call(self.service.call(request));
+        exchange.stage = Stage::Call(call);
     }
 
     // -----------------------------------------------------------------------------------------------------------
@@ -372,7 +375,7 @@ where
             // ELB's 408; then close, discarding the rest of the head.
             self.refuse(ElbResponse::RequestTimeout);
         } else {
-            self.stage = Stage::Close { linger: false };
+            self.set_stage(Stage::Close { linger: false });
         }
         Step::Continue
     }
@@ -383,17 +386,19 @@ where
     fn poll_stalled(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Step>> {
         if self.wait != Wait::Respond {
             self.start_wait(Wait::Respond);
-            self.progress_mark = self.progress;
+            let exchange = Exchange::of(&mut self.exchange);
+            exchange.progress_mark = exchange.progress;
         }
         loop {
             ready!(self.timer.poll_expired(cx));
-            if self.progress == self.progress_mark {
+            let exchange = Exchange::of(&mut self.exchange);
+            if exchange.progress == exchange.progress_mark {
                 tracing::debug!(
                     "response idle for the idle timeout; dropping the client connection"
                 );
                 return Poll::Ready(Ok(Step::Closed));
             }
-            self.progress_mark = self.progress;
+            exchange.progress_mark = exchange.progress;
             self.timer.set(Instant::now() + self.settings.idle_timeout);
         }
     }
@@ -402,22 +407,26 @@ where
     // Writing responses
 
     fn start_response(&mut self, response: Response<ResponseBody>) {
+        let exchange = Exchange::of(&mut self.exchange);
         let responding = response::start(
             response,
-            &mut self.current,
+            &mut exchange.current,
             self.shutting_down,
-            &mut self.out,
+            &mut exchange.out,
         );
-        self.stage = Stage::Respond(Box::new(responding));
+        exchange.stage = Stage::Respond(responding);
     }
 
     fn poll_respond(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Step>> {
-        let Stage::Respond(responding) = &mut self.stage else {
+        let Some(exchange) = self.exchange.as_deref_mut() else {
             return Poll::Ready(Ok(Step::Continue));
         };
-        let moved = responding.poll_move(cx, &mut self.out, &mut self.progress);
+        let Stage::Respond(responding) = &mut exchange.stage else {
+            return Poll::Ready(Ok(Step::Continue));
+        };
+        let moved = responding.poll_move(cx, &mut exchange.out, &mut exchange.progress);
         if moved == Moved::Failed {
-            self.stage = Stage::Close { linger: false };
+            exchange.stage = Stage::Close { linger: false };
             return Poll::Ready(Ok(Step::Continue));
         }
         let ended = responding.ended();
@@ -439,11 +448,12 @@ where
 
     /// The response is out: the request is over (its body is dropped here, which ends its bookkeeping).
     fn end_response(&mut self) {
-        let unread_body = self.feed.take().is_some();
-        self.stage = Stage::Head;
-        if self.current.close || self.shutting_down || unread_body {
-            self.stage = Stage::Close {
-                linger: unread_body || self.current.unread || !self.read_buf.is_empty(),
+        let exchange = Exchange::of(&mut self.exchange);
+        let unread_body = exchange.feed.take().is_some();
+        exchange.stage = Stage::Head;
+        if exchange.current.close || self.shutting_down || unread_body {
+            exchange.stage = Stage::Close {
+                linger: unread_body || exchange.current.unread || !self.read_buf.is_empty(),
             };
         } else if self.read_buf.is_empty() {
             self.start_wait(Wait::Idle);
@@ -455,13 +465,16 @@ where
     /// After a `101 Switching Protocols` (the head is written): the connection becomes a tunnel to the instance,
     /// starting with what each side already sent past its head.
     fn switch_to_tunnel(&mut self) -> bool {
-        let Stage::Respond(responding) = &mut self.stage else {
+        let Some(exchange) = self.exchange.as_deref_mut() else {
+            return false;
+        };
+        let Stage::Respond(responding) = &mut exchange.stage else {
             return false;
         };
         let Some((backend, from_backend)) = responding.take_switched() else {
             return false;
         };
-        let Stage::Respond(responding) = std::mem::replace(&mut self.stage, Stage::Head) else {
+        let Stage::Respond(responding) = std::mem::replace(&mut exchange.stage, Stage::Head) else {
             return false;
         };
         self.metrics.websocket_upgrades.inc();
@@ -474,8 +487,8 @@ where
             self.metrics.sent_bytes.clone(),
         );
         self.wait = Wait::None;
-        self.feed = None;
-        self.stage = Stage::Tunnel(Box::new(Tunneling {
+        exchange.feed = None;
+        exchange.stage = Stage::Tunnel(Box::new(Tunneling {
             tunnel,
             body: responding.into_body(),
         }));
@@ -483,7 +496,8 @@ where
     }
 
     fn poll_tunnel(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Step>> {
-        let Stage::Tunnel(tunneling) = &mut self.stage else {
+        let Some(Stage::Tunnel(tunneling)) = self.exchange.as_deref_mut().map(|e| &mut e.stage)
+        else {
             return Poll::Ready(Ok(Step::Continue));
         };
         let ended = ready!(tunneling.tunnel.poll(cx, &mut self.io));
@@ -498,10 +512,12 @@ where
 
     /// Writes everything queued.
     fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while !self.out.is_empty() {
-            let written = ready!(poll_writev(&mut self.io, cx, &[], &mut self.out))?;
-            self.metrics.sent_bytes.inc_by(written as u64);
-            self.progress += 1;
+        if let Some(exchange) = self.exchange.as_deref_mut() {
+            while !exchange.out.is_empty() {
+                let written = ready!(poll_writev(&mut self.io, cx, &[], &mut exchange.out))?;
+                self.metrics.sent_bytes.inc_by(written as u64);
+                exchange.progress += 1;
+            }
         }
         // TLS takes bytes it cannot send yet (the socket is full) and sends them on flush; without it the tail of
         // a response could wait for the client's next request. A no-op on plain TCP.
@@ -517,7 +533,7 @@ where
         }
         self.wait = Wait::None;
         self.timer.set(Instant::now() + LINGER);
-        self.stage = Stage::Linger;
+        self.set_stage(Stage::Linger);
         Poll::Ready(Ok(Step::Continue))
     }
 

@@ -1,0 +1,436 @@
+//! One accepted connection, served: a plain HTTP listener's connection by elbe's HTTP/1 server inline, the
+//! others (TLS, Proxy Protocol, TCP and SSL listeners) boxed, and HTTP/2 handed on from HTTP/1 (ELB-SPEC.md §3).
+//!
+//! The task of every open connection is allocated with room for its future, idle or not, so the plain path's
+//! future is a struct ([`ConnectionTask`], [`Http1Serve`]) holding the HTTP/1 connection and what it needs once,
+//! rather than nested `async fn`s, each of which kept its own copy of the socket, the peer and the drain signal
+//! (BENCHMARKS.md "Idle connections").
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
+use tower::ServiceExt;
+
+use super::{Accepting, Connections, ListenerSignals, Tokens};
+use crate::data_plane::body::ConnectionState;
+use crate::data_plane::front_end::http1::{self as front_end, ClientStream, Served};
+use crate::data_plane::front_end::http2::{ClientIo, Underway, WebSockets};
+use crate::data_plane::proxy::{self, ClientFacts, ClientProtocol, ListenerContext};
+use crate::data_plane::tcp::prefixed::Prefixed;
+use crate::data_plane::tcp::proxy_protocol;
+use crate::data_plane::tls::TlsAcceptor;
+use crate::shutdown::{Shutdown, ShutdownWatch};
+
+/// One accepted connection's task: served until it ends or the drain's deadline cuts it, its [`Tokens`] held
+/// meanwhile. Every open connection costs this future's size in its task's allocation, idle or not, so it is a
+/// plain struct, not an `async` block: an `async fn` keeps its arguments apart from the locals they move into, and
+/// the nested ones (accepted, plain HTTP, HTTP/1) carried the socket, the peer and the drain signal three times
+/// over. A plain HTTP listener's connection is served inline ([`Http1Serve`]); the paths an idle plain HTTP/1
+/// connection is not on (TLS, Proxy Protocol, TCP listeners) are one box ([`serve_accepted`]). A test measures it.
+pub(super) fn connection_task(
+    stream: TcpStream,
+    peer: SocketAddr,
+    setup: Arc<Accepting>,
+    connections: Arc<Connections>,
+    signals: &ListenerSignals,
+    tokens: Tokens,
+) -> ConnectionTask {
+    let shutdown = signals.drain.clone();
+    let serve = if setup.layer4.is_none() && !setup.accept_proxy_protocol && setup.tls.is_none() {
+        let context = setup.context.clone();
+        Accepted::Http1(Http1Serve::new(
+            stream,
+            peer,
+            None,
+            context,
+            connections,
+            shutdown,
+        ))
+    } else {
+        Accepted::Boxed(Box::pin(async move {
+            serve_accepted(stream, peer, &setup, &connections, shutdown).await
+        }))
+    };
+    ConnectionTask {
+        serve,
+        // Checked on every wake-up of the connection: a `ShutdownWatch` is an atomic load there, where a `select!`
+        // over the cut's wait re-polled it, taking its waiter list's lock, on each one (and carried it inline).
+        cut: ShutdownWatch::new(signals.cut.clone()),
+        peer,
+        _tokens: tokens,
+    }
+}
+
+/// The future of one connection's task ([`connection_task`]). The connection is dropped before its tokens.
+pub(super) struct ConnectionTask {
+    serve: Accepted,
+    cut: ShutdownWatch,
+    peer: SocketAddr,
+    _tokens: Tokens,
+}
+
+/// How an accepted connection is served. The large variant is the common one, inline on purpose: boxing it
+/// would cost every plain connection an allocation to save the rare ones nothing.
+#[allow(clippy::large_enum_variant)]
+enum Accepted {
+    /// Plain HTTP (and h2c from it), inline: most connections, and nearly all idle ones.
+    Http1(Http1Serve<TcpStream>),
+    /// TLS, Proxy Protocol, TCP and SSL listeners.
+    Boxed(Pin<Box<dyn Future<Output = ()> + Send>>),
+}
+
+impl Future for ConnectionTask {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        if this.cut.poll_fired(cx) {
+            tracing::debug!(peer = %this.peer, "drain deadline passed; connection closed");
+            return Poll::Ready(());
+        }
+        match &mut this.serve {
+            Accepted::Http1(serve) => Pin::new(serve).poll(cx),
+            Accepted::Boxed(serve) => serve.as_mut().poll(cx),
+        }
+    }
+}
+
+/// One accepted connection on a listener that is not plain HTTP: a TCP/SSL listener's tunnel, or HTTP after the
+/// PROXY header (where the listener accepts one) and the TLS handshake (where it has TLS). Boxed by its caller.
+async fn serve_accepted(
+    stream: TcpStream,
+    peer: SocketAddr,
+    setup: &Accepting,
+    connections: &Arc<Connections>,
+    shutdown: Shutdown,
+) {
+    if let Some(layer4) = &setup.layer4 {
+        let tls = setup.tls.as_deref();
+        return crate::data_plane::tcp::serve(stream, peer, &setup.context, layer4, tls).await;
+    }
+    if setup.accept_proxy_protocol {
+        return serve_proxied(stream, peer, setup, connections, shutdown).await;
+    }
+    if let Some(tls) = &setup.tls {
+        return serve_https(stream, peer, tls, setup, connections, shutdown).await;
+    }
+    let context = setup.context.clone();
+    Http1Serve::new(stream, peer, None, context, connections.clone(), shutdown).await
+}
+
+/// `accept_proxy_protocol` on an HTTP or HTTPS listener: the connection opens with a PROXY v1 or v2 header (before
+/// TLS), and the client it names is the client everywhere elbe uses one (X-Forwarded-For, rules' `source_ip`, the
+/// access log), HTTP/1, h2c and h2 alike. A v2 `LOCAL` (the upstream's own health check) keeps the socket's peer.
+/// A header that is missing, malformed or not there within the request header timeout closes the connection
+/// without a response: what follows is not known to be HTTP, and the upstream is the only one that should connect.
+async fn serve_proxied(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    setup: &Accepting,
+    connections: &Arc<Connections>,
+    shutdown: Shutdown,
+) {
+    let idle_timeout = setup.context.routes.load().idle_timeout;
+    let timeout = connections.request_header_timeout.min(idle_timeout);
+    let deadline = tokio::time::Instant::now() + timeout;
+    match proxy_protocol::read_header(&mut stream, deadline).await {
+        Ok(opening) => {
+            let client = opening.source.unwrap_or(peer);
+            let stream = Prefixed::new(opening.rest, stream);
+            serve_http(stream, client, setup, connections, shutdown).await
+        }
+        Err(error) => {
+            setup.context.metrics.proxy_protocol_refused.inc();
+            tracing::debug!(%peer, %error, "closing a connection without a valid PROXY header");
+        }
+    }
+}
+
+/// HTTP on `stream`: the TLS handshake where the listener has one, then elbe's HTTP/1 server (and HTTP/2 from
+/// it). `peer` is the client as elbe knows it: the socket's peer, or the one a PROXY header named.
+async fn serve_http<IO>(
+    stream: IO,
+    peer: SocketAddr,
+    setup: &Accepting,
+    connections: &Arc<Connections>,
+    shutdown: Shutdown,
+) where
+    IO: ClientStream + Send + 'static,
+    TlsStream<IO>: ClientStream,
+{
+    let context = setup.context.clone();
+    match &setup.tls {
+        None => Http1Serve::new(stream, peer, None, context, connections.clone(), shutdown).await,
+        Some(tls) => serve_https(stream, peer, tls, setup, connections, shutdown).await,
+    }
+}
+
+/// The TLS handshake, then HTTP over it.
+async fn serve_https<IO>(
+    stream: IO,
+    peer: SocketAddr,
+    tls: &TlsAcceptor,
+    setup: &Accepting,
+    connections: &Arc<Connections>,
+    shutdown: Shutdown,
+) where
+    IO: ClientStream + Send + 'static,
+    TlsStream<IO>: ClientStream,
+{
+    let context = setup.context.clone();
+    match tls.accept(stream, connections.tls_handshake_timeout).await {
+        Ok(stream) => {
+            context.metrics.tls_handshakes.inc();
+            let info = crate::data_plane::tls::handshake_info(stream.get_ref().1);
+            let tls = Some((info.cipher, info.protocol));
+            Http1Serve::new(stream, peer, tls, context, connections.clone(), shutdown).await
+        }
+        Err(error) => {
+            context.metrics.tls_handshake_failures.inc();
+            tracing::debug!(%peer, %error, "TLS handshake failed");
+        }
+    }
+}
+
+/// elbe's HTTP/1 server on one client connection, then hyper's HTTP/2 server if it opened with the preface: a
+/// struct rather than an `async fn`, so that what an idle connection's task holds is the connection and what the
+/// hand-over to HTTP/2 needs, each once.
+struct Http1Serve<IO: ClientStream> {
+    state: Http1State<IO>,
+}
+
+/// Inline while HTTP/1 (every connection starts so, most stay so); boxed once HTTP/2.
+#[allow(clippy::large_enum_variant)]
+enum Http1State<IO: ClientStream> {
+    Http1 {
+        connection: front_end::Connection<IO, proxy::Stack>,
+        stop: ShutdownWatch,
+        handover: Handover,
+    },
+    /// Boxed: hyper's connection is large, and the HTTP/1 connections, most of them idle, should not carry room
+    /// for it.
+    Http2(Pin<Box<dyn Future<Output = ()> + Send>>),
+    Done,
+}
+
+/// What an HTTP/1 connection keeps for its end: the client, and what serving it over HTTP/2 takes.
+struct Handover {
+    client: ClientFacts,
+    context: Arc<ListenerContext>,
+    connections: Arc<Connections>,
+    shutdown: Shutdown,
+}
+
+impl<IO: ClientStream + Send + 'static> Http1Serve<IO> {
+    fn new(
+        io: IO,
+        peer: SocketAddr,
+        tls: Option<(&'static str, &'static str)>,
+        context: Arc<ListenerContext>,
+        connections: Arc<Connections>,
+        shutdown: Shutdown,
+    ) -> Self {
+        context.metrics.client_connections.inc();
+        let idle_timeout = context.routes.load().idle_timeout;
+        // DESIGN.md "Client timers never outlast ELB's": the header timer (and with it the silent-connection
+        // timer) is elbe's tighter limit, never a looser one than the listener's idle timeout.
+        let settings = front_end::Settings {
+            max_head_bytes: connections.max_head_bytes,
+            max_headers: connections.max_headers,
+            max_uri_bytes: context.max_uri_bytes,
+            request_header_timeout: connections.request_header_timeout.min(idle_timeout),
+            idle_timeout,
+        };
+        let client = ClientFacts { peer, tls };
+        let stack = proxy::stack(context.clone(), client, ClientProtocol::Http1);
+        let metrics = context.metrics.clone();
+        Http1Serve {
+            state: Http1State::Http1 {
+                connection: front_end::Connection::new(io, stack, settings, metrics),
+                stop: ShutdownWatch::new(shutdown.clone()),
+                handover: Handover {
+                    client,
+                    context,
+                    connections,
+                    shutdown,
+                },
+            },
+        }
+    }
+}
+
+impl<IO: ClientStream + Send + 'static> Future for Http1Serve<IO> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        loop {
+            match &mut this.state {
+                Http1State::Http1 {
+                    connection, stop, ..
+                } => {
+                    if stop.poll_fired(cx) {
+                        connection.graceful_shutdown();
+                    }
+                    let served = ready!(connection.poll_serve(cx));
+                    let Http1State::Http1 {
+                        connection,
+                        handover,
+                        ..
+                    } = std::mem::replace(&mut this.state, Http1State::Done)
+                    else {
+                        return Poll::Ready(());
+                    };
+                    let metrics = handover.context.metrics.clone();
+                    match served {
+                        Ok(Served::Closed) => {}
+                        Ok(Served::Http2) => {
+                            let (io, read) = connection.into_parts();
+                            this.state = Http1State::Http2(Box::pin(async move {
+                                let Handover {
+                                    client,
+                                    context,
+                                    connections,
+                                    shutdown,
+                                } = handover;
+                                let peer = client.peer;
+                                serve_http2(
+                                    io,
+                                    read,
+                                    peer,
+                                    client,
+                                    context,
+                                    &connections,
+                                    shutdown,
+                                )
+                                .await;
+                                metrics.client_connections.dec();
+                            }));
+                            continue;
+                        }
+                        Err(error) => {
+                            let peer = handover.client.peer;
+                            tracing::debug!(%peer, %error, "client connection ended with an error");
+                        }
+                    }
+                    metrics.client_connections.dec();
+                    return Poll::Ready(());
+                }
+                Http1State::Http2(serve) => {
+                    ready!(serve.as_mut().poll(cx));
+                    this.state = Http1State::Done;
+                    return Poll::Ready(());
+                }
+                Http1State::Done => return Poll::Ready(()),
+            }
+        }
+    }
+}
+
+/// A connection that opened with the HTTP/2 preface (`read`: what elbe's HTTP/1 server had read of it), served by
+/// hyper's HTTP/2 server with ELB's idle timer. Boxed by its caller ([`Http1State::Http2`]).
+async fn serve_http2<IO>(
+    io: IO,
+    read: bytes::Bytes,
+    peer: SocketAddr,
+    client: ClientFacts,
+    context: Arc<ListenerContext>,
+    connections: &Connections,
+    mut shutdown: Shutdown,
+) where
+    IO: ClientStream + Send + 'static,
+{
+    let metrics = context.metrics.clone();
+    let idle_timeout = context.routes.load().idle_timeout;
+    let state = Arc::new(ConnectionState::default());
+    let underway = Arc::new(Underway::default());
+    let io = ClientIo::new(io, state.clone(), underway.clone(), idle_timeout)
+        .with_prefix(read)
+        .with_metrics(metrics.clone());
+    let protocol = ClientProtocol::Http2(state);
+    // Each response body is counted while under way, for the stalled-response rule of the idle timeout.
+    let stack = ServiceExt::<http::Request<hyper::body::Incoming>>::map_response(
+        WebSockets::new(
+            proxy::stack(context, client, protocol),
+            idle_timeout,
+            metrics.clone(),
+        ),
+        move |response: http::Response<_>| response.map(|body| underway.track(body)),
+    );
+    let service = TowerToHyperService::new(stack);
+    let http2 = connections
+        .http2
+        .serve_connection(TokioIo::new(io), service);
+    tokio::pin!(http2);
+    let result = tokio::select! {
+        result = http2.as_mut() => result,
+        _ = shutdown.triggered() => {
+            http2.as_mut().graceful_shutdown();
+            http2.await
+        }
+    };
+    if let Err(error) = result {
+        tracing::debug!(%peer, %error, "HTTP/2 client connection ended with an error");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Limits;
+    use crate::shutdown::Tracker;
+    use tokio::net::TcpListener;
+
+    /// What an idle plain HTTP/1 connection's task carries, in bytes: its future (tokio allocates the task with
+    /// room for it) must stay near the HTTP/1 connection's own state, not grow with the TLS handshake, hyper's
+    /// HTTP/2 connection, a TCP listener's tunnel (boxed where they start) or a request in flight (the
+    /// connection's boxed exchange), nor keep copies of its arguments as nested `async fn`s did (BENCHMARKS.md
+    /// "Idle connections"). Over 11 KiB (release) before the boxes, 1,288 bytes (debug) before the exchange and
+    /// the struct futures; now 528 (release), 536 (debug), the connection's state 344 (release) of it.
+    #[tokio::test]
+    async fn a_connections_task_is_no_larger_than_its_http1_state() {
+        let metrics = crate::observability::metrics::Metrics::new();
+        let context = crate::data_plane::proxy::context::test_support::context(&metrics);
+        let tracker = Tracker::new();
+        let connections = Arc::new(Connections::new(&Limits::default(), tracker.clone()));
+        let setup = Arc::new(Accepting {
+            context,
+            tls: None,
+            layer4: None,
+            accept_proxy_protocol: false,
+        });
+        let (_drain, drain) = crate::shutdown::channel();
+        let (_cut, cut) = crate::shutdown::channel();
+        let signals = ListenerSignals {
+            drain,
+            cut,
+            open: Tracker::new(),
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let stream = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let peer = stream.local_addr().unwrap();
+        let tokens = Tokens {
+            _permit: connections.limit.clone().acquire_owned().await.unwrap(),
+            _open: signals.open.token(),
+            _live: tracker.token(),
+        };
+        let task = connection_task(stream, peer, setup, connections, &signals, tokens);
+        let task_bytes = std::mem::size_of_val(&task);
+        type Http1 = front_end::Connection<TcpStream, proxy::Stack>;
+        let state_bytes = std::mem::size_of::<Http1>();
+        println!("connection task future: {task_bytes} bytes; HTTP/1 connection state: {state_bytes} bytes");
+        assert!(
+            task_bytes <= state_bytes + 256 && task_bytes <= 640,
+            "the task ({task_bytes} bytes) carries more than the HTTP/1 connection ({state_bytes} bytes)"
+        );
+    }
+}
