@@ -584,3 +584,50 @@ async fn ten_reloads_under_load_fail_no_request() {
     })
     .await;
 }
+
+/// Client connections open now (`elbe_client_connections`, summed over the nodes).
+fn client_connections(elbe: &Elbe) -> f64 {
+    elbe.server()
+        .metrics()
+        .encode()
+        .lines()
+        .filter(|line| line.starts_with("elbe_client_connections"))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// A connection the drain's deadline cuts (a removed listener's, its request still waiting for the instance after
+/// `shutdown_grace`) leaves `elbe_client_connections`: the gauge used to keep every cut connection.
+#[tokio::test]
+async fn a_connection_cut_by_the_drain_deadline_is_no_longer_counted_open() {
+    bounded(Duration::from_secs(60), async {
+        let backend = Backend::start(Behaviour::Slow(Duration::from_secs(30))).await;
+        let mut web = Lb::new("web", "127.0.0.1").instance("i-a", &backend);
+        web.listeners.push(HTTP.into());
+        let elbe = Reloading::start(&Setup::new(vec![web.clone()])).await;
+        let [_, removed] = elbe.listeners("web")[..] else {
+            panic!("two listeners");
+        };
+        let in_flight = tokio::spawn(try_get(removed, "/hangs"));
+        wait_until("the request reached the instance", || async {
+            backend.requests() == 1
+        })
+        .await;
+        assert_eq!(client_connections(&elbe.elbe), 1.0);
+
+        web.listeners.pop();
+        elbe.reload(&Setup::new(vec![web])).await.expect("reload");
+        // The cut comes shutdown_grace (5 s) after the reload; the request ends without its answer.
+        let cut = tokio::time::timeout(Duration::from_secs(20), in_flight)
+            .await
+            .expect("cut within the grace")
+            .unwrap();
+        assert!(!matches!(cut, Ok((200, _))), "{cut:?}");
+        wait_until("the cut connection is no longer counted", || async {
+            client_connections(&elbe.elbe) == 0.0
+        })
+        .await;
+        assert!(elbe.elbe.shutdown().await);
+    })
+    .await;
+}

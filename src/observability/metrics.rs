@@ -97,6 +97,25 @@ pub struct ZoneMetrics {
     pub fixed_responses: IntCounter,
 }
 
+/// One client connection counted in `elbe_client_connections` for as long as this lives. Dropped however the
+/// connection ends: a drain's deadline cuts a connection by dropping its future, which an explicit decrement after
+/// the serving `await` never saw (the gauge kept every cut connection).
+#[derive(Debug)]
+pub(crate) struct CountedConnection(IntGauge);
+
+impl CountedConnection {
+    pub(crate) fn new(gauge: &IntGauge) -> Self {
+        gauge.inc();
+        CountedConnection(gauge.clone())
+    }
+}
+
+impl Drop for CountedConnection {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 impl ZoneMetrics {
     /// Counts a response an instance sent.
     pub fn backend_status(&self, status: u16) {

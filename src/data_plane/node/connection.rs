@@ -26,6 +26,7 @@ use crate::data_plane::proxy::{self, ClientFacts, ClientProtocol, ListenerContex
 use crate::data_plane::tcp::prefixed::Prefixed;
 use crate::data_plane::tcp::proxy_protocol;
 use crate::data_plane::tls::TlsAcceptor;
+use crate::observability::metrics::CountedConnection;
 use crate::shutdown::{Shutdown, ShutdownWatch};
 
 /// One accepted connection's task: served until it ends or the drain's deadline cuts it, its [`Tokens`] held
@@ -204,6 +205,8 @@ async fn serve_https<IO>(
 /// hand-over to HTTP/2 needs, each once.
 struct Http1Serve<IO: ClientStream> {
     state: Http1State<IO>,
+    /// In `elbe_client_connections` until the connection ends, HTTP/2 after the hand-over included.
+    _counted: CountedConnection,
 }
 
 /// Inline while HTTP/1 (every connection starts so, most stay so); boxed once HTTP/2.
@@ -237,7 +240,7 @@ impl<IO: ClientStream + Send + 'static> Http1Serve<IO> {
         connections: Arc<Connections>,
         shutdown: Shutdown,
     ) -> Self {
-        context.metrics.client_connections.inc();
+        let counted = CountedConnection::new(&context.metrics.client_connections);
         let idle_timeout = context.routes.load().idle_timeout;
         // DESIGN.md "Client timers never outlast ELB's": the header timer (and with it the silent-connection
         // timer) is elbe's tighter limit, never a looser one than the listener's idle timeout.
@@ -262,6 +265,7 @@ impl<IO: ClientStream + Send + 'static> Http1Serve<IO> {
                     shutdown,
                 },
             },
+            _counted: counted,
         }
     }
 }
@@ -288,7 +292,6 @@ impl<IO: ClientStream + Send + 'static> Future for Http1Serve<IO> {
                     else {
                         return Poll::Ready(());
                     };
-                    let metrics = handover.context.metrics.clone();
                     match served {
                         Ok(Served::Closed) => {}
                         Ok(Served::Http2) => {
@@ -311,7 +314,6 @@ impl<IO: ClientStream + Send + 'static> Future for Http1Serve<IO> {
                                     shutdown,
                                 )
                                 .await;
-                                metrics.client_connections.dec();
                             }));
                             continue;
                         }
@@ -320,7 +322,6 @@ impl<IO: ClientStream + Send + 'static> Future for Http1Serve<IO> {
                             tracing::debug!(%peer, %error, "client connection ended with an error");
                         }
                     }
-                    metrics.client_connections.dec();
                     return Poll::Ready(());
                 }
                 Http1State::Http2(serve) => {

@@ -26,6 +26,7 @@ use crate::data_plane::back_end::cut::CutWatch;
 use crate::data_plane::proxy::ListenerContext;
 use crate::data_plane::tls::TlsAcceptor;
 use crate::data_plane::tunnel::{FirstBytes, Tunnel, TunnelEnd};
+use crate::observability::metrics::CountedConnection;
 
 /// Serves one accepted connection of a TCP/SSL listener (the node's accept loop, [`crate::data_plane::node`],
 /// calls it for a listener whose [`crate::data_plane::node::Accepting`] has a [`Layer4`]); `tls` for SSL
@@ -37,9 +38,8 @@ pub(crate) async fn serve(
     layer4: &Layer4,
     tls: Option<&TlsAcceptor>,
 ) {
-    context.metrics.client_connections.inc();
+    let _counted = CountedConnection::new(&context.metrics.client_connections);
     serve_connection(stream, peer, context, layer4, tls).await;
-    context.metrics.client_connections.dec();
 }
 
 async fn serve_connection(
