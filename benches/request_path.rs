@@ -102,18 +102,7 @@ fn rules_and_stickiness(c: &mut Criterion) {
     c.bench_function("stickiness: none configured", |b| {
         b.iter(|| black_box(plain.sticky_target(black_box(&browser))))
     });
-    let cookie = configured.new_cookie("i-3").unwrap();
-    let value = cookie
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
-    let mut sticky = request();
-    sticky
-        .headers_mut()
-        .append("cookie", http::HeaderValue::from_str(&value).unwrap());
+    let sticky = with_cookie(&configured, "i-3");
     assert!(
         configured.sticky_target(&sticky).is_some(),
         "the cookie is good"
@@ -127,6 +116,17 @@ fn rules_and_stickiness(c: &mut Criterion) {
     c.bench_function("stickiness: a new session's cookie", |b| {
         b.iter(|| black_box(configured.new_cookie(black_box("i-3"))))
     });
+}
+
+/// [`request`] with the AWSELB cookie `path` issues for `instance` (its `name=value` part, as a browser sends it).
+fn with_cookie(path: &TrafficPath, instance: &str) -> Request<()> {
+    let cookie = path.new_cookie(instance).unwrap();
+    let value = cookie.to_str().unwrap().split(';').next().unwrap();
+    let mut request = request();
+    request
+        .headers_mut()
+        .append("cookie", http::HeaderValue::from_str(value).unwrap());
+    request
 }
 
 /// Issue 18 item 5: the per-request path at 2 and at 1,000 instances, which must cost the same (every per-request
@@ -152,18 +152,7 @@ fn by_instances(c: &mut Criterion) {
             },
         );
         let sticky = TrafficPath::new(instances, false, true);
-        let cookie = sticky.new_cookie("i-1").unwrap();
-        let value = cookie
-            .to_str()
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .to_string();
-        let mut stuck = request();
-        stuck
-            .headers_mut()
-            .append("cookie", http::HeaderValue::from_str(&value).unwrap());
+        let stuck = with_cookie(&sticky, "i-1");
         assert!(sticky.sticky_target(&stuck).is_some(), "the cookie is good");
         group.bench_function(format!("sticky lookup, {instances} instances"), |b| {
             b.iter(|| black_box(sticky.sticky_target(black_box(&stuck))))
