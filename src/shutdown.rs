@@ -94,8 +94,10 @@ impl Shutdown {
 }
 
 /// Shutdown as a connection's poll loop sees it: polled on every wake-up of the connection, so checking must be
-/// cheap. The wait is polled once, to register the task's waker (a task's waker stays the same); afterwards a
-/// check is the flag's atomic load. An idle connection carries this and a 64-byte boxed waiter, made on the
+/// cheap. The wait is polled once, to register the task's waker; afterwards a check is the flag's atomic load.
+/// So the watch must be polled from the one task that serves the connection: a combinator that gives each of its
+/// futures a waker of its own (`FuturesUnordered`, a `JoinSet`) would leave the registered waker stale. A
+/// connection carries two (the drain and the drain deadline's cut), each with a 64-byte boxed waiter made on its
 /// first poll.
 pub(crate) struct ShutdownWatch {
     signal: Arc<Signal>,

@@ -345,3 +345,31 @@ async fn tls_h2(address: SocketAddr) -> tokio_rustls::client::TlsStream<TcpStrea
     assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
     stream
 }
+
+/// A shutdown drains an idle HTTP/2 connection at once (GOAWAY, then the close), as HTTP/1 keep-alive connections
+/// are closed: the drain reaches a connection waiting in hyper's server, so the shutdown finishes well within its
+/// 5 s grace instead of cutting the connection at the end of it.
+#[tokio::test]
+async fn a_shutdown_closes_an_idle_http2_connection_at_once() {
+    let (instance, _task) = echo_instance().await;
+    let elbe = ConfigBuilder::new().instance(rec(instance)).start().await;
+    let node = elbe.node("zone-a");
+    let (mut client, connection) = h2_client_task(TcpStream::connect(node).await.unwrap()).await;
+    let (response, _) = connect(&mut client, &format!("{node}"), None).await;
+    assert_eq!(
+        response.status(),
+        400,
+        "the connection serves (a CONNECT without :protocol)"
+    );
+    let started = tokio::time::Instant::now();
+    assert!(elbe.shutdown().await, "every connection finished in time");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "drained in {:?}, not at the grace's end",
+        started.elapsed()
+    );
+    tokio::time::timeout(Duration::from_secs(2), connection)
+        .await
+        .expect("elbe closed the HTTP/2 connection")
+        .unwrap();
+}

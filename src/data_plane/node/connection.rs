@@ -344,7 +344,7 @@ async fn serve_http2<IO>(
     client: ClientFacts,
     context: Arc<ListenerContext>,
     connections: &Connections,
-    mut shutdown: Shutdown,
+    shutdown: Shutdown,
 ) where
     IO: ClientStream + Send + 'static,
 {
@@ -370,13 +370,18 @@ async fn serve_http2<IO>(
         .http2
         .serve_connection(TokioIo::new(io), service);
     tokio::pin!(http2);
-    let result = tokio::select! {
-        result = http2.as_mut() => result,
-        _ = shutdown.triggered() => {
+    // The drain is checked as the HTTP/1 path checks it: a flag load per wake-up once registered (re-polling a
+    // `triggered()` wait would take the signal's waiter lock on every wake-up of the connection).
+    let mut stop = ShutdownWatch::new(shutdown);
+    let mut draining = false;
+    let result = std::future::poll_fn(|cx| {
+        if !draining && stop.poll_fired(cx) {
+            draining = true;
             http2.as_mut().graceful_shutdown();
-            http2.await
         }
-    };
+        http2.as_mut().poll(cx)
+    })
+    .await;
     if let Err(error) = result {
         tracing::debug!(%peer, %error, "HTTP/2 client connection ended with an error");
     }
