@@ -12,8 +12,10 @@
 //! demand churns: 640 concurrent HTTP/2 streams (h2load -c64 -m10) against a pool of 128 closed the surplus after
 //! every burst and connected again for the next one (7,855 new connections per 100,000 requests; BENCHMARKS.md
 //! "HTTP/2"). Sized by the peak, a burst's connections stay for the next burst (321 new ones, once); when the peak
-//! is an idle timeout old the reaper closes the surplus, oldest first. The queue allocates in small blocks as it
-//! grows and frees them as it drains, so 1,000 quiet instances cost no preallocated slots.
+//! is an idle timeout old the reaper closes the surplus, oldest first. The queue allocates in blocks of 31 slots as
+//! it grows and frees them as it drains (keeping the current one), so an instance costs no slots before it is used
+//! and about one block after, not a preallocated cap. Each connection gives back a read buffer a large download
+//! grew before it waits here ([`BackendConnection::trim_for_pool`]).
 //!
 //! A connection that the instance closed, or that sat idle longer than the idle timeout, is dropped when popped
 //! (ELB closes back-end connections idle longer than its idle timeout, ELB-SPEC.md §5), and a reaper task

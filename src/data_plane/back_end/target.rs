@@ -110,8 +110,9 @@ impl Target {
 
     /// A connection whose exchange ended cleanly: pooled, unless the target is retiring (then it closes). The
     /// requests outstanding now (this one still counted) are the demand the pool sizes itself by.
-    pub(crate) fn checkin(&self, conn: BackendConnection) {
+    pub(crate) fn checkin(&self, mut conn: BackendConnection) {
         if !self.draining.load(Ordering::Acquire) {
+            conn.trim_for_pool();
             self.pool.checkin(conn, self.outstanding());
         }
     }

@@ -118,6 +118,17 @@ impl BackendConnection {
         }
     }
 
+    /// Before the connection waits in the pool: a read buffer grown by a large download (reads double up to
+    /// `MAX_READ`) is given back, and reads start small again. The pool keeps as many connections as the
+    /// instance's recent peak of demand, so a burst of downloads would otherwise pin up to 256 KiB per idle
+    /// connection for an idle timeout or two; a small buffer is kept, so steady small responses reuse it.
+    pub(crate) fn trim_for_pool(&mut self) {
+        if self.read_buf.is_empty() && self.read_buf.capacity() > 2 * MIN_READ {
+            self.read_buf = BytesMut::new();
+        }
+        self.read_size = MIN_READ;
+    }
+
     /// Reads what the instance sent into `read_buf`; `Ok(0)` is the end of the stream. Reads grow while they
     /// fill the buffer (a large download).
     pub(super) fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
@@ -223,5 +234,33 @@ fn tls_fill(
     match ready!(tls.poll_fill(cx, buf)) {
         Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => Poll::Ready(Ok(0)),
         read => Poll::Ready(read),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    /// A buffer a large download grew is given back before the pool keeps the connection; a small one stays.
+    #[tokio::test]
+    async fn a_pooled_connection_gives_back_a_grown_read_buffer_and_keeps_a_small_one() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut conn = BackendConnection::connect(addr, Duration::from_secs(1), &None)
+            .await
+            .unwrap();
+        conn.read_buf = BytesMut::with_capacity(MAX_READ);
+        conn.read_size = MAX_READ;
+        conn.trim_for_pool();
+        assert_eq!(conn.read_buf.capacity(), 0, "the grown buffer went");
+        assert_eq!(conn.read_size, MIN_READ, "reads start small again");
+
+        conn.read_buf = BytesMut::with_capacity(MIN_READ);
+        conn.trim_for_pool();
+        assert!(
+            conn.read_buf.capacity() >= MIN_READ,
+            "a small buffer is kept"
+        );
     }
 }
