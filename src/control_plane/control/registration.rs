@@ -17,7 +17,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use super::publish::probe_address;
-use super::{find_lb, instance_state, Control, ControlError, State, ZoneCheckers};
+use super::{
+    find_lb, instance_state, Control, ControlError, LoadBalancerState, State, ZoneCheckers,
+};
 use crate::config::{self, InstanceAddress};
 use crate::control_plane::health::{Checker, HealthEvent, InstanceHealth};
 use crate::control_plane::store::{Change, Record, Registration, Versioned};
@@ -395,11 +397,11 @@ fn apply_health_event(state: &mut State, load_balancer: &str, event: HealthEvent
     let Ok(lb) = find_lb(state, load_balancer) else {
         return false;
     };
-    let config = lb.config.clone();
-    let Some(instance) = lb.instances.iter_mut().find(|i| i.id == event.instance_id) else {
+    let LoadBalancerState { config, instances } = lb;
+    let Some(instance) = instances.iter_mut().find(|i| i.id == event.instance_id) else {
         return false; // deregistered meanwhile
     };
-    if probe_address(&config, instance) != Some(event.addr) {
+    if probe_address(config, instance) != Some(event.addr) {
         return false; // re-registered at another address meanwhile
     }
     if instance.health == InstanceHealth::ZONE_NOT_ENABLED {
