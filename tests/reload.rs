@@ -587,13 +587,7 @@ async fn ten_reloads_under_load_fail_no_request() {
 
 /// Client connections open now (`elbe_client_connections`, summed over the nodes).
 fn client_connections(elbe: &Elbe) -> f64 {
-    elbe.server()
-        .metrics()
-        .encode()
-        .lines()
-        .filter(|line| line.starts_with("elbe_client_connections"))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    metric_sum(&elbe.server().metrics().encode(), "elbe_client_connections")
 }
 
 /// A connection the drain's deadline cuts (a removed listener's, its request still waiting for the instance after

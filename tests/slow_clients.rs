@@ -49,11 +49,10 @@ async fn idle_keep_alive(address: SocketAddr, n: usize, at_once: usize) -> Vec<T
 /// Client connections elbe holds open now (`elbe_client_connections`, summed over its nodes).
 async fn live_connections(elbe: &ElbeProcess) -> i64 {
     let metrics = common::get(elbe.admin, "/metrics").await;
-    String::from_utf8_lossy(&metrics.body)
-        .lines()
-        .filter(|l| l.starts_with("elbe_client_connections"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<i64>().ok())
-        .sum()
+    common::metric_sum(
+        &String::from_utf8_lossy(&metrics.body),
+        "elbe_client_connections",
+    ) as i64
 }
 
 /// Polls until elbe holds `n` client connections (at most `limit`).
