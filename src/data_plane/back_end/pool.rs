@@ -14,8 +14,9 @@
 //! "HTTP/2"). Sized by the peak, a burst's connections stay for the next burst (321 new ones, once); when the peak
 //! is an idle timeout old the reaper closes the surplus, oldest first. The queue allocates in blocks of 31 slots as
 //! it grows and frees them as it drains (keeping the current one), so an instance costs no slots before it is used
-//! and about one block after, not a preallocated cap. Each connection gives back a read buffer a large download
-//! grew before it waits here ([`BackendConnection::trim_for_pool`]).
+//! and about one block after, not a preallocated cap. A connection waits here holding no read buffer (it gives
+//! its buffer to the worker's pool first: [`BackendConnection::trim_for_pool`]), so the connections a burst left
+//! cost their sockets, not 8 KiB each.
 //!
 //! A connection that the instance closed, or that sat idle longer than the idle timeout, is dropped when popped
 //! (ELB closes back-end connections idle longer than its idle timeout, ELB-SPEC.md §5), and a reaper task

@@ -40,6 +40,7 @@ use crate::data_plane::elb_response::ElbResponse;
 use crate::data_plane::proxy::response_body::ResponseBody;
 use crate::data_plane::proxy::Refused;
 use crate::data_plane::tunnel::Tunnel;
+use crate::http1::buffers;
 use crate::http1::io::{poll_writev, LazyTimer, Stream};
 use crate::observability::metrics::ZoneMetrics;
 use exchange::{Exchange, Stage, Tunneling};
@@ -286,10 +287,10 @@ where
     /// request with nothing read: an idle keep-alive connection then costs its task, its socket and its timer,
     /// not 8 KiB of buffer and a request's state (`../shared/bench/idle_conns.sh`, BENCHMARKS.md "Idle
     /// connections"). The buffer goes to the worker's pool for the next connection whose client sends
-    /// ([`request::give_back`]); one a large body grew is freed. An exchange with bytes still queued (a 100
+    /// ([`buffers::give_back`]); one a large body grew is freed. An exchange with bytes still queued (a 100
     /// Continue, a response's tail) or a body still fed stays.
     fn release_buffers(&mut self) {
-        request::give_back(&mut self.read_buf);
+        buffers::give_back(&mut self.read_buf);
         if let Some(exchange) = &mut self.exchange {
             if exchange.out.is_empty() && exchange.feed.is_none() {
                 self.exchange = None;

@@ -20,10 +20,10 @@ use tokio::net::TcpStream;
 use tokio_util::either::Either;
 
 use crate::data_plane::back_end::error::BackendError;
+use crate::http1::buffers::{self, MIN_READ};
 use crate::http1::io::{poll_read_drained, poll_writev, Stream, WriteQueue};
 
-/// Reads start this large and double while they fill the buffer (a large download), up to `MAX_READ`.
-const MIN_READ: usize = 8 * 1024;
+/// Reads start at [`MIN_READ`] and double while they fill the buffer (a large download), up to `MAX_READ`.
 const MAX_READ: usize = 256 * 1024;
 
 /// A TLS connection to an instance.
@@ -118,13 +118,15 @@ impl BackendConnection {
         }
     }
 
-    /// Before the connection waits in the pool: a read buffer grown by a large download (reads double up to
-    /// `MAX_READ`) is given back, and reads start small again. The pool keeps as many connections as the
-    /// instance's recent peak of demand, so a burst of downloads would otherwise pin up to 256 KiB per idle
-    /// connection for an idle timeout or two; a small buffer is kept, so steady small responses reuse it.
+    /// Before the connection waits in the pool: its read buffer, empty, goes to the worker's pool
+    /// ([`buffers::give_back`]; one a large download grew goes to the allocator), and reads start small again. The
+    /// pool keeps as many connections as the instance's recent peak of demand, so a burst would otherwise pin
+    /// 8 KiB (up to 256 KiB after a download) per idle connection for an idle timeout or two: measured, a burst of
+    /// 8,000 clients left 4,000 idle instance connections holding 33 MB (BENCHMARKS.md "Idle connections"). The
+    /// next exchange takes a buffer when the instance's answer arrives, the one last given back first.
     pub(crate) fn trim_for_pool(&mut self) {
-        if self.read_buf.is_empty() && self.read_buf.capacity() > 2 * MIN_READ {
-            self.read_buf = BytesMut::new();
+        if self.read_buf.is_empty() {
+            buffers::give_back(&mut self.read_buf);
         }
         self.read_size = MIN_READ;
     }
@@ -132,6 +134,9 @@ impl BackendConnection {
     /// Reads what the instance sent into `read_buf`; `Ok(0)` is the end of the stream. Reads grow while they
     /// fill the buffer (a large download).
     pub(super) fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.read_buf.capacity() == 0 {
+            self.read_buf = buffers::take();
+        }
         if self.read_buf.capacity() - self.read_buf.len() < self.read_size / 2 {
             self.read_buf.reserve(self.read_size);
         }
@@ -242,9 +247,10 @@ mod tests {
     use super::*;
     use tokio::net::TcpListener;
 
-    /// A buffer a large download grew is given back before the pool keeps the connection; a small one stays.
+    /// A connection going into the pool holds no read buffer (the grown one of a download went to the allocator,
+    /// a small one to the worker's pool), and reads start small again; a buffer still holding bytes stays.
     #[tokio::test]
-    async fn a_pooled_connection_gives_back_a_grown_read_buffer_and_keeps_a_small_one() {
+    async fn a_pooled_connection_holds_no_read_buffer() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let mut conn = BackendConnection::connect(addr, Duration::from_secs(1), &None)
@@ -256,11 +262,18 @@ mod tests {
         assert_eq!(conn.read_buf.capacity(), 0, "the grown buffer went");
         assert_eq!(conn.read_size, MIN_READ, "reads start small again");
 
-        conn.read_buf = BytesMut::with_capacity(MIN_READ);
+        conn.read_buf = buffers::take();
+        let small = conn.read_buf.as_ptr();
         conn.trim_for_pool();
-        assert!(
-            conn.read_buf.capacity() >= MIN_READ,
-            "a small buffer is kept"
+        assert_eq!(conn.read_buf.capacity(), 0, "the small buffer went too");
+        assert_eq!(
+            buffers::take().as_ptr(),
+            small,
+            "to the worker's pool, for the next connection to read into"
         );
+
+        conn.read_buf = BytesMut::from(&b"unasked"[..]);
+        conn.trim_for_pool();
+        assert_eq!(&conn.read_buf[..], b"unasked", "bytes not consumed stay");
     }
 }

@@ -9,7 +9,6 @@
 //! `Expect: 100-continue` is answered when the body is first read, not before: a request refused on its head never
 //! makes the client send its body.
 
-use std::cell::RefCell;
 use std::io;
 use std::mem::MaybeUninit;
 use std::task::{Context, Poll};
@@ -22,6 +21,7 @@ use prometheus::IntCounter;
 use crate::data_plane::body::{body_is_ignored_on, BodySender, ClientBody, RequestBody};
 use crate::data_plane::elb_response::ElbResponse;
 use crate::data_plane::headers;
+use crate::http1::buffers::{self, MIN_READ};
 use crate::http1::fields::{has_token, parse_decimal};
 use crate::http1::framing::{decode, Chunk, Download};
 use crate::http1::head::{FieldSpans, Span};
@@ -29,8 +29,6 @@ use crate::http1::io::{Stream, WriteQueue};
 
 /// Header slots parsed on the stack; a larger `max_headers` uses the heap.
 const STACK_HEADERS: usize = 128;
-/// Reads ask for at least this much room.
-const MIN_READ: usize = 8 * 1024;
 
 /// The limits a request head is read under.
 #[derive(Debug, Clone, Copy)]
@@ -59,48 +57,16 @@ pub(crate) struct Head {
     pub feed: Option<Feed>,
 }
 
-/// Read buffers kept for this worker thread's next connection to take ([`reserve_read`], [`give_back`]).
-const POOLED: usize = 64;
-
-thread_local! {
-    /// Read buffers that connections going idle gave back, each of [`MIN_READ`] bytes with no request pointing
-    /// into it. Taking one is a pop instead of an allocation, and its bytes are already shareable, so splitting
-    /// a head off it allocates nothing. Per worker thread: no lock, and a connection that moved threads gives its
-    /// buffer to the thread it is on.
-    static IDLE_BUFFERS: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
-}
-
 /// Makes room in `buf` for the next read: at least half of [`MIN_READ`], growing by `MIN_READ` or by what the
 /// buffer already holds, whichever is more (a large body streams through in reads that keep up with it). A
 /// connection that holds no buffer (idle until now) takes one from the pool, or a fresh one.
 pub(super) fn reserve_read(buf: &mut BytesMut) {
     if buf.capacity() == 0 {
-        *buf = IDLE_BUFFERS
-            .with(|pool| pool.borrow_mut().pop())
-            .unwrap_or_else(|| BytesMut::with_capacity(MIN_READ));
+        *buf = buffers::take();
     }
     if buf.capacity() - buf.len() < MIN_READ / 2 {
         buf.reserve(MIN_READ.max(buf.len()));
     }
-}
-
-/// Takes an empty connection's read buffer: back to the pool when it is of the usual size and has its room
-/// (`try_reclaim`), else to the allocator (a buffer a large body grew is not kept). `try_reclaim` answers yes
-/// at once when the spare room alone is enough, without asking whether a request's head still shares the
-/// allocation: such a buffer may be pooled, which is safe (the head and the room are disjoint) and keeps that
-/// allocation alive until both are gone.
-pub(super) fn give_back(buf: &mut BytesMut) {
-    let mut buf = std::mem::take(buf);
-    buf.clear();
-    if !buf.try_reclaim(MIN_READ) || buf.capacity() > MIN_READ {
-        return;
-    }
-    IDLE_BUFFERS.with(|pool| {
-        let mut pool = pool.borrow_mut();
-        if pool.len() < POOLED {
-            pool.push(buf);
-        }
-    });
 }
 
 /// Parses a request head out of `buf` (taking its bytes): `Ok(None)` while it is incomplete, `Err` for ELB's
