@@ -193,9 +193,20 @@ pub(crate) struct ListenerSignals {
     pub open: Tracker,
 }
 
+/// Connections accepted in a row before the accept loop lets the worker poll its sockets
+/// ([`serve_listener`]).
+const ACCEPT_BATCH: usize = 8;
+
 /// Accepts connections on one listener of one node until it is drained. With TLS, each connection's handshake
 /// runs on its own task (bounded by `tls_handshake_timeout`), so slow or half-open handshakes never hold up the
 /// accept loop or other clients.
+///
+/// After [`ACCEPT_BATCH`] connections in a row the loop yields, and tokio polls the sockets before it runs again:
+/// a backlog of new clients is then served in small batches, each request's answer read (and its instance's
+/// connection pooled again) before the next batch takes more. Without it, one poll of the loop accepted as many
+/// clients as tokio's budget allowed (about 60), each opened a connection to its instance before any answer was
+/// read, and a burst of 8,000 clients opened 3,000-4,000 instance connections and held 17 KiB of buffers per
+/// request at its peak, memory the allocator then kept (BENCHMARKS.md "Idle connections").
 pub(crate) async fn serve_listener(
     listener: TcpListener,
     accepting: SharedAccepting,
@@ -203,7 +214,13 @@ pub(crate) async fn serve_listener(
     signals: ListenerSignals,
 ) {
     let mut drain = signals.drain.clone();
+    let mut in_a_row = 0;
     loop {
+        in_a_row += 1;
+        if in_a_row > ACCEPT_BATCH {
+            in_a_row = 1;
+            tokio::task::yield_now().await;
+        }
         let permit = tokio::select! {
             permit = connections.limit.clone().acquire_owned() => match permit {
                 Ok(permit) => permit,

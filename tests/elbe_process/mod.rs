@@ -224,6 +224,7 @@ fn unique() -> u64 {
 pub struct Instance {
     pub address: SocketAddr,
     requests: Arc<AtomicUsize>,
+    connections: Arc<AtomicUsize>,
     runtime: Option<tokio::runtime::Runtime>,
 }
 
@@ -248,8 +249,11 @@ impl Instance {
         let address = listener.local_addr().unwrap();
         let requests = Arc::new(AtomicUsize::new(0));
         let counted = requests.clone();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let accepted = connections.clone();
         runtime.spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
+                accepted.fetch_add(1, Ordering::SeqCst);
                 let counted = counted.clone();
                 let service = hyper::service::service_fn(move |request: http::Request<_>| {
                     counted.fetch_add(1, Ordering::SeqCst);
@@ -269,12 +273,18 @@ impl Instance {
         Instance {
             address,
             requests,
+            connections,
             runtime: Some(runtime),
         }
     }
 
     pub fn requests(&self) -> usize {
         self.requests.load(Ordering::SeqCst)
+    }
+
+    /// Connections elbe opened to this instance so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
     }
 
     /// This instance as the configuration's `i-1` in zone-a.
