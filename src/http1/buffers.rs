@@ -22,23 +22,23 @@ thread_local! {
     static IDLE: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
 }
 
-/// A buffer of at least [`MIN_READ`] bytes for a connection that holds none: the one last given back on this
-/// thread, or a fresh one.
+/// A buffer with room for at least half of [`MIN_READ`] bytes for a connection that holds none: the one last given
+/// back on this thread, or a fresh one of [`MIN_READ`].
 pub(crate) fn take() -> BytesMut {
     IDLE.with(|pool| pool.borrow_mut().pop())
         .unwrap_or_else(|| BytesMut::with_capacity(MIN_READ))
 }
 
-/// Takes a connection's buffer, whose bytes it no longer needs (the connection then holds nothing): pooled when
-/// it is of the usual size and has all its room (`try_reclaim`), else left to the allocator (a buffer a large
-/// body grew is not kept, nor one whose bytes a head still uses; that allocation is freed when the head is).
-/// `try_reclaim` answers yes at once when the spare room alone is enough, without asking whether a head still
-/// shares the allocation: such a buffer may be pooled, which is safe (the head and the room are disjoint) and
-/// keeps that allocation alive until both are gone.
+/// Takes a connection's buffer, whose bytes it no longer needs (the connection then holds nothing). Pooled when it
+/// has its whole room back (`try_reclaim`: nothing else points into it) or at least half of [`MIN_READ`] left past
+/// a head that still uses its front (an instance's response head on its way to the client when the instance's
+/// connection goes back to the pool): the room is this handle's alone, so the next connection reads into it, as
+/// the connection itself did before it gave the buffer up, and the allocation is freed when both are done. A
+/// buffer a large body grew, or one with less room than that, goes to the allocator.
 pub(crate) fn give_back(buf: &mut BytesMut) {
     let mut buf = std::mem::take(buf);
     buf.clear();
-    if !buf.try_reclaim(MIN_READ) || buf.capacity() > MIN_READ {
+    if buf.capacity() > MIN_READ || !(buf.try_reclaim(MIN_READ) || buf.capacity() >= MIN_READ / 2) {
         return;
     }
     IDLE.with(|pool| {
@@ -58,9 +58,9 @@ mod tests {
     }
 
     /// A buffer given back with nothing pointing into it is the next one taken (no allocation); one a head still
-    /// shares, or one a large body grew, is not kept, and the head it shares stays intact.
+    /// shares is kept while it has half its room, and the head stays intact; one a large body grew is not kept.
     #[test]
-    fn buffers_are_pooled_only_when_unshared_and_of_the_usual_size() {
+    fn buffers_are_pooled_only_with_room_and_of_the_usual_size() {
         let mut buf = take();
         let first = buf.as_ptr();
         assert!(buf.capacity() >= MIN_READ);
@@ -78,8 +78,20 @@ mod tests {
         buf.extend_from_slice(b"GET / HTTP/1.1\r\n\r\n");
         let head = buf.split_to(buf.len()).freeze();
         give_back(&mut buf);
-        assert_eq!(pooled(), 0, "a buffer a head still shares is not pooled");
-        assert_eq!(&head[..], b"GET / HTTP/1.1\r\n\r\n");
+        assert_eq!(pooled(), 1, "the room past a head is pooled");
+        let mut buf = take();
+        assert_eq!(
+            buf.as_ptr(),
+            first.wrapping_add(head.len()),
+            "past the head"
+        );
+        buf.extend_from_slice(&[b'x'; MIN_READ / 2]);
+        assert_eq!(&head[..], b"GET / HTTP/1.1\r\n\r\n", "the head is intact");
+
+        let rest = buf.split_to(buf.len()).freeze();
+        give_back(&mut buf);
+        assert_eq!(pooled(), 0, "less than half the room left: not pooled");
+        drop((head, rest));
 
         let mut grown = BytesMut::with_capacity(4 * MIN_READ);
         give_back(&mut grown);
