@@ -59,7 +59,7 @@ pub(crate) fn stack(
     client: ClientFacts,
     protocol: ClientProtocol,
 ) -> Stack {
-    let peer = client.peer;
+    let peer = client.peer();
     let (connection, raw_responses) = match protocol {
         ClientProtocol::Http1 => (None, true),
         ClientProtocol::Http2(state) => (Some(state), false),

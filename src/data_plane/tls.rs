@@ -49,7 +49,7 @@ use std::path::PathBuf;
 use rustls_pki_types::pem;
 
 pub(crate) use acceptor::TlsAcceptor;
-pub(crate) use negotiated::handshake_info;
+pub(crate) use negotiated::{handshake_info, Negotiated};
 
 /// Why certificates or a policy could not be loaded. Every variant names the file (or the policy) and the reason;
 /// the underlying error, when there is one, is the `source()`.

@@ -57,10 +57,11 @@ const LINGER: Duration = Duration::from_secs(2);
 /// The limits and timers of one client connection.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Settings {
-    pub max_head_bytes: usize,
-    pub max_headers: usize,
+    /// The limits are `u32`s (a head over 4 GiB is refused anyway): every connection carries these, idle or not.
+    pub max_head_bytes: u32,
+    pub max_headers: u32,
     /// A request target longer than this is ELB's 414, even when the whole head is also too large.
-    pub max_uri_bytes: usize,
+    pub max_uri_bytes: u32,
     /// A new connection must send its first byte, and a request head must arrive whole, within this.
     pub request_header_timeout: Duration,
     /// A keep-alive connection with no request is closed after this (ELB's idle timeout).
@@ -209,8 +210,13 @@ where
     }
 
     /// Gives up the socket and what was read from it (after `Served::Http2`).
-    pub(crate) fn into_parts(self) -> (IO, Bytes) {
-        (self.io, self.read_buf.freeze())
+    pub(crate) fn into_parts(self) -> (IO, Bytes, S) {
+        (self.io, self.read_buf.freeze(), self.service)
+    }
+
+    /// The stack requests go through.
+    pub(crate) fn service(&self) -> &S {
+        &self.service
     }
 
     // -----------------------------------------------------------------------------------------------------------
@@ -232,9 +238,9 @@ where
                     }
                 } else {
                     let limits = HeadLimits {
-                        max_head_bytes: self.settings.max_head_bytes,
-                        max_headers: self.settings.max_headers,
-                        max_uri_bytes: self.settings.max_uri_bytes,
+                        max_head_bytes: self.settings.max_head_bytes as usize,
+                        max_headers: self.settings.max_headers as usize,
+                        max_uri_bytes: self.settings.max_uri_bytes as usize,
                     };
                     match request::parse(&mut self.read_buf, limits) {
                         Ok(Some(head)) => {

@@ -55,16 +55,18 @@ pub(super) fn connection_task(
             shutdown,
         ))
     } else {
-        Accepted::Boxed(Box::pin(async move {
-            serve_accepted(stream, peer, &setup, &connections, shutdown).await
-        }))
+        Accepted::Boxed(
+            Box::pin(
+                async move { serve_accepted(stream, peer, &setup, &connections, shutdown).await },
+            ),
+            peer,
+        )
     };
     ConnectionTask {
         serve,
         // Checked on every wake-up of the connection: a `ShutdownWatch` is an atomic load there, where a `select!`
         // over the cut's wait re-polled it, taking its waiter list's lock, on each one (and carried it inline).
         cut: ShutdownWatch::new(signals.cut.clone()),
-        peer,
         _tokens: tokens,
     }
 }
@@ -73,7 +75,6 @@ pub(super) fn connection_task(
 pub(super) struct ConnectionTask {
     serve: Accepted,
     cut: ShutdownWatch,
-    peer: SocketAddr,
     _tokens: Tokens,
 }
 
@@ -83,8 +84,22 @@ pub(super) struct ConnectionTask {
 enum Accepted {
     /// Plain HTTP (and h2c from it), inline: most connections, and nearly all idle ones.
     Http1(Http1Serve<TcpStream>),
-    /// TLS, Proxy Protocol, TCP and SSL listeners.
-    Boxed(Pin<Box<dyn Future<Output = ()> + Send>>),
+    /// TLS, Proxy Protocol, TCP and SSL listeners, and the client's address (for the log; a plain connection's
+    /// stack has it, so the common variant carries it once).
+    Boxed(Pin<Box<dyn Future<Output = ()> + Send>>, SocketAddr),
+}
+
+impl Accepted {
+    /// The client's address, while it is known here (a plain connection handed over to HTTP/2 has moved it).
+    fn peer(&self) -> Option<SocketAddr> {
+        match self {
+            Accepted::Http1(serve) => match &serve.state {
+                Http1State::Http1 { connection, .. } => Some(connection.service().client().peer()),
+                _ => None,
+            },
+            Accepted::Boxed(_, peer) => Some(*peer),
+        }
+    }
 }
 
 impl Future for ConnectionTask {
@@ -93,12 +108,13 @@ impl Future for ConnectionTask {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
         if this.cut.poll_fired(cx) {
-            tracing::debug!(peer = %this.peer, "drain deadline passed; connection closed");
+            let peer = this.serve.peer();
+            tracing::debug!(?peer, "drain deadline passed; connection closed");
             return Poll::Ready(());
         }
         match &mut this.serve {
             Accepted::Http1(serve) => Pin::new(serve).poll(cx),
-            Accepted::Boxed(serve) => serve.as_mut().poll(cx),
+            Accepted::Boxed(serve, _) => serve.as_mut().poll(cx),
         }
     }
 }
@@ -189,8 +205,7 @@ async fn serve_https<IO>(
     match tls.accept(stream, connections.tls_handshake_timeout).await {
         Ok(stream) => {
             context.metrics.tls_handshakes.inc();
-            let info = crate::data_plane::tls::handshake_info(stream.get_ref().1);
-            let tls = Some((info.cipher, info.protocol));
+            let tls = Some(crate::data_plane::tls::Negotiated::of(stream.get_ref().1));
             Http1Serve::new(stream, peer, tls, context, connections.clone(), shutdown).await
         }
         Err(error) => {
@@ -223,9 +238,8 @@ enum Http1State<IO: ClientStream> {
     Done,
 }
 
-/// What an HTTP/1 connection keeps for its end: the client, and what serving it over HTTP/2 takes.
+/// What an HTTP/1 connection keeps for serving it over HTTP/2 (the client it gets back from the stack).
 struct Handover {
-    client: ClientFacts,
     context: Arc<ListenerContext>,
     connections: Arc<Connections>,
     shutdown: Shutdown,
@@ -235,7 +249,7 @@ impl<IO: ClientStream + Send + 'static> Http1Serve<IO> {
     fn new(
         io: IO,
         peer: SocketAddr,
-        tls: Option<(&'static str, &'static str)>,
+        tls: Option<crate::data_plane::tls::Negotiated>,
         context: Arc<ListenerContext>,
         connections: Arc<Connections>,
         shutdown: Shutdown,
@@ -245,13 +259,13 @@ impl<IO: ClientStream + Send + 'static> Http1Serve<IO> {
         // DESIGN.md "Client timers never outlast ELB's": the header timer (and with it the silent-connection
         // timer) is elbe's tighter limit, never a looser one than the listener's idle timeout.
         let settings = front_end::Settings {
-            max_head_bytes: connections.max_head_bytes,
-            max_headers: connections.max_headers,
-            max_uri_bytes: context.max_uri_bytes,
+            max_head_bytes: clamp_u32(connections.max_head_bytes),
+            max_headers: clamp_u32(connections.max_headers),
+            max_uri_bytes: clamp_u32(context.max_uri_bytes),
             request_header_timeout: connections.request_header_timeout.min(idle_timeout),
             idle_timeout,
         };
-        let client = ClientFacts { peer, tls };
+        let client = ClientFacts::new(peer, tls);
         let stack = proxy::stack(context.clone(), client, ClientProtocol::Http1);
         let metrics = context.metrics.clone();
         Http1Serve {
@@ -259,7 +273,6 @@ impl<IO: ClientStream + Send + 'static> Http1Serve<IO> {
                 connection: front_end::Connection::new(io, stack, settings, metrics),
                 stop: ShutdownWatch::new(shutdown.clone()),
                 handover: Handover {
-                    client,
                     context,
                     connections,
                     shutdown,
@@ -295,15 +308,16 @@ impl<IO: ClientStream + Send + 'static> Future for Http1Serve<IO> {
                     match served {
                         Ok(Served::Closed) => {}
                         Ok(Served::Http2) => {
-                            let (io, read) = connection.into_parts();
+                            let (io, read, stack) = connection.into_parts();
+                            let client = stack.client();
+                            drop(stack);
                             this.state = Http1State::Http2(Box::pin(async move {
                                 let Handover {
-                                    client,
                                     context,
                                     connections,
                                     shutdown,
                                 } = handover;
-                                let peer = client.peer;
+                                let peer = client.peer();
                                 serve_http2(
                                     io,
                                     read,
@@ -318,7 +332,7 @@ impl<IO: ClientStream + Send + 'static> Future for Http1Serve<IO> {
                             continue;
                         }
                         Err(error) => {
-                            let peer = handover.client.peer;
+                            let peer = connection.service().client().peer();
                             tracing::debug!(%peer, %error, "client connection ended with an error");
                         }
                     }
@@ -333,6 +347,11 @@ impl<IO: ClientStream + Send + 'static> Future for Http1Serve<IO> {
             }
         }
     }
+}
+
+/// A limit from the configuration as the connection keeps it.
+fn clamp_u32(limit: usize) -> u32 {
+    u32::try_from(limit).unwrap_or(u32::MAX)
 }
 
 /// A connection that opened with the HTTP/2 preface (`read`: what elbe's HTTP/1 server had read of it), served by
@@ -399,7 +418,8 @@ mod tests {
     /// HTTP/2 connection, a TCP listener's tunnel (boxed where they start) or a request in flight (the
     /// connection's boxed exchange), nor keep copies of its arguments as nested `async fn`s did (BENCHMARKS.md
     /// "Idle connections"). Over 11 KiB (release) before the boxes, 1,288 bytes (debug) before the exchange and
-    /// the struct futures; now 528 (release), 536 (debug), the connection's state 344 (release) of it.
+    /// the struct futures, 536 (debug) before the client's facts were packed (28 bytes, were 64), the hand-over
+    /// stopped copying them, the peer left the task and the settings' limits became `u32`s; now 408 (debug).
     #[tokio::test]
     async fn a_connections_task_is_no_larger_than_its_http1_state() {
         let metrics = crate::observability::metrics::Metrics::new();
@@ -434,8 +454,10 @@ mod tests {
         type Http1 = front_end::Connection<TcpStream, proxy::Stack>;
         let state_bytes = std::mem::size_of::<Http1>();
         println!("connection task future: {task_bytes} bytes; HTTP/1 connection state: {state_bytes} bytes");
+        // tokio's task cell is aligned to 128 bytes, and its header, scheduler, stage tag and trailer take about 104
+        // more: a future of at most 408 bytes makes a 512-byte task, one byte more a 640-byte one (heaptrack).
         assert!(
-            task_bytes <= state_bytes + 256 && task_bytes <= 640,
+            task_bytes <= state_bytes + 256 && task_bytes <= 408,
             "the task ({task_bytes} bytes) carries more than the HTTP/1 connection ({state_bytes} bytes)"
         );
     }

@@ -1,6 +1,6 @@
 //! What a listener's requests share, and what the proxy knows of the client connection they came on.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use http::header::HeaderValue;
@@ -11,6 +11,7 @@ use crate::data_plane::headers::ForwardedProto;
 use crate::data_plane::passive::PassiveReporter;
 use crate::data_plane::routing::surge::SurgeQueue;
 use crate::data_plane::snapshot::SharedNodeSnapshot;
+use crate::data_plane::tls::Negotiated;
 use crate::observability::access_log::AccessLog;
 use crate::observability::metrics::ZoneMetrics;
 
@@ -46,12 +47,29 @@ pub(crate) struct ListenerLog {
     pub port: u16,
 }
 
-/// What the access log needs to know about one client connection.
+/// What the access log needs to know about one client connection. Every connection's stack carries it, idle or
+/// not, so it is compact: 28 bytes, where a `SocketAddr` and the two TLS names took 64.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ClientFacts {
-    pub peer: SocketAddr,
-    /// (cipher, protocol) negotiated on an HTTPS listener.
-    pub tls: Option<(&'static str, &'static str)>,
+    ip: IpAddr,
+    port: u16,
+    /// What an HTTPS listener's handshake negotiated.
+    pub tls: Option<Negotiated>,
+}
+
+impl ClientFacts {
+    pub(crate) fn new(peer: SocketAddr, tls: Option<Negotiated>) -> Self {
+        ClientFacts {
+            ip: peer.ip(),
+            port: peer.port(),
+            tls,
+        }
+    }
+
+    /// The client's address and port.
+    pub(crate) fn peer(&self) -> SocketAddr {
+        SocketAddr::new(self.ip, self.port)
+    }
 }
 
 /// The server a client connection is on, which decides what the stack tells it and how it hands responses over.

@@ -17,6 +17,7 @@ use crate::data_plane::proxy::answer::{ElbGenerated, Refused};
 use crate::data_plane::proxy::context::{ClientFacts, ListenerContext};
 use crate::data_plane::proxy::response_body::ResponseBody;
 use crate::data_plane::proxy::rules::RuleAnswer;
+use crate::data_plane::tls::Negotiated;
 use crate::observability::access_log::{Dispatched, PendingEntry, RequestFacts};
 
 /// Counts the request as in flight on its connection and in the node's metrics.
@@ -47,6 +48,13 @@ pub(crate) struct Track<S> {
     client: ClientFacts,
 }
 
+impl<S> Track<S> {
+    /// The client connection this stack serves.
+    pub(crate) fn client(&self) -> ClientFacts {
+        self.client
+    }
+}
+
 impl<S, B> Service<Request<B>> for Track<S>
 where
     S: Service<Request<B>, Response = Response<ResponseBody>, Error = Infallible>,
@@ -74,10 +82,10 @@ where
             Box::new(PendingEntry::begin(
                 &l.log,
                 &l.load_balancer,
-                self.client.peer,
+                self.client.peer(),
                 l.scheme,
                 l.port,
-                self.client.tls,
+                self.client.tls.map(Negotiated::names),
                 line,
             ))
         });
@@ -160,10 +168,7 @@ mod tests {
         let track = TrackLayer {
             context: context.clone(),
             connection: None,
-            client: ClientFacts {
-                peer: "127.0.0.1:1".parse().unwrap(),
-                tls: None,
-            },
+            client: ClientFacts::new("127.0.0.1:1".parse().unwrap(), None),
         };
         let ok = track
             .layer(mirror())
