@@ -252,3 +252,69 @@ pub async fn splice_relay(
     std::future::poll_fn(|cx| tunnel.poll(cx)).await?;
     Ok((tunnel.received(), tunnel.sent()))
 }
+
+/// HPACK's decoder (`http2::hpack::Decoder`) as a connection holds one: a 4,096-byte table, a 64 KiB header-list
+/// limit.
+pub struct HpackDecoder(crate::http2::hpack::Decoder);
+
+impl Default for HpackDecoder {
+    fn default() -> Self {
+        HpackDecoder(crate::http2::hpack::Decoder::new(
+            crate::http2::hpack::DEFAULT_TABLE_SIZE,
+            64 * 1024,
+        ))
+    }
+}
+
+impl HpackDecoder {
+    /// Decodes one header block, adding up its fields' lengths: the codec's cost alone.
+    pub fn decode(&mut self, block: &bytes::Bytes) -> Result<usize, String> {
+        let mut total = 0;
+        self.0
+            .decode(block, |field| total += field.name.len() + field.value.len())
+            .map_err(|error| error.to_string())?;
+        Ok(total)
+    }
+
+    /// Decodes one header block into the `http::HeaderMap` of its regular fields (pseudo-header fields skipped),
+    /// as a connection building a request will: values shared with the block, not copied.
+    pub fn decode_header_map(&mut self, block: &bytes::Bytes) -> Result<HeaderMap, String> {
+        let mut map = HeaderMap::with_capacity(16);
+        let mut refused = None;
+        self.0
+            .decode(block, |field| {
+                if field.name.starts_with(b":") {
+                    return;
+                }
+                let name = http::HeaderName::from_bytes(&field.name);
+                let value = HeaderValue::from_maybe_shared(field.value);
+                match (name, value) {
+                    (Ok(name), Ok(value)) => {
+                        map.append(name, value);
+                    }
+                    _ => refused = Some("a field that is not valid HTTP"),
+                }
+            })
+            .map_err(|error| error.to_string())?;
+        match refused {
+            Some(reason) => Err(reason.to_owned()),
+            None => Ok(map),
+        }
+    }
+}
+
+/// HPACK's encoder (`http2::hpack::Encoder`) as a connection holds one.
+#[derive(Default)]
+pub struct HpackEncoder(crate::http2::hpack::Encoder);
+
+impl HpackEncoder {
+    /// Encodes one header block of `fields` (lowercase names) onto `dst`.
+    pub fn encode(&mut self, fields: &[(&str, &str)], dst: &mut bytes::BytesMut) {
+        self.0.encode(
+            fields
+                .iter()
+                .map(|(name, value)| (name.as_bytes(), value.as_bytes())),
+            dst,
+        );
+    }
+}

@@ -303,3 +303,68 @@ pub fn api_lists(
 ) -> Result<(Vec<Vec<(String, String)>>, Vec<(String, String)>), &'static str> {
     crate::control_plane::api::decode_lists(form, list, map)
 }
+
+/// HPACK (`http2::hpack`): `data` as one connection's header blocks, each led by one byte: `0xff` and two more
+/// bytes (big-endian) change our SETTINGS_HEADER_TABLE_SIZE for the blocks after it; any other value is the length
+/// of the block that follows (cut short at the end of `data`). Blocks are decoded in order with a 1,024-byte
+/// header-list limit until one is refused as a connection error (a block over the limit is not one: decoding goes
+/// on). Each block decoded whole (and with lowercase names, as HTTP/2 requires) is encoded again and decoded by a
+/// second encoder and decoder, kept across blocks and told the same table sizes: `Err` says which block came back
+/// different. `Ok` is the number of blocks decoded.
+pub fn hpack_blocks(data: &[u8]) -> Result<usize, String> {
+    use crate::http2::hpack::{Decoder, Encoder, DEFAULT_TABLE_SIZE};
+
+    let mut decoder = Decoder::new(DEFAULT_TABLE_SIZE, 1024);
+    let mut encoder = Encoder::default();
+    let mut again = Decoder::new(DEFAULT_TABLE_SIZE, usize::MAX);
+    let mut rest = data;
+    let mut decoded = 0;
+    while let Some((&lead, after)) = rest.split_first() {
+        if lead == 0xff {
+            let size = after
+                .get(..2)
+                .map_or(0, |b| usize::from(u16::from_be_bytes([b[0], b[1]])));
+            decoder.set_max_table_size(size);
+            encoder.set_peer_max_table_size(size);
+            again.set_max_table_size(size);
+            rest = after.get(2..).unwrap_or_default();
+            continue;
+        }
+        let (block, after) = after.split_at(usize::from(lead).min(after.len()));
+        rest = after;
+        let mut fields = Vec::new();
+        match decoder.decode(&bytes::Bytes::copy_from_slice(block), |f| {
+            fields.push((f.name, f.value))
+        }) {
+            Ok(()) => decoded += 1,
+            Err(error) if error.is_header_list_too_large() => {
+                decoded += 1;
+                continue;
+            }
+            Err(_) => return Ok(decoded),
+        }
+        if fields
+            .iter()
+            .any(|(name, _)| name.iter().any(u8::is_ascii_uppercase))
+        {
+            continue;
+        }
+        let mut encoded = bytes::BytesMut::new();
+        encoder.encode(
+            fields.iter().map(|(name, value)| (&name[..], &value[..])),
+            &mut encoded,
+        );
+        let mut back = Vec::new();
+        again
+            .decode(&encoded.freeze(), |f| back.push((f.name, f.value)))
+            .map_err(|error| {
+                format!("block {decoded}: its fields encoded again do not decode: {error}")
+            })?;
+        if back != fields {
+            return Err(format!(
+                "block {decoded}: {fields:?} encoded again decoded as {back:?}"
+            ));
+        }
+    }
+    Ok(decoded)
+}

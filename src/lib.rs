@@ -52,9 +52,10 @@
 //!    - `body` (a client's request body, requests in flight per connection) and `elb_response` (ELB's own
 //!      responses and their bytes), which everything above uses.
 //! 5. **Wire format, observability, shutdown**: `http1` (HTTP/1.1 for both roles: field syntax, head spans,
-//!    framing, socket I/O; no elbe types), `observability` (`metrics`: ELB's CloudWatch metrics as Prometheus
-//!    series; `access_log`: ELB's access-log lines, written off the request path), `shutdown` (the signal and the
-//!    connection count that SIGTERM, tests and reload share).
+//!    framing, socket I/O; no elbe types), `http2` (HTTP/2's wire format: `hpack`, the header compression codec;
+//!    no elbe types), `observability` (`metrics`: ELB's CloudWatch metrics as Prometheus series; `access_log`:
+//!    ELB's access-log lines, written off the request path), `shutdown` (the signal and the connection count that
+//!    SIGTERM, tests and reload share).
 //! 6. **Config** (`config`, `config/`): what everything above is configured with.
 
 // Every public item says what it is: a new one without a doc comment fails the build.
@@ -80,5 +81,6 @@ mod control_plane;
 mod data_plane;
 mod dns;
 mod http1;
+mod http2;
 mod observability;
 mod shutdown;
