@@ -80,5 +80,6 @@ mod control_plane;
 mod data_plane;
 mod dns;
 mod http1;
+mod http2;
 mod observability;
 mod shutdown;

@@ -35,6 +35,7 @@ const LAYERS: &[(&str, u32, u32)] = &[
     ("data_plane::elb_response", 3, 1),
     ("data_plane", 3, 10),
     ("http1", 2, 0),
+    ("http2", 2, 0),
     ("observability", 2, 0),
     ("shutdown", 2, 0),
     ("notify", 2, 0),
