@@ -74,15 +74,19 @@ fn read_steps(buf: &mut BytesMut, steps: &mut Vec<(Step, usize)>) -> bool {
     }
 }
 
-/// Reads `bytes` fed as two reads, split at `split`: the steps and the bytes left unread.
-fn read_in_two(bytes: &[u8], split: usize) -> (Vec<(Step, usize)>, Vec<u8>) {
+/// Reads `bytes` fed as two reads, split at `split`: the steps, and the bytes left unread unless a connection
+/// error ended the reading (the connection is over then: what is left does not matter).
+fn read_in_two(bytes: &[u8], split: usize) -> (Vec<(Step, usize)>, Option<Vec<u8>>) {
     let mut steps = Vec::new();
     let mut buf = BytesMut::from(&bytes[..split]);
-    if !read_steps(&mut buf, &mut steps) {
-        buf.extend_from_slice(&bytes[split..]);
-        read_steps(&mut buf, &mut steps);
+    if read_steps(&mut buf, &mut steps) {
+        return (steps, None);
     }
-    (steps, buf.to_vec())
+    buf.extend_from_slice(&bytes[split..]);
+    if read_steps(&mut buf, &mut steps) {
+        return (steps, None);
+    }
+    (steps, Some(buf.to_vec()))
 }
 
 /// Every shorter piece of a frame's bytes is "not yet" (all of them for small frames, the header's and the last
