@@ -6,6 +6,7 @@
 #   systemd-analyze (systemd)       checks packaging/systemd/elbe.service (and /bin/kill, procps, that its
 #                                   ExecReload runs)
 #   python3                         runs the scale-out hook, examples/prometheus/scale-out-hook.py
+#   h2load, nghttp (nghttp2-client) real HTTP/2 clients whose first bytes the frame reader's tests parse
 #   testssl (testssl.sh)            audits the HTTPS listener: no HIGH or CRITICAL finding
 #   chromium                        a real headless browser for the status page (tests/status_page.rs)
 #   keepalived, ip (iproute2)       the floating-IP pair's failover in network namespaces (tests/failover.rs);
@@ -40,6 +41,8 @@ have systemd-analyze || missing+=(systemd)
 # The unit's ExecReload runs /bin/kill, and systemd-analyze verify checks that it exists.
 [ -x /bin/kill ] || missing+=(procps)
 have python3 || missing+=(python3)
+# h2load and nghttp send their opening frames to src/http2/frame/tests/clients.rs.
+(have h2load && have nghttp) || missing+=(nghttp2-client)
 # testssl.sh audits the HTTPS listener (tests/testssl.rs).
 have testssl || missing+=(testssl.sh)
 # Headless chromium loads the status page (tests/status_page.rs).

@@ -316,5 +316,51 @@ impl HpackEncoder {
                 .map(|(name, value)| (name.as_bytes(), value.as_bytes())),
             dst,
         );
+/// What an HTTP/2 client sends for `requests` uploads on one connection, as frames: per request a HEADERS frame
+/// (a `header_block`-byte block, END_HEADERS), a DATA frame of `body` bytes (END_STREAM) and a WINDOW_UPDATE for
+/// the connection, written with elbe's own frame writers.
+pub fn h2_request_frames(requests: u32, header_block: usize, body: usize) -> bytes::BytesMut {
+    use crate::http2::frame::{
+        write_data, write_headers, write_window_update, DEFAULT_MAX_FRAME_SIZE,
+    };
+    let mut buf = bytes::BytesMut::new();
+    let (block, data) = (vec![0x82; header_block], vec![b'x'; body]);
+    for request in 0..requests {
+        let stream = 2 * request + 1;
+        write_headers(&mut buf, stream, &block, false, DEFAULT_MAX_FRAME_SIZE);
+        write_data(&mut buf, stream, &data, true);
+        write_window_update(&mut buf, 0, 65_535);
+    }
+    buf
+}
+
+/// Reads every frame in `buf` as elbe's HTTP/2 server does (`http2::frame::read_frame`, SETTINGS_MAX_FRAME_SIZE
+/// 16,384); returns how many there were, or the first refusal's words.
+pub fn h2_read_frames(mut buf: bytes::BytesMut) -> Result<usize, String> {
+    use crate::http2::frame::{read_frame, DEFAULT_MAX_FRAME_SIZE};
+    let mut frames = 0;
+    while let Some(frame) =
+        read_frame(&mut buf, DEFAULT_MAX_FRAME_SIZE).map_err(|e| e.to_string())?
+    {
+        std::hint::black_box(frame);
+        frames += 1;
+    }
+    Ok(frames)
+}
+
+/// Appends what elbe's HTTP/2 server writes ahead of each of `responses` response bodies: HEADERS (a
+/// `header_block`-byte block, END_HEADERS) and the 9-byte header of a `body`-byte DATA frame (END_STREAM), whose
+/// payload goes out from its own buffer.
+pub fn h2_write_responses(
+    buf: &mut bytes::BytesMut,
+    responses: u32,
+    header_block: &[u8],
+    body: usize,
+) {
+    use crate::http2::frame::{write_data_header, write_headers, DEFAULT_MAX_FRAME_SIZE};
+    for response in 0..responses {
+        let stream = 2 * response + 1;
+        write_headers(buf, stream, header_block, false, DEFAULT_MAX_FRAME_SIZE);
+        write_data_header(buf, stream, body, true);
     }
 }

@@ -5,7 +5,8 @@
 //! The parsers: the HTTP/1 server's request head ([`parse_request`]), the body decoder for `Content-Length` and
 //! chunked bodies ([`BodyDecoder`]), the HTTP/1 client's response head ([`read_response_head`]), the Check layer
 //! ([`check_request`]), the DNS responder's packet path ([`DnsResponder`]), the PROXY protocol header a trusted upstream sends
-//! ([`parse_proxy_header`]), the ELB API's Query decoder ([`api_query`], [`api_lists`]). The configuration parser is public
+//! ([`parse_proxy_header`]), the ELB API's Query decoder ([`api_query`], [`api_lists`]), HTTP/2 frames
+//! ([`read_h2_frame`], with the writers in [`write_h2_frame`]). The configuration parser is public
 //! already ([`crate::config::parse`]).
 
 use std::io;
@@ -23,6 +24,13 @@ use crate::data_plane::front_end::http1::request::{self, HeadLimits};
 use crate::data_plane::headers::{self, Rejection};
 use crate::dns::{self, SharedZone, Zone};
 use crate::http1::framing::{self, Chunk, Download};
+
+mod h2_frame;
+
+pub use h2_frame::{
+    check_h2_preface, h2_settings_after, read_h2_frame, write_h2_frame, H2Error, H2Frame,
+    H2_PREFACE_LEN,
+};
 
 /// A request head as elbe's HTTP/1 server parsed it.
 #[derive(Debug, PartialEq)]

@@ -13,6 +13,8 @@ const PROGRAMS: &[(&str, &[&str], &str)] = &[
     ("python3", &["--version"], "python3"),
     ("testssl", &["--version"], "testssl.sh"),
     ("chromium", &["--version"], "chromium"),
+    ("h2load", &["--version"], "nghttp2-client"),
+    ("nghttp", &["--version"], "nghttp2-client"),
 ];
 
 /// `name` on PATH or in /usr/sbin and /sbin, where Debian puts dnsmasq (not on a non-root PATH).
