@@ -316,6 +316,9 @@ impl HpackEncoder {
                 .map(|(name, value)| (name.as_bytes(), value.as_bytes())),
             dst,
         );
+    }
+}
+
 /// What an HTTP/2 client sends for `requests` uploads on one connection, as frames: per request a HEADERS frame
 /// (a `header_block`-byte block, END_HEADERS), a DATA frame of `body` bytes (END_STREAM) and a WINDOW_UPDATE for
 /// the connection, written with elbe's own frame writers.
