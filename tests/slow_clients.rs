@@ -47,6 +47,36 @@ async fn idle_keep_alive(address: SocketAddr, n: usize, at_once: usize) -> Vec<T
     open
 }
 
+/// `n` clients connecting at once (released by a barrier), each sending one GET and reading the first 12 bytes of
+/// its answer, which must be `status`: their connections, still open, and how long each waited for its answer.
+async fn burst(
+    address: SocketAddr,
+    n: usize,
+    status: &'static [u8; 12],
+) -> Vec<(TcpStream, Duration)> {
+    let start = Arc::new(tokio::sync::Barrier::new(n));
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let start = start.clone();
+            tokio::spawn(async move {
+                start.wait().await;
+                let began = Instant::now();
+                let mut stream = TcpStream::connect(address).await.unwrap();
+                stream.write_all(GET).await.unwrap();
+                let mut buf = [0u8; 12];
+                stream.read_exact(&mut buf).await.unwrap();
+                assert_eq!(&buf, status);
+                (stream, began.elapsed())
+            })
+        })
+        .collect();
+    let mut done = Vec::with_capacity(n);
+    for task in tasks {
+        done.push(task.await.unwrap());
+    }
+    done
+}
+
 /// Client connections elbe holds open now (`elbe_client_connections`, summed over its nodes).
 async fn live_connections(elbe: &ElbeProcess) -> i64 {
     let metrics = common::get(elbe.admin, "/metrics").await;
@@ -243,26 +273,12 @@ async fn a_burst_of_1000_connects_fits_the_listen_backlog() {
         let elbe = ElbeProcess::start(&builder.toml(), 4096).await;
         let address = elbe.listener("HTTP");
         let overflows_before = listen_overflows();
-        let start = Arc::new(tokio::sync::Barrier::new(1000));
-        let tasks: Vec<_> = (0..1000)
-            .map(|_| {
-                let start = start.clone();
-                tokio::spawn(async move {
-                    start.wait().await;
-                    let began = Instant::now();
-                    let mut stream = TcpStream::connect(address).await.unwrap();
-                    stream.write_all(GET).await.unwrap();
-                    let mut buf = [0u8; 12];
-                    stream.read_exact(&mut buf).await.unwrap();
-                    assert_eq!(&buf, b"HTTP/1.1 503");
-                    began.elapsed()
-                })
-            })
-            .collect();
-        let mut slowest = Duration::ZERO;
-        for task in tasks {
-            slowest = slowest.max(task.await.unwrap());
-        }
+        let slowest = burst(address, 1000, b"HTTP/1.1 503")
+            .await
+            .into_iter()
+            .map(|(_, waited)| waited)
+            .max()
+            .unwrap_or_default();
         let overflows = listen_overflows() - overflows_before;
         println!(
             "1,000 concurrent connects: the slowest answered after {slowest:?}; {overflows} listen overflows"
@@ -299,25 +315,7 @@ async fn a_burst_of_1000_clients_is_served_over_a_few_instance_connections() {
         let elbe = ElbeProcess::start(&toml, 4096).await;
         let address = elbe.listener("HTTP");
         let before = instance.connections();
-        let start = Arc::new(tokio::sync::Barrier::new(1000));
-        let tasks: Vec<_> = (0..1000)
-            .map(|_| {
-                let start = start.clone();
-                tokio::spawn(async move {
-                    start.wait().await;
-                    let mut stream = TcpStream::connect(address).await.unwrap();
-                    stream.write_all(GET).await.unwrap();
-                    let mut buf = [0u8; 12];
-                    stream.read_exact(&mut buf).await.unwrap();
-                    assert_eq!(&buf, b"HTTP/1.1 200");
-                    stream
-                })
-            })
-            .collect();
-        let mut open = Vec::new();
-        for task in tasks {
-            open.push(task.await.unwrap());
-        }
+        let _open = burst(address, 1000, b"HTTP/1.1 200").await;
         let opened = instance.connections() - before;
         println!("1,000 clients at once: elbe opened {opened} connections to the instance");
         assert!(
