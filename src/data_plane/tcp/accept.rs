@@ -76,7 +76,7 @@ async fn serve_connection(
         Ok(stream) => {
             context.metrics.tls_handshakes.inc();
             let info = crate::data_plane::tls::handshake_info(stream.get_ref().1);
-            record.tls = Some((info.cipher, info.protocol));
+            record.tls = Some(info.negotiated.names());
             relay(Either::Right(stream), Bytes::new(), context, layer4, record).await
         }
         Err(error) => {

@@ -198,10 +198,11 @@ mod tests {
                         return;
                     };
                     let info = handshake_info(tls.get_ref().1);
+                    let (cipher, protocol) = info.negotiated.names();
                     let line = format!(
                         "{} {} {} {}\n",
-                        info.protocol,
-                        info.cipher,
+                        protocol,
+                        cipher,
                         info.alpn_h2,
                         info.sni.as_deref().unwrap_or("-")
                     );

@@ -18,11 +18,9 @@ use rustls::{CipherSuite, ProtocolVersion};
 pub(crate) struct HandshakeInfo {
     /// The client chose HTTP/2 by ALPN.
     pub alpn_h2: bool,
-    /// As ELB's access log writes it: "TLSv1.2", "TLSv1.3" ("-" before the handshake).
-    pub protocol: &'static str,
-    /// OpenSSL's name for the suite ("ECDHE-RSA-AES128-GCM-SHA256"; for TLS 1.3 the IANA name,
-    /// "TLS_AES_128_GCM_SHA256"), "-" before the handshake.
-    pub cipher: &'static str,
+    /// The suite and version, named as ELB's access log writes them ([`Negotiated::names`]: OpenSSL's suite
+    /// names, the IANA one for TLS 1.3; "TLSv1.2"-style versions; "-" before the handshake).
+    pub negotiated: Negotiated,
     /// The server name the client sent, if any.
     pub sni: Option<String>,
 }
@@ -30,7 +28,8 @@ pub(crate) struct HandshakeInfo {
 impl fmt::Display for HandshakeInfo {
     /// `<cipher> <protocol>`, the two access log fields in ELB's order.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.cipher, self.protocol)
+        let (cipher, protocol) = self.negotiated.names();
+        write!(f, "{cipher} {protocol}")
     }
 }
 
@@ -64,10 +63,7 @@ impl Negotiated {
 pub(crate) fn handshake_info(conn: &rustls::ServerConnection) -> HandshakeInfo {
     HandshakeInfo {
         alpn_h2: conn.alpn_protocol() == Some(b"h2"),
-        protocol: conn.protocol_version().map_or("-", protocol_name),
-        cipher: conn
-            .negotiated_cipher_suite()
-            .map_or("-", |s| cipher_name(s.suite())),
+        negotiated: Negotiated::of(conn),
         sni: conn.server_name().map(str::to_owned),
     }
 }
@@ -119,8 +115,10 @@ mod tests {
         );
         let info = HandshakeInfo {
             alpn_h2: false,
-            protocol: "TLSv1.2",
-            cipher: "ECDHE-RSA-AES128-GCM-SHA256",
+            negotiated: Negotiated {
+                suite: Some(CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256),
+                version: Some(ProtocolVersion::TLSv1_2),
+            },
             sni: None,
         };
         assert_eq!(info.to_string(), "ECDHE-RSA-AES128-GCM-SHA256 TLSv1.2");
