@@ -3,7 +3,7 @@
 //! Each enabled zone's node binds every listener on the zone's own address. An accept loop takes connections up
 //! to `max_connections` (beyond that they wait in the kernel's backlog) and serves each with elbe's HTTP/1.x
 //! server ([`crate::data_plane::front_end::http1`]); a connection that opens with the HTTP/2 preface (prior knowledge, or ALPN `h2`
-//! over TLS) goes on to hyper's HTTP/2 server with ELB's idle timer ([`crate::data_plane::front_end::http2`]). The request
+//! over TLS) goes on to elbe's HTTP/2 server with ELB's idle timer ([`crate::data_plane::front_end::http2`]). The request
 //! path is [`crate::data_plane::proxy::stack`] either way. A listener with `accept_proxy_protocol` (elbe's
 //! extension, behind another Layer 4 balancer) first reads the upstream's PROXY header, whose client becomes the
 //! connection's client (DESIGN.md "Listener rules": `source_ip` is Proxy Protocol's address then).
@@ -18,13 +18,12 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use hyper::server::conn::http2;
-use hyper_util::rt::TokioExecutor;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use crate::config::Limits;
+use crate::data_plane::front_end::http2::server::ServerSettings;
 use crate::data_plane::proxy::ListenerContext;
 use crate::data_plane::tls::TlsAcceptor;
 use crate::shutdown::{Shutdown, Tracker};
@@ -33,15 +32,18 @@ use connection::connection_task;
 /// Streams an HTTP/2 client may have open at once (ALB's and nginx's number).
 const MAX_CONCURRENT_STREAMS: u32 = 128;
 
-/// Response bytes h2 buffers per stream beyond what the socket takes. With hyper's 400 KiB a client that opens
-/// every flow-control window and reads nothing made one connection cost ~100 MiB (100 streams of downloads,
-/// measured with `tests/floods.rs`); with 64 KiB (four full DATA frames) it costs ~45 MiB, most of it the instance
-/// reads in flight, and h2load measured the same download throughput with either.
-const MAX_SEND_BUF_SIZE: usize = 64 * 1024;
+/// What an HTTP/2 client may send before elbe gives the window back: per stream (SETTINGS_INITIAL_WINDOW_SIZE),
+/// and on the connection. A request body is held at most this long while its instance is slow to take it.
+const STREAM_WINDOW: u32 = 256 * 1024;
+const CONNECTION_WINDOW: u32 = 1024 * 1024;
+
+/// SETTINGS_MAX_HEADER_LIST_SIZE: a request's fields, decoded, as RFC 7541 §4.1 counts them (hyper's default,
+/// which elbe kept): a block past it ends the connection (`ENHANCE_YOUR_CALM`).
+const MAX_HEADER_LIST_SIZE: u32 = 16 * 1024;
 
 /// What every connection of the process shares: the HTTP server settings, the connection limit and the tracker.
 pub(crate) struct Connections {
-    http2: http2::Builder<TokioExecutor>,
+    http2: ServerSettings,
     max_head_bytes: usize,
     max_headers: usize,
     limit: Arc<Semaphore>,
@@ -52,12 +54,12 @@ pub(crate) struct Connections {
 
 impl Connections {
     pub(crate) fn new(limits: &Limits, tracker: Tracker) -> Self {
-        let mut http2 = http2::Builder::new(TokioExecutor::new());
-        http2
-            .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
-            .max_send_buf_size(MAX_SEND_BUF_SIZE)
-            // SETTINGS_ENABLE_CONNECT_PROTOCOL: HTTP/2 clients' WebSockets (RFC 8441, `front_end::http2`).
-            .enable_connect_protocol();
+        let http2 = ServerSettings {
+            max_concurrent_streams: MAX_CONCURRENT_STREAMS,
+            stream_window: STREAM_WINDOW,
+            connection_window: CONNECTION_WINDOW,
+            max_header_list_size: MAX_HEADER_LIST_SIZE,
+        };
         Connections {
             http2,
             max_head_bytes: limits.max_request_header_bytes,

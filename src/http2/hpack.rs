@@ -15,6 +15,6 @@ mod table;
 mod tests;
 
 // `DecodeError` and `Field` are reached as `decoder::...` until the connection that names them exists.
-pub(crate) use decoder::Decoder;
+pub(crate) use decoder::{Decoder, Field};
 pub(crate) use encoder::Encoder;
 pub(crate) use table::DEFAULT_TABLE_SIZE;

@@ -37,6 +37,7 @@ use crate::observability::metrics::ZoneMetrics;
 
 #[cfg(test)]
 mod tests;
+pub(crate) mod server;
 mod websocket;
 
 pub(crate) use websocket::WebSockets;

@@ -12,16 +12,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-use hyper_util::rt::TokioIo;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
-use tower::ServiceExt;
 
 use super::{Accepting, Connections, ListenerSignals, Tokens};
 use crate::data_plane::body::ConnectionState;
 use crate::data_plane::front_end::http1::{self as front_end, ClientStream, Served};
-use crate::data_plane::front_end::http2::{ClientIo, Underway, WebSockets};
+use crate::data_plane::front_end::http2::{server, ClientIo, Underway, WebSockets};
 use crate::data_plane::proxy::{self, ClientFacts, ClientProtocol, ListenerContext};
 use crate::data_plane::tcp::prefixed::Prefixed;
 use crate::data_plane::tcp::proxy_protocol;
@@ -418,20 +415,12 @@ async fn serve_http2<IO>(
         .with_prefix(read)
         .with_metrics(metrics.clone());
     let protocol = ClientProtocol::Http2(state);
-    // Each response body is counted while under way, for the stalled-response rule of the idle timeout.
-    let stack = ServiceExt::<http::Request<hyper::body::Incoming>>::map_response(
-        WebSockets::new(
-            proxy::stack(context, client, protocol),
-            idle_timeout,
-            metrics.clone(),
-        ),
-        move |response: http::Response<_>| response.map(|body| underway.track(body)),
+    let stack = WebSockets::new(
+        proxy::stack(context, client, protocol),
+        idle_timeout,
+        metrics.clone(),
     );
-    let service = TowerToHyperService::new(stack);
-    let http2 = connections
-        .http2
-        .serve_connection(TokioIo::new(io), service);
-    tokio::pin!(http2);
+    let mut http2 = server::Connection::new(io, stack, connections.http2, underway);
     // The drain is checked as the HTTP/1 path checks it: a flag load per wake-up once registered (re-polling a
     // `triggered()` wait would take the signal's waiter lock on every wake-up of the connection).
     let mut stop = ShutdownWatch::new(shutdown);
@@ -439,9 +428,9 @@ async fn serve_http2<IO>(
     let result = std::future::poll_fn(|cx| {
         if !draining && stop.poll_fired(cx) {
             draining = true;
-            http2.as_mut().graceful_shutdown();
+            http2.graceful_shutdown();
         }
-        http2.as_mut().poll(cx)
+        Pin::new(&mut http2).poll(cx)
     })
     .await;
     if let Err(error) = result {
