@@ -180,6 +180,10 @@ fn ok(body: &[u8]) -> Vec<u8> {
 const CLOSE_AFTER: &[u8] = b"HTTP/1.1 201 Created\r\nConnection: close\r\n";
 const HOP: &[u8] = b"HTTP/1.1 201 Created\r\nConnection: close\r\nKeep-Alive: timeout=5\r\nTransfer-Encoding: chunked\r\nX-Custom: Value-1\r\nX-Mixed: AbC dEf\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
 
+/// The length of `/big-head`'s X-Big value: more than two frames of the default SETTINGS_MAX_FRAME_SIZE even
+/// Huffman coded ('x' is 7 bits: RFC 7541 Appendix B), well under elbe's 64 KiB limit on a response head.
+const BIG_FIELD: usize = 40_000;
+
 /// How the instance answers: by path (and HEAD), the body `/bytes/N`, the path itself otherwise.
 fn answer(seen: &Seen) -> Vec<u8> {
     let path = seen.path();
@@ -190,6 +194,11 @@ fn answer(seen: &Seen) -> Vec<u8> {
         "/204" => b"HTTP/1.1 204 No Content\r\n\r\n".to_vec(),
         "/304" => b"HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\n\r\n".to_vec(),
         "/hop" => HOP.to_vec(),
+        "/big-head" => format!(
+            "HTTP/1.1 200 OK\r\nX-Big: {}\r\nContent-Length: 2\r\n\r\nok",
+            "x".repeat(BIG_FIELD)
+        )
+        .into_bytes(),
         "/chunked" => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n3\r\nefg\r\n0\r\n\r\n".to_vec(),
         _ => match path.strip_prefix("/bytes/").and_then(|n| n.parse().ok()) {
             Some(n) => ok(&pattern(n)),
@@ -340,6 +349,8 @@ struct Raw {
     buf: Vec<u8>,
     /// elbe's SETTINGS, as its first frame carried them.
     settings: Vec<(u16, u32)>,
+    /// The longest frame elbe sent on this connection, as the wire counts it (a header block's pieces apart).
+    largest: usize,
 }
 
 impl Raw {
@@ -350,6 +361,7 @@ impl Raw {
             stream: TcpStream::connect(address).await.unwrap(),
             buf: Vec::new(),
             settings: Vec::new(),
+            largest: 0,
         };
         raw.send(&preface(ours)).await;
         match raw.next().await {
@@ -435,6 +447,7 @@ impl Raw {
         let (kind, flags) = (header[3], header[4]);
         let stream = u32::from_be_bytes([header[5], header[6], header[7], header[8]]) & MAX_WINDOW;
         let mut payload: Vec<u8> = self.buf.drain(..9 + length).skip(9).collect();
+        self.largest = self.largest.max(length);
         if matches!(kind, DATA | HEADERS) && flags & PADDED != 0 {
             let pad = usize::from(payload[0]);
             payload.truncate(payload.len().saturating_sub(pad));
@@ -608,6 +621,53 @@ fn status_of(block: &[u8]) -> Option<u16> {
         String::from_utf8(value.to_vec()).ok()?
     };
     text.parse().ok()
+}
+
+/// One field representation of an HPACK block, as much of it as the dynamic table concerns (RFC 7541 §6).
+#[derive(Debug, PartialEq, Eq)]
+enum Representation {
+    /// §6.1: an index into the static (1-61) or dynamic (62-) table.
+    Indexed(usize),
+    /// §6.2: a literal, its name an index (0: a new name), added to the dynamic table or not.
+    Literal { name: usize, indexing: bool },
+    /// §6.3.
+    SizeUpdate(usize),
+}
+
+/// The representations of a header block, strings skipped (Huffman or not); `None` when the block does not parse.
+fn representations(block: &[u8]) -> Option<Vec<Representation>> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < block.len() {
+        let first = block[at];
+        let (prefix, kind) = match first {
+            b if b & 0x80 != 0 => (7, 0),
+            b if b & 0xc0 == 0x40 => (6, 1),
+            b if b & 0xe0 == 0x20 => (5, 2),
+            _ => (4, 3),
+        };
+        let (index, used) = hpack_integer(&block[at..], prefix)?;
+        at += used;
+        let skip_string = |at: usize| -> Option<usize> {
+            let (length, used) = hpack_integer(block.get(at..)?, 7)?;
+            (at + used + length <= block.len()).then_some(at + used + length)
+        };
+        out.push(match kind {
+            0 => Representation::Indexed(index),
+            2 => Representation::SizeUpdate(index),
+            _ => {
+                if index == 0 {
+                    at = skip_string(at)?;
+                }
+                at = skip_string(at)?;
+                Representation::Literal {
+                    name: index,
+                    indexing: kind == 1,
+                }
+            }
+        });
+    }
+    Some(out)
 }
 
 /// An HPACK integer with an `prefix`-bit prefix (RFC 7541 §5.1): (value, bytes used).
@@ -829,7 +889,8 @@ async fn a_setting_out_of_its_range_is_a_connection_error() {
 #[tokio::test]
 #[ignore = "hyper's h2 answers SETTINGS_INITIAL_WINDOW_SIZE > 2^31-1 with GOAWAY PROTOCOL_ERROR; RFC 9113 §6.5.2 requires FLOW_CONTROL_ERROR"]
 async fn an_initial_window_over_the_largest_window_is_a_flow_control_error() {
-    let (_instance, elbe, _raw) = raw_setup(&[]).await;
+    let instance = Instance::start().await;
+    let elbe = instance.behind_elbe(ConfigBuilder::new()).await;
     let mut raw = Raw::connect(
         elbe.node("zone-a"),
         &[(SETTINGS_INITIAL_WINDOW_SIZE, MAX_WINDOW + 1)],
@@ -1484,7 +1545,8 @@ async fn response_fields_are_lowercase_without_connection_specific_ones() {
 /// response with content ends its stream with END_STREAM on its last frame, and nothing follows on that stream.
 #[tokio::test]
 async fn responses_without_content_carry_no_data_and_others_end_their_stream() {
-    let (_instance, elbe, _raw) = raw_setup(&[]).await;
+    let instance = Instance::start().await;
+    let elbe = instance.behind_elbe(ConfigBuilder::new()).await;
     for (method, path, status) in [
         ("HEAD", "/head", 200),
         ("GET", "/204", 204),
@@ -1524,6 +1586,173 @@ async fn responses_without_content_carry_no_data_and_others_end_their_stream() {
             .await;
         assert_eq!(next.kind, PING, "{path}: after END_STREAM: {next:?}");
     }
+}
+
+/// RFC 9113 §4.3, §6.10: a response head longer than the client's SETTINGS_MAX_FRAME_SIZE comes as HEADERS and
+/// CONTINUATION frames, none longer than that, and decodes whole.
+#[tokio::test]
+async fn a_response_head_longer_than_a_frame_is_split_into_continuations() {
+    let (_instance, elbe, mut raw) = raw_setup(&[]).await;
+    raw.send(&get(1, "/big-head")).await;
+    let response = raw.response(1).await;
+    assert_eq!(
+        (response.status, response.body.as_slice()),
+        (200, &b"ok"[..])
+    );
+    let head = &response.frames[0];
+    assert!(
+        head.length > DEFAULT_MAX_FRAME as usize,
+        "the block was {} bytes",
+        head.length
+    );
+    assert!(
+        raw.largest <= DEFAULT_MAX_FRAME as usize,
+        "a frame of {} bytes",
+        raw.largest
+    );
+
+    let mut client = h2_client(TcpStream::connect(elbe.node("zone-a")).await.unwrap()).await;
+    let (parts, _) = h2_send(&mut client, get_request("/big-head"), None).await;
+    assert_eq!(parts.headers["x-big"].len(), BIG_FIELD);
+    assert!(parts.headers["x-big"].as_bytes().iter().all(|b| *b == b'x'));
+}
+
+/// RFC 7541 §4.2, RFC 9113 §6.5.2: a client that allows no dynamic table (SETTINGS_HEADER_TABLE_SIZE 0) gets
+/// responses encoded without one: the first block starts with a dynamic table size update to 0, and no block
+/// refers to a dynamic entry (read raw); every response decodes with its fields (the `h2` client).
+#[tokio::test]
+async fn a_client_without_a_dynamic_table_gets_responses_encoded_without_one() {
+    const HEADER_TABLE_SIZE: u16 = 0x1;
+    let (_instance, elbe, mut raw) = raw_setup(&[(HEADER_TABLE_SIZE, 0)]).await;
+    for stream in [1, 3, 5, 7, 9] {
+        raw.send(&get(stream, "/hop")).await;
+        let response = raw.response(stream).await;
+        assert_eq!(response.status, 201);
+        let block = &response.frames[0].payload;
+        let fields = representations(block)
+            .unwrap_or_else(|| panic!("a block that does not parse: {block:?}"));
+        if stream == 1 {
+            assert_eq!(
+                fields.first(),
+                Some(&Representation::SizeUpdate(0)),
+                "{fields:?}"
+            );
+        }
+        for field in &fields {
+            let dynamic = match field {
+                Representation::Indexed(index) => *index > 61,
+                Representation::Literal { name, .. } => *name > 61,
+                Representation::SizeUpdate(size) => *size > 0,
+            };
+            assert!(
+                !dynamic,
+                "stream {stream}: {field:?} uses a dynamic table of size 0: {fields:?}"
+            );
+        }
+    }
+
+    let tcp = TcpStream::connect(elbe.node("zone-a")).await.unwrap();
+    let (client, connection) = h2::client::Builder::new()
+        .header_table_size(0)
+        .handshake(tcp)
+        .await
+        .expect("h2 handshake");
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let mut client = client;
+    for _ in 0..5 {
+        let (parts, body) = h2_send(&mut client, get_request("/hop"), None).await;
+        assert_eq!(parts.status, 201);
+        assert_eq!(parts.headers["x-custom"], "Value-1");
+        assert_eq!(body, b"hello world");
+    }
+}
+
+/// The block walker itself, on RFC 7541 Appendix C.3 (requests whose fields go into, and then come from, the
+/// dynamic table) and on size updates: the control showing that the test above sees a dynamic reference.
+#[test]
+fn the_block_walker_reads_rfc_7541s_examples() {
+    use Representation::*;
+    let c31 = [
+        0x82, 0x86, 0x84, 0x41, 0x0f, b'w', b'w', b'w', b'.', b'e', b'x', b'a', b'm', b'p', b'l',
+        b'e', b'.', b'c', b'o', b'm',
+    ];
+    let indexing = |name| Literal {
+        name,
+        indexing: true,
+    };
+    assert_eq!(
+        representations(&c31),
+        Some(vec![Indexed(2), Indexed(6), Indexed(4), indexing(1)])
+    );
+    let c32 = [
+        0x82, 0x86, 0x84, 0xbe, 0x58, 0x08, b'n', b'o', b'-', b'c', b'a', b'c', b'h', b'e',
+    ];
+    assert_eq!(
+        representations(&c32),
+        Some(vec![
+            Indexed(2),
+            Indexed(6),
+            Indexed(4),
+            Indexed(62),
+            indexing(24)
+        ])
+    );
+    let mut c33 = vec![0x82, 0x87, 0x85, 0xbf, 0x40, 0x0a];
+    c33.extend(b"custom-key");
+    c33.push(0x0c);
+    c33.extend(b"custom-value");
+    assert_eq!(
+        representations(&c33),
+        Some(vec![
+            Indexed(2),
+            Indexed(7),
+            Indexed(5),
+            Indexed(63),
+            indexing(0)
+        ])
+    );
+    assert_eq!(
+        representations(&[0x20, 0x3f, 0xe1, 0x1f, 0x10, 0x01, b'a', 0x81, b'b']),
+        Some(vec![
+            SizeUpdate(0),
+            SizeUpdate(4096),
+            Literal {
+                name: 0,
+                indexing: false
+            }
+        ])
+    );
+    assert_eq!(
+        representations(&[0x40, 0x05, b'a']),
+        None,
+        "a string past the block's end"
+    );
+}
+
+/// RFC 9113 §6.1, §6.2, §6.3: padding on HEADERS and DATA, a PRIORITY field in HEADERS and a PRIORITY frame (on an
+/// idle stream, where it is allowed: §5.1) are read and dropped; the instance gets the request and its body as
+/// they were without them.
+#[tokio::test]
+async fn padding_and_priority_are_read_and_dropped() {
+    let (mut instance, _elbe, mut raw) = raw_setup(&[]).await;
+    let mut bytes = frame(0x2, 0, 9, &[0, 0, 0, 0, 200]); // PRIORITY on idle stream 9
+    let mut headers = vec![3]; // pad length
+    headers.extend([0, 0, 0, 0, 31]); // PRIORITY: depends on stream 0, weight 32
+    headers.extend(block(&request_fields("POST", "/padded")));
+    headers.extend([0; 3]);
+    bytes.extend(frame(HEADERS, END_HEADERS | PADDED | PRIORITY, 1, &headers));
+    let mut data = vec![10];
+    data.extend_from_slice(b"padded body");
+    data.extend([0; 10]);
+    bytes.extend(frame(DATA, END_STREAM | PADDED, 1, &data));
+    raw.send(&bytes).await;
+    let response = raw.response(1).await;
+    assert_eq!(response.status, 200);
+    let seen = instance.next().await;
+    assert_eq!((seen.method(), seen.path()), ("POST", "/padded"));
+    assert_eq!(seen.body, b"padded body");
 }
 
 /// RFC 9113 §8.1: a request may end with a trailer section (HEADERS with END_STREAM after DATA); it is accepted
