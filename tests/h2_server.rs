@@ -2,8 +2,8 @@
 //! server (hyper's, `serve_http2`) so that elbe's own HTTP/2 server connection (issue 18) can be run against it
 //! before it replaces hyper's. Clients are real: a raw-frame client written here (frames by hand, read with a
 //! deadline), the `h2` crate's client where a well-formed client is enough, curl, h2load, and one TLS client with
-//! ALPN h2; the instance is a real HTTP/1.1 server that records what it read (ELB-SPEC §5: elbe speaks HTTP/1.1 to
-//! instances whatever the client spoke).
+//! ALPN h2; the instance is a real HTTP/1.1 server that records what it read (ELB-SPEC §1.1: the back end always
+//! speaks HTTP/1.1, whatever the client spoke; HTTP/2 on the front end is elbe's own addition, README).
 //!
 //! Where the RFC lets a server answer with either a stream error or a connection error, both are accepted: the
 //! tests assert what any conforming server does, not what hyper happens to do. Each test starts its own elbe on
