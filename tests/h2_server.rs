@@ -1921,6 +1921,13 @@ async fn h2load_gets_every_request_answered() {
         "h2load failed: {text}{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    // The numbers, for whoever compares servers (`--no-capture`): throughput and the requests' outcome.
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("finished in") || l.starts_with("requests:"))
+    {
+        println!("h2load: {line}");
+    }
     let requests = text
         .lines()
         .find(|l| l.starts_with("requests:"))
