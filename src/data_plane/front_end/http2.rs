@@ -35,10 +35,10 @@ use tokio::time::{Instant, Sleep};
 use crate::data_plane::body::ConnectionState;
 use crate::observability::metrics::ZoneMetrics;
 
+pub(crate) mod server;
 #[cfg(test)]
 mod tests;
-pub(crate) mod server;
-mod websocket;
+pub(crate) mod websocket;
 
 pub(crate) use websocket::WebSockets;
 

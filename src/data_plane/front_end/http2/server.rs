@@ -154,7 +154,12 @@ where
     S::Future: Unpin,
 {
     /// A connection whose preface has not been read yet (`io` starts with it). Elbe's SETTINGS go out first.
-    pub(crate) fn new(io: IO, service: S, settings: ServerSettings, underway: Arc<Underway>) -> Self {
+    pub(crate) fn new(
+        io: IO,
+        service: S,
+        settings: ServerSettings,
+        underway: Arc<Underway>,
+    ) -> Self {
         let ours = Settings {
             max_concurrent_streams: Some(settings.max_concurrent_streams),
             initial_window_size: settings.stream_window,
@@ -302,8 +307,7 @@ where
 impl<IO, S> Future for Connection<IO, S>
 where
     IO: AsyncRead + AsyncWrite + Unpin,
-    S: Service<Request<RequestBody>, Response = Response<ResponseBody>, Error = Infallible>
-        + Unpin,
+    S: Service<Request<RequestBody>, Response = Response<ResponseBody>, Error = Infallible> + Unpin,
     S::Future: Unpin,
 {
     type Output = Result<(), ServerError>;

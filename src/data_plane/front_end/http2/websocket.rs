@@ -5,10 +5,11 @@
 //! connection with the same [`Tunnel`] as HTTP/1 clients: ELB's idle timeout (ELB-SPEC §5), half-closes as
 //! END_STREAM, one access-log line with status 101, written when the tunnel ends.
 //!
-//! The tunnel runs on its own task: hyper hands over the stream (`hyper::upgrade::on`) only after the response is
-//! sent, and drops the response's body then, so the request's bookkeeping (its log line, its in-flight count on
-//! the connection, which keeps the idle rule of [`super::ClientIo`] off the connection while the tunnel times
-//! itself) moves to the task and ends with the tunnel.
+//! The tunnel runs on its own task, reading and writing the client's stream through a [`ClientTunnel`]: an
+//! in-memory pipe whose other end the connection ([`super::server`]) turns into the stream's DATA frames, within
+//! the stream's windows. The request's bookkeeping (its log line, its in-flight count on the connection, which
+//! keeps the idle rule of [`super::ClientIo`] off the connection while the tunnel times itself) moves to the task
+//! and ends with the tunnel.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -18,10 +19,10 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use crossbeam_utils::atomic::AtomicCell;
 use http::header::{CONNECTION, UPGRADE};
 use http::{Request, Response, StatusCode};
-use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::TokioIo;
+use tokio::io::DuplexStream;
 use tower::Service;
 
 use crate::data_plane::back_end::http1::InstanceStream;
@@ -31,6 +32,21 @@ use crate::data_plane::proxy::answer::elb_answer;
 use crate::data_plane::proxy::response_body::ResponseBody;
 use crate::data_plane::tunnel::Tunnel;
 use crate::observability::metrics::ZoneMetrics;
+
+/// The tunnel's end of an extended CONNECT stream, put in the request's extensions by the connection and taken
+/// once by the tunnel (`Clone` as extensions must be; the slot is lock-free).
+#[derive(Clone)]
+pub(crate) struct ClientTunnel(Arc<AtomicCell<Option<Box<DuplexStream>>>>);
+
+impl ClientTunnel {
+    pub(crate) fn new(end: DuplexStream) -> Self {
+        ClientTunnel(Arc::new(AtomicCell::new(Some(Box::new(end)))))
+    }
+
+    fn take(&self) -> Option<DuplexStream> {
+        self.0.take().map(|end| *end)
+    }
+}
 
 /// The proxy stack of an HTTP/2 connection, with RFC 8441's WebSockets turned into tunnels.
 #[derive(Clone)]
@@ -65,13 +81,16 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let upgrade = is_extended_websocket(&request).then(|| {
-            Box::new(Upgrade {
-                client: hyper::upgrade::on(&mut request),
-                idle_timeout: self.idle_timeout,
-                metrics: self.metrics.clone(),
-            })
-        });
+        let client = request.extensions_mut().remove::<ClientTunnel>();
+        let upgrade = client
+            .filter(|_| is_extended_websocket(&request))
+            .map(|client| {
+                Box::new(Upgrade {
+                    client,
+                    idle_timeout: self.idle_timeout,
+                    metrics: self.metrics.clone(),
+                })
+            });
         Upgrading {
             inner: self.inner.call(request),
             upgrade,
@@ -104,7 +123,7 @@ where
 
 /// A WebSocket request's client stream, to be had once its response is sent.
 struct Upgrade {
-    client: OnUpgrade,
+    client: ClientTunnel,
     idle_timeout: Duration,
     metrics: Arc<ZoneMetrics>,
 }
@@ -138,14 +157,10 @@ impl Upgrade {
     /// Bytes both ways between the client's stream and the instance until both end or the tunnel idles; then the
     /// request is over (`body` dropped: its log line is written).
     async fn tunnel(self, backend: InstanceStream, from_backend: Bytes, mut body: ResponseBody) {
-        let client = match self.client.await {
-            Ok(client) => client,
-            Err(error) => {
-                tracing::debug!(%error, "HTTP/2 WebSocket stream ended before the tunnel");
-                return;
-            }
+        let Some(mut client) = self.client.take() else {
+            tracing::debug!("HTTP/2 WebSocket stream ended before the tunnel");
+            return;
         };
-        let mut client = TokioIo::new(client);
         // The client's bytes are counted by its connection's socket (`ClientIo`), DATA frames and all.
         let mut tunnel = Tunnel::uncounted(backend, Bytes::new(), from_backend, self.idle_timeout);
         let ended = std::future::poll_fn(|cx| tunnel.poll(cx, &mut client)).await;

@@ -11,13 +11,18 @@ use http_body::Frame as BodyFrame;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tower::Service;
 
+use super::stream::TunnelEnd;
 use super::*;
+use crate::data_plane::front_end::http2::websocket::ClientTunnel;
 use crate::http2::hpack::Field;
 
 /// How far past the header-list limit a header block's encoded bytes may go: a block this long cannot decode
 /// under the limit (a field's encoding is never longer than the 32 bytes of overhead it counts for, RFC 7541
 /// §4.1), so it is cut before it is all read (a CONTINUATION flood).
 const BLOCK_SLACK: usize = 1024;
+
+/// Bytes a WebSocket's tunnel holds each way between the connection and the tunnel's task.
+const TUNNEL_BUFFER: usize = 64 * 1024;
 
 impl<IO, S> Connection<IO, S>
 where
@@ -81,15 +86,38 @@ where
             ));
         }
         if self.is_idle(data.stream) {
-            return Err(ConnectionError::new(ErrorCode::ProtocolError, "DATA on an idle stream"));
+            return Err(ConnectionError::new(
+                ErrorCode::ProtocolError,
+                "DATA on an idle stream",
+            ));
         }
-        let Some(upload) = self
-            .streams
-            .get_mut(&data.stream)
-            .and_then(|stream| stream.upload.as_mut())
-        else {
-            // A closed stream, or one whose body ended: its bytes still count on the connection (§6.9).
+        if let Some(stream) = self.streams.get_mut(&data.stream) {
+            if let Some(tunnel) = stream.tunnel.as_mut().filter(|t| !t.in_ended) {
+                tunnel.window -= i64::from(len);
+                if tunnel.window < 0 {
+                    self.recv_unreleased += len;
+                    self.reset(data.stream, ErrorCode::FlowControlError);
+                    return Ok(());
+                }
+                self.recv_unreleased += data.padding;
+                tunnel.push(data.data);
+                if data.end_stream {
+                    tunnel.in_ended = true;
+                    stream.remote_ended = true;
+                }
+                stream.wake();
+                return Ok(());
+            }
+        }
+        let Some(stream) = self.streams.get_mut(&data.stream) else {
+            // A closed stream: its bytes still count on the connection (§6.9), and are dropped.
             self.recv_unreleased += len;
+            return Ok(());
+        };
+        let Some(upload) = stream.upload.as_mut() else {
+            // Half-closed by the client's END_STREAM: nothing more may come on it (§5.1).
+            self.recv_unreleased += len;
+            self.reset(data.stream, ErrorCode::StreamClosed);
             return Ok(());
         };
         upload.window -= i64::from(len);
@@ -176,14 +204,25 @@ where
                 ErrorCode::EnhanceYourCalm,
                 error.to_string(),
             )),
-            Err(error) => Err(ConnectionError::new(ErrorCode::CompressionError, error.to_string())),
+            Err(error) => Err(ConnectionError::new(
+                ErrorCode::CompressionError,
+                error.to_string(),
+            )),
         }
     }
 
-    fn header_block(&mut self, id: u32, end_stream: bool, block: &Bytes) -> Result<(), ConnectionError> {
+    fn header_block(
+        &mut self,
+        id: u32,
+        end_stream: bool,
+        block: &Bytes,
+    ) -> Result<(), ConnectionError> {
         let fields = self.decode_block(block)?;
-        if id % 2 == 0 {
-            return Err(ConnectionError::new(ErrorCode::ProtocolError, "a stream id the client may not use"));
+        if id.is_multiple_of(2) {
+            return Err(ConnectionError::new(
+                ErrorCode::ProtocolError,
+                "a stream id the client may not use",
+            ));
         }
         if !self.is_idle(id) {
             if !self.streams.contains_key(&id) && !self.recently_reset.contains(&id) {
@@ -203,7 +242,7 @@ where
             self.remember_reset(id);
             return Ok(());
         }
-        let head = match request_head(fields, self.ours.enable_connect_protocol) {
+        let mut head = match request_head(fields, self.ours.enable_connect_protocol) {
             Ok(head) => head,
             Err(malformed) => {
                 tracing::debug!(stream = id, %malformed, "malformed HTTP/2 request; stream reset");
@@ -215,7 +254,16 @@ where
             self.reset(id, ErrorCode::ProtocolError);
             return Ok(());
         }
+        let mut tunnel = None;
         let (body, upload) = if end_stream {
+            (RequestBody::Empty, None)
+        } else if head.extended_connect {
+            // The stream becomes the WebSocket's tunnel; the request to the instance has no body.
+            let (ours, theirs) = tokio::io::duplex(TUNNEL_BUFFER);
+            tunnel = Some(TunnelEnd::new(ours, self.ours.initial_window_size));
+            head.request
+                .extensions_mut()
+                .insert(ClientTunnel::new(theirs));
             (RequestBody::Empty, None)
         } else {
             let (body, sender) = ClientBody::channel(head.content_length);
@@ -235,7 +283,15 @@ where
             self.uploads.push(id);
         }
         let send_window = i64::from(self.peer.initial_window_size);
-        let stream = Stream::new(id, &self.ready, future, &method, send_window, upload);
+        let stream = Stream::new(
+            id,
+            &self.ready,
+            future,
+            &method,
+            send_window,
+            upload,
+            tunnel,
+        );
         self.streams.insert(id, stream);
         Ok(())
     }
@@ -269,7 +325,10 @@ where
                 }
             }
         }
-        if upload.expected.is_some_and(|expected| expected != upload.received) {
+        if upload
+            .expected
+            .is_some_and(|expected| expected != upload.received)
+        {
             self.reset(id, ErrorCode::ProtocolError);
             return Ok(());
         }
@@ -280,7 +339,10 @@ where
 
     fn client_reset(&mut self, id: u32) -> Result<(), ConnectionError> {
         if self.is_idle(id) {
-            return Err(ConnectionError::new(ErrorCode::ProtocolError, "RST_STREAM on an idle stream"));
+            return Err(ConnectionError::new(
+                ErrorCode::ProtocolError,
+                "RST_STREAM on an idle stream",
+            ));
         }
         if let Some(stream) = self.remove(id) {
             if !stream.answered() {
@@ -337,7 +399,10 @@ where
             return Ok(());
         }
         if self.is_idle(id) {
-            return Err(ConnectionError::new(ErrorCode::ProtocolError, "WINDOW_UPDATE on an idle stream"));
+            return Err(ConnectionError::new(
+                ErrorCode::ProtocolError,
+                "WINDOW_UPDATE on an idle stream",
+            ));
         }
         let Some(stream) = self.streams.get_mut(&id) else {
             return Ok(());
@@ -416,7 +481,10 @@ where
     /// `id`'s response is all written: the stream closes, with RST_STREAM NO_ERROR if the client is still
     /// sending a body no one will read (§8.1).
     fn sent(&mut self, id: u32) {
-        let remote_ended = self.streams.get(&id).is_none_or(|stream| stream.remote_ended);
+        let remote_ended = self
+            .streams
+            .get(&id)
+            .is_none_or(|stream| stream.remote_ended);
         if !remote_ended {
             write_rst_stream(&mut self.out.buf, id, ErrorCode::NoError);
             self.remember_reset(id);
@@ -439,6 +507,7 @@ where
                 upload.unreleased = 0;
             }
         }
+        self.recv_unreleased += std::mem::take(&mut self.out.release);
         if self.recv_unreleased > 0 {
             write_window_update(&mut self.out.buf, 0, self.recv_unreleased);
             self.recv_window += i64::from(self.recv_unreleased);
@@ -453,7 +522,9 @@ where
             match Pin::new(&mut self.io).poll_write(cx, &self.out.buf) {
                 Poll::Pending => break,
                 Poll::Ready(Ok(0)) => {
-                    return Err(io::Error::new(io::ErrorKind::WriteZero, "client socket closed").into())
+                    return Err(
+                        io::Error::new(io::ErrorKind::WriteZero, "client socket closed").into(),
+                    )
                 }
                 Poll::Ready(Ok(n)) => {
                     bytes::Buf::advance(&mut self.out.buf, n);

@@ -38,7 +38,9 @@ pub(crate) enum Malformed {
     MissingPseudo,
     #[error("a CONNECT with :scheme or :path but no :protocol, or without :authority")]
     Connect,
-    #[error(":protocol on a request that is not a CONNECT, or before the extended CONNECT is allowed")]
+    #[error(
+        ":protocol on a request that is not a CONNECT, or before the extended CONNECT is allowed"
+    )]
     Protocol,
     #[error("a :method, :scheme, :authority or :path that does not parse")]
     Target,
@@ -180,10 +182,14 @@ fn build(
             return Err(Malformed::Connect);
         }
         let authority = pseudo.authority.ok_or(Malformed::Connect)?;
-        parts.authority = Some(Authority::from_maybe_shared(authority).map_err(|_| Malformed::Target)?);
+        parts.authority =
+            Some(Authority::from_maybe_shared(authority).map_err(|_| Malformed::Target)?);
     } else {
         let scheme = pseudo.scheme.ok_or(Malformed::MissingPseudo)?;
-        let path = pseudo.path.filter(|path| !path.is_empty()).ok_or(Malformed::MissingPseudo)?;
+        let path = pseudo
+            .path
+            .filter(|path| !path.is_empty())
+            .ok_or(Malformed::MissingPseudo)?;
         if pseudo.protocol.is_some() && pseudo.authority.is_none() {
             return Err(Malformed::Connect);
         }
@@ -245,8 +251,11 @@ mod tests {
 
     #[test]
     fn a_request_becomes_an_http2_request_with_its_uri_and_fields() {
-        let head = request_head(get(&[("x-a", "1"), ("x-a", "2"), ("content-length", "0")]), true)
-            .unwrap();
+        let head = request_head(
+            get(&[("x-a", "1"), ("x-a", "2"), ("content-length", "0")]),
+            true,
+        )
+        .unwrap();
         let request = head.request;
         assert_eq!(request.method(), Method::GET);
         assert_eq!(request.version(), Version::HTTP_2);
@@ -276,30 +285,69 @@ mod tests {
             (get(&[("X-Upper", "1")]), Malformed::FieldName),
             (get(&[("a b", "1")]), Malformed::FieldName),
             (get(&[("x-a", "a\nb")]), Malformed::FieldValue),
-            (get(&[("connection", "keep-alive")]), Malformed::ConnectionSpecific),
-            (get(&[("transfer-encoding", "chunked")]), Malformed::ConnectionSpecific),
+            (
+                get(&[("connection", "keep-alive")]),
+                Malformed::ConnectionSpecific,
+            ),
+            (
+                get(&[("transfer-encoding", "chunked")]),
+                Malformed::ConnectionSpecific,
+            ),
             (get(&[("te", "gzip")]), Malformed::ConnectionSpecific),
-            (get(&[("content-length", "1"), ("content-length", "2")]), Malformed::ContentLength),
+            (
+                get(&[("content-length", "1"), ("content-length", "2")]),
+                Malformed::ContentLength,
+            ),
             (get(&[("content-length", "-1")]), Malformed::ContentLength),
             (
-                vec![field(":method", "GET"), field("x-a", "1"), field(":path", "/")],
+                vec![
+                    field(":method", "GET"),
+                    field("x-a", "1"),
+                    field(":path", "/"),
+                ],
                 Malformed::PseudoAfterRegular,
             ),
-            (get(&[]).into_iter().chain([field(":status", "200")]).collect(), Malformed::UnknownPseudo),
-            (get(&[]).into_iter().chain([field(":method", "GET")]).collect(), Malformed::RepeatedPseudo),
+            (
+                get(&[])
+                    .into_iter()
+                    .chain([field(":status", "200")])
+                    .collect(),
+                Malformed::UnknownPseudo,
+            ),
+            (
+                get(&[])
+                    .into_iter()
+                    .chain([field(":method", "GET")])
+                    .collect(),
+                Malformed::RepeatedPseudo,
+            ),
             (
                 vec![field(":method", "GET"), field(":scheme", "http")],
                 Malformed::MissingPseudo,
             ),
             (
-                vec![field(":method", "GET"), field(":scheme", "http"), field(":path", "")],
+                vec![
+                    field(":method", "GET"),
+                    field(":scheme", "http"),
+                    field(":path", ""),
+                ],
                 Malformed::MissingPseudo,
             ),
             (
-                vec![field(":method", "CONNECT"), field(":authority", "a:443"), field(":path", "/")],
+                vec![
+                    field(":method", "CONNECT"),
+                    field(":authority", "a:443"),
+                    field(":path", "/"),
+                ],
                 Malformed::Connect,
             ),
-            (get(&[]).into_iter().chain([field(":protocol", "websocket")]).collect(), Malformed::Protocol),
+            (
+                get(&[])
+                    .into_iter()
+                    .chain([field(":protocol", "websocket")])
+                    .collect(),
+                Malformed::Protocol,
+            ),
         ];
         for (fields, reason) in cases {
             assert_eq!(request_head(fields, true).unwrap_err(), reason);
@@ -324,9 +372,16 @@ mod tests {
         };
         let head = request_head(fields(), true).unwrap();
         assert!(head.extended_connect);
-        let protocol = head.request.extensions().get::<hyper::ext::Protocol>().unwrap();
+        let protocol = head
+            .request
+            .extensions()
+            .get::<hyper::ext::Protocol>()
+            .unwrap();
         assert_eq!(protocol.as_str(), "websocket");
-        assert_eq!(request_head(fields(), false).unwrap_err(), Malformed::Protocol);
+        assert_eq!(
+            request_head(fields(), false).unwrap_err(),
+            Malformed::Protocol
+        );
     }
 
     #[test]

@@ -72,9 +72,16 @@ mod tests {
         headers.append("set-cookie", "a=1".parse().unwrap());
         headers.append("set-cookie", "b=2".parse().unwrap());
         let mut block = BytesMut::new();
-        encode_head(&mut Encoder::default(), StatusCode::NOT_FOUND, &headers, &mut block);
+        encode_head(
+            &mut Encoder::default(),
+            StatusCode::NOT_FOUND,
+            &headers,
+            &mut block,
+        );
         let pairs = |list: &[(&str, &str)]| -> Vec<(String, String)> {
-            list.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()
+            list.iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect()
         };
         assert_eq!(
             decoded(block),

@@ -5,21 +5,26 @@
 //! A stream's frames go into the connection's write buffer ([`Out`]); a body is polled only while that buffer is
 //! below [`WRITE_HIGH`], so a client that reads nothing holds at most that much per connection, never a body.
 
+use std::collections::VecDeque;
 use std::future::Future;
+use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use http::{Method, Response};
 use http_body::{Body, Frame};
+use tokio::io::{AsyncWrite, DuplexStream};
 
 use super::response::{encode_head, encode_trailers};
 use super::wake::{waker, Ready, StreamWaker};
 use crate::data_plane::body::BodySender;
 use crate::data_plane::front_end::http2::{Tracked, Underway};
 use crate::data_plane::proxy::response_body::ResponseBody;
-use crate::http2::frame::{write_data, write_headers, write_rst_stream, ErrorCode};
+use crate::http2::frame::{
+    write_data, write_headers, write_rst_stream, write_window_update, ErrorCode,
+};
 use crate::http2::hpack::Encoder;
 
 /// Past this many bytes waiting to be written, no stream adds more (and the connection stops reading frames).
@@ -33,6 +38,8 @@ pub(crate) struct Out {
     pub(crate) window: i64,
     /// The client's SETTINGS_MAX_FRAME_SIZE.
     pub(crate) max_frame: u32,
+    /// Bytes of the client's that went where they were going (a tunnel): the connection's window to give back.
+    pub(crate) release: u32,
     scratch: BytesMut,
 }
 
@@ -43,6 +50,7 @@ impl Out {
             encoder: Encoder::default(),
             window,
             max_frame,
+            release: 0,
             scratch: BytesMut::new(),
         }
     }
@@ -52,10 +60,21 @@ impl Out {
     }
 
     /// A whole header block (HEADERS, CONTINUATION as needed) from what `encode` writes.
-    fn headers(&mut self, stream: u32, end_stream: bool, encode: impl FnOnce(&mut Encoder, &mut BytesMut)) {
+    fn headers(
+        &mut self,
+        stream: u32,
+        end_stream: bool,
+        encode: impl FnOnce(&mut Encoder, &mut BytesMut),
+    ) {
         self.scratch.clear();
         encode(&mut self.encoder, &mut self.scratch);
-        write_headers(&mut self.buf, stream, &self.scratch, end_stream, self.max_frame);
+        write_headers(
+            &mut self.buf,
+            stream,
+            &self.scratch,
+            end_stream,
+            self.max_frame,
+        );
     }
 }
 
@@ -71,6 +90,80 @@ pub(crate) struct Upload {
     pub(crate) unreleased: u32,
 }
 
+/// The connection's end of a WebSocket's tunnel (RFC 8441): the client's DATA written into it, the tunnel's
+/// bytes read out of it as DATA.
+pub(crate) struct TunnelEnd {
+    io: DuplexStream,
+    inbound: VecDeque<Bytes>,
+    /// The client ended its side: once `inbound` is written, the tunnel reads its end.
+    pub(crate) in_ended: bool,
+    shut: bool,
+    /// What the client may still send on this stream.
+    pub(crate) window: i64,
+}
+
+impl TunnelEnd {
+    pub(crate) fn new(io: DuplexStream, window: u32) -> Box<Self> {
+        Box::new(TunnelEnd {
+            io,
+            inbound: VecDeque::new(),
+            in_ended: false,
+            shut: false,
+            window: i64::from(window),
+        })
+    }
+
+    /// The client's bytes, to be written into the tunnel.
+    pub(crate) fn push(&mut self, data: Bytes) {
+        if !data.is_empty() {
+            self.inbound.push_back(data);
+        }
+    }
+
+    /// Writes what the client sent into the tunnel, giving the windows back for what it took.
+    fn flush_inbound(&mut self, id: u32, cx: &mut Context<'_>, out: &mut Out) {
+        let mut taken = 0usize;
+        while let Some(front) = self.inbound.front_mut() {
+            match Pin::new(&mut self.io).poll_write(cx, front) {
+                Poll::Ready(Ok(n)) if n > 0 => {
+                    front.advance(n);
+                    taken += n;
+                    if front.is_empty() {
+                        self.inbound.pop_front();
+                    }
+                }
+                // The tunnel is gone: what the client sends now goes nowhere.
+                Poll::Ready(_) => {
+                    taken += self.inbound.iter().map(Bytes::len).sum::<usize>();
+                    self.inbound.clear();
+                }
+                Poll::Pending => break,
+            }
+        }
+        if self.inbound.is_empty() && self.in_ended && !self.shut {
+            self.shut = Pin::new(&mut self.io).poll_shutdown(cx).is_ready();
+        }
+        if taken > 0 {
+            let taken = taken as u32;
+            if !self.in_ended {
+                write_window_update(&mut out.buf, id, taken);
+                self.window += i64::from(taken);
+            }
+            out.release += taken;
+        }
+    }
+
+    /// The tunnel's next bytes for the client; empty at its end.
+    fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Bytes>> {
+        let mut chunk = BytesMut::with_capacity(16 * 1024);
+        match tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut chunk) {
+            Poll::Ready(Ok(_)) => Poll::Ready(Ok(chunk.freeze())),
+            Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
 /// Where the response is.
 enum Phase<F> {
     /// The stack is working on it.
@@ -80,11 +173,18 @@ enum Phase<F> {
 }
 
 struct Sending {
-    body: Tracked<ResponseBody>,
+    source: Source,
     /// A body chunk not yet sent whole (the windows or the frame size cut it).
     pending: Bytes,
     /// The body said it ended: the last of `pending` carries END_STREAM.
     ended: bool,
+}
+
+/// Where a response's DATA comes from.
+enum Source {
+    Body(Tracked<ResponseBody>),
+    /// The stream's [`TunnelEnd`].
+    Tunnel,
 }
 
 /// How far a poll got.
@@ -108,6 +208,8 @@ pub(crate) struct Stream<F> {
     /// The client's window for this stream's DATA (§6.9.2: may go below zero when its SETTINGS shrink it).
     pub(crate) send_window: i64,
     pub(crate) upload: Option<Upload>,
+    /// An extended CONNECT's tunnel (RFC 8441), once its request is made.
+    pub(crate) tunnel: Option<Box<TunnelEnd>>,
     /// The client sent END_STREAM (or the stream was reset).
     pub(crate) remote_ended: bool,
     head_request: bool,
@@ -125,6 +227,7 @@ where
         method: &Method,
         send_window: i64,
         upload: Option<Upload>,
+        tunnel: Option<Box<TunnelEnd>>,
     ) -> Self {
         let stream_waker = StreamWaker::new(id, ready.clone());
         Stream {
@@ -132,10 +235,16 @@ where
             waker: stream_waker,
             phase: Phase::Waiting(future),
             send_window,
-            remote_ended: upload.is_none(),
+            remote_ended: upload.is_none() && tunnel.is_none(),
             upload,
+            tunnel,
             head_request: method == Method::HEAD,
         }
+    }
+
+    /// Queues the stream to be polled (its tunnel has the client's bytes to take).
+    pub(crate) fn wake(&self) {
+        self.task_waker.wake_by_ref();
     }
 
     /// Whether the response head has gone out.
@@ -148,6 +257,10 @@ where
         self.waker.unqueue();
         let waker = self.task_waker.clone();
         let mut cx = Context::from_waker(&waker);
+        let answered = self.answered();
+        if let Some(tunnel) = self.tunnel.as_mut().filter(|_| answered) {
+            tunnel.flush_inbound(id, &mut cx, out);
+        }
         loop {
             match &mut self.phase {
                 Phase::Waiting(future) => match Pin::new(future).poll(&mut cx) {
@@ -156,7 +269,8 @@ where
                     Poll::Ready(Err(never)) => match never {},
                 },
                 Phase::Sending(sending) => {
-                    let progress = sending.poll(id, &mut cx, out, &mut self.send_window);
+                    let tunnel = self.tunnel.as_deref_mut();
+                    let progress = sending.poll(id, &mut cx, out, &mut self.send_window, tunnel);
                     if progress == Progress::Sent {
                         self.phase = Phase::Done;
                     }
@@ -168,9 +282,27 @@ where
     }
 
     /// The response head goes out; a body that is already over ends the stream with it.
-    fn start(&mut self, id: u32, response: Response<ResponseBody>, out: &mut Out, underway: &Arc<Underway>) {
+    fn start(
+        &mut self,
+        id: u32,
+        response: Response<ResponseBody>,
+        out: &mut Out,
+        underway: &Arc<Underway>,
+    ) {
         let (parts, body) = response.into_parts();
-        let end_stream = self.head_request || body.is_end_stream();
+        if self.tunnel.is_some() && !parts.status.is_success() {
+            self.tunnel = None;
+        }
+        let source = if self.tunnel.is_some() {
+            // The tunnel's task holds the request's bookkeeping; the body here is empty.
+            Source::Tunnel
+        } else {
+            Source::Body(underway.track(body))
+        };
+        let end_stream = match &source {
+            Source::Body(body) => self.head_request || body.is_end_stream(),
+            Source::Tunnel => false,
+        };
         out.headers(id, end_stream, |encoder, block| {
             encode_head(encoder, parts.status, &parts.headers, block)
         });
@@ -178,7 +310,7 @@ where
             Phase::Done
         } else {
             Phase::Sending(Box::new(Sending {
-                body: underway.track(body),
+                source,
                 pending: Bytes::new(),
                 ended: false,
             }))
@@ -187,7 +319,14 @@ where
 }
 
 impl Sending {
-    fn poll(&mut self, id: u32, cx: &mut Context<'_>, out: &mut Out, window: &mut i64) -> Progress {
+    fn poll(
+        &mut self,
+        id: u32,
+        cx: &mut Context<'_>,
+        out: &mut Out,
+        window: &mut i64,
+        mut tunnel: Option<&mut TunnelEnd>,
+    ) -> Progress {
         loop {
             if !self.pending.is_empty() {
                 if let Some(blocked) = self.send_pending(id, out, window) {
@@ -205,13 +344,16 @@ impl Sending {
             if !out.has_room() {
                 return Progress::WriteFull;
             }
-            match Pin::new(&mut self.body).poll_frame(cx) {
+            match self.poll_source(cx, tunnel.as_deref_mut()) {
                 Poll::Pending => return Progress::Pending,
                 Poll::Ready(None) => self.ended = true,
                 Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
                     Ok(data) => {
                         self.pending = data;
-                        self.ended = self.body.is_end_stream();
+                        self.ended = match &self.source {
+                            Source::Body(body) => body.is_end_stream(),
+                            Source::Tunnel => false,
+                        };
                     }
                     Err(frame) => {
                         self.send_trailers(id, frame, out);
@@ -224,6 +366,23 @@ impl Sending {
                     return Progress::Sent;
                 }
             }
+        }
+    }
+
+    fn poll_source(
+        &mut self,
+        cx: &mut Context<'_>,
+        tunnel: Option<&mut TunnelEnd>,
+    ) -> Poll<Option<io::Result<Frame<Bytes>>>> {
+        match (&mut self.source, tunnel) {
+            (Source::Body(body), _) => Pin::new(body).poll_frame(cx),
+            (Source::Tunnel, Some(tunnel)) => match tunnel.poll_chunk(cx) {
+                Poll::Ready(Ok(chunk)) if chunk.is_empty() => Poll::Ready(None),
+                Poll::Ready(Ok(chunk)) => Poll::Ready(Some(Ok(Frame::data(chunk)))),
+                Poll::Ready(Err(error)) => Poll::Ready(Some(Err(error))),
+                Poll::Pending => Poll::Pending,
+            },
+            (Source::Tunnel, None) => Poll::Ready(None),
         }
     }
 
