@@ -22,9 +22,9 @@
 //! Nothing here takes a lock: the routing snapshot is an `ArcSwap` load, counters are atomics, the pool is a
 //! lock-free queue.
 //!
-//! Responses: elbe's own carry their headers in the response's map. An instance's response to an HTTP/1 client
-//! carries its header lines as received, in the body ([`response_body::ResponseBody::take_raw_head`]), and the map holds only
-//! what layers add; for an HTTP/2 client the instance's headers are in the map (hyper's HTTP/2 server needs one).
+//! Responses: elbe's own carry their headers in the response's map. An instance's response carries its header
+//! lines as received, in the body ([`response_body::ResponseBody::take_raw_head`]), and the map holds only what
+//! layers add: an HTTP/1 client gets the lines written on, an HTTP/2 client gets them HPACK-encoded.
 //! A layer that must read an instance's response headers (stickiness) reads the raw head's lines
 //! ([`crate::data_plane::back_end::http1::RawHead::values`]); the headers it adds go in the map.
 
@@ -60,14 +60,13 @@ pub(crate) fn stack(
     protocol: ClientProtocol,
 ) -> Stack {
     let peer = client.peer();
-    let (connection, raw_responses) = match protocol {
-        ClientProtocol::Http1 => (None, true),
-        ClientProtocol::Http2(state) => (Some(state), false),
+    let connection = match protocol {
+        ClientProtocol::Http1 => None,
+        ClientProtocol::Http2(state) => Some(state),
     };
     let forward = Forward {
         context: context.clone(),
         timers: forward::timer_slot(),
-        raw_responses,
         peer: peer.ip(),
     };
     let forwarded = ForwardedLayer {

@@ -39,8 +39,6 @@ pub(crate) struct Forward {
     pub(super) context: Arc<ListenerContext>,
     /// The connection's request timer, between requests (see [`RequestTimer`]).
     pub(super) timers: TimerSlot,
-    /// Instances' response heads are passed on as received (an HTTP/1 client's connection).
-    pub(super) raw_responses: bool,
     /// The client connection's peer address, which rules' `source_ip` matches.
     pub(super) peer: IpAddr,
 }
@@ -75,7 +73,8 @@ impl<B: Into<RequestBody>> Service<Request<B>> for Forward {
         };
         // Serialized now: the future then carries a few words instead of the whole request.
         let mut request = Outgoing::new(request.map(Into::into));
-        request.raw_response = self.raw_responses;
+        // The instance's head goes on as received: written on to HTTP/1 clients, HPACK-encoded for HTTP/2 ones.
+        request.raw_response = true;
         let timer = RequestTimer::take(&self.timers);
         Box::pin(async move {
             let Some(first) = first else {

@@ -276,7 +276,8 @@ fn scan_switch(
     })
 }
 
-/// The response as a header map, for clients whose server needs one (hyper's HTTP/2 server).
+/// The response as a header map, for a caller that asks for one (`Outgoing::raw_response` false; the proxy passes
+/// heads on raw to both its HTTP/1 and HTTP/2 clients).
 fn build_response(
     head: &Bytes,
     index: &HeadIndex<'_>,

@@ -20,12 +20,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use crossbeam_utils::atomic::AtomicCell;
-use http::header::{CONNECTION, UPGRADE};
-use http::{Request, Response, StatusCode};
+use http::header::{HeaderName, HeaderValue, CONNECTION, UPGRADE};
+use http::{HeaderMap, Request, Response, StatusCode};
 use tokio::io::DuplexStream;
 use tower::Service;
 
-use crate::data_plane::back_end::http1::InstanceStream;
+use crate::data_plane::back_end::http1::{InstanceStream, RawHead};
 use crate::data_plane::elb_response::ElbResponse;
 use crate::data_plane::headers::websocket::{is_extended_websocket, SEC_WEBSOCKET_ACCEPT};
 use crate::data_plane::proxy::answer::elb_answer;
@@ -141,6 +141,11 @@ impl Upgrade {
             return response;
         }
         let (mut parts, mut body) = response.into_parts();
+        // The instance's lines (its subprotocol, its extensions) go to the client in the map: the body that
+        // carried them is the tunnel's now.
+        if let Some(raw) = body.raw_head() {
+            append_lines(&mut parts.headers, raw);
+        }
         let Some((backend, from_backend)) = body.take_switched() else {
             return elb_answer(ElbResponse::BadGateway);
         };
@@ -169,6 +174,20 @@ impl Upgrade {
         match ended {
             Ok(end) => tracing::debug!(?end, sent, "HTTP/2 WebSocket tunnel ended"),
             Err(error) => tracing::debug!(%error, sent, "HTTP/2 WebSocket tunnel failed"),
+        }
+    }
+}
+
+/// An instance's header lines, as fields of `headers` (a line that is not a valid field is left out).
+fn append_lines(headers: &mut HeaderMap, raw: &RawHead) {
+    for line in raw.lines.split(|&byte| byte == b'\n') {
+        let Some(colon) = line.iter().position(|&byte| byte == b':') else {
+            continue;
+        };
+        let name = HeaderName::from_bytes(&line[..colon]);
+        let value = HeaderValue::from_bytes(line[colon + 1..].trim_ascii());
+        if let (Ok(name), Ok(value)) = (name, value) {
+            headers.append(name, value);
         }
     }
 }

@@ -2,12 +2,14 @@
 //!
 //! The fields that describe an HTTP/1 connection are left out (§8.2.2: `connection`, `keep-alive`,
 //! `proxy-connection`, `transfer-encoding`, `upgrade`): an instance speaks HTTP/1.1 to elbe and its
-//! `Connection: close` or chunked framing are about that connection, not the client's. Names are lowercase
-//! already: a `HeaderMap` keeps them so.
+//! `Connection: close` or chunked framing are about that connection, not the client's. An instance's fields come
+//! as the header lines it sent ([`RawHead`]: no map is built for them), their names lowercased here (§8.2.1);
+//! the fields elbe's layers add come in the response's map, whose names are lowercase already.
 
 use bytes::BytesMut;
 use http::{HeaderMap, StatusCode};
 
+use crate::data_plane::back_end::http1::RawHead;
 use crate::http2::hpack::Encoder;
 
 /// Whether a response field is one §8.2.2 keeps out of HTTP/2.
@@ -18,20 +20,35 @@ fn is_connection_specific(name: &[u8]) -> bool {
     )
 }
 
-/// Encodes `:status` and `headers` onto `block`.
+/// Encodes `:status`, the instance's header lines (`raw`), then `headers`, onto `block`. `name` is room for a
+/// lowercased name.
 pub(crate) fn encode_head(
     encoder: &mut Encoder,
     status: StatusCode,
+    raw: Option<&RawHead>,
     headers: &HeaderMap,
     block: &mut BytesMut,
+    name: &mut Vec<u8>,
 ) {
-    let status = status.as_str().as_bytes();
-    let fields = std::iter::once((&b":status"[..], status)).chain(
-        headers
-            .iter()
-            .map(|(name, value)| (name.as_str().as_bytes(), value.as_bytes()))
-            .filter(|(name, _)| !is_connection_specific(name)),
-    );
+    encoder.encode([(&b":status"[..], status.as_str().as_bytes())], block);
+    if let Some(raw) = raw {
+        for line in raw.lines.split(|&byte| byte == b'\n') {
+            let Some(colon) = line.iter().position(|&byte| byte == b':') else {
+                continue;
+            };
+            name.clear();
+            name.extend(line[..colon].iter().map(u8::to_ascii_lowercase));
+            if name.is_empty() || is_connection_specific(name) {
+                continue;
+            }
+            let value = line[colon + 1..].trim_ascii();
+            encoder.encode([(&name[..], value)], block);
+        }
+    }
+    let fields = headers
+        .iter()
+        .map(|(name, value)| (name.as_str().as_bytes(), value.as_bytes()))
+        .filter(|(name, _)| !is_connection_specific(name));
     encoder.encode(fields, block);
 }
 
@@ -63,7 +80,8 @@ mod tests {
     }
 
     #[test]
-    fn the_status_comes_first_and_connection_fields_are_left_out() {
+    fn the_status_comes_first_then_the_instances_lines_lowercased_then_the_map_without_connection_fields(
+    ) {
         let mut headers = HeaderMap::new();
         headers.insert("content-type", "text/plain".parse().unwrap());
         headers.insert("connection", "close".parse().unwrap());
@@ -72,11 +90,23 @@ mod tests {
         headers.append("set-cookie", "a=1".parse().unwrap());
         headers.append("set-cookie", "b=2".parse().unwrap());
         let mut block = BytesMut::new();
+        let raw = RawHead {
+            reason: bytes::Bytes::new(),
+            lines: bytes::Bytes::from_static(
+                b"Content-Type: text/plain\r\nX-Mixed-Case:  v  \r\nConnection: close\r\n",
+            ),
+            has_length: false,
+        };
+        let mut name = Vec::new();
+        let mut encoder = Encoder::default();
+        let status = StatusCode::NOT_FOUND;
         encode_head(
-            &mut Encoder::default(),
-            StatusCode::NOT_FOUND,
+            &mut encoder,
+            status,
+            Some(&raw),
             &headers,
             &mut block,
+            &mut name,
         );
         let pairs = |list: &[(&str, &str)]| -> Vec<(String, String)> {
             list.iter()
@@ -87,6 +117,8 @@ mod tests {
             decoded(block),
             pairs(&[
                 (":status", "404"),
+                ("content-type", "text/plain"),
+                ("x-mixed-case", "v"),
                 ("content-type", "text/plain"),
                 ("set-cookie", "a=1"),
                 ("set-cookie", "b=2"),

@@ -41,6 +41,7 @@ pub(crate) struct Out {
     /// Bytes of the client's that went where they were going (a tunnel): the connection's window to give back.
     pub(crate) release: u32,
     scratch: BytesMut,
+    name: Vec<u8>,
 }
 
 impl Out {
@@ -52,6 +53,7 @@ impl Out {
             max_frame,
             release: 0,
             scratch: BytesMut::new(),
+            name: Vec::new(),
         }
     }
 
@@ -64,10 +66,10 @@ impl Out {
         &mut self,
         stream: u32,
         end_stream: bool,
-        encode: impl FnOnce(&mut Encoder, &mut BytesMut),
+        encode: impl FnOnce(&mut Encoder, &mut BytesMut, &mut Vec<u8>),
     ) {
         self.scratch.clear();
-        encode(&mut self.encoder, &mut self.scratch);
+        encode(&mut self.encoder, &mut self.scratch, &mut self.name);
         write_headers(
             &mut self.buf,
             stream,
@@ -289,7 +291,8 @@ where
         out: &mut Out,
         underway: &Arc<Underway>,
     ) {
-        let (parts, body) = response.into_parts();
+        let (parts, mut body) = response.into_parts();
+        let raw = body.take_raw_head();
         if self.tunnel.is_some() && !parts.status.is_success() {
             self.tunnel = None;
         }
@@ -303,8 +306,15 @@ where
             Source::Body(body) => self.head_request || body.is_end_stream(),
             Source::Tunnel => false,
         };
-        out.headers(id, end_stream, |encoder, block| {
-            encode_head(encoder, parts.status, &parts.headers, block)
+        out.headers(id, end_stream, |encoder, block, name| {
+            encode_head(
+                encoder,
+                parts.status,
+                raw.as_ref(),
+                &parts.headers,
+                block,
+                name,
+            )
         });
         self.phase = if end_stream {
             Phase::Done
@@ -408,7 +418,7 @@ impl Sending {
 
     fn send_trailers(&mut self, id: u32, frame: Frame<Bytes>, out: &mut Out) {
         match frame.into_trailers() {
-            Ok(trailers) => out.headers(id, true, |encoder, block| {
+            Ok(trailers) => out.headers(id, true, |encoder, block, _| {
                 encode_trailers(encoder, &trailers, block)
             }),
             Err(_) => write_data(&mut out.buf, id, &[], true),
