@@ -33,8 +33,9 @@
 //!    request flows:
 //!    - `node`: one zone's node, the accept loops of its listeners, with `tls` for HTTPS;
 //!    - `front_end`: client connections: `front_end/http1` is elbe's HTTP/1.x server (the connection's state
-//!      machine, reading requests, writing responses, ELB's 408 and idle timers), `front_end/http2` the idle
-//!      timer around hyper's HTTP/2 server;
+//!      machine, reading requests, writing responses, ELB's 408 and idle timers), `front_end/http2` elbe's
+//!      HTTP/2 server (`server`: frames, streams on the connection's task, flow control; with the wire format
+//!      of `http2/`), its idle timer around the socket and RFC 8441 WebSockets;
 //!    - `proxy`: the request path as tower layers: `track` (in flight, metrics, access log), `check` (ELB's
 //!      refusals, with `headers` checks), `forwarded` (X-Forwarded-*, hop-by-hop headers, Host), `forward`
 //!      (pick, surge queue, send, ELB's 503/502/504, the keep-alive-race replay); `answer` makes ELB's own

@@ -17,20 +17,11 @@ use tokio::sync::mpsc;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 
-/// A request body sent to an instance: an HTTP/1 client's (read by [`crate::data_plane::front_end::http1`]), an
-/// HTTP/2 client's (read by hyper), or none.
+/// A request body sent to an instance: a client's (read by its connection, HTTP/1 or HTTP/2), or none.
 pub(crate) enum RequestBody {
     Client(ClientBody),
-    Incoming(Incoming),
     Empty,
-}
-
-impl From<Incoming> for RequestBody {
-    fn from(body: Incoming) -> Self {
-        RequestBody::Incoming(body)
-    }
 }
 
 impl Body for RequestBody {
@@ -43,9 +34,6 @@ impl Body for RequestBody {
     ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
         match self.get_mut() {
             RequestBody::Client(body) => Pin::new(body).poll_frame(cx),
-            RequestBody::Incoming(body) => Pin::new(body)
-                .poll_frame(cx)
-                .map(|frame| frame.map(|frame| frame.map_err(std::io::Error::other))),
             RequestBody::Empty => Poll::Ready(None),
         }
     }
@@ -53,7 +41,6 @@ impl Body for RequestBody {
     fn is_end_stream(&self) -> bool {
         match self {
             RequestBody::Client(body) => body.is_end_stream(),
-            RequestBody::Incoming(body) => body.is_end_stream(),
             RequestBody::Empty => true,
         }
     }
@@ -61,7 +48,6 @@ impl Body for RequestBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             RequestBody::Client(body) => body.size_hint(),
-            RequestBody::Incoming(body) => body.size_hint(),
             RequestBody::Empty => SizeHint::with_exact(0),
         }
     }

@@ -1,4 +1,4 @@
-//! The front end: client connections, served by elbe's own HTTP/1.x server or by hyper's HTTP/2 server.
+//! The front end: client connections, served by elbe's own HTTP/1.x and HTTP/2 servers.
 
 pub(crate) mod http1;
 pub(crate) mod http2;

@@ -14,7 +14,7 @@
 //! connection that sends nothing within the request-header timeout is closed, a request head that does not
 //! complete within it gets ELB's 408, a keep-alive connection idle for the idle timeout is closed, and a streaming
 //! response that makes no progress for the idle timeout is cut. A connection that starts with the HTTP/2 preface
-//! is handed back ([`Served::Http2`]) for hyper's HTTP/2 server, with the bytes already read.
+//! is handed back ([`Served::Http2`]) for elbe's HTTP/2 server, with the bytes already read.
 
 mod exchange;
 pub(crate) mod request;

@@ -1,8 +1,8 @@
-//! The timers of an HTTP/2 client connection (HTTP/1 connections keep theirs in
-//! [`crate::data_plane::front_end::http1`]).
+//! HTTP/2 client connections: elbe's server ([`server`]), its WebSockets ([`websocket`], RFC 8441), and its
+//! timers (HTTP/1 connections keep theirs in [`crate::data_plane::front_end::http1`]).
 //!
-//! ELB-SPEC.md §5: the idle timeout closes a front-end connection on which no byte moves. hyper's HTTP/2 server has
-//! no such timer, so elbe keeps it in a wrapper around the socket, [`ClientIo`], which fails the socket operation
+//! ELB-SPEC.md §5: the idle timeout closes a front-end connection on which no byte moves. elbe keeps it for
+//! HTTP/2 in a wrapper around the socket, [`ClientIo`], which fails the socket operation
 //! that would block once one of three rules says the connection is over:
 //!
 //! 1. **Idle**: no request in flight (the proxy reports requests through [`ConnectionState`]) for the idle timeout

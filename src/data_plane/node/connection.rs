@@ -255,7 +255,7 @@ where
     }
 }
 
-/// elbe's HTTP/1 server on one client connection, then hyper's HTTP/2 server if it opened with the preface: a
+/// elbe's HTTP/1 server on one client connection, then elbe's HTTP/2 server if it opened with the preface: a
 /// struct rather than an `async fn`, so that what an idle connection's task holds is the connection and what the
 /// hand-over to HTTP/2 needs, each once.
 struct Http1Serve<IO: ClientStream> {
@@ -395,7 +395,7 @@ fn clamp_u32(limit: usize) -> u32 {
 }
 
 /// A connection that opened with the HTTP/2 preface (`read`: what elbe's HTTP/1 server had read of it), served by
-/// hyper's HTTP/2 server with ELB's idle timer. Boxed by its caller ([`Http1State::Http2`]).
+/// elbe's HTTP/2 server ([`server::Connection`]) with ELB's idle timer. Boxed by its caller ([`Http1State::Http2`]).
 async fn serve_http2<IO>(
     io: IO,
     read: bytes::Bytes,

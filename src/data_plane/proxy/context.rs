@@ -78,8 +78,8 @@ pub(crate) enum ClientProtocol {
     /// elbe's HTTP/1 server ([`crate::data_plane::front_end::http1`]): it knows when a request is over itself, and writes an
     /// instance's response head as received ([`crate::data_plane::back_end::http1::RawHead`]).
     Http1,
-    /// hyper's HTTP/2 server: the connection's idle timer counts requests in flight through this state, and
-    /// responses carry their headers as a map.
+    /// elbe's HTTP/2 server: the connection's idle timer counts requests in flight through this state (its
+    /// streams end on the connection's task, a WebSocket's on the tunnel's).
     Http2(Arc<ConnectionState>),
 }
 

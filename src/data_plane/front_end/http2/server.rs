@@ -26,6 +26,8 @@ mod frames;
 mod request;
 mod response;
 mod stream;
+#[cfg(test)]
+mod tests;
 mod wake;
 
 use std::collections::HashMap;
