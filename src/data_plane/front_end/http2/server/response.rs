@@ -32,15 +32,21 @@ pub(crate) fn encode_head(
 ) {
     encoder.encode([(&b":status"[..], status.as_str().as_bytes())], block);
     if let Some(raw) = raw {
-        for line in raw.lines.split(|&byte| byte == b'\n') {
-            let Some(colon) = line.iter().position(|&byte| byte == b':') else {
+        let mut rest = &raw.lines[..];
+        while !rest.is_empty() {
+            let end = memchr::memchr(b'\n', rest).map_or(rest.len(), |at| at + 1);
+            let (line, after) = rest.split_at(end);
+            rest = after;
+            let Some(colon) = memchr::memchr(b':', line) else {
                 continue;
             };
             name.clear();
-            name.extend(line[..colon].iter().map(u8::to_ascii_lowercase));
+            name.extend_from_slice(&line[..colon]);
+            name.make_ascii_lowercase();
             if name.is_empty() || is_connection_specific(name) {
                 continue;
             }
+            // The value without its surrounding whitespace and the line's CRLF.
             let value = line[colon + 1..].trim_ascii();
             encoder.encode([(&name[..], value)], block);
         }
