@@ -138,8 +138,10 @@ pub(crate) struct Connection<IO, S: Service<Request<RequestBody>>> {
     net_resets: u32,
     /// GOAWAY sent (graceful): streams above this id are not served.
     going_away: Option<u32>,
-    /// The client sent GOAWAY or closed its side: no new streams will come.
+    /// The client closed its side of the socket.
     client_done: bool,
+    /// The client sent GOAWAY: it opens no more streams.
+    peer_goaway: bool,
     /// A connection error was written: flush it, then close.
     failed: Option<ServerError>,
     flushed: bool,
@@ -198,6 +200,7 @@ where
             net_resets: 0,
             going_away: None,
             client_done: false,
+            peer_goaway: false,
             failed: None,
             flushed: true,
             preface_read: false,
@@ -241,7 +244,8 @@ where
 
     fn is_over(&self) -> bool {
         self.failed.is_some()
-            || ((self.going_away.is_some() || self.client_done) && self.streams.is_empty())
+            || ((self.going_away.is_some() || self.client_done || self.peer_goaway)
+                && self.streams.is_empty())
     }
 
     fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -64,7 +64,8 @@ where
                 Ok(())
             }
             Frame::GoAway { .. } => {
-                self.client_done = true;
+                // No new streams; those in flight finish, and their WINDOW_UPDATEs are still read.
+                self.peer_goaway = true;
                 Ok(())
             }
             Frame::WindowUpdate { stream, increment } => self.window_update(stream, increment),
@@ -234,7 +235,7 @@ where
             return self.trailers(id, end_stream, fields);
         }
         self.last_stream = id;
-        if self.going_away.is_some() || self.client_done {
+        if self.going_away.is_some() || self.peer_goaway {
             return Ok(());
         }
         if self.streams.len() >= self.settings.max_concurrent_streams as usize {

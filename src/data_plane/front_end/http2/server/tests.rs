@@ -170,3 +170,72 @@ async fn a_stream_reset_by_the_client_drops_its_request() {
     next.answer.send(()).unwrap();
     assert_eq!(body_of(response).await, (StatusCode::OK, b"/next".to_vec()));
 }
+
+/// A client that sends GOAWAY still opens windows for the streams it has: a response larger than its window
+/// completes (the connection keeps reading WINDOW_UPDATEs after the GOAWAY).
+#[tokio::test]
+async fn after_the_clients_goaway_its_window_updates_still_let_a_response_finish() {
+    use crate::http2::frame::{
+        read_frame, write_goaway, write_headers, write_settings, SettingsUpdate,
+    };
+    use crate::http2::hpack::Encoder;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let (mut client, server_io) = tokio::io::duplex(1 << 20);
+    let (held, mut requests) = mpsc::unbounded_channel();
+    let connection = Connection::new(
+        server_io,
+        Stack { held },
+        SETTINGS,
+        Arc::new(Underway::default()),
+    );
+    tokio::spawn(connection);
+
+    let path = format!("/{}", "x".repeat(99)); // the stand-in answers its path: 100 bytes
+    let mut out = BytesMut::from(&crate::http2::frame::PREFACE[..]);
+    let window = SettingsUpdate {
+        initial_window_size: Some(10),
+        ..SettingsUpdate::default()
+    };
+    write_settings(&mut out, &window);
+    let mut block = BytesMut::new();
+    let fields = [
+        (&b":method"[..], &b"GET"[..]),
+        (b":scheme", b"http"),
+        (b":authority", b"example.com"),
+        (b":path", path.as_bytes()),
+    ];
+    Encoder::default().encode(fields, &mut block);
+    write_headers(&mut out, 1, &block, true, 16_384);
+    write_goaway(&mut out, 0, ErrorCode::NoError, b"");
+    client.write_all(&out).await.unwrap();
+    requests.recv().await.unwrap().answer.send(()).unwrap();
+
+    let mut received = Vec::new();
+    let mut buf = BytesMut::new();
+    let finished = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        loop {
+            while let Some(frame) = read_frame(&mut buf, 1 << 20).unwrap() {
+                if let Frame::Data(data) = frame {
+                    received.extend_from_slice(&data.data);
+                    if data.end_stream {
+                        return;
+                    }
+                    // Each DATA is at most the window: give it back so the rest can come.
+                    let mut update = BytesMut::new();
+                    write_window_update(&mut update, 1, data.data.len().max(1) as u32);
+                    client.write_all(&update).await.unwrap();
+                }
+            }
+            let n = client.read_buf(&mut buf).await.unwrap();
+            assert!(n > 0, "the connection closed before the response ended");
+        }
+    })
+    .await;
+    assert!(
+        finished.is_ok(),
+        "the response stalled after {} bytes",
+        received.len()
+    );
+    assert_eq!(received, path.into_bytes());
+}
