@@ -18,7 +18,8 @@
 //! - no panic, and the connection ends after the client closed (no hang, no busy loop);
 //! - it ends cleanly or with a GOAWAY it wrote (its last frame, with the code it reports), never a socket error;
 //! - what elbe wrote is a sequence of whole, valid frames, SETTINGS first;
-//! - its HEADERS, DATA and RST_STREAM name only odd streams the client opened;
+//! - its HEADERS, DATA and RST_STREAM name only odd streams the client opened (a RST_STREAM may also answer a
+//!   frame refused as a stream error, or a PRIORITY, on a stream that is still idle);
 //! - its DATA never takes more than the client's windows allowed: on each stream, the largest
 //!   SETTINGS_INITIAL_WINDOW_SIZE the client announced plus its WINDOW_UPDATEs on the stream; on the connection,
 //!   65,535 plus its WINDOW_UPDATEs on stream 0 (an upper bound: the exact window depends on when each frame was
@@ -185,6 +186,10 @@ struct Windows {
     streams: HashMap<u32, u64>,
     /// The highest stream the client sent HEADERS on.
     last_opened: u32,
+    /// Streams a frame of the client's named that elbe may reset without their being opened: a PRIORITY frame
+    /// (allowed on an idle stream, §5.1) or any frame refused as a stream error (§5.4.2, e.g. a PRIORITY of the
+    /// wrong length is a FRAME_SIZE_ERROR on its stream, §6.3).
+    named: std::collections::HashSet<u32>,
 }
 
 /// The client's frames as elbe reads them (SETTINGS_MAX_FRAME_SIZE 16,384), up to the first connection error.
@@ -214,11 +219,18 @@ fn client_windows(data: &[u8]) -> Windows {
             Ok(Some(Frame::Headers(headers))) => {
                 windows.last_opened = windows.last_opened.max(headers.stream);
             }
+            Ok(Some(Frame::Priority { stream })) => {
+                windows.named.insert(stream);
+            }
             Err(FrameError::Stream {
-                headers: Some(headers),
-                ..
-            }) => windows.last_opened = windows.last_opened.max(headers.stream),
-            Ok(Some(_)) | Err(FrameError::Stream { .. }) => {}
+                stream, headers, ..
+            }) => {
+                windows.named.insert(stream);
+                if let Some(headers) = headers {
+                    windows.last_opened = windows.last_opened.max(headers.stream);
+                }
+            }
+            Ok(Some(_)) => {}
             Ok(None) | Err(FrameError::Connection(_)) => return windows,
         }
     }
@@ -260,6 +272,7 @@ fn check_output(data: &[u8], received: &[u8], result: &Result<(), ServerError>) 
                 data.stream
             }
             Frame::Headers(headers) => headers.stream,
+            Frame::RstStream { stream, .. } if windows.named.contains(stream) => continue,
             Frame::RstStream { stream, .. } => *stream,
             _ => continue,
         };
