@@ -6,8 +6,8 @@
 //! chunked bodies ([`BodyDecoder`]), the HTTP/1 client's response head ([`read_response_head`]), the Check layer
 //! ([`check_request`]), the DNS responder's packet path ([`DnsResponder`]), the PROXY protocol header a trusted upstream sends
 //! ([`parse_proxy_header`]), the ELB API's Query decoder ([`api_query`], [`api_lists`]), HTTP/2 frames
-//! ([`read_h2_frame`], with the writers in [`write_h2_frame`]). The configuration parser is public
-//! already ([`crate::config::parse`]).
+//! ([`read_h2_frame`], with the writers in [`write_h2_frame`]), and the HTTP/2 server connection that reads
+//! them ([`h2_connection`]). The configuration parser is public already ([`crate::config::parse`]).
 
 use std::io;
 use std::net::IpAddr;
@@ -25,7 +25,10 @@ use crate::data_plane::headers::{self, Rejection};
 use crate::dns::{self, SharedZone, Zone};
 use crate::http1::framing::{self, Chunk, Download};
 
+mod h2_connection;
 mod h2_frame;
+
+pub use h2_connection::h2_connection;
 
 pub use h2_frame::{
     check_h2_preface, h2_settings_after, read_h2_frame, write_h2_frame, H2Error, H2Frame,
