@@ -324,12 +324,24 @@ impl RawHead {
     /// The values of the header lines named `name` (any case), in order, trimmed: how a layer reads an instance's
     /// response headers without the header map an HTTP/1 client's response never builds.
     pub(crate) fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.lines.split(|&b| b == b'\n').filter_map(move |line| {
-            let colon = line.iter().position(|&b| b == b':')?;
-            let (field, value) = line.split_at(colon);
-            field
-                .eq_ignore_ascii_case(name.as_bytes())
-                .then(|| value[1..].trim_ascii())
+        self.fields()
+            .filter(move |(field, _)| field.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, value)| value)
+    }
+
+    /// Each header line as its name (as the instance wrote it) and its value, trimmed of whitespace and the CRLF.
+    pub(crate) fn fields(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+        let mut rest = &self.lines[..];
+        std::iter::from_fn(move || loop {
+            if rest.is_empty() {
+                return None;
+            }
+            let end = memchr::memchr(b'\n', rest).map_or(rest.len(), |at| at + 1);
+            let (line, after) = rest.split_at(end);
+            rest = after;
+            if let Some(colon) = memchr::memchr(b':', line) {
+                return Some((&line[..colon], line[colon + 1..].trim_ascii()));
+            }
         })
     }
 }

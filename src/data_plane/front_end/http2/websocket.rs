@@ -180,13 +180,10 @@ impl Upgrade {
 
 /// An instance's header lines, as fields of `headers` (a line that is not a valid field is left out).
 fn append_lines(headers: &mut HeaderMap, raw: &RawHead) {
-    for line in raw.lines.split(|&byte| byte == b'\n') {
-        let Some(colon) = line.iter().position(|&byte| byte == b':') else {
-            continue;
-        };
-        let name = HeaderName::from_bytes(&line[..colon]);
-        let value = HeaderValue::from_bytes(line[colon + 1..].trim_ascii());
-        if let (Ok(name), Ok(value)) = (name, value) {
+    for (name, value) in raw.fields() {
+        if let (Ok(name), Ok(value)) =
+            (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
+        {
             headers.append(name, value);
         }
     }

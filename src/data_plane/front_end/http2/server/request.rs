@@ -138,15 +138,18 @@ fn is_lowercase_token_char(byte: u8) -> bool {
         | b'^' | b'_' | b'`' | b'|' | b'~')
 }
 
-/// §8.2.2: fields that only mean something to an HTTP/1 connection; `te` is allowed as `trailers` alone.
+/// §8.2.2: the fields that only mean something to an HTTP/1 connection (lowercase names), in requests and
+/// responses alike.
+pub(super) fn is_connection_field(name: &[u8]) -> bool {
+    matches!(
+        name,
+        b"connection" | b"keep-alive" | b"proxy-connection" | b"transfer-encoding" | b"upgrade"
+    )
+}
+
+/// A request field HTTP/2 refuses: a connection field, or `te` other than `trailers` (§8.2.2).
 fn is_connection_specific(name: &[u8], value: &[u8]) -> bool {
-    match name {
-        b"connection" | b"keep-alive" | b"proxy-connection" | b"transfer-encoding" | b"upgrade" => {
-            true
-        }
-        b"te" => !value.eq_ignore_ascii_case(b"trailers"),
-        _ => false,
-    }
+    is_connection_field(name) || (name == b"te" && !value.eq_ignore_ascii_case(b"trailers"))
 }
 
 /// One decimal number; a repeated `content-length` must repeat the same one.

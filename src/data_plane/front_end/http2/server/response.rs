@@ -9,16 +9,9 @@
 use bytes::BytesMut;
 use http::{HeaderMap, StatusCode};
 
+use super::request::is_connection_field as is_connection_specific;
 use crate::data_plane::back_end::http1::RawHead;
 use crate::http2::hpack::Encoder;
-
-/// Whether a response field is one §8.2.2 keeps out of HTTP/2.
-fn is_connection_specific(name: &[u8]) -> bool {
-    matches!(
-        name,
-        b"connection" | b"keep-alive" | b"proxy-connection" | b"transfer-encoding" | b"upgrade"
-    )
-}
 
 /// Encodes `:status`, the instance's header lines (`raw`), then `headers`, onto `block`. `name` is room for a
 /// lowercased name.
@@ -32,22 +25,13 @@ pub(crate) fn encode_head(
 ) {
     encoder.encode([(&b":status"[..], status.as_str().as_bytes())], block);
     if let Some(raw) = raw {
-        let mut rest = &raw.lines[..];
-        while !rest.is_empty() {
-            let end = memchr::memchr(b'\n', rest).map_or(rest.len(), |at| at + 1);
-            let (line, after) = rest.split_at(end);
-            rest = after;
-            let Some(colon) = memchr::memchr(b':', line) else {
-                continue;
-            };
+        for (field, value) in raw.fields() {
             name.clear();
-            name.extend_from_slice(&line[..colon]);
+            name.extend_from_slice(field);
             name.make_ascii_lowercase();
             if name.is_empty() || is_connection_specific(name) {
                 continue;
             }
-            // The value without its surrounding whitespace and the line's CRLF.
-            let value = line[colon + 1..].trim_ascii();
             encoder.encode([(&name[..], value)], block);
         }
     }
