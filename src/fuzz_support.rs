@@ -7,7 +7,7 @@
 //! ([`check_request`]), the DNS responder's packet path ([`DnsResponder`]), the PROXY protocol header a trusted upstream sends
 //! ([`parse_proxy_header`]), the ELB API's Query decoder ([`api_query`], [`api_lists`]), HTTP/2 frames
 //! ([`read_h2_frame`], with the writers in [`write_h2_frame`]), and the HTTP/2 server connection that reads
-//! them ([`h2_connection`]). The configuration parser is public already ([`crate::config::parse`]).
+//! them ([`h2_connection()`]). The configuration parser is public already ([`crate::config::parse`]).
 
 use std::io;
 use std::net::IpAddr;
