@@ -96,9 +96,9 @@ impl Shutdown {
 /// Shutdown as a connection's poll loop sees it: polled on every wake-up of the connection, so checking must be
 /// cheap. The wait is polled once, to register the task's waker; afterwards a check is the flag's atomic load.
 /// So the watch must be polled from the one task that serves the connection: a combinator that gives each of its
-/// futures a waker of its own (`FuturesUnordered`, a `JoinSet`) would leave the registered waker stale. A
-/// connection carries two (the drain and the drain deadline's cut), each with a 64-byte boxed waiter made on its
-/// first poll.
+/// futures a waker of its own (`FuturesUnordered`, a `JoinSet`) would leave the registered waker stale. Its
+/// waiter is a 64-byte box made on the first poll; a plain HTTP connection's task watches its listener's drain and
+/// cut with one [`DrainWatch`] instead of two of these.
 pub(crate) struct ShutdownWatch {
     signal: Arc<Signal>,
     wait: Option<Pin<Box<OwnedNotified>>>,
@@ -114,20 +114,85 @@ impl ShutdownWatch {
 
     /// Whether shutdown has been triggered; if not, the task is woken when it is.
     pub(crate) fn poll_fired(&mut self, cx: &mut Context<'_>) -> bool {
-        if self.signal.is_fired() {
-            self.wait = None;
+        fired(&self.signal, &mut self.wait, cx)
+    }
+}
+
+/// Whether `signal` has fired; if not, the task is woken when it does: `wait` is registered on the first call
+/// and only the flag is read on the later ones.
+fn fired(
+    signal: &Signal,
+    wait: &mut Option<Pin<Box<OwnedNotified>>>,
+    cx: &mut Context<'_>,
+) -> bool {
+    if signal.is_fired() {
+        *wait = None;
+        return true;
+    }
+    if wait.is_none() {
+        let mut registered = Box::pin(signal.notify.clone().notified_owned());
+        if registered.as_mut().poll(cx).is_ready() {
             return true;
         }
-        if self.wait.is_none() {
-            let mut wait = Box::pin(self.signal.notify.clone().notified_owned());
-            if wait.as_mut().poll(cx).is_ready() {
-                return true;
-            }
-            self.wait = Some(wait);
-            // Fired between the load above and the registration: seen now.
-            return self.signal.is_fired();
+        *wait = Some(registered);
+        // Fired between the load above and the registration: seen now.
+        return signal.is_fired();
+    }
+    false
+}
+
+/// What a listener asks of a connection now ([`DrainWatch::poll`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stop {
+    Serving,
+    /// Finish the request in flight and close (an idle connection closes now).
+    Draining,
+    /// The drain's deadline passed: drop the connection.
+    Cut,
+}
+
+/// A listener's drain and the cut after it, as one connection's task watches them: one waiter at a time (on the
+/// drain until it fires, then on the cut) where two [`ShutdownWatch`]es kept one each, 64 bytes on every open
+/// connection (BENCHMARKS.md "Idle connections"). Only a drained connection's task is woken by the cut (any
+/// wake-up sees it), so whoever cuts a listener drains it first (`server::listeners` does).
+#[derive(Debug)]
+pub(crate) struct DrainWatch {
+    drain: Arc<Signal>,
+    cut: Arc<Signal>,
+    wait: Option<Pin<Box<OwnedNotified>>>,
+    draining: bool,
+}
+
+impl DrainWatch {
+    pub(crate) fn new(drain: Shutdown, cut: Shutdown) -> Self {
+        DrainWatch {
+            drain: drain.0,
+            cut: cut.0,
+            wait: None,
+            draining: false,
         }
-        false
+    }
+
+    /// What the listener asks now; the task is woken when that changes. Polled on every wake-up of the
+    /// connection: after the first poll of each stage, a flag's load.
+    pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> Stop {
+        if self.cut.is_fired() {
+            self.wait = None;
+            return Stop::Cut;
+        }
+        if !self.draining {
+            if !fired(&self.drain, &mut self.wait, cx) {
+                return Stop::Serving;
+            }
+            self.draining = true;
+            // The drain's wait is spent: the next one waits for the cut.
+            self.wait = None;
+        }
+        if fired(&self.cut, &mut self.wait, cx) {
+            Stop::Cut
+        } else {
+            Stop::Draining
+        }
     }
 }
 
@@ -181,5 +246,48 @@ mod tests {
         let mut late = ShutdownWatch::new(shutdown);
         let mut cx = Context::from_waker(std::task::Waker::noop());
         assert!(late.poll_fired(&mut cx));
+    }
+
+    /// One watch, one waiter at a time: its task is woken by the drain, then by the cut, and sees each.
+    #[tokio::test]
+    async fn a_drain_watch_wakes_its_task_for_the_drain_and_then_for_the_cut() {
+        let (drain, drained) = channel();
+        let (cut, cutting) = channel();
+        let mut watch = DrainWatch::new(drained, cutting);
+        let (seen, mut stops) = tokio::sync::mpsc::unbounded_channel();
+        let watching = tokio::spawn(std::future::poll_fn(move |cx| {
+            let stop = watch.poll(cx);
+            seen.send(stop).unwrap();
+            if stop == Stop::Cut {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
+            }
+        }));
+        assert_eq!(stops.recv().await, Some(Stop::Serving));
+        drain.trigger();
+        assert_eq!(
+            stops.recv().await,
+            Some(Stop::Draining),
+            "woken by the drain"
+        );
+        tokio::task::yield_now().await;
+        assert!(stops.try_recv().is_err(), "not woken again before the cut");
+        cut.trigger();
+        assert_eq!(stops.recv().await, Some(Stop::Cut), "woken by the cut");
+        tokio::time::timeout(std::time::Duration::from_secs(5), watching)
+            .await
+            .expect("ends at the cut")
+            .unwrap();
+        let (_drain, drained) = channel();
+        let (cut, cutting) = channel();
+        cut.trigger();
+        let mut before_its_drain = DrainWatch::new(drained, cutting);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert_eq!(
+            before_its_drain.poll(&mut cx),
+            Stop::Cut,
+            "a cut is seen on any wake-up"
+        );
     }
 }

@@ -53,11 +53,13 @@ use track::{Track, TrackLayer};
 /// The whole stack for one client connection, outermost layer first.
 pub(crate) type Stack = Track<Check<Forwarded<Forward>>>;
 
-/// The whole stack for one client connection.
+/// The whole stack for one client connection; its request timer's sleep comes from and goes back to `timers`
+/// (an HTTP/1 connection shares the slot with its own timer, [`crate::http1::io::LazyTimer::lend`]).
 pub(crate) fn stack(
     context: Arc<ListenerContext>,
     client: ClientFacts,
     protocol: ClientProtocol,
+    timers: forward::TimerSlot,
 ) -> Stack {
     let peer = client.peer();
     let connection = match protocol {
@@ -66,7 +68,7 @@ pub(crate) fn stack(
     };
     let forward = Forward {
         context: context.clone(),
-        timers: forward::timer_slot(),
+        timers,
         peer: peer.ip(),
     };
     let forwarded = ForwardedLayer {

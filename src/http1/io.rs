@@ -6,9 +6,11 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
+use crossbeam_utils::atomic::AtomicCell;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, Interest};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
@@ -187,17 +189,23 @@ pub(crate) fn poll_writev<W: AsyncWrite + Unpin>(
 /// and the sleep is reset only when the deadline moves earlier, or when the sleep fires before the deadline (then
 /// it is re-armed for the deadline). A busy connection resets it about once per timeout instead of once per
 /// request.
+///
+/// The sleep itself (112 bytes, boxed) can be lent out while this timer is not timing anything ([`Self::lend`]):
+/// an HTTP/1 client connection lends it to the request it hands to the proxy stack, whose request timer
+/// ([`TimerSlot`]) times the exchange with the instance, and takes it back when its own wait starts again. So a
+/// connection keeps one sleep where it kept two, one for its own waits and one for its requests (BENCHMARKS.md
+/// "Idle connections"). A timer with no sleep makes one when it is first polled.
 #[derive(Debug)]
 pub(crate) struct LazyTimer {
     deadline: Instant,
-    sleep: Pin<Box<Sleep>>,
+    sleep: Option<Pin<Box<Sleep>>>,
 }
 
 impl LazyTimer {
     pub(crate) fn new(deadline: Instant) -> Self {
         LazyTimer {
             deadline,
-            sleep: Box::pin(tokio::time::sleep_until(deadline)),
+            sleep: None,
         }
     }
 
@@ -208,24 +216,70 @@ impl LazyTimer {
 
     /// Ready once the deadline has passed; otherwise the task is woken when the sleep fires.
     pub(crate) fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(self.deadline)));
         loop {
-            if self.deadline < self.sleep.deadline() {
-                self.sleep.as_mut().reset(self.deadline);
+            if self.deadline < sleep.deadline() {
+                sleep.as_mut().reset(self.deadline);
             }
-            ready!(self.sleep.as_mut().poll(cx));
-            if self.sleep.deadline() >= self.deadline {
+            ready!(sleep.as_mut().poll(cx));
+            if sleep.deadline() >= self.deadline {
                 return Poll::Ready(());
             }
-            let deadline = self.deadline;
-            self.sleep.as_mut().reset(deadline);
+            sleep.as_mut().reset(self.deadline);
         }
     }
+
+    /// Puts the sleep in `slot` while this timer has nothing to time (a sleep already there is dropped: one is
+    /// kept either way). Until [`Self::reclaim`], polling makes a new one.
+    pub(crate) fn lend(&mut self, slot: &TimerSlot) {
+        if let Some(sleep) = self.sleep.take() {
+            slot.store(Some(sleep));
+        }
+    }
+
+    /// Where the sleep is, if this timer holds one (tests check that one sleep goes round).
+    #[cfg(test)]
+    pub(crate) fn sleep_address(&self) -> Option<usize> {
+        self.sleep
+            .as_ref()
+            .map(|sleep| &**sleep as *const Sleep as usize)
+    }
+
+    /// Takes the lent sleep back from `slot`, if this timer has none and the slot has one.
+    pub(crate) fn reclaim(&mut self, slot: &TimerSlot) {
+        if self.sleep.is_none() {
+            self.sleep = slot.take();
+        }
+    }
+}
+
+/// Where a connection keeps a sleep that its parts use in turn: one pointer, swapped atomically (lock-free at
+/// pointer size: a test checks), 24 bytes with its `Arc`'s counts where a padded queue took 512 on every
+/// connection, idle or not. The proxy stack's request timer takes it for the exchange with an instance and gives
+/// it back when the exchange has its answer; an HTTP/1 connection lends it its own ([`LazyTimer::lend`]).
+pub(crate) type TimerSlot = Arc<AtomicCell<Option<Pin<Box<Sleep>>>>>;
+
+/// An empty slot for a new connection.
+pub(crate) fn timer_slot() -> TimerSlot {
+    Arc::new(AtomicCell::new(None))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    /// The slot is one atomic word, no lock and no padding: what makes it cheap on every idle connection.
+    #[test]
+    fn the_timer_slot_is_a_lock_free_pointer() {
+        assert!(AtomicCell::<Option<Pin<Box<Sleep>>>>::is_lock_free());
+        assert_eq!(
+            std::mem::size_of::<AtomicCell<Option<Pin<Box<Sleep>>>>>(),
+            std::mem::size_of::<usize>()
+        );
+    }
 
     #[tokio::test(start_paused = true)]
     async fn a_lazy_timer_fires_at_its_latest_deadline_and_when_moved_earlier() {

@@ -41,7 +41,7 @@ use crate::data_plane::proxy::response_body::ResponseBody;
 use crate::data_plane::proxy::Refused;
 use crate::data_plane::tunnel::Tunnel;
 use crate::http1::buffers;
-use crate::http1::io::{poll_writev, LazyTimer, Stream};
+use crate::http1::io::{poll_writev, LazyTimer, Stream, TimerSlot};
 use crate::observability::metrics::ZoneMetrics;
 use exchange::{Exchange, Stage, Tunneling};
 use request::{Current, Fed, HeadLimits};
@@ -63,9 +63,26 @@ pub(crate) struct Settings {
     /// A request target longer than this is ELB's 414, even when the whole head is also too large.
     pub max_uri_bytes: u32,
     /// A new connection must send its first byte, and a request head must arrive whole, within this.
-    pub request_header_timeout: Duration,
+    pub request_header_timeout: Millis,
     /// A keep-alive connection with no request is closed after this (ELB's idle timeout).
-    pub idle_timeout: Duration,
+    pub idle_timeout: Millis,
+}
+
+/// A timeout as a connection keeps it: whole milliseconds in a `u32` (up to 49 days, past ELB's longest idle
+/// timeout of 4,000 s; longer ones are held at that), 4 bytes where a `Duration` takes 16, on every connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Millis(u32);
+
+impl From<Duration> for Millis {
+    fn from(timeout: Duration) -> Self {
+        Millis(u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX))
+    }
+}
+
+impl From<Millis> for Duration {
+    fn from(timeout: Millis) -> Self {
+        Duration::from_millis(u64::from(timeout.0))
+    }
 }
 
 /// How a connection ended.
@@ -117,6 +134,9 @@ pub(crate) struct Connection<IO, S: Service<Request<RequestBody>>> {
     metrics: Arc<ZoneMetrics>,
     wait: Wait,
     timer: LazyTimer,
+    /// Where the timer's sleep goes while a request is with the stack, whose request timer uses it (the stack
+    /// was made with the same slot): one sleep per connection, not one for each ([`LazyTimer::lend`]).
+    timers: TimerSlot,
     shutting_down: bool,
     /// No HTTP/1 request has been read yet: the connection may still turn out to be HTTP/2 (prior knowledge).
     fresh: bool,
@@ -128,7 +148,14 @@ where
     S: Service<Request<RequestBody>, Response = Response<ResponseBody>, Error = Infallible>,
     S::Future: Unpin,
 {
-    pub(crate) fn new(io: IO, service: S, settings: Settings, metrics: Arc<ZoneMetrics>) -> Self {
+    /// `timers`: the slot `service`'s request timer takes its sleep from, if it has one; else any empty slot.
+    pub(crate) fn new(
+        io: IO,
+        service: S,
+        settings: Settings,
+        metrics: Arc<ZoneMetrics>,
+        timers: TimerSlot,
+    ) -> Self {
         Connection {
             io,
             // Taken when the client's first bytes arrive ([`Self::release_buffers`]).
@@ -138,7 +165,8 @@ where
             settings,
             metrics,
             wait: Wait::Fresh,
-            timer: LazyTimer::new(Instant::now() + settings.request_header_timeout),
+            timer: LazyTimer::new(Instant::now() + Duration::from(settings.request_header_timeout)),
+            timers,
             shutting_down: false,
             fresh: true,
         }
@@ -246,6 +274,7 @@ where
                         Ok(Some(head)) => {
                             self.fresh = false;
                             self.wait = Wait::None;
+                            self.timer.lend(&self.timers);
                             let call = self.service.call(head.request);
                             let exchange = Exchange::of(&mut self.exchange);
                             exchange.current = head.current;
@@ -343,6 +372,7 @@ where
         self.read_buf.clear();
         let mut request = Request::new(RequestBody::Empty);
         request.extensions_mut().insert(Refused(kind));
+        self.timer.lend(&self.timers);
         let call = self.service.call(request);
         let exchange = Exchange::of(&mut self.exchange);
         exchange.current = Current {
@@ -363,7 +393,7 @@ where
             Wait::Fresh | Wait::Head => self.settings.request_header_timeout,
             Wait::None => return,
         };
-        self.timer.set(Instant::now() + after);
+        self.timer.set(Instant::now() + Duration::from(after));
     }
 
     /// Called when a read would block: the wait in progress ends when its deadline passes.
@@ -371,8 +401,14 @@ where
         if self.wait == Wait::None {
             return Poll::Pending;
         }
-        ready!(self.timer.poll_expired(cx));
+        ready!(self.poll_timer(cx));
         Poll::Ready(Ok(self.expire()))
+    }
+
+    /// The connection's timer, its sleep taken back from the stack first if it was lent to a request.
+    fn poll_timer(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        self.timer.reclaim(&self.timers);
+        self.timer.poll_expired(cx)
     }
 
     fn expire(&mut self) -> Step {
@@ -397,7 +433,7 @@ where
             exchange.progress_mark = exchange.progress;
         }
         loop {
-            ready!(self.timer.poll_expired(cx));
+            ready!(self.poll_timer(cx));
             let exchange = Exchange::of(&mut self.exchange);
             if exchange.progress == exchange.progress_mark {
                 tracing::debug!(
@@ -406,7 +442,8 @@ where
                 return Poll::Ready(Ok(Step::Closed));
             }
             exchange.progress_mark = exchange.progress;
-            self.timer.set(Instant::now() + self.settings.idle_timeout);
+            self.timer
+                .set(Instant::now() + Duration::from(self.settings.idle_timeout));
         }
     }
 
@@ -489,7 +526,7 @@ where
             backend,
             std::mem::take(&mut self.read_buf).freeze(),
             from_backend,
-            self.settings.idle_timeout,
+            self.settings.idle_timeout.into(),
             self.metrics.received_bytes.clone(),
             self.metrics.sent_bytes.clone(),
         );
@@ -554,7 +591,7 @@ where
                 Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(Ok(Step::Closed)),
                 Poll::Ready(Ok(n)) => self.metrics.received_bytes.inc_by(n as u64),
                 Poll::Pending => {
-                    ready!(self.timer.poll_expired(cx));
+                    ready!(self.poll_timer(cx));
                     return Poll::Ready(Ok(Step::Closed));
                 }
             }

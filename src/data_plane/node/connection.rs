@@ -24,7 +24,7 @@ use crate::data_plane::tcp::prefixed::Prefixed;
 use crate::data_plane::tcp::proxy_protocol;
 use crate::data_plane::tls::TlsAcceptor;
 use crate::observability::metrics::CountedConnection;
-use crate::shutdown::{Shutdown, ShutdownWatch};
+use crate::shutdown::{DrainWatch, Shutdown, ShutdownWatch, Stop};
 
 /// One accepted connection's task: served until it ends or the drain's deadline cuts it, its [`Tokens`] held
 /// meanwhile. Every open connection costs this future's size in its task's allocation, idle or not, so it is a
@@ -43,14 +43,9 @@ pub(super) fn connection_task(
     let shutdown = signals.drain.clone();
     let serve = if setup.layer4.is_none() && !setup.accept_proxy_protocol && setup.tls.is_none() {
         let context = setup.context.clone();
-        Accepted::Http1(Http1Serve::new(
-            stream,
-            peer,
-            None,
-            context,
-            connections,
-            shutdown,
-        ))
+        Accepted::Http1(
+            Http1Serve::new(stream, peer, None, context, connections, shutdown).drain_watched(),
+        )
     } else {
         Accepted::Boxed(
             Box::pin(
@@ -61,9 +56,9 @@ pub(super) fn connection_task(
     };
     ConnectionTask {
         serve,
-        // Checked on every wake-up of the connection: a `ShutdownWatch` is an atomic load there, where a `select!`
+        // Checked on every wake-up of the connection: a `DrainWatch` is an atomic load there, where a `select!`
         // over the cut's wait re-polled it, taking its waiter list's lock, on each one (and carried it inline).
-        cut: ShutdownWatch::new(signals.cut.clone()),
+        stop: DrainWatch::new(signals.drain.clone(), signals.cut.clone()),
         _tokens: tokens,
     }
 }
@@ -71,7 +66,8 @@ pub(super) fn connection_task(
 /// The future of one connection's task ([`connection_task`]). The connection is dropped before its tokens.
 pub(super) struct ConnectionTask {
     serve: Accepted,
-    cut: ShutdownWatch,
+    /// The listener's drain (a plain HTTP/1 connection's: the boxed paths watch it themselves) and the cut.
+    stop: DrainWatch,
     _tokens: Tokens,
 }
 
@@ -97,6 +93,18 @@ impl Accepted {
             Accepted::Boxed(_, peer) => Some(*peer),
         }
     }
+
+    /// The listener drains: a plain HTTP/1 connection finishes its request in flight and closes (the boxed paths,
+    /// and HTTP/2 after the hand-over, watch the drain themselves).
+    fn graceful_shutdown(&mut self) {
+        if let Accepted::Http1(Http1Serve {
+            state: Http1State::Http1 { connection, .. },
+            ..
+        }) = self
+        {
+            connection.graceful_shutdown();
+        }
+    }
 }
 
 impl Future for ConnectionTask {
@@ -104,10 +112,14 @@ impl Future for ConnectionTask {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
-        if this.cut.poll_fired(cx) {
-            let peer = this.serve.peer();
-            tracing::debug!(?peer, "drain deadline passed; connection closed");
-            return Poll::Ready(());
+        match this.stop.poll(cx) {
+            Stop::Serving => {}
+            Stop::Draining => this.serve.graceful_shutdown(),
+            Stop::Cut => {
+                let peer = this.serve.peer();
+                tracing::debug!(?peer, "drain deadline passed; connection closed");
+                return Poll::Ready(());
+            }
         }
         match &mut this.serve {
             Accepted::Http1(serve) => Pin::new(serve).poll(cx),
@@ -269,7 +281,8 @@ struct Http1Serve<IO: ClientStream> {
 enum Http1State<IO: ClientStream> {
     Http1 {
         connection: front_end::Connection<IO, proxy::Stack>,
-        stop: ShutdownWatch,
+        /// The drain, unless the connection's task watches it ([`Http1Serve::drain_watched`]).
+        stop: Option<ShutdownWatch>,
         handover: Handover,
     },
     /// Boxed: hyper's connection is large, and the HTTP/1 connections, most of them idle, should not carry room
@@ -302,16 +315,23 @@ impl<IO: ClientStream + Send + 'static> Http1Serve<IO> {
             max_head_bytes: clamp_u32(connections.max_head_bytes),
             max_headers: clamp_u32(connections.max_headers),
             max_uri_bytes: clamp_u32(context.max_uri_bytes),
-            request_header_timeout: connections.request_header_timeout.min(idle_timeout),
-            idle_timeout,
+            request_header_timeout: connections.request_header_timeout.min(idle_timeout).into(),
+            idle_timeout: idle_timeout.into(),
         };
         let client = ClientFacts::new(peer, tls);
-        let stack = proxy::stack(context.clone(), client, ClientProtocol::Http1);
+        // One sleep for the connection's waits and its requests' exchanges, in turn.
+        let timers = crate::http1::io::timer_slot();
+        let stack = proxy::stack(
+            context.clone(),
+            client,
+            ClientProtocol::Http1,
+            timers.clone(),
+        );
         let metrics = context.metrics.clone();
         Http1Serve {
             state: Http1State::Http1 {
-                connection: front_end::Connection::new(io, stack, settings, metrics),
-                stop: ShutdownWatch::new(shutdown.clone()),
+                connection: front_end::Connection::new(io, stack, settings, metrics, timers),
+                stop: Some(ShutdownWatch::new(shutdown.clone())),
                 handover: Handover {
                     context,
                     connections,
@@ -320,6 +340,16 @@ impl<IO: ClientStream + Send + 'static> Http1Serve<IO> {
             },
             _counted: counted,
         }
+    }
+}
+
+impl<IO: ClientStream> Http1Serve<IO> {
+    /// The drain is watched by the connection's task, with the cut ([`ConnectionTask`]): one waiter, not two.
+    fn drain_watched(mut self) -> Self {
+        if let Http1State::Http1 { stop, .. } = &mut self.state {
+            *stop = None;
+        }
+        self
     }
 }
 
@@ -333,7 +363,7 @@ impl<IO: ClientStream + Send + 'static> Future for Http1Serve<IO> {
                 Http1State::Http1 {
                     connection, stop, ..
                 } => {
-                    if stop.poll_fired(cx) {
+                    if stop.as_mut().is_some_and(|stop| stop.poll_fired(cx)) {
                         connection.graceful_shutdown();
                     }
                     let served = ready!(connection.poll_serve(cx));
@@ -416,7 +446,7 @@ async fn serve_http2<IO>(
         .with_metrics(metrics.clone());
     let protocol = ClientProtocol::Http2(state);
     let stack = WebSockets::new(
-        proxy::stack(context, client, protocol),
+        proxy::stack(context, client, protocol, crate::http1::io::timer_slot()),
         idle_timeout,
         metrics.clone(),
     );
@@ -451,7 +481,9 @@ mod tests {
     /// connection's boxed exchange), nor keep copies of its arguments as nested `async fn`s did (BENCHMARKS.md
     /// "Idle connections"). Over 11 KiB (release) before the boxes, 1,288 bytes (debug) before the exchange and
     /// the struct futures, 536 (debug) before the client's facts were packed (28 bytes, were 64), the hand-over
-    /// stopped copying them, the peer left the task and the settings' limits became `u32`s; now 408 (debug).
+    /// stopped copying them, the peer left the task and the settings' limits became `u32`s; 408 before the
+    /// timeouts became `u32` milliseconds and the drain and cut one watch (with the timer slot the connection now
+    /// shares with its stack, 8 bytes); now 400 (debug).
     #[tokio::test]
     async fn a_connections_task_is_no_larger_than_its_http1_state() {
         let metrics = crate::observability::metrics::Metrics::new();

@@ -13,7 +13,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use arc_swap::Guard;
-use crossbeam_utils::atomic::AtomicCell;
 use http::{Request, Response};
 use tokio::time::{Instant, Sleep};
 use tower::Service;
@@ -31,6 +30,7 @@ use crate::data_plane::proxy::sticky::{Picked, Plan};
 use crate::data_plane::routing::balancer;
 use crate::data_plane::routing::surge::Outstanding;
 use crate::data_plane::snapshot::NodeSnapshot;
+pub(crate) use crate::http1::io::TimerSlot;
 use crate::observability::access_log::Dispatched;
 
 /// Sends the request to an instance and returns its response, or ELB's.
@@ -97,16 +97,6 @@ fn first_pick(
 ) -> Option<(Arc<Target>, Duration)> {
     let target = stuck.or_else(|| balancer::pick_least_outstanding(&routes.candidates))?;
     Some((target.clone(), routes.idle_timeout))
-}
-
-/// Where a connection keeps its request timer between requests: one pointer, swapped atomically (lock-free at
-/// pointer size: a test checks), 24 bytes with its `Arc`'s counts where a padded queue took 512 on every
-/// connection, idle or not.
-pub(crate) type TimerSlot = Arc<AtomicCell<Option<Pin<Box<Sleep>>>>>;
-
-/// An empty slot for a new connection.
-pub(crate) fn timer_slot() -> TimerSlot {
-    Arc::new(AtomicCell::new(None))
 }
 
 /// The idle timeout of one request, on a timer the connection's requests share in turn.
@@ -324,6 +314,7 @@ fn answer_for(error: &BackendError) -> ElbResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http1::io::timer_slot;
     use std::time::Duration;
 
     const IDLE_TIMEOUT: Duration = Duration::from_millis(300);
@@ -334,16 +325,6 @@ mod tests {
         let held = sleep.is_some();
         home.store(sleep);
         held
-    }
-
-    /// The slot is one atomic word, no lock and no padding: what makes it cheap on every idle connection.
-    #[test]
-    fn the_timer_slot_is_a_lock_free_pointer() {
-        assert!(AtomicCell::<Option<Pin<Box<Sleep>>>>::is_lock_free());
-        assert_eq!(
-            std::mem::size_of::<AtomicCell<Option<Pin<Box<Sleep>>>>>(),
-            std::mem::size_of::<usize>()
-        );
     }
 
     /// Takes the connection's timer, moves it to a task of its own (as a request's future is), and runs a request

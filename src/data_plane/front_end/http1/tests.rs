@@ -58,8 +58,8 @@ fn settings() -> Settings {
         max_head_bytes: 8192,
         max_headers: 32,
         max_uri_bytes: 1024,
-        request_header_timeout: Duration::from_millis(300),
-        idle_timeout: Duration::from_millis(300),
+        request_header_timeout: Duration::from_millis(300).into(),
+        idle_timeout: Duration::from_millis(300).into(),
     }
 }
 
@@ -84,7 +84,13 @@ async fn serve_noting_calls(
     let stack = stack(called.clone());
     let task = tokio::spawn(async move {
         let (stream, _) = listener.accept().await.unwrap();
-        let mut connection = Connection::new(stream, stack, settings, metrics);
+        let mut connection = Connection::new(
+            stream,
+            stack,
+            settings,
+            metrics,
+            crate::http1::io::timer_slot(),
+        );
         let mut stop = ShutdownWatch::new(signal);
         let served = std::future::poll_fn(|cx| {
             if stop.poll_fired(cx) {
@@ -221,7 +227,13 @@ async fn a_paused_upload_leaves_the_connection_asleep() {
         let (stream, _) = listener.accept().await.unwrap();
         let metrics = Arc::new(crate::observability::metrics::Metrics::new().zone("web", "zone-a"));
         let stack = stack(Arc::new(tokio::sync::Notify::new()));
-        let mut connection = Connection::new(stream, stack, settings(), metrics);
+        let mut connection = Connection::new(
+            stream,
+            stack,
+            settings(),
+            metrics,
+            crate::http1::io::timer_slot(),
+        );
         std::future::poll_fn(|cx| {
             counted.fetch_add(1, Ordering::Relaxed);
             connection.poll_serve(cx)
@@ -311,7 +323,13 @@ async fn an_idle_keep_alive_connection_holds_no_buffers_and_still_serves_the_nex
     let (server, _) = listener.accept().await.unwrap();
     let metrics = Arc::new(crate::observability::metrics::Metrics::new().zone("web", "zone-a"));
     let stack = stack(Arc::new(tokio::sync::Notify::new()));
-    let mut connection = Connection::new(server, stack, settings(), metrics);
+    let mut connection = Connection::new(
+        server,
+        stack,
+        settings(),
+        metrics,
+        crate::http1::io::timer_slot(),
+    );
     assert_eq!(
         connection.read_buf.capacity(),
         0,
@@ -342,4 +360,72 @@ async fn an_idle_keep_alive_connection_holds_no_buffers_and_still_serves_the_nex
             "idle after {seen}: no request state"
         );
     }
+}
+
+/// A connection keeps one timer's sleep, not one for its own waits and one for its requests: it lends its sleep
+/// to the request it hands to the stack (whose request timer takes it from the shared slot, as `proxy::forward`'s
+/// does) and takes it back when its own wait starts. So every request finds the connection's sleep in the slot,
+/// the same one each time (no sleep made per request), and an idle connection holds it with the slot empty.
+#[tokio::test]
+async fn a_connection_lends_its_one_sleep_to_each_request_and_takes_it_back() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut client = TcpStream::connect(listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (server, _) = listener.accept().await.unwrap();
+    let metrics = Arc::new(crate::observability::metrics::Metrics::new().zone("web", "zone-a"));
+    let timers = crate::http1::io::timer_slot();
+    let (found, addresses) = std::sync::mpsc::channel();
+    let stack = {
+        let timers = timers.clone();
+        tower::service_fn(move |_: Request<RequestBody>| -> Reply {
+            // The request timer: takes the sleep for the exchange, gives it back with the answer.
+            let sleep = timers.take();
+            found
+                .send(
+                    sleep
+                        .as_ref()
+                        .map(|sleep| &**sleep as *const tokio::time::Sleep as usize),
+                )
+                .expect("the test reads the addresses");
+            let timers = timers.clone();
+            Box::pin(async move {
+                timers.store(sleep);
+                Ok(Response::new(ResponseBody::empty()))
+            })
+        })
+    };
+    let mut connection = Connection::new(server, stack, settings(), metrics, timers.clone());
+    let held = |connection: &Connection<TcpStream, _>| connection.timer.sleep_address();
+    for round in 0..3 {
+        let answered = tokio::select! {
+            served = std::future::poll_fn(|cx| connection.poll_serve(cx)) => panic!("ended: {served:?}"),
+            answered = respond(&mut client, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n") => answered,
+        };
+        assert!(answered.starts_with("HTTP/1.1 200"), "{answered}");
+        let waiting = std::future::poll_fn(|cx| Poll::Ready(connection.poll_serve(cx))).await;
+        assert!(waiting.is_pending());
+        let slot_empty = timers.take().is_none();
+        assert!(
+            slot_empty,
+            "round {round}: idle, the sleep is back with the connection"
+        );
+        assert!(
+            held(&connection).is_some(),
+            "round {round}: the connection holds its sleep"
+        );
+    }
+    let found: Vec<_> = addresses.try_iter().collect();
+    assert_eq!(found.len(), 3);
+    assert!(
+        found
+            .iter()
+            .all(|address| *address == found[0] && address.is_some()),
+        "each request found the connection's one sleep in the slot: {found:?}"
+    );
+    assert_eq!(
+        held(&connection),
+        found[0],
+        "and it is the one the connection holds"
+    );
 }

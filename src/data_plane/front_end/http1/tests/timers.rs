@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 /// which one ran.
 fn timers() -> Settings {
     Settings {
-        idle_timeout: Duration::from_millis(500),
+        idle_timeout: Duration::from_millis(500).into(),
         ..settings()
     }
 }
@@ -36,7 +36,13 @@ where
     let (client, server) = tokio::io::duplex(buffer);
     let metrics = Arc::new(crate::observability::metrics::Metrics::new().zone("web", "zone-a"));
     let ended = tokio::spawn(async move {
-        let mut connection = Connection::new(server, stack, settings, metrics);
+        let mut connection = Connection::new(
+            server,
+            stack,
+            settings,
+            metrics,
+            crate::http1::io::timer_slot(),
+        );
         let served = std::future::poll_fn(|cx| connection.poll_serve(cx)).await;
         (served, connection.into_parts().1)
     });
@@ -118,7 +124,10 @@ async fn a_silent_connection_is_closed_without_a_word_at_exactly_the_request_hea
     let (mut client, served) = serve_echoing(timers());
     let (out, closed) = read_to_close(&mut client).await;
     assert_eq!(out, b"", "closed without a word");
-    assert_eq!(closed - started, timers().request_header_timeout);
+    assert_eq!(
+        closed - started,
+        Duration::from(timers().request_header_timeout)
+    );
     let (served, at) = ended(served).await;
     assert!(matches!(served, Ok(Served::Closed)), "{served:?}");
     assert_eq!(at, closed, "nothing unread: no linger");
@@ -133,12 +142,15 @@ async fn a_stalled_head_gets_elbs_408_byte_for_byte_at_exactly_the_request_heade
     client.write_all(b"GET / HTTP/1.1\r\nHo").await.unwrap();
     let (out, closed) = read_to_close(&mut client).await;
     assert_eq!(out, ElbResponse::RequestTimeout.http1_bytes(false, true));
-    assert_eq!(closed - first_byte, timers().request_header_timeout);
+    assert_eq!(
+        closed - first_byte,
+        Duration::from(timers().request_header_timeout)
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_head_that_trickles_in_still_gets_its_408_at_the_header_timeout_from_its_first_byte() {
-    let timeout = timers().request_header_timeout;
+    let timeout = Duration::from(timers().request_header_timeout);
     let (mut client, _served) = serve_echoing(timers());
     let first_byte = Instant::now();
     let mut out = Vec::new();
@@ -165,7 +177,7 @@ async fn a_keep_alive_connection_is_closed_at_exactly_the_idle_timeout_and_not_a
 ) {
     // Longer than the request-header timeout: between requests the idle timeout applies, not the header's.
     let settings = Settings {
-        idle_timeout: Duration::from_millis(600),
+        idle_timeout: Duration::from_millis(600).into(),
         ..settings()
     };
     let (mut client, served) = serve_echoing(settings);
@@ -177,17 +189,21 @@ async fn a_keep_alive_connection_is_closed_at_exactly_the_idle_timeout_and_not_a
     assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
     let idle_since = Instant::now();
     let mut byte = [0u8; 1];
-    let early = tokio::time::timeout(settings.idle_timeout - MS, client.read(&mut byte)).await;
+    let early = tokio::time::timeout(
+        Duration::from(settings.idle_timeout) - MS,
+        client.read(&mut byte),
+    )
+    .await;
     assert!(early.is_err(), "closed before the idle timeout: {early:?}");
     let (rest, closed) = read_to_close(&mut client).await;
     assert_eq!(rest, b"");
-    assert_eq!(closed - idle_since, settings.idle_timeout);
+    assert_eq!(closed - idle_since, Duration::from(settings.idle_timeout));
     assert!(matches!(ended(served).await.0, Ok(Served::Closed)));
 }
 
 #[tokio::test(start_paused = true)]
 async fn each_request_starts_the_idle_timeout_afresh() {
-    let idle = timers().idle_timeout;
+    let idle = Duration::from(timers().idle_timeout);
     let (mut client, _served) = serve_echoing(timers());
     for _ in 0..4 {
         client
@@ -213,7 +229,7 @@ async fn each_request_starts_the_idle_timeout_afresh() {
 
 #[tokio::test(start_paused = true)]
 async fn a_response_whose_body_stalls_is_cut_after_the_idle_timeout_without_progress() {
-    let idle = timers().idle_timeout;
+    let idle = Duration::from(timers().idle_timeout);
     let (mut client, served, frames) = serve_streaming(timers(), 64 * 1024);
     client
         .write_all(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -250,7 +266,7 @@ async fn a_response_whose_body_stalls_is_cut_after_the_idle_timeout_without_prog
 
 #[tokio::test(start_paused = true)]
 async fn a_response_that_trickles_a_byte_every_half_idle_timeout_is_not_cut() {
-    let idle = timers().idle_timeout;
+    let idle = Duration::from(timers().idle_timeout);
     let (mut client, served, frames) = serve_streaming(timers(), 64 * 1024);
     let started = Instant::now();
     client
@@ -280,7 +296,7 @@ async fn a_response_that_trickles_a_byte_every_half_idle_timeout_is_not_cut() {
 
 #[tokio::test(start_paused = true)]
 async fn a_client_that_stops_reading_is_cut_after_the_idle_timeout() {
-    let idle = timers().idle_timeout;
+    let idle = Duration::from(timers().idle_timeout);
     // 64 bytes of room: the head fills it, and elbe's writes wait for the client.
     let (mut client, served, frames) = serve_streaming(timers(), 64);
     client
