@@ -756,6 +756,41 @@ async fn elbe_opens_with_settings_acks_the_clients_and_answers_ping() {
     assert_eq!(pong.stream, 0);
 }
 
+/// RFC 9113 §8.2.3: cookies a client sent as separate fields (browsers split them for HPACK) reach the HTTP/1.1
+/// instance as one `Cookie` line, joined with "; " in the order sent.
+#[tokio::test]
+async fn cookie_crumbs_reach_the_instance_as_one_cookie_line() {
+    let (mut instance, _elbe, mut raw) = raw_setup(&[]).await;
+    let mut fields = request_fields("GET", "/cookies");
+    fields.extend([
+        ("cookie", "a=1"),
+        ("accept", "*/*"),
+        ("cookie", "b=2"),
+        ("cookie", "c=3"),
+    ]);
+    raw.send(&frame(
+        HEADERS,
+        END_HEADERS | END_STREAM,
+        1,
+        &block(&fields),
+    ))
+    .await;
+    assert_eq!(raw.response(1).await.status, 200);
+    let seen = instance.next().await;
+    let lines: Vec<&str> = seen
+        .head
+        .split("\r\n")
+        .filter(|line| line.to_ascii_lowercase().starts_with("cookie:"))
+        .collect();
+    assert_eq!(lines.len(), 1, "one Cookie line: {}", seen.head);
+    assert_eq!(
+        seen.header("cookie"),
+        Some("a=1; b=2; c=3"),
+        "{}",
+        seen.head
+    );
+}
+
 /// RFC 9113 §5.1.1: client streams are odd, and each new one is higher than every one opened before; anything
 /// else is a connection error PROTOCOL_ERROR.
 #[tokio::test]

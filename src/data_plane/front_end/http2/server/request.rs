@@ -12,8 +12,8 @@
 //! The trade-off: the URI is built from `:scheme`, `:authority` and `:path` without a copy, as the `Bytes` the
 //! decoder handed over; a header value is taken as it came when it has no control characters.
 
-use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH};
+use bytes::{Bytes, BytesMut};
+use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, COOKIE};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, Method, Request, Uri, Version};
 
@@ -77,6 +77,7 @@ pub(crate) fn request_head(
     let mut headers = HeaderMap::with_capacity(fields.len());
     let mut regular_seen = false;
     let mut content_length = None;
+    let mut cookies = 0;
     for field in fields {
         if field.name.first() == Some(&b':') {
             if regular_seen {
@@ -89,8 +90,13 @@ pub(crate) fn request_head(
         let (name, value) = regular_field(field)?;
         if name == CONTENT_LENGTH {
             content_length = Some(parse_content_length(&value, content_length)?);
+        } else if name == COOKIE {
+            cookies += 1;
         }
         headers.append(name, value);
+    }
+    if cookies > 1 {
+        join_cookies(&mut headers)?;
     }
     let extended_connect = pseudo.protocol.is_some();
     let request = build(pseudo, headers, extended_connect_allowed)?;
@@ -99,6 +105,23 @@ pub(crate) fn request_head(
         content_length,
         extended_connect,
     })
+}
+
+/// RFC 9113 §8.2.3: an HTTP/2 client may send each cookie as a field of its own (browsers do, so HPACK indexes
+/// them apart); before the request goes on to an HTTP/1.1 instance they are one `Cookie` line, joined with "; ".
+/// Several `Cookie` lines are not HTTP/1.1 (RFC 6265 §5.4): many servers read only the first.
+fn join_cookies(headers: &mut HeaderMap) -> Result<(), Malformed> {
+    let mut joined = BytesMut::new();
+    for crumb in headers.get_all(COOKIE) {
+        if !joined.is_empty() {
+            joined.extend_from_slice(b"; ");
+        }
+        joined.extend_from_slice(crumb.as_bytes());
+    }
+    let joined =
+        HeaderValue::from_maybe_shared(joined.freeze()).map_err(|_| Malformed::FieldValue)?;
+    headers.insert(COOKIE, joined);
+    Ok(())
 }
 
 fn pseudo_field(pseudo: &mut Pseudo, field: Field) -> Result<(), Malformed> {
@@ -267,6 +290,29 @@ mod tests {
         assert_eq!(values, ["1", "2"]);
         assert_eq!(head.content_length, Some(0));
         assert!(!head.extended_connect);
+    }
+
+    #[test]
+    fn cookie_crumbs_are_joined_into_one_field_in_their_order() {
+        let head = request_head(
+            get(&[
+                ("cookie", "a=1"),
+                ("x-b", "2"),
+                ("cookie", "AWSELB=c"),
+                ("cookie", "d=4"),
+            ]),
+            true,
+        )
+        .unwrap();
+        let cookies: Vec<_> = head.request.headers().get_all(COOKIE).iter().collect();
+        assert_eq!(cookies, ["a=1; AWSELB=c; d=4"]);
+        assert_eq!(head.request.headers()["x-b"], "2");
+        let one = request_head(get(&[("cookie", "a=1; b=2")]), true).unwrap();
+        assert_eq!(
+            one.request.headers()[COOKIE],
+            "a=1; b=2",
+            "a single field is kept as sent"
+        );
     }
 
     #[test]
