@@ -476,10 +476,9 @@ impl Listeners {
         }
     }
 
-    /// The shutdown grace passed: the connections still open close, the accept loops end.
+    /// The shutdown grace passed: the connections still open close (drained first, then cut), the accept loops end.
     pub(super) fn cut_all(&self) {
         for bound in &self.bound {
-            // Drained first (SIGTERM did already): a connection's task watches for the cut once it saw the drain.
             bound.drain.trigger();
             bound.cut.trigger();
             bound.accept_loop.abort();

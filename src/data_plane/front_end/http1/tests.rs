@@ -310,18 +310,24 @@ async fn the_http2_preface_hands_the_connection_over_with_what_was_read() {
     assert!(read.starts_with(H2_PREFACE), "{read:?}");
 }
 
+/// A client socket, the server's end of it (for a [`Connection`] the test polls itself) and a zone's metrics.
+async fn socket_pair() -> (TcpStream, TcpStream, Arc<ZoneMetrics>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let client = TcpStream::connect(listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (server, _) = listener.accept().await.unwrap();
+    let metrics = Arc::new(crate::observability::metrics::Metrics::new().zone("web", "zone-a"));
+    (client, server, metrics)
+}
+
 /// Between requests a keep-alive connection holds no read buffer and no request state (no exchange, so no
 /// write-queue room: what keeps an idle connection small, BENCHMARKS.md "Idle connections"), and the next
 /// request, pipelined pair included, is answered as before: the buffer is taken again when the client's bytes
 /// arrive.
 #[tokio::test]
 async fn an_idle_keep_alive_connection_holds_no_buffers_and_still_serves_the_next_request() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let mut client = TcpStream::connect(listener.local_addr().unwrap())
-        .await
-        .unwrap();
-    let (server, _) = listener.accept().await.unwrap();
-    let metrics = Arc::new(crate::observability::metrics::Metrics::new().zone("web", "zone-a"));
+    let (mut client, server, metrics) = socket_pair().await;
     let stack = stack(Arc::new(tokio::sync::Notify::new()));
     let mut connection = Connection::new(
         server,
@@ -368,12 +374,7 @@ async fn an_idle_keep_alive_connection_holds_no_buffers_and_still_serves_the_nex
 /// the same one each time (no sleep made per request), and an idle connection holds it with the slot empty.
 #[tokio::test]
 async fn a_connection_lends_its_one_sleep_to_each_request_and_takes_it_back() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let mut client = TcpStream::connect(listener.local_addr().unwrap())
-        .await
-        .unwrap();
-    let (server, _) = listener.accept().await.unwrap();
-    let metrics = Arc::new(crate::observability::metrics::Metrics::new().zone("web", "zone-a"));
+    let (mut client, server, metrics) = socket_pair().await;
     let timers = crate::http1::io::timer_slot();
     let (found, addresses) = std::sync::mpsc::channel();
     let stack = {
