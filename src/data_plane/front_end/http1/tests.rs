@@ -14,6 +14,27 @@ use tokio::net::{TcpListener, TcpStream};
 
 type Reply = Pin<Box<dyn Future<Output = Result<Response<ResponseBody>, Infallible>> + Send>>;
 
+/// A connection whose stack has no request timer: its sleep is lent to a slot of its own that nothing takes from.
+fn connection<IO, S>(
+    io: IO,
+    service: S,
+    settings: Settings,
+    metrics: Arc<ZoneMetrics>,
+) -> Connection<IO, S>
+where
+    IO: Stream,
+    S: Service<Request<RequestBody>, Response = Response<ResponseBody>, Error = Infallible>,
+    S::Future: Unpin,
+{
+    Connection::new(
+        io,
+        service,
+        settings,
+        metrics,
+        crate::http1::io::timer_slot(),
+    )
+}
+
 /// A stand-in for the proxy stack: notes the call in `called`, reads the whole request body, then answers 200
 /// (empty) with what it saw in `x-seen` (method, path, body or the body's error) after the client's `x-delay`
 /// in milliseconds.
@@ -84,13 +105,7 @@ async fn serve_noting_calls(
     let stack = stack(called.clone());
     let task = tokio::spawn(async move {
         let (stream, _) = listener.accept().await.unwrap();
-        let mut connection = Connection::new(
-            stream,
-            stack,
-            settings,
-            metrics,
-            crate::http1::io::timer_slot(),
-        );
+        let mut connection = connection(stream, stack, settings, metrics);
         let mut stop = ShutdownWatch::new(signal);
         let served = std::future::poll_fn(|cx| {
             if stop.poll_fired(cx) {
@@ -227,13 +242,7 @@ async fn a_paused_upload_leaves_the_connection_asleep() {
         let (stream, _) = listener.accept().await.unwrap();
         let metrics = Arc::new(crate::observability::metrics::Metrics::new().zone("web", "zone-a"));
         let stack = stack(Arc::new(tokio::sync::Notify::new()));
-        let mut connection = Connection::new(
-            stream,
-            stack,
-            settings(),
-            metrics,
-            crate::http1::io::timer_slot(),
-        );
+        let mut connection = connection(stream, stack, settings(), metrics);
         std::future::poll_fn(|cx| {
             counted.fetch_add(1, Ordering::Relaxed);
             connection.poll_serve(cx)
@@ -329,13 +338,7 @@ async fn socket_pair() -> (TcpStream, TcpStream, Arc<ZoneMetrics>) {
 async fn an_idle_keep_alive_connection_holds_no_buffers_and_still_serves_the_next_request() {
     let (mut client, server, metrics) = socket_pair().await;
     let stack = stack(Arc::new(tokio::sync::Notify::new()));
-    let mut connection = Connection::new(
-        server,
-        stack,
-        settings(),
-        metrics,
-        crate::http1::io::timer_slot(),
-    );
+    let mut connection = connection(server, stack, settings(), metrics);
     assert_eq!(
         connection.read_buf.capacity(),
         0,

@@ -36,13 +36,7 @@ where
     let (client, server) = tokio::io::duplex(buffer);
     let metrics = Arc::new(crate::observability::metrics::Metrics::new().zone("web", "zone-a"));
     let ended = tokio::spawn(async move {
-        let mut connection = Connection::new(
-            server,
-            stack,
-            settings,
-            metrics,
-            crate::http1::io::timer_slot(),
-        );
+        let mut connection = connection(server, stack, settings, metrics);
         let served = std::future::poll_fn(|cx| connection.poll_serve(cx)).await;
         (served, connection.into_parts().1)
     });
