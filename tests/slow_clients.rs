@@ -1,8 +1,9 @@
 //! Slow and numerous clients against the real `elbe` binary over real sockets (issue 12 §3): slowloris heads and
-//! thousands of idle keep-alive connections while a normal client keeps a p99 under 10 ms over what the machine costs a client straight to the instance; `max_connections`
-//! holding with the next connection waiting in the kernel's backlog; a burst of 1,000 connects within the listen
-//! backlog, and a burst of 1,000 clients served over a few instance connections; and accept failing with EMFILE,
-//! which must back off, not spin, and recover.
+//! thousands of idle keep-alive connections while a normal client keeps a p99 under 10 ms (over the machine's own,
+//! measured by a client straight to the instance); `max_connections` holding with the next connection waiting in
+//! the kernel's backlog; a burst of 1,000 connects within the listen backlog, and a burst of 1,000 clients served
+//! over a few instance connections; and accept failing with EMFILE, which must
+//! back off, not spin, and recover.
 //!
 //! These tests hold up to 12,000 sockets: each raises its own RLIMIT_NOFILE (setrlimit, `raise_nofile`) and starts
 //! elbe under `ulimit -n`; they fail, saying so, when the hard limit is too low.
