@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{bounded, ConfigBuilder};
-use elbe_process::{machine, normal_client, ElbeProcess, Instance, Latencies};
+use elbe_process::{machine, ElbeProcess, Instance, SideBySide};
 use h2_wire::*;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -35,7 +35,8 @@ const IDLE: Duration = Duration::from_secs(2);
 /// tests of `front_end::http2`).
 const SLACK: Duration = Duration::from_millis(1500);
 
-/// The normal client's p99 under every flood: a request through elbe takes about 1 ms here.
+/// What a flood may add to the normal client's p99 over the machine's own (a request through elbe takes about 1 ms
+/// here).
 const NORMAL_P99: Duration = Duration::from_millis(50);
 
 /// The `elbe` binary (idle timeout [`IDLE`], an HTTP and an HTTPS listener) in front of an [`Instance`].
@@ -57,14 +58,14 @@ async fn start() -> (Instance, ElbeProcess) {
 /// What a flood cost: elbe's peak resident memory over its baseline, and a normal client's latencies meanwhile.
 struct Cost {
     rss_growth_kib: u64,
-    normal: Latencies,
+    normal: SideBySide,
 }
 
 impl Cost {
     /// Asserts the ceiling on memory and the normal client's latency, and reports both.
     fn assert_within(&self, what: &str, rss_ceiling_mib: u64) {
         println!(
-            "{what}: RSS grew {} KiB at its peak (ceiling {rss_ceiling_mib} MiB); normal client {}",
+            "{what}: RSS grew {} KiB at its peak (ceiling {rss_ceiling_mib} MiB); normal clients {}",
             self.rss_growth_kib,
             self.normal.summary()
         );
@@ -73,27 +74,24 @@ impl Cost {
             "{what}: elbe's RSS grew {} KiB, over the {rss_ceiling_mib} MiB ceiling",
             self.rss_growth_kib
         );
-        assert!(
-            self.normal.0.len() >= 10,
-            "{what}: the normal client got only {} responses",
-            self.normal.0.len()
-        );
-        assert!(
-            self.normal.percentile(99.0) < NORMAL_P99,
-            "{what}: the normal client's p99 went to {:?}",
-            self.normal.percentile(99.0)
-        );
+        self.normal.assert_elbe_adds_under(NORMAL_P99, 10, what);
     }
 }
 
-/// Runs `flood` while a normal client on its own connection sends a request every 5 ms.
-async fn under_flood<T>(elbe: &ElbeProcess, flood: impl Future<Output = T>) -> (T, Cost) {
+/// Runs `flood` while a normal client on its own connection sends a request every 5 ms, through elbe and straight
+/// to `instance`.
+async fn under_flood<T>(
+    instance: &Instance,
+    elbe: &ElbeProcess,
+    flood: impl Future<Output = T>,
+) -> (T, Cost) {
     let address = elbe.listener("HTTP");
     let baseline = elbe.rss_kib();
     let sampler = elbe.sample_rss();
     let stop = Arc::new(AtomicBool::new(false));
-    let normal = tokio::spawn(normal_client(
+    let normal = tokio::spawn(SideBySide::run(
         address,
+        instance.address,
         Duration::from_millis(5),
         stop.clone(),
     ));
@@ -185,8 +183,8 @@ async fn rapid_reset_gets_goaway_and_hardly_reaches_the_instance() {
         }
         let before = backend.requests();
         let (exchanges, cost) =
-            under_flood(&elbe, for_a_while(address, Duration::from_secs(2), attack)).await;
-        let dispatched = backend.requests() - before - cost.normal.0.len();
+            under_flood(&backend, &elbe, for_a_while(address, Duration::from_secs(2), attack)).await;
+        let dispatched = backend.requests() - before - cost.normal.requests();
         println!(
             "rapid reset: {} connections of {streams} streams each; {dispatched} requests reached the instance",
             exchanges.len()
@@ -219,15 +217,19 @@ async fn continuation_flood_gets_goaway_before_elbe_reads_it_all() {
             attack.extend(frame(CONTINUATION, 0, 1, &fragment));
         }
         let before = backend.requests();
-        let (exchanges, cost) =
-            under_flood(&elbe, for_a_while(address, Duration::from_secs(2), attack)).await;
+        let (exchanges, cost) = under_flood(
+            &backend,
+            &elbe,
+            for_a_while(address, Duration::from_secs(2), attack),
+        )
+        .await;
         println!("CONTINUATION flood: {} connections", exchanges.len());
         assert_every_connection_got_goaway(&exchanges, ENHANCE_YOUR_CALM, "CONTINUATION flood");
         assert!(
             exchanges.iter().all(|e| !e.read_all),
             "elbe read a whole 32 MB header block"
         );
-        assert_eq!(backend.requests() - before, cost.normal.0.len());
+        assert_eq!(backend.requests() - before, cost.normal.requests());
         cost.assert_within("CONTINUATION flood", 16);
     })
     .await;
@@ -253,11 +255,15 @@ async fn hpack_bomb_gets_goaway_and_costs_no_memory() {
             attack.extend(frame(HEADERS, END_STREAM | END_HEADERS, 1 + 2 * i, &block));
         }
         let before = backend.requests();
-        let (exchanges, cost) =
-            under_flood(&elbe, for_a_while(address, Duration::from_secs(2), attack)).await;
+        let (exchanges, cost) = under_flood(
+            &backend,
+            &elbe,
+            for_a_while(address, Duration::from_secs(2), attack),
+        )
+        .await;
         println!("HPACK bomb: {} connections", exchanges.len());
         assert_every_connection_got_goaway(&exchanges, ENHANCE_YOUR_CALM, "HPACK bomb");
-        let bombs = backend.requests() - before - cost.normal.0.len();
+        let bombs = backend.requests() - before - cost.normal.requests();
         assert!(
             bombs <= exchanges.len(),
             "{bombs} bombed requests reached the instance"
@@ -321,11 +327,15 @@ fn assert_closed_by_idle_timeout(took: Duration, error: &std::io::Error, what: &
 async fn ping_flood_whose_answers_are_never_read_is_closed_at_the_idle_timeout() {
     let _machine = machine().await;
     bounded(Duration::from_secs(60), async {
-        let (_backend, elbe) = start().await;
+        let (backend, elbe) = start().await;
         let address = elbe.listener("HTTP");
         let stream = connect_small_buffer(address).await;
-        let ((took, error), cost) =
-            under_flood(&elbe, flood_without_reading(stream, &ping(*b"floodPNG"))).await;
+        let ((took, error), cost) = under_flood(
+            &backend,
+            &elbe,
+            flood_without_reading(stream, &ping(*b"floodPNG")),
+        )
+        .await;
         assert_closed_by_idle_timeout(took, &error, "PING flood");
         cost.assert_within("PING flood", 8);
     })
@@ -336,11 +346,12 @@ async fn ping_flood_whose_answers_are_never_read_is_closed_at_the_idle_timeout()
 async fn settings_flood_whose_acks_are_never_read_is_closed_at_the_idle_timeout() {
     let _machine = machine().await;
     bounded(Duration::from_secs(60), async {
-        let (_backend, elbe) = start().await;
+        let (backend, elbe) = start().await;
         let address = elbe.listener("HTTP");
         let stream = connect_small_buffer(address).await;
         let unit = settings(&[(SETTINGS_HEADER_TABLE_SIZE, 4096)]);
-        let ((took, error), cost) = under_flood(&elbe, flood_without_reading(stream, &unit)).await;
+        let ((took, error), cost) =
+            under_flood(&backend, &elbe, flood_without_reading(stream, &unit)).await;
         assert_closed_by_idle_timeout(took, &error, "SETTINGS flood");
         cost.assert_within("SETTINGS flood", 8);
     })
@@ -351,12 +362,16 @@ async fn settings_flood_whose_acks_are_never_read_is_closed_at_the_idle_timeout(
 async fn ping_flood_over_tls_whose_answers_are_never_read_is_closed_at_the_idle_timeout() {
     let _machine = machine().await;
     bounded(Duration::from_secs(60), async {
-        let (_backend, elbe) = start().await;
+        let (backend, elbe) = start().await;
         let address = elbe.listener("HTTPS");
         let tcp = connect_small_buffer(address).await;
         let stream = tls_h2(tcp).await;
-        let ((took, error), cost) =
-            under_flood(&elbe, flood_without_reading(stream, &ping(*b"floodPNG"))).await;
+        let ((took, error), cost) = under_flood(
+            &backend,
+            &elbe,
+            flood_without_reading(stream, &ping(*b"floodPNG")),
+        )
+        .await;
         assert_closed_by_idle_timeout(took, &error, "PING flood over TLS");
         cost.assert_within("PING flood over TLS", 8);
     })
@@ -392,7 +407,7 @@ async fn tls_h2(tcp: TcpStream) -> tokio_rustls::client::TlsStream<TcpStream> {
 async fn zero_window_responses_are_closed_one_idle_timeout_after_they_stall() {
     let _machine = machine().await;
     bounded(Duration::from_secs(60), async {
-        let (_backend, elbe) = start().await;
+        let (backend, elbe) = start().await;
         let address = elbe.listener("HTTP");
         let flood = async {
             // No stream may receive a byte of DATA, and no WINDOW_UPDATE ever comes: 128 responses of 1 MiB stall.
@@ -428,7 +443,7 @@ async fn zero_window_responses_are_closed_one_idle_timeout_after_they_stall() {
                 last_headers.elapsed(),
             )
         };
-        let ((exchange, after_stall), cost) = under_flood(&elbe, flood).await;
+        let ((exchange, after_stall), cost) = under_flood(&backend, &elbe, flood).await;
         println!("zero window: closed {after_stall:?} after the last response head");
         assert_eq!(exchange.count(HEADERS), 128, "every response started");
         assert_eq!(exchange.count(DATA), 0, "no DATA without a window");
@@ -448,7 +463,7 @@ async fn downloads_with_every_window_open_and_nothing_read_are_bounded_and_close
 ) {
     let _machine = machine().await;
     bounded(Duration::from_secs(60), async {
-        let (_backend, elbe) = start().await;
+        let (backend, elbe) = start().await;
         let address = elbe.listener("HTTP");
         let flood = async {
             // Stream windows as large as HTTP/2 allows (the connection's 1.75 GiB), 128 downloads of 64 MiB, and not a
@@ -477,7 +492,7 @@ async fn downloads_with_every_window_open_and_nothing_read_are_bounded_and_close
             .expect("closed");
             (started.elapsed(), failed)
         };
-        let ((took, error), cost) = under_flood(&elbe, flood).await;
+        let ((took, error), cost) = under_flood(&backend, &elbe, flood).await;
         assert_closed_by_idle_timeout(took, &error, "open windows, nothing read");
         cost.assert_within("open windows, nothing read", 64);
     })

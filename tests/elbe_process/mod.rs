@@ -363,6 +363,61 @@ impl Latencies {
     }
 }
 
+/// A normal client through elbe and the same client straight to the instance behind it, run side by side: what
+/// elbe adds to a request is the difference. On a shared 2-core machine a request that waits for a descheduled
+/// core is late with or without elbe in the way (CI saw a lone client's p99 at 11-13 ms on a quiet elbe), and that
+/// wait is the machine's.
+pub struct SideBySide {
+    pub through_elbe: Latencies,
+    pub direct: Latencies,
+}
+
+impl SideBySide {
+    /// Runs [`normal_client`] to `elbe` and to `instance` at once until `stop` is set.
+    pub async fn run(
+        elbe: SocketAddr,
+        instance: SocketAddr,
+        every: Duration,
+        stop: Arc<AtomicBool>,
+    ) -> SideBySide {
+        let through_elbe = normal_client(elbe, every, stop.clone());
+        let direct = normal_client(instance, every, stop);
+        let (through_elbe, direct) = tokio::join!(through_elbe, direct);
+        SideBySide {
+            through_elbe,
+            direct,
+        }
+    }
+
+    /// Fails `what` unless elbe's client got at least `requests` answers and its p99 is under `allowance` over the
+    /// direct client's.
+    pub fn assert_elbe_adds_under(&self, allowance: Duration, requests: usize, what: &str) {
+        assert!(
+            self.through_elbe.0.len() >= requests,
+            "{what}: the normal client got only {} responses",
+            self.through_elbe.0.len()
+        );
+        assert!(
+            self.through_elbe.percentile(99.0) < allowance + self.direct.percentile(99.0),
+            "{what}: the normal client's p99 is over {allowance:?} more than the machine's: {}",
+            self.summary()
+        );
+    }
+
+    /// How many requests the two clients brought to the instance (each one's answered requests).
+    pub fn requests(&self) -> usize {
+        self.through_elbe.0.len() + self.direct.0.len()
+    }
+
+    pub fn summary(&self) -> String {
+        format!(
+            "through elbe {}; straight to the instance {}",
+            self.through_elbe.summary(),
+            self.direct.summary()
+        )
+    }
+}
+
 /// A normal client: GET / on one keep-alive HTTP/1.1 connection every `every` until `stop` is set; the latencies.
 /// It runs on its own thread and runtime, so what the test's instance and attackers do on the test's runtime does
 /// not delay it: its latency is elbe's. A request that fails or gets anything but 200 fails the test.
