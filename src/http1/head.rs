@@ -5,20 +5,41 @@
 
 use bytes::Bytes;
 
-/// Where a part of a head lies in its bytes: `start..end`.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Span(pub usize, pub usize);
+/// Where a part of a head lies in its bytes: `start..end`. Offsets are `u32`s, half a `usize` pair, so the 24 spans
+/// a head keeps on the stack are 384 bytes to zero and move per head rather than 768 (callgrind: the request and
+/// response heads' two `FieldSpans` were 2 % of a proxied request's instructions). A head is bounded far below
+/// 4 GiB (`limits.max_request_header_bytes`, and the instance's read buffer), which [`Span::within`] relies on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Span(u32, u32);
 
 impl Span {
-    /// The span of `part`, which must be a slice of `buf`.
+    /// The span of `part`, which must be a slice of `buf` within its first 4 GiB (a parsed head's part).
     pub(crate) fn within(buf: &[u8], part: &[u8]) -> Span {
         let start = part.as_ptr() as usize - buf.as_ptr() as usize;
-        Span(start, start + part.len())
+        let end = start + part.len();
+        debug_assert!(
+            end <= u32::MAX as usize,
+            "a head's part lies within its first 4 GiB"
+        );
+        Span(start as u32, end as u32)
+    }
+
+    pub(crate) fn start(self) -> usize {
+        self.0 as usize
+    }
+
+    pub(crate) fn end(self) -> usize {
+        self.1 as usize
+    }
+
+    /// `start..end`, to index the head with.
+    pub(crate) fn range(self) -> std::ops::Range<usize> {
+        self.start()..self.end()
     }
 
     /// This part of `head`, sharing its bytes.
     pub(crate) fn of(self, head: &Bytes) -> Bytes {
-        head.slice(self.0..self.1)
+        head.slice(self.range())
     }
 }
 

@@ -165,8 +165,8 @@ fn scan_response(
     let mut named: Vec<&[u8]> = Vec::new();
     let mut length_line = None;
     for (i, (name, value)) in index.fields.iter().enumerate() {
-        let name_bytes = &head[name.0..name.1];
-        let value_bytes = &head[value.0..value.1];
+        let name_bytes = &head[name.range()];
+        let value_bytes = &head[value.range()];
         if name_bytes.eq_ignore_ascii_case(b"connection") {
             framing.connection(value_bytes, |option| named.push(option));
         } else if name_bytes.eq_ignore_ascii_case(b"transfer-encoding") {
@@ -182,7 +182,7 @@ fn scan_response(
     }
     for option in named {
         for (i, (name, _)) in index.fields.iter().enumerate() {
-            if head[name.0..name.1].eq_ignore_ascii_case(option) {
+            if head[name.range()].eq_ignore_ascii_case(option) {
                 keep[i] = false;
             }
         }
@@ -242,15 +242,15 @@ fn scan_switch(
     let mut to_websocket = false;
     let mut accepted = expected.is_none();
     for (i, (name, value)) in index.fields.iter().enumerate() {
-        let name = &head[name.0..name.1];
+        let name = &head[name.range()];
         if let Some(expected) = &expected {
             if name.eq_ignore_ascii_case(b"sec-websocket-accept") {
-                accepted = trim_ows(&head[value.0..value.1]) == expected;
+                accepted = trim_ows(&head[value.range()]) == expected;
             }
         }
         if name.eq_ignore_ascii_case(b"upgrade") {
             to_websocket =
-                tokens(&head[value.0..value.1]).any(|t| t.eq_ignore_ascii_case(b"websocket"));
+                tokens(&head[value.range()]).any(|t| t.eq_ignore_ascii_case(b"websocket"));
             keep[i] = true;
         } else if name.eq_ignore_ascii_case(b"connection") {
             keep[i] = true;
@@ -286,7 +286,7 @@ fn build_response(
     let mut headers = HeaderMap::with_capacity(index.fields.len());
     for (i, (name, value)) in index.fields.iter().enumerate() {
         if scanned.keep[i] {
-            let name = HeaderName::from_bytes(&head[name.0..name.1])
+            let name = HeaderName::from_bytes(&head[name.range()])
                 .map_err(|_| BackendError::BadResponse("invalid header name"))?;
             let value = HeaderValue::from_maybe_shared(value.of(head))
                 .map_err(|_| BackendError::BadResponse("invalid header value"))?;
@@ -356,12 +356,12 @@ fn raw_head(head: &Bytes, index: &HeadIndex<'_>, scanned: &Scanned) -> RawHead {
             .filter(|(i, _)| scanned.keep[*i])
     };
     let has_length =
-        kept().any(|(_, (name, _))| head[name.0..name.1].eq_ignore_ascii_case(b"content-length"));
+        kept().any(|(_, (name, _))| head[name.range()].eq_ignore_ascii_case(b"content-length"));
     // Lines are taken whole (name through CRLF). When the kept ones are contiguous in the head (typically only
     // `Connection` is dropped, and instances put it first or last) they are one slice of it, no copy.
     let line_end = |value: &Span| {
-        if head[value.1..].starts_with(b"\r\n") {
-            Some(value.1 + 2)
+        if head[value.end()..].starts_with(b"\r\n") {
+            Some(value.end() + 2)
         } else {
             None
         }
@@ -371,8 +371,8 @@ fn raw_head(head: &Bytes, index: &HeadIndex<'_>, scanned: &Scanned) -> RawHead {
     let mut end = 0;
     for (_, (name, value)) in kept() {
         match first {
-            None => first = Some(name.0),
-            Some(_) => contiguous &= name.0 == end,
+            None => first = Some(name.start()),
+            Some(_) => contiguous &= name.start() == end,
         }
         // A line that ends in a bare LF is written anew with CRLF (the kept lines are then copied).
         match line_end(value) {
@@ -386,7 +386,7 @@ fn raw_head(head: &Bytes, index: &HeadIndex<'_>, scanned: &Scanned) -> RawHead {
         Some(_) => {
             let mut lines = BytesMut::with_capacity(head.len());
             for (_, (name, value)) in kept() {
-                put_field(&mut lines, &head[name.0..name.1], &head[value.0..value.1]);
+                put_field(&mut lines, &head[name.range()], &head[value.range()]);
             }
             lines.freeze()
         }

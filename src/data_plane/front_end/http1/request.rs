@@ -190,7 +190,7 @@ fn header_map(head: &Bytes, fields: &FieldSpans) -> Result<(HeaderMap, Options),
     let mut options = Options::default();
     for (name, value) in fields.as_slice() {
         let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(&head[name.0..name.1]),
+            HeaderName::from_bytes(&head[name.range()]),
             HeaderValue::from_maybe_shared(value.of(head)),
         ) else {
             return Err(ElbResponse::BadRequest);
