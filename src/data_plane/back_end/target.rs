@@ -36,6 +36,14 @@ pub struct Target {
 }
 
 impl Target {
+    /// An instance for tests that never send it anything: `id` in zone-a at `addr`, a pool with room for one.
+    #[cfg(test)]
+    pub(crate) fn stand_in(id: &str, addr: SocketAddr) -> Arc<Target> {
+        let idle = std::time::Duration::from_secs(60);
+        let pool = Pool::new(addr, 1, idle, std::time::Duration::from_secs(1));
+        Arc::new(Target::new(id.into(), "zone-a".into(), addr, pool))
+    }
+
     pub fn new(instance_id: Arc<str>, zone: Arc<str>, addr: SocketAddr, pool: Pool) -> Self {
         Target {
             instance_id,

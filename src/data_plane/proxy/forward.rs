@@ -408,17 +408,7 @@ mod tests {
         let future = forward.call(request);
         let bytes = std::mem::size_of_val(&*future);
         let exchange = std::mem::size_of_val(&send(
-            &Target::new(
-                "i-1".into(),
-                "zone-a".into(),
-                "127.0.0.1:1".parse().unwrap(),
-                crate::data_plane::back_end::pool::Pool::new(
-                    "127.0.0.1:1".parse().unwrap(),
-                    1,
-                    IDLE_TIMEOUT,
-                    IDLE_TIMEOUT,
-                ),
-            ),
+            &Target::stand_in("i-1", "127.0.0.1:1".parse().unwrap()),
             &None,
             Outgoing::new(Request::get("/").body(RequestBody::Empty).unwrap()),
         ));

@@ -127,20 +127,12 @@ pub(crate) fn pick_round_robin<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data_plane::back_end::pool::Pool;
-    use std::time::Duration;
 
     fn targets(n: usize) -> Vec<Arc<Target>> {
         (0..n)
             .map(|i| {
                 let addr = format!("127.0.0.1:{}", 1000 + i).parse().unwrap();
-                let pool = Pool::new(addr, 1, Duration::from_secs(60), Duration::from_secs(1));
-                Arc::new(Target::new(
-                    format!("i-{i}").into(),
-                    "zone-a".into(),
-                    addr,
-                    pool,
-                ))
+                Target::stand_in(&format!("i-{i}"), addr)
             })
             .collect()
     }

@@ -148,7 +148,6 @@ mod tests {
     use http::StatusCode;
     use tokio::task::JoinHandle;
 
-    use crate::data_plane::back_end::pool::Pool;
     use crate::data_plane::snapshot::NodeSnapshot;
     use crate::observability::metrics::Metrics;
 
@@ -156,9 +155,7 @@ mod tests {
 
     /// An instance to hand out; nothing is ever sent to it.
     fn instance(id: &str) -> Arc<Target> {
-        let addr = "127.0.0.1:9".parse().unwrap();
-        let pool = Pool::new(addr, 1, IDLE_TIMEOUT, IDLE_TIMEOUT);
-        Arc::new(Target::new(id.into(), "zone-a".into(), addr, pool))
+        Target::stand_in(id, "127.0.0.1:9".parse().unwrap())
     }
 
     /// One node's queue, routes and metrics.
