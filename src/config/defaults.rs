@@ -49,6 +49,9 @@ pub const MAX_REQUEST_HEADER_BYTES: usize = 65536;
 /// A smaller `max_request_header_bytes` would refuse ordinary requests (a browser's head with its cookies runs
 /// to several KiB); nginx's default large header buffer is the same 8 KiB.
 pub const MIN_REQUEST_HEADER_BYTES: usize = 8192;
+/// The largest `max_request_header_bytes` a configuration may set: 16 MiB is 256 times the default and far more
+/// than any browser or client sends, and a parsed head's offsets are `u32`s (`http1::head::Span`).
+pub const MAX_REQUEST_HEADER_BYTES_LIMIT: usize = 16 << 20;
 /// More header fields than this get 431.
 pub const MAX_HEADERS: usize = 100;
 /// Longer request targets get 414.

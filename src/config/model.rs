@@ -162,7 +162,7 @@ pub struct Limits {
     pub request_header_timeout: Duration,
     /// `tls_handshake_timeout`: a slower TLS handshake is abandoned (default 10 s).
     pub tls_handshake_timeout: Duration,
-    /// `max_request_header_bytes`: larger request heads get 431 (default 64 KiB, at least 8 KiB).
+    /// `max_request_header_bytes`: larger request heads get 431 (default 64 KiB, 8 KiB to 16 MiB).
     pub max_request_header_bytes: usize,
     /// `max_headers`: more header fields get 431 (default 100).
     pub max_headers: usize,

@@ -211,6 +211,16 @@ impl Cx<'_> {
                 ),
             ));
         }
+        if limits.max_request_header_bytes > defaults::MAX_REQUEST_HEADER_BYTES_LIMIT {
+            return Err(self.err(
+                "limits.max_request_header_bytes",
+                format!(
+                    "must be at most {} (16 MiB), got {}",
+                    defaults::MAX_REQUEST_HEADER_BYTES_LIMIT,
+                    limits.max_request_header_bytes
+                ),
+            ));
+        }
         Ok(limits)
     }
 }

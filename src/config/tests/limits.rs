@@ -1,5 +1,5 @@
-//! `[limits]`: counts greater than 0, a head limit a browser fits in, a listen backlog `listen(2)` takes, positive
-//! durations with units.
+//! `[limits]`: counts greater than 0, a head limit a browser fits in (and at most 16 MiB), a listen backlog
+//! `listen(2)` takes, positive durations with units.
 
 use super::{fails, ms, ok, MINIMAL};
 
@@ -12,6 +12,12 @@ fn limits_rules() {
         "at least 8192",
     );
     ok(&lim("max_request_header_bytes = 8192"));
+    fails(
+        &lim("max_request_header_bytes = 16777217"),
+        "limits.max_request_header_bytes",
+        "at most 16777216",
+    );
+    ok(&lim("max_request_header_bytes = 16777216"));
     for name in [
         "max_headers",
         "max_uri_bytes",
