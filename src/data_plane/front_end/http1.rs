@@ -29,7 +29,6 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
@@ -41,11 +40,10 @@ use tower::Service;
 use crate::data_plane::body::RequestBody;
 use crate::data_plane::elb_response::ElbResponse;
 use crate::data_plane::proxy::response_body::ResponseBody;
-use crate::data_plane::proxy::Refused;
+use crate::data_plane::proxy::{Facts, Refused};
 use crate::data_plane::tunnel::Tunnel;
 use crate::http1::buffers;
-use crate::http1::io::{poll_writev, LazyTimer, Stream, TimerSlot};
-use crate::observability::metrics::ZoneMetrics;
+use crate::http1::io::{poll_writev, LazyTimer, Stream};
 use exchange::{Exchange, Stage, Tunneling};
 use request::{Current, Fed, HeadLimits};
 use response::Moved;
@@ -103,12 +101,10 @@ pub(crate) struct Connection<IO, S: Service<Request<RequestBody>>> {
     /// back to back.
     exchange: Option<Box<Exchange<S::Future>>>,
     settings: Settings,
-    metrics: Arc<ZoneMetrics>,
     wait: Wait,
+    /// Its sleep goes to the stack's timer slot ([`Facts`]) while a request is with the stack, whose request
+    /// timer uses it: one sleep per connection, not one for each ([`LazyTimer::lend`]).
     timer: LazyTimer,
-    /// Where the timer's sleep goes while a request is with the stack, whose request timer uses it (the stack
-    /// was made with the same slot): one sleep per connection, not one for each ([`LazyTimer::lend`]).
-    timers: TimerSlot,
     shutting_down: bool,
     /// No HTTP/1 request has been read yet: the connection may still turn out to be HTTP/2 (prior knowledge).
     fresh: bool,
@@ -117,17 +113,12 @@ pub(crate) struct Connection<IO, S: Service<Request<RequestBody>>> {
 impl<IO, S> Connection<IO, S>
 where
     IO: Stream,
-    S: Service<Request<RequestBody>, Response = Response<ResponseBody>, Error = Infallible>,
+    S: Service<Request<RequestBody>, Response = Response<ResponseBody>, Error = Infallible> + Facts,
     S::Future: Unpin,
 {
-    /// `timers`: the slot `service`'s request timer takes its sleep from, if it has one; else any empty slot.
-    pub(crate) fn new(
-        io: IO,
-        service: S,
-        settings: Settings,
-        metrics: Arc<ZoneMetrics>,
-        timers: TimerSlot,
-    ) -> Self {
+    /// The connection's metrics and the slot its timer lends its sleep to are the stack's ([`Facts`]): kept
+    /// once, there.
+    pub(crate) fn new(io: IO, service: S, settings: Settings) -> Self {
         Connection {
             io,
             // Taken when the client's first bytes arrive ([`Self::release_buffers`]).
@@ -135,10 +126,8 @@ where
             service,
             exchange: None,
             settings,
-            metrics,
             wait: Wait::Fresh,
             timer: LazyTimer::new(Instant::now() + Duration::from(settings.request_header_timeout)),
-            timers,
             shutting_down: false,
             fresh: true,
         }
@@ -246,7 +235,7 @@ where
                         Ok(Some(head)) => {
                             self.fresh = false;
                             self.wait = Wait::None;
-                            self.timer.lend(&self.timers);
+                            self.timer.lend(&self.service.facts().timers);
                             let call = self.service.call(head.request);
                             let exchange = Exchange::of(&mut self.exchange);
                             exchange.current = head.current;
@@ -277,7 +266,13 @@ where
             request::reserve_read(&mut self.read_buf);
             match self.io.poll_fill(cx, &mut self.read_buf) {
                 Poll::Ready(Ok(0)) => return Poll::Ready(Ok(Step::Closed)),
-                Poll::Ready(Ok(n)) => self.metrics.received_bytes.inc_by(n as u64),
+                Poll::Ready(Ok(n)) => self
+                    .service
+                    .facts()
+                    .context
+                    .metrics
+                    .received_bytes
+                    .inc_by(n as u64),
                 Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
                 Poll::Pending => {
                     if self.read_buf.is_empty() {
@@ -315,7 +310,7 @@ where
         let Some(feed) = &mut exchange.feed else {
             return Ok(());
         };
-        let received = &self.metrics.received_bytes;
+        let received = &self.service.facts().context.metrics.received_bytes;
         match feed.poll(
             cx,
             &mut self.io,
@@ -344,7 +339,7 @@ where
         self.read_buf.clear();
         let mut request = Request::new(RequestBody::Empty);
         request.extensions_mut().insert(Refused(kind));
-        self.timer.lend(&self.timers);
+        self.timer.lend(&self.service.facts().timers);
         let call = self.service.call(request);
         let exchange = Exchange::of(&mut self.exchange);
         exchange.current = Current {
@@ -379,7 +374,7 @@ where
 
     /// The connection's timer, its sleep taken back from the stack first if it was lent to a request.
     fn poll_timer(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        self.timer.reclaim(&self.timers);
+        self.timer.reclaim(&self.service.facts().timers);
         self.timer.poll_expired(cx)
     }
 
@@ -493,14 +488,19 @@ where
         let Stage::Respond(responding) = std::mem::replace(&mut exchange.stage, Stage::Head) else {
             return false;
         };
-        self.metrics.websocket_upgrades.inc();
+        self.service
+            .facts()
+            .context
+            .metrics
+            .websocket_upgrades
+            .inc();
         let tunnel = Tunnel::new(
             backend,
             std::mem::take(&mut self.read_buf).freeze(),
             from_backend,
             self.settings.idle_timeout.into(),
-            self.metrics.received_bytes.clone(),
-            self.metrics.sent_bytes.clone(),
+            self.service.facts().context.metrics.received_bytes.clone(),
+            self.service.facts().context.metrics.sent_bytes.clone(),
         );
         self.wait = Wait::None;
         exchange.feed = None;
@@ -531,7 +531,12 @@ where
         if let Some(exchange) = self.exchange.as_deref_mut() {
             while !exchange.out.is_empty() {
                 let written = ready!(poll_writev(&mut self.io, cx, &[], &mut exchange.out))?;
-                self.metrics.sent_bytes.inc_by(written as u64);
+                self.service
+                    .facts()
+                    .context
+                    .metrics
+                    .sent_bytes
+                    .inc_by(written as u64);
                 exchange.progress += 1;
             }
         }
@@ -561,7 +566,13 @@ where
             request::reserve_read(&mut self.read_buf);
             match self.io.poll_fill(cx, &mut self.read_buf) {
                 Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(Ok(Step::Closed)),
-                Poll::Ready(Ok(n)) => self.metrics.received_bytes.inc_by(n as u64),
+                Poll::Ready(Ok(n)) => self
+                    .service
+                    .facts()
+                    .context
+                    .metrics
+                    .received_bytes
+                    .inc_by(n as u64),
                 Poll::Pending => {
                     ready!(self.poll_timer(cx));
                     return Poll::Ready(Ok(Step::Closed));
@@ -574,7 +585,9 @@ where
 impl<IO, S> Future for Connection<IO, S>
 where
     IO: Stream,
-    S: Service<Request<RequestBody>, Response = Response<ResponseBody>, Error = Infallible> + Unpin,
+    S: Service<Request<RequestBody>, Response = Response<ResponseBody>, Error = Infallible>
+        + Facts
+        + Unpin,
     S::Future: Unpin,
 {
     type Output = io::Result<Served>;

@@ -19,7 +19,9 @@ use super::{Accepting, Connections, ListenerSignals, Tokens};
 use crate::data_plane::body::ConnectionState;
 use crate::data_plane::front_end::http1::{self as front_end, ClientStream, Served};
 use crate::data_plane::front_end::http2::{server, ClientIo, Underway, WebSockets};
-use crate::data_plane::proxy::{self, ClientFacts, ClientProtocol, ListenerContext};
+use crate::data_plane::proxy::{
+    self, ClientFacts, ClientProtocol, ConnectionFacts, Facts, ListenerContext,
+};
 use crate::data_plane::tcp::prefixed::Prefixed;
 use crate::data_plane::tcp::proxy_protocol;
 use crate::data_plane::tls::TlsAcceptor;
@@ -43,9 +45,14 @@ pub(super) fn connection_task(
     let shutdown = signals.drain.clone();
     let serve = if setup.layer4.is_none() && !setup.accept_proxy_protocol && setup.tls.is_none() {
         let context = setup.context.clone();
-        Accepted::Http1(
-            Http1Serve::new(stream, peer, None, context, connections, shutdown).drain_watched(),
-        )
+        Accepted::Http1(Http1Serve::new(
+            stream,
+            peer,
+            None,
+            context,
+            connections,
+            shutdown,
+        ))
     } else {
         Accepted::Boxed(
             Box::pin(
@@ -97,12 +104,8 @@ impl Accepted {
     /// The listener drains: a plain HTTP/1 connection finishes its request in flight and closes (the boxed paths,
     /// and HTTP/2 after the hand-over, watch the drain themselves).
     fn graceful_shutdown(&mut self) {
-        if let Accepted::Http1(Http1Serve {
-            state: Http1State::Http1 { connection, .. },
-            ..
-        }) = self
-        {
-            connection.graceful_shutdown();
+        if let Accepted::Http1(serve) = self {
+            serve.graceful_shutdown();
         }
     }
 }
@@ -160,7 +163,16 @@ async fn serve_accepted(
         return serve_https(stream, peer, tls, setup, connections, shutdown).await;
     }
     let context = setup.context.clone();
-    Http1Serve::new(stream, peer, None, context, connections.clone(), shutdown).await
+    Http1Serve::new(
+        stream,
+        peer,
+        None,
+        context,
+        connections.clone(),
+        shutdown.clone(),
+    )
+    .watching_drain(shutdown)
+    .await
 }
 
 /// `accept_proxy_protocol` on an HTTP or HTTPS listener: the connection opens with a PROXY v1 or v2 header (before
@@ -205,7 +217,18 @@ async fn serve_http<IO>(
 {
     let context = setup.context.clone();
     match &setup.tls {
-        None => Http1Serve::new(stream, peer, None, context, connections.clone(), shutdown).await,
+        None => {
+            Http1Serve::new(
+                stream,
+                peer,
+                None,
+                context,
+                connections.clone(),
+                shutdown.clone(),
+            )
+            .watching_drain(shutdown)
+            .await
+        }
         Some(tls) => serve_https(stream, peer, tls, setup, connections, shutdown).await,
     }
 }
@@ -240,7 +263,7 @@ async fn handshake<IO>(
     setup: &Accepting,
     connections: &Arc<Connections>,
     shutdown: Shutdown,
-) -> Option<Http1Serve<TlsStream<IO>>>
+) -> Option<DrainWatched<TlsStream<IO>>>
 where
     IO: ClientStream + Send + 'static,
     TlsStream<IO>: ClientStream,
@@ -250,14 +273,15 @@ where
         Ok(stream) => {
             context.metrics.tls_handshakes.inc();
             let tls = Some(crate::data_plane::tls::Negotiated::of(stream.get_ref().1));
-            Some(Http1Serve::new(
+            let serve = Http1Serve::new(
                 stream,
                 peer,
                 tls,
                 context,
                 connections.clone(),
-                shutdown,
-            ))
+                shutdown.clone(),
+            );
+            Some(serve.watching_drain(shutdown))
         }
         Err(error) => {
             context.metrics.tls_handshake_failures.inc();
@@ -281,8 +305,6 @@ struct Http1Serve<IO: ClientStream> {
 enum Http1State<IO: ClientStream> {
     Http1 {
         connection: front_end::Connection<IO, proxy::Stack>,
-        /// The drain, unless the connection's task watches it ([`Http1Serve::drain_watched`]).
-        stop: Option<ShutdownWatch>,
         handover: Handover,
     },
     /// Boxed: hyper's connection is large, and the HTTP/1 connections, most of them idle, should not carry room
@@ -291,9 +313,9 @@ enum Http1State<IO: ClientStream> {
     Done,
 }
 
-/// What an HTTP/1 connection keeps for serving it over HTTP/2 (the client it gets back from the stack).
+/// What an HTTP/1 connection keeps for serving it over HTTP/2 (the listener and the client it gets back from the
+/// stack).
 struct Handover {
-    context: Arc<ListenerContext>,
     connections: Arc<Connections>,
     shutdown: Shutdown,
 }
@@ -321,19 +343,11 @@ impl<IO: ClientStream + Send + 'static> Http1Serve<IO> {
         let client = ClientFacts::new(peer, tls);
         // One sleep for the connection's waits and its requests' exchanges, in turn.
         let timers = crate::http1::io::timer_slot();
-        let stack = proxy::stack(
-            context.clone(),
-            client,
-            ClientProtocol::Http1,
-            timers.clone(),
-        );
-        let metrics = context.metrics.clone();
+        let stack = proxy::stack(context, client, ClientProtocol::Http1, timers);
         Http1Serve {
             state: Http1State::Http1 {
-                connection: front_end::Connection::new(io, stack, settings, metrics, timers),
-                stop: Some(ShutdownWatch::new(shutdown.clone())),
+                connection: front_end::Connection::new(io, stack, settings),
                 handover: Handover {
-                    context,
                     connections,
                     shutdown,
                 },
@@ -344,12 +358,40 @@ impl<IO: ClientStream + Send + 'static> Http1Serve<IO> {
 }
 
 impl<IO: ClientStream> Http1Serve<IO> {
-    /// The drain is watched by the connection's task, with the cut ([`ConnectionTask`]): one waiter, not two.
-    fn drain_watched(mut self) -> Self {
-        if let Http1State::Http1 { stop, .. } = &mut self.state {
-            *stop = None;
+    /// The listener drains: the request in flight finishes, then the connection closes (after the hand-over,
+    /// HTTP/2 watches the drain itself).
+    fn graceful_shutdown(&mut self) {
+        if let Http1State::Http1 { connection, .. } = &mut self.state {
+            connection.graceful_shutdown();
         }
-        self
+    }
+
+    /// For the boxed paths (TLS, Proxy Protocol): the connection watches the drain itself. A plain connection's
+    /// task watches it for the connection, with the cut ([`ConnectionTask`]): one waiter, and no room for a
+    /// second in every plain connection.
+    fn watching_drain(self, drain: Shutdown) -> DrainWatched<IO> {
+        DrainWatched {
+            serve: self,
+            drain: ShutdownWatch::new(drain),
+        }
+    }
+}
+
+/// An [`Http1Serve`] that watches its listener's drain ([`Http1Serve::watching_drain`]).
+struct DrainWatched<IO: ClientStream> {
+    serve: Http1Serve<IO>,
+    drain: ShutdownWatch,
+}
+
+impl<IO: ClientStream + Send + 'static> Future for DrainWatched<IO> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        if this.drain.poll_fired(cx) {
+            this.serve.graceful_shutdown();
+        }
+        Pin::new(&mut this.serve).poll(cx)
     }
 }
 
@@ -360,12 +402,7 @@ impl<IO: ClientStream + Send + 'static> Future for Http1Serve<IO> {
         let this = self.get_mut();
         loop {
             match &mut this.state {
-                Http1State::Http1 {
-                    connection, stop, ..
-                } => {
-                    if stop.as_mut().is_some_and(|stop| stop.poll_fired(cx)) {
-                        connection.graceful_shutdown();
-                    }
+                Http1State::Http1 { connection, .. } => {
                     let served = ready!(connection.poll_serve(cx));
                     let Http1State::Http1 {
                         connection,
@@ -379,11 +416,12 @@ impl<IO: ClientStream + Send + 'static> Future for Http1Serve<IO> {
                         Ok(Served::Closed) => {}
                         Ok(Served::Http2) => {
                             let (io, read, stack) = connection.into_parts();
-                            let client = stack.client();
+                            let ConnectionFacts {
+                                context, client, ..
+                            } = stack.facts().clone();
                             drop(stack);
                             this.state = Http1State::Http2(Box::pin(async move {
                                 let Handover {
-                                    context,
                                     connections,
                                     shutdown,
                                 } = handover;
@@ -483,7 +521,9 @@ mod tests {
     /// the struct futures, 536 (debug) before the client's facts were packed (28 bytes, were 64), the hand-over
     /// stopped copying them, the peer left the task and the settings' limits became `u32`s; 408 before the
     /// timeouts became `u32` milliseconds and the drain and cut one watch (with the timer slot the connection now
-    /// shares with its stack, 8 bytes); now 400 (debug).
+    /// shares with its stack, 8 bytes); 400 (debug) before the stack kept the connection's context, client and
+    /// timer slot once (its layers had four copies of the context and three of the client's address) and the
+    /// boxed paths' drain watch left the plain connection's state; now 272 (debug).
     #[tokio::test]
     async fn a_connections_task_is_no_larger_than_its_http1_state() {
         let metrics = crate::observability::metrics::Metrics::new();
@@ -519,9 +559,9 @@ mod tests {
         let state_bytes = std::mem::size_of::<Http1>();
         println!("connection task future: {task_bytes} bytes; HTTP/1 connection state: {state_bytes} bytes");
         // tokio's task cell is aligned to 128 bytes, and its header, scheduler, stage tag and trailer take about 104
-        // more: a future of at most 408 bytes makes a 512-byte task, one byte more a 640-byte one (heaptrack).
+        // more: a future of at most 280 bytes makes a 384-byte task, up to 408 a 512-byte one (heaptrack).
         assert!(
-            task_bytes <= state_bytes + 256 && task_bytes <= 408,
+            task_bytes <= state_bytes + 128 && task_bytes <= 280,
             "the task ({task_bytes} bytes) carries more than the HTTP/1 connection ({state_bytes} bytes)"
         );
     }

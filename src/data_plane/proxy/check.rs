@@ -14,33 +14,35 @@ use tower::{Layer, Service};
 use crate::data_plane::elb_response::ElbResponse;
 use crate::data_plane::headers::{self, websocket};
 use crate::data_plane::proxy::answer::{elb_answer, Refused};
+use crate::data_plane::proxy::context::{ConnectionFacts, Facts};
 use crate::data_plane::proxy::response_body::ResponseBody;
 
 /// Refuses requests that must not reach an instance, with ELB's status.
 #[derive(Clone)]
-pub(crate) struct CheckLayer {
-    pub max_uri_bytes: usize,
-}
+pub(crate) struct CheckLayer;
 
 impl<S> Layer<S> for CheckLayer {
     type Service = Check<S>;
     fn layer(&self, inner: S) -> Check<S> {
-        Check {
-            inner,
-            max_uri_bytes: self.max_uri_bytes,
-        }
+        Check { inner }
     }
 }
 
+/// Keeps nothing of its own: the URI limit is the listener's ([`Facts`]).
 #[derive(Clone)]
 pub(crate) struct Check<S> {
     inner: S,
-    max_uri_bytes: usize,
+}
+
+impl<S: Facts> Facts for Check<S> {
+    fn facts(&self) -> &ConnectionFacts {
+        self.inner.facts()
+    }
 }
 
 impl<S, B> Service<Request<B>> for Check<S>
 where
-    S: Service<Request<B>, Response = Response<ResponseBody>, Error = Infallible>,
+    S: Service<Request<B>, Response = Response<ResponseBody>, Error = Infallible> + Facts,
     S::Future: Unpin,
 {
     type Response = Response<ResponseBody>;
@@ -66,7 +68,7 @@ where
             request.uri(),
             request.version(),
             request.headers(),
-            self.max_uri_bytes,
+            self.inner.facts().context.max_uri_bytes,
         );
         match checked {
             Ok(()) => Respond::Later(self.inner.call(request)),
@@ -111,15 +113,20 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data_plane::proxy::context::test_support::{context, inner};
+    use crate::observability::metrics::Metrics;
     use tower::ServiceExt;
 
+    /// The stand-in listener's URI limit is 64 bytes.
     #[tokio::test]
     async fn check_refuses_connect_and_long_uris_without_calling_the_instance() {
-        let check = CheckLayer { max_uri_bytes: 64 }.layer(tower::service_fn(
+        let metrics = Metrics::new();
+        let instance = tower::service_fn(
             |_: Request<()>| -> std::future::Ready<Result<Response<ResponseBody>, Infallible>> {
                 panic!("a refused request reached the instance")
             },
-        ));
+        );
+        let check = CheckLayer.layer(inner(context(&metrics), instance));
         let connect = Request::connect("example.test:443").body(()).unwrap();
         let response = check.clone().oneshot(connect).await.unwrap();
         assert_eq!(response.status(), 400);
@@ -132,9 +139,11 @@ mod tests {
 
     #[tokio::test]
     async fn check_lets_rfc_8441_websocket_connects_through_and_refuses_other_protocols() {
-        let check = CheckLayer { max_uri_bytes: 64 }.layer(tower::service_fn(|_: Request<()>| {
+        let metrics = Metrics::new();
+        let instance = tower::service_fn(|_: Request<()>| {
             std::future::ready(Ok::<_, Infallible>(Response::new(ResponseBody::empty())))
-        }));
+        });
+        let check = CheckLayer.layer(inner(context(&metrics), instance));
         let connect = |protocol| {
             let mut request = Request::connect("https://app.example/chat")
                 .version(http::Version::HTTP_2)

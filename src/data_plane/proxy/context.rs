@@ -12,6 +12,7 @@ use crate::data_plane::passive::PassiveReporter;
 use crate::data_plane::routing::surge::SurgeQueue;
 use crate::data_plane::snapshot::SharedNodeSnapshot;
 use crate::data_plane::tls::Negotiated;
+use crate::http1::io::TimerSlot;
 use crate::observability::access_log::AccessLog;
 use crate::observability::metrics::ZoneMetrics;
 
@@ -70,6 +71,31 @@ impl ClientFacts {
     pub(crate) fn peer(&self) -> SocketAddr {
         SocketAddr::new(self.ip, self.port)
     }
+
+    /// The client's address (X-Forwarded-For, rules' `source_ip`).
+    pub(crate) fn ip(&self) -> IpAddr {
+        self.ip
+    }
+}
+
+/// What a connection's stack knows of its connection, kept once, by the innermost service
+/// ([`Forward`](super::forward::Forward)); the layers around it read it from there ([`Facts`]). Every connection
+/// carries its stack, idle or not, and with each layer keeping its own copy of the context and of the client's
+/// address (one of them as X-Forwarded-For text) the stack took 144 bytes of every connection; 56 now
+/// (BENCHMARKS.md "Idle connections").
+#[derive(Clone)]
+pub(crate) struct ConnectionFacts {
+    pub context: Arc<ListenerContext>,
+    pub client: ClientFacts,
+    /// The connection's request timer between requests ([`super::forward`]'s `RequestTimer`); an HTTP/1
+    /// connection lends its own sleep to it ([`crate::http1::io::LazyTimer::lend`]).
+    pub timers: TimerSlot,
+}
+
+/// A service of the stack that can tell what it knows of its connection: the innermost keeps it, each layer asks
+/// the service inside it, and so does the HTTP/1 server that holds the stack (its metrics, its timer slot).
+pub(crate) trait Facts {
+    fn facts(&self) -> &ConnectionFacts;
 }
 
 /// The server a client connection is on, which decides what the stack tells it and how it hands responses over.
@@ -95,13 +121,18 @@ pub(crate) mod test_support {
     use http::{Request, Response};
     use tower::Service;
 
-    use super::ListenerContext;
+    use super::{ClientFacts, ConnectionFacts, Facts, ListenerContext};
     use crate::data_plane::headers::ForwardedProto;
     use crate::data_plane::proxy::response_body::ResponseBody;
     use crate::data_plane::routing::surge::SurgeQueue;
-    use crate::observability::metrics::Metrics;
+    use crate::observability::metrics::{Metrics, ZoneMetrics};
 
     pub(crate) fn context(metrics: &Metrics) -> Arc<ListenerContext> {
+        context_counting_in(Arc::new(metrics.zone("web", "zone-a")))
+    }
+
+    /// A listener's context whose requests and connections are counted in `metrics`.
+    pub(crate) fn context_counting_in(metrics: Arc<ZoneMetrics>) -> Arc<ListenerContext> {
         Arc::new(ListenerContext {
             routes: Arc::new(ArcSwap::from_pointee(
                 crate::data_plane::snapshot::NodeSnapshot {
@@ -114,12 +145,59 @@ pub(crate) mod test_support {
             port: HeaderValue::from_static("443"),
             node_host: HeaderValue::from_static("127.0.0.11"),
             max_uri_bytes: 64,
-            metrics: Arc::new(metrics.zone("web", "zone-a")),
+            metrics,
             passive: None,
             access_log: None,
             surge: SurgeQueue::new(0, 1024),
             instance_tls: None,
         })
+    }
+
+    /// A client at 127.0.0.1:1 on `context`'s listener, with a timer slot of its own.
+    pub(crate) fn facts(context: Arc<ListenerContext>) -> ConnectionFacts {
+        ConnectionFacts {
+            context,
+            client: ClientFacts::new("127.0.0.1:1".parse().expect("an address"), None),
+            timers: crate::http1::io::timer_slot(),
+        }
+    }
+
+    /// A stand-in for what a layer wraps: `service` answers, and it says it serves the connection of `facts`.
+    #[derive(Clone)]
+    pub(crate) struct Inner<S> {
+        pub facts: ConnectionFacts,
+        pub service: S,
+    }
+
+    /// [`Inner`] for a client at 127.0.0.1:1 on `context`'s listener.
+    pub(crate) fn inner<S>(context: Arc<ListenerContext>, service: S) -> Inner<S> {
+        Inner {
+            facts: facts(context),
+            service,
+        }
+    }
+
+    impl<S: Service<R>, R> Service<R> for Inner<S> {
+        type Response = S::Response;
+        type Error = S::Error;
+        type Future = S::Future;
+
+        fn poll_ready(
+            &mut self,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), S::Error>> {
+            self.service.poll_ready(cx)
+        }
+
+        fn call(&mut self, request: R) -> S::Future {
+            self.service.call(request)
+        }
+    }
+
+    impl<S> Facts for Inner<S> {
+        fn facts(&self) -> &ConnectionFacts {
+            &self.facts
+        }
     }
 
     /// An instance stand-in that answers 200 with the request's headers copied into the response.

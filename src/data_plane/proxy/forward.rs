@@ -6,7 +6,6 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -23,7 +22,7 @@ use crate::data_plane::back_end::target::Target;
 use crate::data_plane::body::RequestBody;
 use crate::data_plane::elb_response::ElbResponse;
 use crate::data_plane::proxy::answer::elb_answer;
-use crate::data_plane::proxy::context::ListenerContext;
+use crate::data_plane::proxy::context::{ConnectionFacts, Facts, ListenerContext};
 use crate::data_plane::proxy::response_body::ResponseBody;
 use crate::data_plane::proxy::rules;
 use crate::data_plane::proxy::sticky::{Picked, Plan};
@@ -33,14 +32,18 @@ use crate::data_plane::snapshot::NodeSnapshot;
 pub(crate) use crate::http1::io::TimerSlot;
 use crate::observability::access_log::Dispatched;
 
-/// Sends the request to an instance and returns its response, or ELB's.
+/// Sends the request to an instance and returns its response, or ELB's. Keeps what the stack knows of its
+/// connection (the layers around it read it, [`Facts`]): the listener, the client (whose address rules'
+/// `source_ip` matches) and the request timer between requests ([`RequestTimer`]).
 #[derive(Clone)]
 pub(crate) struct Forward {
-    pub(super) context: Arc<ListenerContext>,
-    /// The connection's request timer, between requests (see [`RequestTimer`]).
-    pub(super) timers: TimerSlot,
-    /// The client connection's peer address, which rules' `source_ip` matches.
-    pub(super) peer: IpAddr,
+    pub(super) facts: ConnectionFacts,
+}
+
+impl Facts for Forward {
+    fn facts(&self) -> &ConnectionFacts {
+        &self.facts
+    }
 }
 
 impl<B: Into<RequestBody>> Service<Request<B>> for Forward {
@@ -53,11 +56,12 @@ impl<B: Into<RequestBody>> Service<Request<B>> for Forward {
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let context = self.context.clone();
+        let context = self.facts.context.clone();
         let routes = context.routes.load();
         // The listener's rules: a redirect or a fixed response is elbe's own answer.
         if !routes.rules.is_empty() {
-            if let Some(answer) = rules::answer(&routes.rules, &request, self.peer, &context) {
+            let peer = self.facts.client.ip();
+            if let Some(answer) = rules::answer(&routes.rules, &request, peer, &context) {
                 return Box::pin(std::future::ready(Ok(answer)));
             }
         }
@@ -75,7 +79,7 @@ impl<B: Into<RequestBody>> Service<Request<B>> for Forward {
         let mut request = Outgoing::new(request.map(Into::into));
         // The instance's head goes on as received: written on to HTTP/1 clients, HPACK-encoded for HTTP/2 ones.
         request.raw_response = true;
-        let timer = RequestTimer::take(&self.timers);
+        let timer = RequestTimer::take(&self.facts.timers);
         Box::pin(async move {
             let Some(first) = first else {
                 return Ok(elb_answer(ElbResponse::NoInstance));
@@ -400,9 +404,7 @@ mod tests {
         let metrics = crate::observability::metrics::Metrics::new();
         let context = crate::data_plane::proxy::context::test_support::context(&metrics);
         let mut forward = Forward {
-            context,
-            timers: timer_slot(),
-            peer: IpAddr::from([127, 0, 0, 1]),
+            facts: crate::data_plane::proxy::context::test_support::facts(context),
         };
         let request = Request::get("/").body(RequestBody::Empty).unwrap();
         let future = forward.call(request);

@@ -5,8 +5,6 @@
 //! the HTTP/1.1 handshake, a `GET` with `Upgrade: websocket` and a fresh `Sec-WebSocket-Key`.
 
 use std::convert::Infallible;
-use std::net::IpAddr;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::header::{HeaderValue, CONNECTION, COOKIE, EXPECT, HOST, UPGRADE};
@@ -15,38 +13,35 @@ use http::{Request, Response, Version};
 use tower::{Layer, Service};
 
 use crate::data_plane::headers::{self, websocket};
-use crate::data_plane::proxy::context::ListenerContext;
+use crate::data_plane::proxy::context::{ConnectionFacts, Facts, ListenerContext};
 use crate::data_plane::proxy::response_body::ResponseBody;
 
 /// Rewrites the request for the instance (X-Forwarded-*, hop-by-hop headers, Host, Expect, origin-form target).
 #[derive(Clone)]
-pub(crate) struct ForwardedLayer {
-    pub(super) context: Arc<ListenerContext>,
-    pub(super) peer: IpAddr,
-}
+pub(crate) struct ForwardedLayer;
 
 impl<S> Layer<S> for ForwardedLayer {
     type Service = Forwarded<S>;
     fn layer(&self, inner: S) -> Forwarded<S> {
-        Forwarded {
-            inner,
-            context: self.context.clone(),
-            peer: headers::peer_value(self.peer),
-        }
+        Forwarded { inner }
     }
 }
 
+/// Keeps nothing of its own: the client's address and the listener's are the connection's ([`Facts`]).
 #[derive(Clone)]
 pub(crate) struct Forwarded<S> {
     inner: S,
-    context: Arc<ListenerContext>,
-    /// The client's address as `X-Forwarded-For` text, made once per connection.
-    peer: HeaderValue,
+}
+
+impl<S: Facts> Facts for Forwarded<S> {
+    fn facts(&self) -> &ConnectionFacts {
+        self.inner.facts()
+    }
 }
 
 impl<S, B> Service<Request<B>> for Forwarded<S>
 where
-    S: Service<Request<B>, Response = Response<ResponseBody>, Error = Infallible>,
+    S: Service<Request<B>, Response = Response<ResponseBody>, Error = Infallible> + Facts,
 {
     type Response = Response<ResponseBody>;
     type Error = Infallible;
@@ -57,7 +52,10 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        rewrite_for_instance(&mut request, &self.peer, &self.context);
+        let facts = self.inner.facts();
+        // Not kept per connection (40 bytes of every one, for an address its stack has): the worker caches it.
+        let peer = headers::peer_value(facts.client.ip());
+        rewrite_for_instance(&mut request, &peer, &facts.context);
         self.inner.call(request)
     }
 }
@@ -146,17 +144,16 @@ fn join_cookies(headers: &mut http::HeaderMap) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data_plane::proxy::context::test_support::{context, mirror};
+    use crate::data_plane::proxy::context::test_support::{context, inner, mirror};
+    use crate::data_plane::proxy::context::ClientFacts;
     use crate::observability::metrics::Metrics;
     use tower::ServiceExt;
 
     #[tokio::test]
     async fn forwarded_sets_elb_headers_and_origin_form() {
         let metrics = Metrics::new();
-        let layer = ForwardedLayer {
-            context: context(&metrics),
-            peer: "198.51.100.22".parse().unwrap(),
-        };
+        let mut instance = inner(context(&metrics), mirror());
+        instance.facts.client = ClientFacts::new("198.51.100.22:4000".parse().unwrap(), None);
         let request = Request::get("http://app.example/a?b=c")
             .version(Version::HTTP_2)
             .header("x-forwarded-for", "10.0.0.1")
@@ -164,7 +161,11 @@ mod tests {
             .header("expect", "100-continue")
             .body(())
             .unwrap();
-        let response = layer.layer(mirror()).oneshot(request).await.unwrap();
+        let response = ForwardedLayer
+            .layer(instance)
+            .oneshot(request)
+            .await
+            .unwrap();
         let headers = response.headers();
         assert_eq!(headers["x-forwarded-for"], "10.0.0.1, 198.51.100.22");
         assert_eq!(headers["x-forwarded-proto"], "https");

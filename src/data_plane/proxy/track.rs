@@ -14,7 +14,7 @@ use tower::{Layer, Service};
 
 use crate::data_plane::body::{ConnectionState, InFlight};
 use crate::data_plane::proxy::answer::{ElbGenerated, Refused};
-use crate::data_plane::proxy::context::{ClientFacts, ListenerContext};
+use crate::data_plane::proxy::context::{ClientFacts, ConnectionFacts, Facts, ListenerContext};
 use crate::data_plane::proxy::response_body::ResponseBody;
 use crate::data_plane::proxy::rules::RuleAnswer;
 use crate::data_plane::tls::Negotiated;
@@ -23,9 +23,8 @@ use crate::observability::access_log::{Dispatched, PendingEntry, RequestFacts};
 /// Counts the request as in flight on its connection and in the node's metrics.
 #[derive(Clone)]
 pub(crate) struct TrackLayer {
-    pub(super) context: Arc<ListenerContext>,
+    /// An HTTP/2 connection's state, whose idle timer counts its requests in flight; `None` for HTTP/1.
     pub(super) connection: Option<Arc<ConnectionState>>,
-    pub(super) client: ClientFacts,
 }
 
 impl<S> Layer<S> for TrackLayer {
@@ -33,31 +32,34 @@ impl<S> Layer<S> for TrackLayer {
     fn layer(&self, inner: S) -> Track<S> {
         Track {
             inner,
-            context: self.context.clone(),
             connection: self.connection.clone(),
-            client: self.client,
         }
     }
 }
 
+/// Keeps only an HTTP/2 connection's state: the listener and the client are the connection's ([`Facts`]).
 #[derive(Clone)]
 pub(crate) struct Track<S> {
     inner: S,
-    context: Arc<ListenerContext>,
     connection: Option<Arc<ConnectionState>>,
-    client: ClientFacts,
 }
 
-impl<S> Track<S> {
+impl<S: Facts> Track<S> {
     /// The client connection this stack serves.
     pub(crate) fn client(&self) -> ClientFacts {
-        self.client
+        self.inner.facts().client
+    }
+}
+
+impl<S: Facts> Facts for Track<S> {
+    fn facts(&self) -> &ConnectionFacts {
+        self.inner.facts()
     }
 }
 
 impl<S, B> Service<Request<B>> for Track<S>
 where
-    S: Service<Request<B>, Response = Response<ResponseBody>, Error = Infallible>,
+    S: Service<Request<B>, Response = Response<ResponseBody>, Error = Infallible> + Facts,
     S::Future: Unpin,
 {
     type Response = Response<ResponseBody>;
@@ -70,9 +72,12 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let in_flight = self.connection.clone().map(InFlight::begin);
-        self.context.metrics.requests.inc();
+        let ConnectionFacts {
+            context, client, ..
+        } = self.inner.facts();
+        context.metrics.requests.inc();
         let refused = request.extensions().get::<Refused>().is_some();
-        let log = self.context.access_log.as_ref().map(|l| {
+        let log = context.access_log.as_ref().map(|l| {
             let line = (!refused).then(|| RequestFacts {
                 method: request.method(),
                 uri: request.uri(),
@@ -82,17 +87,18 @@ where
             Box::new(PendingEntry::begin(
                 &l.log,
                 &l.load_balancer,
-                self.client.peer(),
+                client.peer(),
                 l.scheme,
                 l.port,
-                self.client.tls.map(Negotiated::names),
+                client.tls.map(Negotiated::names),
                 line,
             ))
         });
+        let context = context.clone();
         TrackFuture {
             inner: self.inner.call(request),
             in_flight,
-            context: self.context.clone(),
+            context,
             log,
         }
     }
@@ -157,7 +163,7 @@ mod tests {
     use super::*;
     use crate::data_plane::elb_response::ElbResponse;
     use crate::data_plane::proxy::answer::elb_answer;
-    use crate::data_plane::proxy::context::test_support::{context, mirror};
+    use crate::data_plane::proxy::context::test_support::{context, inner, mirror};
     use crate::observability::metrics::Metrics;
     use tower::ServiceExt;
 
@@ -165,21 +171,18 @@ mod tests {
     async fn track_counts_elb_and_backend_responses_apart() {
         let metrics = Metrics::new();
         let context = context(&metrics);
-        let track = TrackLayer {
-            context: context.clone(),
-            connection: None,
-            client: ClientFacts::new("127.0.0.1:1".parse().unwrap(), None),
-        };
+        let track = TrackLayer { connection: None };
         let ok = track
-            .layer(mirror())
+            .layer(inner(context.clone(), mirror()))
             .oneshot(Request::new(()))
             .await
             .unwrap();
         assert_eq!(ok.status(), 200);
+        let answers_503 = tower::service_fn(|_: Request<()>| {
+            std::future::ready(Ok::<_, Infallible>(elb_answer(ElbResponse::NoInstance)))
+        });
         let elb = track
-            .layer(tower::service_fn(|_: Request<()>| {
-                std::future::ready(Ok::<_, Infallible>(elb_answer(ElbResponse::NoInstance)))
-            }))
+            .layer(inner(context.clone(), answers_503))
             .oneshot(Request::new(()))
             .await
             .unwrap();

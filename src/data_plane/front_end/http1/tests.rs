@@ -6,33 +6,36 @@ mod timers;
 
 use super::*;
 use crate::data_plane::proxy::answer::elb_answer;
+use crate::data_plane::proxy::context::test_support::{context_counting_in, inner, Inner};
+use crate::observability::metrics::ZoneMetrics;
 use crate::shutdown::{self, ShutdownWatch, Trigger};
 use http::HeaderValue;
 use http_body_util::BodyExt;
+use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 type Reply = Pin<Box<dyn Future<Output = Result<Response<ResponseBody>, Infallible>> + Send>>;
 
-/// A connection whose stack has no request timer: its sleep is lent to a slot of its own that nothing takes from.
+/// A connection whose stack counts in `metrics` and has no request timer: its sleep is lent to a slot of its
+/// own that nothing takes from.
 fn connection<IO, S>(
     io: IO,
     service: S,
     settings: Settings,
     metrics: Arc<ZoneMetrics>,
-) -> Connection<IO, S>
+) -> Connection<IO, Inner<S>>
 where
     IO: Stream,
     S: Service<Request<RequestBody>, Response = Response<ResponseBody>, Error = Infallible>,
     S::Future: Unpin,
 {
-    Connection::new(
-        io,
-        service,
-        settings,
-        metrics,
-        crate::http1::io::timer_slot(),
-    )
+    Connection::new(io, stand_in(service, metrics), settings)
+}
+
+/// `service` as the stack of a connection whose metrics are `metrics`.
+fn stand_in<S>(service: S, metrics: Arc<ZoneMetrics>) -> Inner<S> {
+    inner(context_counting_in(metrics), service)
 }
 
 /// A stand-in for the proxy stack: notes the call in `called`, reads the whole request body, then answers 200
@@ -399,7 +402,9 @@ async fn a_connection_lends_its_one_sleep_to_each_request_and_takes_it_back() {
             })
         })
     };
-    let mut connection = Connection::new(server, stack, settings(), metrics, timers.clone());
+    let mut stack = stand_in(stack, metrics);
+    stack.facts.timers = timers.clone();
+    let mut connection = Connection::new(server, stack, settings());
     let held = |connection: &Connection<TcpStream, _>| connection.timer.sleep_address();
     for round in 0..3 {
         let answered = tokio::select! {
