@@ -10,6 +10,7 @@
 # configurations alternate for ROUNDS rounds; the medians and their ratio are printed, with elbe's CPU per request.
 #
 #   cargo build --release && bash benches/instances.sh     # SECONDS_PER_RUN=10 ROUNDS=3 CONNECTIONS=64
+#   PEER=nginx or PEER=haproxy: the same runs through that proxy instead (below)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 bin=${ELBE_BIN:-${CARGO_TARGET_DIR:-$here/target}/release/elbe}
@@ -17,10 +18,10 @@ secs=${SECONDS_PER_RUN:-10}
 rounds=${ROUNDS:-3}
 connections=${CONNECTIONS:-64}
 many=${INSTANCES:-1000}
-for tool in wrk nginx curl; do
+for tool in wrk nginx curl $([ "${PEER:-elbe}" = haproxy ] && echo haproxy); do
   command -v "$tool" >/dev/null || { echo "instances.sh: $tool is missing (apt-get install $tool)" >&2; exit 1; }
 done
-[ "${PEER:-elbe}" = nginx ] || [ -x "$bin" ] || { echo "instances.sh: build elbe first (cargo build --release); looked for $bin" >&2; exit 1; }
+[ "${PEER:-elbe}" != elbe ] || [ -x "$bin" ] || { echo "instances.sh: build elbe first (cargo build --release); looked for $bin" >&2; exit 1; }
 tmp=$(mktemp -d)
 chmod 755 "$tmp" # nginx's workers run as nobody when started by root
 pids=()
@@ -93,10 +94,46 @@ nginx_config() {
   echo "$file"
 }
 
+# PEER=haproxy: the same through haproxy (one thread, `balance random(2)`: the power of two choices elbe uses, an
+# O(1) pick like elbe's, where nginx's least_conn scans; idle backend connections reused by every client
+# connection), to tell what 1,000 instances cost on this machine a proxy whose pick does not grow with them.
+haproxy_config() {
+  local n=$1 file=$tmp/proxy-$1.cfg
+  {
+    printf 'global
+  nbthread 1
+  maxconn 8192
+'
+    printf 'defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  http-reuse always
+'
+    printf 'frontend web
+  bind 127.0.0.1:18080
+  default_backend instances
+'
+    printf 'backend instances
+  balance random(2)
+'
+    for ((i = 0; i < n; i++)); do printf '  server i%d 127.0.0.1:%d
+' "$i" "$((20000 + i))"; done
+  } > "$file"
+  echo "$file"
+}
+
 # Starts the proxy with $1 instances and waits until it serves through all of them (elbe: every instance
 # InService); sets elbe_pid.
 start_proxy() {
   local n=$1 file up
+  if [ "$peer" = haproxy ]; then
+    file=$(haproxy_config "$n")
+    haproxy -db -f "$file" >"$tmp/proxy-$n.log" 2>&1 & elbe_pid=$!
+    for _ in $(seq 100); do curl -fs http://127.0.0.1:18080/ >/dev/null && return; sleep 0.1; done
+    echo "instances.sh: haproxy did not answer" >&2; exit 1
+  fi
   if [ "$peer" = nginx ]; then
     file=$(nginx_config "$n")
     nginx -c "$file" -p "$tmp" >"$tmp/proxy-$n.log" 2>&1 & elbe_pid=$!
