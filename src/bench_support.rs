@@ -22,10 +22,10 @@ use crate::data_plane::snapshot::{NodeSnapshot, Stickiness, StickyPolicy};
 use crate::observability::metrics::Metrics;
 
 /// One node listener's request path without sockets: its snapshot of `instances` instances, its metrics, and the
-/// X-Forwarded-For value of one client.
+/// address of one client.
 pub struct RequestPath {
     context: ListenerContext,
-    peer: HeaderValue,
+    peer: IpAddr,
 }
 
 impl RequestPath {
@@ -62,7 +62,7 @@ impl RequestPath {
         };
         RequestPath {
             context,
-            peer: headers::peer_value(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 22))),
+            peer: IpAddr::V4(Ipv4Addr::new(198, 51, 100, 22)),
         }
     }
 
@@ -72,9 +72,11 @@ impl RequestPath {
         pick_least_outstanding(&routes.candidates).map(|target| target.addr)
     }
 
-    /// Rewrites a client's request for the instance (hop-by-hop headers, X-Forwarded-*, Host, origin form).
+    /// Rewrites a client's request for the instance (hop-by-hop headers, X-Forwarded-*, Host, origin form), with
+    /// the client's X-Forwarded-For text from the worker's cache, as the Forwarded layer takes it per request.
     pub fn rewrite(&self, request: &mut Request<()>) {
-        rewrite_for_instance(request, &self.peer, &self.context);
+        let peer = headers::peer_value(self.peer);
+        rewrite_for_instance(request, &peer, &self.context);
     }
 
     /// The metric updates a proxied request makes: RequestCount, HTTPCode_Backend_2XX, Latency, bytes both ways.

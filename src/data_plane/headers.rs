@@ -8,9 +8,10 @@
 //!   the framing ambiguous between elbe and an instance (request smuggling).
 //! * [`trusted_client_ip`](forwarded::trusted_client_ip) is for the instances: it reads `X-Forwarded-For` the only safe way, from the right.
 //!
-//! Everything here is on the request path, so it takes no lock and allocates at most once per call (the new
-//! `X-Forwarded-For` value); IP addresses are formatted into a stack buffer. These are plain functions over `http`
-//! types so they are tested without sockets.
+//! Everything here is on the request path, so it takes no lock and allocates little: the joined `X-Forwarded-For`
+//! value when the client sent one, and a peer's text when the worker's cache of recent peers does not hold it
+//! ([`peer_value`]); IP addresses are formatted into a stack buffer. These are plain functions over `http` types
+//! so they are tested without sockets.
 //!
 //! The proxy calls [`strip_hop_by_hop`] *before* [`set_forwarded`]: otherwise a client sending
 //! `Connection: X-Forwarded-For` would make elbe delete the very entry it vouches for.

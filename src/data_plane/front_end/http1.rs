@@ -266,13 +266,7 @@ where
             request::reserve_read(&mut self.read_buf);
             match self.io.poll_fill(cx, &mut self.read_buf) {
                 Poll::Ready(Ok(0)) => return Poll::Ready(Ok(Step::Closed)),
-                Poll::Ready(Ok(n)) => self
-                    .service
-                    .facts()
-                    .context
-                    .metrics
-                    .received_bytes
-                    .inc_by(n as u64),
+                Poll::Ready(Ok(n)) => self.count_received(n),
                 Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
                 Poll::Pending => {
                     if self.read_buf.is_empty() {
@@ -283,6 +277,12 @@ where
                 }
             }
         }
+    }
+
+    /// `n` bytes read from the client, in `elbe_received_bytes_total`.
+    fn count_received(&self, n: usize) {
+        let metrics = &self.service.facts().context.metrics;
+        metrics.received_bytes.inc_by(n as u64);
     }
 
     /// Gives up the read buffer and the exchange (with its write queue's room) while the connection waits for a
@@ -488,19 +488,16 @@ where
         let Stage::Respond(responding) = std::mem::replace(&mut exchange.stage, Stage::Head) else {
             return false;
         };
-        self.service
-            .facts()
-            .context
-            .metrics
-            .websocket_upgrades
-            .inc();
+        let metrics = &self.service.facts().context.metrics;
+        metrics.websocket_upgrades.inc();
+        let (received, sent) = (metrics.received_bytes.clone(), metrics.sent_bytes.clone());
         let tunnel = Tunnel::new(
             backend,
             std::mem::take(&mut self.read_buf).freeze(),
             from_backend,
             self.settings.idle_timeout.into(),
-            self.service.facts().context.metrics.received_bytes.clone(),
-            self.service.facts().context.metrics.sent_bytes.clone(),
+            received,
+            sent,
         );
         self.wait = Wait::None;
         exchange.feed = None;
@@ -529,14 +526,10 @@ where
     /// Writes everything queued.
     fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if let Some(exchange) = self.exchange.as_deref_mut() {
+            let sent = &self.service.facts().context.metrics.sent_bytes;
             while !exchange.out.is_empty() {
                 let written = ready!(poll_writev(&mut self.io, cx, &[], &mut exchange.out))?;
-                self.service
-                    .facts()
-                    .context
-                    .metrics
-                    .sent_bytes
-                    .inc_by(written as u64);
+                sent.inc_by(written as u64);
                 exchange.progress += 1;
             }
         }
@@ -566,13 +559,7 @@ where
             request::reserve_read(&mut self.read_buf);
             match self.io.poll_fill(cx, &mut self.read_buf) {
                 Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(Ok(Step::Closed)),
-                Poll::Ready(Ok(n)) => self
-                    .service
-                    .facts()
-                    .context
-                    .metrics
-                    .received_bytes
-                    .inc_by(n as u64),
+                Poll::Ready(Ok(n)) => self.count_received(n),
                 Poll::Pending => {
                     ready!(self.poll_timer(cx));
                     return Poll::Ready(Ok(Step::Closed));

@@ -159,20 +159,7 @@ async fn serve_accepted(
     if setup.accept_proxy_protocol {
         return serve_proxied(stream, peer, setup, connections, shutdown).await;
     }
-    if let Some(tls) = &setup.tls {
-        return serve_https(stream, peer, tls, setup, connections, shutdown).await;
-    }
-    let context = setup.context.clone();
-    Http1Serve::new(
-        stream,
-        peer,
-        None,
-        context,
-        connections.clone(),
-        shutdown.clone(),
-    )
-    .watching_drain(shutdown)
-    .await
+    serve_http(stream, peer, setup, connections, shutdown).await
 }
 
 /// `accept_proxy_protocol` on an HTTP or HTTPS listener: the connection opens with a PROXY v1 or v2 header (before
@@ -313,8 +300,8 @@ enum Http1State<IO: ClientStream> {
     Done,
 }
 
-/// What an HTTP/1 connection keeps for serving it over HTTP/2 (the listener and the client it gets back from the
-/// stack).
+/// What an HTTP/1 connection keeps for serving it over HTTP/2, beside its stack (from which the listener's context
+/// and the client come back).
 struct Handover {
     connections: Arc<Connections>,
     shutdown: Shutdown,
@@ -372,15 +359,16 @@ impl<IO: ClientStream> Http1Serve<IO> {
     fn watching_drain(self, drain: Shutdown) -> DrainWatched<IO> {
         DrainWatched {
             serve: self,
-            drain: ShutdownWatch::new(drain),
+            drain: Some(ShutdownWatch::new(drain)),
         }
     }
 }
 
-/// An [`Http1Serve`] that watches its listener's drain ([`Http1Serve::watching_drain`]).
+/// An [`Http1Serve`] that watches its listener's drain ([`Http1Serve::watching_drain`]) while it serves HTTP/1:
+/// after the hand-over to HTTP/2, whose server watches the drain itself, the watch (and its waiter) is dropped.
 struct DrainWatched<IO: ClientStream> {
     serve: Http1Serve<IO>,
-    drain: ShutdownWatch,
+    drain: Option<ShutdownWatch>,
 }
 
 impl<IO: ClientStream + Send + 'static> Future for DrainWatched<IO> {
@@ -388,10 +376,16 @@ impl<IO: ClientStream + Send + 'static> Future for DrainWatched<IO> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
-        if this.drain.poll_fired(cx) {
-            this.serve.graceful_shutdown();
+        if let Some(drain) = &mut this.drain {
+            if drain.poll_fired(cx) {
+                this.serve.graceful_shutdown();
+            }
         }
-        Pin::new(&mut this.serve).poll(cx)
+        let served = Pin::new(&mut this.serve).poll(cx);
+        if !matches!(this.serve.state, Http1State::Http1 { .. }) {
+            this.drain = None;
+        }
+        served
     }
 }
 

@@ -48,8 +48,9 @@ pub(crate) struct ListenerLog {
     pub port: u16,
 }
 
-/// What the access log needs to know about one client connection. Every connection's stack carries it, idle or
-/// not, so it is compact: 28 bytes, where a `SocketAddr` and the two TLS names took 64.
+/// What elbe knows of one client connection's client: its address (the access log, X-Forwarded-For, rules'
+/// `source_ip`) and what its TLS handshake negotiated. Every connection's stack carries it, idle or not, so it is
+/// compact: 28 bytes, where a `SocketAddr` and the two TLS names took 64.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ClientFacts {
     ip: IpAddr,
