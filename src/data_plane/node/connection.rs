@@ -94,7 +94,9 @@ impl Accepted {
     fn peer(&self) -> Option<SocketAddr> {
         match self {
             Accepted::Http1(serve) => match &serve.state {
-                Http1State::Http1 { connection, .. } => Some(connection.service().client().peer()),
+                Http1State::Http1 { connection, .. } => {
+                    Some(connection.service().facts().client.peer())
+                }
                 _ => None,
             },
             Accepted::Boxed(_, peer) => Some(*peer),
@@ -205,16 +207,9 @@ async fn serve_http<IO>(
     let context = setup.context.clone();
     match &setup.tls {
         None => {
-            Http1Serve::new(
-                stream,
-                peer,
-                None,
-                context,
-                connections.clone(),
-                shutdown.clone(),
-            )
-            .watching_drain(shutdown)
-            .await
+            Http1Serve::new(stream, peer, None, context, connections.clone(), shutdown)
+                .watching_drain()
+                .await
         }
         Some(tls) => serve_https(stream, peer, tls, setup, connections, shutdown).await,
     }
@@ -260,15 +255,8 @@ where
         Ok(stream) => {
             context.metrics.tls_handshakes.inc();
             let tls = Some(crate::data_plane::tls::Negotiated::of(stream.get_ref().1));
-            let serve = Http1Serve::new(
-                stream,
-                peer,
-                tls,
-                context,
-                connections.clone(),
-                shutdown.clone(),
-            );
-            Some(serve.watching_drain(shutdown))
+            let serve = Http1Serve::new(stream, peer, tls, context, connections.clone(), shutdown);
+            Some(serve.watching_drain())
         }
         Err(error) => {
             context.metrics.tls_handshake_failures.inc();
@@ -353,14 +341,17 @@ impl<IO: ClientStream> Http1Serve<IO> {
         }
     }
 
-    /// For the boxed paths (TLS, Proxy Protocol): the connection watches the drain itself. A plain connection's
-    /// task watches it for the connection, with the cut ([`ConnectionTask`]): one waiter, and no room for a
-    /// second in every plain connection.
-    fn watching_drain(self, drain: Shutdown) -> DrainWatched<IO> {
-        DrainWatched {
-            serve: self,
-            drain: Some(ShutdownWatch::new(drain)),
-        }
+    /// For the boxed paths (TLS, Proxy Protocol): the connection watches the drain itself (the one its hand-over
+    /// keeps for HTTP/2). A plain connection's task watches it for the connection, with the cut
+    /// ([`ConnectionTask`]): one waiter, and no room for a second in every plain connection.
+    fn watching_drain(self) -> DrainWatched<IO> {
+        let drain = match &self.state {
+            Http1State::Http1 { handover, .. } => {
+                Some(ShutdownWatch::new(handover.shutdown.clone()))
+            }
+            _ => None,
+        };
+        DrainWatched { serve: self, drain }
     }
 }
 
@@ -434,7 +425,7 @@ impl<IO: ClientStream + Send + 'static> Future for Http1Serve<IO> {
                             continue;
                         }
                         Err(error) => {
-                            let peer = connection.service().client().peer();
+                            let peer = connection.service().facts().client.peer();
                             tracing::debug!(%peer, %error, "client connection ended with an error");
                         }
                     }

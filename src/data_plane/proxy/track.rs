@@ -14,7 +14,7 @@ use tower::{Layer, Service};
 
 use crate::data_plane::body::{ConnectionState, InFlight};
 use crate::data_plane::proxy::answer::{ElbGenerated, Refused};
-use crate::data_plane::proxy::context::{ClientFacts, ConnectionFacts, Facts, ListenerContext};
+use crate::data_plane::proxy::context::{ConnectionFacts, Facts, ListenerContext};
 use crate::data_plane::proxy::response_body::ResponseBody;
 use crate::data_plane::proxy::rules::RuleAnswer;
 use crate::data_plane::tls::Negotiated;
@@ -42,13 +42,6 @@ impl<S> Layer<S> for TrackLayer {
 pub(crate) struct Track<S> {
     inner: S,
     connection: Option<Arc<ConnectionState>>,
-}
-
-impl<S: Facts> Track<S> {
-    /// The client connection this stack serves.
-    pub(crate) fn client(&self) -> ClientFacts {
-        self.inner.facts().client
-    }
 }
 
 impl<S: Facts> Facts for Track<S> {
