@@ -22,7 +22,7 @@ use std::time::Duration;
 use common::{Backend, Behaviour};
 use etcd_support::Etcd;
 use http::{Method, StatusCode};
-use run_support::{cluster_file as config, Admin, Elbe, STEP};
+use run_support::{cluster_file as config, register, registered, Admin, Elbe, STEP};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -145,43 +145,6 @@ async fn confirmed(admin: SocketAddr, form: &str) {
         retried = true;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// Registers `id` as [`register`] does, sending it again after a 503 (registrations are idempotent).
-async fn registered(admin: SocketAddr, name: &str, id: &str, zone: &str, address: SocketAddr) {
-    let started = Instant::now();
-    loop {
-        let status = register(admin, name, id, zone, address).await;
-        if status.is_success() {
-            return;
-        }
-        assert!(
-            status == StatusCode::SERVICE_UNAVAILABLE && started.elapsed() < STEP,
-            "registering {id}: {status}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Registers `id` at `address` in `zone` with load balancer `name` through the JSON admin API; the status.
-async fn register(
-    admin: SocketAddr,
-    name: &str,
-    id: &str,
-    zone: &str,
-    address: SocketAddr,
-) -> StatusCode {
-    let body = serde_json::json!({"instance_id": id, "zone": zone, "address": address.to_string()});
-    Admin::connect(admin)
-        .await
-        .exchange(
-            Method::POST,
-            &format!("/load_balancers/{name}/instances"),
-            body.to_string(),
-        )
-        .await
-        .expect("elbe answers on its admin listener")
-        .0
 }
 
 /// Whether load balancer `name` has instance `id` on `elbe`.

@@ -1,8 +1,14 @@
 //! The status page in a real browser: Debian's `chromium`, headless, driven over the DevTools protocol (a
 //! WebSocket, Runtime.evaluate). Two zones, an instance in each on a real backend; the page must list both
 //! InService, then show one OutOfService (and the change) without a reload when its backend stops, stay readable
-//! at 320 px, and leave a screenshot in target/status-page.png and docs/status-page.png.
+//! at 320 px, and leave a screenshot in target/status-page.png and docs/status-page.png. In cluster mode (a real
+//! etcd, two `elbe run` processes) it also lists the members, each member's view of an instance, and whether the
+//! state store answers, which it follows when etcd stops.
 mod common;
+#[cfg(feature = "cluster")]
+mod etcd_support;
+#[cfg(feature = "cluster")]
+mod run_support;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -258,6 +264,11 @@ async fn the_status_page_shows_instance_states_and_follows_a_health_flip() {
     )
     .await;
     assert_eq!(page.eval("document.documentElement.lang").await, "en");
+    assert_eq!(
+        page.eval("document.getElementById('cluster').hidden").await,
+        true,
+        "no cluster section without [cluster]"
+    );
     let text = page.eval("document.body.innerText").await;
     let text = text.as_str().unwrap();
     let dns_name = elbe.server().status().load_balancers[0].dns_name.clone();
@@ -327,4 +338,69 @@ async fn the_status_page_shows_instance_states_and_follows_a_health_flip() {
     chromium.kill().await.ok();
     drop(a);
     elbe.shutdown().await;
+}
+
+#[cfg(feature = "cluster")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_cluster_mode_the_status_page_shows_the_members_their_views_and_whether_etcd_answers() {
+    let mut etcd = etcd_support::Etcd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = |zone| run_support::cluster_file(dir.path(), &etcd.endpoint(), "127.86.1", zone);
+    let a = run_support::Elbe::start(&config("zone-a")).await;
+    let b = run_support::Elbe::start(&config("zone-b")).await;
+    let backend = Backend::start(Behaviour::Echo).await;
+    run_support::registered(a.admin, "web", "i-c", "zone-a", backend.address).await;
+
+    let profile = tempfile::tempdir().unwrap();
+    let (mut chromium, browser) = start_chromium(profile.path()).await;
+    let mut page = open(&browser, &format!("http://{}/", a.admin)).await;
+    page.wait_for(
+        "both members listed, this process first",
+        "(() => { const rows = [...document.querySelectorAll('#cluster tr[data-member]')];
+            return document.getElementById('cluster')?.hidden === false && rows.length == 2
+              && rows[0].dataset.member == 'elbe-zone-a' && rows[0].innerText.includes('(this process)')
+              && rows[1].dataset.member == 'elbe-zone-b' && rows[1].innerText.includes('127.86.1.2'); })()",
+    )
+    .await;
+    page.wait_for(
+        "the store reachable",
+        "document.querySelector('#store [data-reachable]')?.dataset.reachable == 'true'
+            && document.getElementById('store').innerText.includes('State store (etcd)')",
+    )
+    .await;
+    page.wait_for(
+        "each member's view of i-c, both InService",
+        "(() => { const row = document.querySelector('tr[data-instance=\"i-c\"]');
+            const views = row && row.cells[row.cells.length - 1].innerText;
+            return !!views && /elbe-zone-a\\s+\\S*\\s*InService/.test(views)
+              && /elbe-zone-b\\s+\\S*\\s*InService/.test(views); })()",
+    )
+    .await;
+    let png = screenshot(&mut page).await;
+    write(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("target/status-page-cluster.png"),
+        &png,
+    );
+    let summary = page
+        .eval("document.getElementById('summary').innerText")
+        .await;
+    assert!(
+        summary.as_str().unwrap().contains("2 cluster member(s)"),
+        "{summary}"
+    );
+
+    // etcd stops: the page, never reloaded, says so and what it means for API writes.
+    page.eval("window.notReloaded = true").await;
+    etcd.kill();
+    page.wait_for(
+        "the store unreachable",
+        "document.querySelector('#store [data-reachable]')?.dataset.reachable == 'false'
+            && document.getElementById('store').innerText.includes('API writes answer 503')
+            && document.getElementById('summary').innerText.includes('state store unreachable')
+            && window.notReloaded === true",
+    )
+    .await;
+
+    chromium.kill().await.ok();
+    drop((a, b, backend));
 }

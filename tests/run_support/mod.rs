@@ -129,6 +129,43 @@ impl Admin {
     }
 }
 
+/// Registers `id` as [`register`] does (tests/cluster_outage.rs, tests/status_page.rs), sending it again after a 503 (registrations are idempotent).
+pub async fn registered(admin: SocketAddr, name: &str, id: &str, zone: &str, address: SocketAddr) {
+    let started = Instant::now();
+    loop {
+        let status = register(admin, name, id, zone, address).await;
+        if status.is_success() {
+            return;
+        }
+        assert!(
+            status == StatusCode::SERVICE_UNAVAILABLE && started.elapsed() < STEP,
+            "registering {id}: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Registers `id` at `address` in `zone` with load balancer `name` through the JSON admin API; the status.
+pub async fn register(
+    admin: SocketAddr,
+    name: &str,
+    id: &str,
+    zone: &str,
+    address: SocketAddr,
+) -> StatusCode {
+    let body = serde_json::json!({"instance_id": id, "zone": zone, "address": address.to_string()});
+    Admin::connect(admin)
+        .await
+        .exchange(
+            Method::POST,
+            &format!("/load_balancers/{name}/instances"),
+            body.to_string(),
+        )
+        .await
+        .expect("elbe answers on its admin listener")
+        .0
+}
+
 /// One cluster process's file (tests/cluster.rs, tests/cluster_outage.rs), on etcd at `endpoint`: load
 /// balancer "web" with zones `zone-a` (node `{net}.1`) and `zone-b` (node `{net}.2`), listener on port 0, TCP
 /// checks every 200 ms; this process runs `zone`. `[api]` offers both zones, with node pools `{net}.8/29` and

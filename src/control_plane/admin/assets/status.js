@@ -53,12 +53,51 @@ function zonesTable(lb, now) {
     ["ELB 5xx", "wide"], ["Surge queue"], ["Spillover", "wide"]], rows);
 }
 
+// Cluster mode: each live member's state for the instance (the State column is the worst of them).
+function viewsCell(views) {
+  return el("td", { class: "nowrap" }, ...Object.entries(views || {}).flatMap(([member, state], n) => [
+    ...(n ? [el("br")] : []), member + " ", badge(state, "")]));
+}
+
 function instancesTable(lb) {
+  const clustered = lb.instances.some((i) => i.views && Object.keys(i.views).length);
   const rows = lb.instances.map((i) => el("tr", { "data-instance": i.instance_id },
     el("th", { scope: "row" }, i.instance_id), el("td", {}, i.zone), el("td", { class: "wide" }, el("code", {}, i.address)),
-    el("td", {}, badge(i.state, i.description)), el("td", {}, i.reason_code), el("td", {}, i.description)));
+    el("td", {}, badge(i.state, i.description)), el("td", {}, i.reason_code), el("td", {}, i.description),
+    ...(clustered ? [viewsCell(i.views)] : [])));
   return table("Instances of " + lb.name, [["Instance"], ["Zone"], ["Address", "wide"], ["State"], ["Reason"],
-    ["Description"]], rows);
+    ["Description"], ...(clustered ? [["Members' views"]] : [])], rows);
+}
+
+// Whether the state store answers: while it does not, this process serves its last state and API writes
+// answer 503, which an operator must see first.
+function storeLine(store) {
+  if (!store) return [];
+  const words = store.reachable ? "reachable" : "unreachable";
+  const since = new Date(store.since_unix_ms).toLocaleTimeString();
+  const consequence = store.reachable ? "" : " · serving the last state it applied; API writes answer 503";
+  return [el("p", { id: "store" }, "State store (" + store.kind + "): ",
+    el("span", { class: "state " + (store.reachable ? "InService" : "OutOfService"), "data-reachable": String(store.reachable) },
+      words), " since " + since + " · revision " + store.revision + consequence)];
+}
+
+function membersTable(members) {
+  const rows = members.map((m) => el("tr", { "data-member": m.node_id },
+    el("th", { scope: "row" }, m.node_id, m.this ? " (this process)" : ""), el("td", {}, m.zones.join(", ")),
+    el("td", {}, ...m.nodes.flatMap((n, i) => [...(i ? [el("br")] : []), n.load_balancer + " " + n.zone + " ",
+      el("code", {}, n.address)])),
+    el("td", { class: "wide" }, el("a", { href: "http://" + m.admin + "/" }, m.admin)),
+    el("td", { class: "nowrap wide" }, new Date(m.started_unix_ms).toLocaleString())));
+  return table("Cluster members", [["Member"], ["Zones"], ["Nodes"], ["Admin", "wide"], ["Started", "wide"]], rows);
+}
+
+// Shown only in cluster mode (`members` and `store` are absent otherwise).
+function cluster(status) {
+  const section = document.getElementById("cluster");
+  const members = status.members || [];
+  section.hidden = !members.length && !status.store;
+  document.getElementById("cluster-body").replaceChildren(...storeLine(status.store),
+    ...(members.length ? [membersTable(members)] : []));
 }
 
 function loadBalancer(lb, now) {
@@ -79,6 +118,7 @@ function changeRow(c) {
 
 function render(status, now) {
   document.getElementById("load-balancers").replaceChildren(...status.load_balancers.map((lb) => loadBalancer(lb, now)));
+  cluster(status);
   const changes = status.recent_changes.length
     ? status.recent_changes.map(changeRow)
     : [el("tr", {}, el("td", { colspan: "5" }, "None since start."))];
@@ -86,8 +126,10 @@ function render(status, now) {
   const instances = status.load_balancers.flatMap((lb) => lb.instances);
   const inService = instances.filter((i) => i.state === "InService").length;
   const reload = status.config.last_reload_error ? " · last reload refused: " + status.config.last_reload_error : "";
+  const members = (status.members && status.members.length ? " · " + status.members.length + " cluster member(s)" : "") +
+    (status.store && !status.store.reachable ? " · state store unreachable" : "");
   document.getElementById("summary").textContent = status.load_balancers.length + " load balancer(s), " + inService +
-    " of " + instances.length + " instances InService · configuration " + status.config.generation + reload +
+    " of " + instances.length + " instances InService" + members + " · configuration " + status.config.generation + reload +
     " · updated " + new Date(now).toLocaleTimeString();
   previous = { at: now, traffic: new Map(status.load_balancers.flatMap((lb) => lb.nodes.map((n) => [lb.name + "/" + n.zone, n.traffic]))) };
 }
