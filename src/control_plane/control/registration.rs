@@ -426,7 +426,7 @@ fn apply_health_event(
 /// Where each instance of one load balancer is in its list, for one batch of health events: the list cannot
 /// change while the batch holds the lock. One event (an instance changing, the usual case) scans the list; from
 /// the second on they are looked up, so a batch of 1,024 over 10,000 instances (at start, or when a zone's
-/// instances fail together) is not ten million comparisons under the control plane's lock.
+/// instances fail together) is not up to ten million comparisons under the control plane's lock.
 #[derive(Default)]
 struct InstanceIndex {
     lookups: usize,

@@ -74,7 +74,7 @@ function instancesTable(lb) {
 function storeLine(store) {
   if (!store) return [];
   const words = store.reachable ? "reachable" : "unreachable";
-  const since = new Date(store.since_unix_ms).toLocaleTimeString();
+  const since = new Date(store.since_unix_ms).toLocaleString();
   const consequence = store.reachable ? "" : " · serving the last state it applied; API writes answer 503";
   return [el("p", { id: "store" }, "State store (" + store.kind + "): ",
     el("span", { class: "state " + (store.reachable ? "InService" : "OutOfService"), "data-reachable": String(store.reachable) },
