@@ -496,6 +496,18 @@ mod tests {
         assert!(inside.metadata.authoritative);
     }
 
+    /// A literal `*` label is a name of its own: no wildcard records here, so NXDOMAIN, and not the apex's NODATA
+    /// although it has as many labels as the apex once the `*` is left out (the fuzz target's seed
+    /// `seed-found-wildcard-label-at-apex-length`).
+    #[test]
+    fn a_star_label_over_the_domain_is_no_name_of_ours() {
+        let star = ask_labels(&[b"*", b"elb", b"localhost"], RecordType::A);
+        assert_eq!(star.metadata.response_code, ResponseCode::NXDomain);
+        assert!(star.metadata.authoritative && star.answers.is_empty());
+        let apex = ask_labels(&[b"elb", b"localhost"], RecordType::A);
+        assert_eq!(apex.metadata.response_code, ResponseCode::NoError);
+    }
+
     #[test]
     fn unknown_names_are_nxdomain_and_foreign_names_refused() {
         let unknown = ask("nope-1.local-1.elb.localhost", RecordType::A);
